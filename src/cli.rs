@@ -1,0 +1,351 @@
+//! The command-line interface: `check`, `eval` and `gen`. Each command is a thin layer over
+//! the library; exit codes: 0 success, 1 policy errors or bad usage, 2 data that cannot be
+//! loaded.
+
+use crate::data::{self, Dataset, Encoding, LoadOptions};
+use crate::findings::{FindingWriter, Format, Summary, render_summary};
+use crate::policy::{self, PolicySet};
+use crate::{eval, r#gen, output};
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rulebook",
+    version,
+    about = "Rules-and-reporting engine driven by declarative policy files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a policy set: TOML shape, names, dates, versions, Rhai; exit 1 on errors.
+    Check(CheckArgs),
+    /// Evaluate a dataset and write findings.
+    Eval(EvalArgs),
+    /// Generate a synthetic dataset (data contract v1) for benchmarks.
+    Gen(GenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Policy folder (also accepted as `--policies`).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Policy folder.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Dataset folder: one CSV per table, or XLSX sheets named like tables.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Policy folder.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// Evaluation date (YYYY-MM-DD); defaults to the latest date in the data.
+    #[arg(long, value_parser = parse_as_of)]
+    pub as_of: Option<NaiveDate>,
+    /// How to decode CSV files.
+    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
+    pub encoding: Encoding,
+    /// Write the rejected rows (file, line, column, reason) to this CSV file.
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Findings format; without --out and --format only the summary is printed.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write findings to this file (written atomically).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// Number of members.
+    #[arg(long, default_value_t = 10_000)]
+    pub members: usize,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Calendar year of the data.
+    #[arg(long, default_value_t = 2020)]
+    pub year: i32,
+}
+
+fn parse_as_of(s: &str) -> Result<NaiveDate, String> {
+    data::parse::parse_date(s).ok_or_else(|| format!("`{s}` is not a date; write YYYY-MM-DD"))
+}
+
+/// Run the CLI with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Run a parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check(a) => check(&a),
+        Command::Eval(a) => eval_cmd(&a),
+        Command::Gen(a) => gen_cmd(&a),
+    }
+}
+
+/// Load a policy set, printing diagnostics; `None` when it has errors.
+pub fn load_policies(dir: &Path, quiet: bool) -> Option<PolicySet> {
+    match policy::load(dir) {
+        Ok(set) => {
+            if !quiet && !set.warnings.is_empty() {
+                eprint!("{}", set.render_warnings());
+            }
+            Some(set)
+        }
+        Err(fail) => {
+            eprint!("{}", fail.render());
+            None
+        }
+    }
+}
+
+fn check(a: &CheckArgs) -> Result<ExitCode> {
+    let dir = a.dir.as_ref().unwrap_or(&a.policies);
+    match policy::load(dir) {
+        Ok(set) => {
+            print!("{}", set.render_warnings());
+            let versions = set.rules.len();
+            let mut ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
+            ids.sort();
+            ids.dedup();
+            let assumptions = set
+                .params
+                .values()
+                .filter(|p| p.basis == policy::model::Basis::Assumption)
+                .count();
+            println!(
+                "ok: {} {} ({}), hash {}: {} directives, {} rules ({} versions), {} parameters ({} assumptions), {} aggregates; {} warning(s)",
+                set.name,
+                set.version,
+                set.title,
+                set.short_hash(),
+                set.directives.len(),
+                ids.len(),
+                versions,
+                set.params.len(),
+                assumptions,
+                set.aggregates.len(),
+                set.warnings.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(fail) => {
+            print!("{}", fail.render());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Load policies and data, reporting problems; `Err(code)` when the run cannot go on.
+pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitCode> {
+    let Some(set) = load_policies(&a.policies, a.quiet) else {
+        return Err(ExitCode::from(1));
+    };
+    let ds = match data::load(
+        &a.data,
+        &set.schema,
+        &LoadOptions {
+            encoding: a.encoding,
+        },
+    ) {
+        Ok(ds) => ds,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {}: {}", e.file, e.message);
+            }
+            eprintln!(
+                "the data cannot be evaluated: {} file problem(s)",
+                errors.len()
+            );
+            return Err(ExitCode::from(2));
+        }
+    };
+    if !a.quiet {
+        report_data_problems(&ds);
+    }
+    if let Some(path) = &a.rejects
+        && let Err(e) = write_rejects(path, &ds)
+    {
+        eprintln!("error: {e:#}");
+        return Err(ExitCode::from(1));
+    }
+    Ok((set, ds))
+}
+
+fn report_data_problems(ds: &Dataset) {
+    const SHOW: usize = 20;
+    for w in ds.warnings.iter().take(SHOW) {
+        match w.line {
+            Some(l) => eprintln!("warning: {}:{l}: {}", w.file, w.message),
+            None => eprintln!("warning: {}: {}", w.file, w.message),
+        }
+    }
+    if ds.warnings.len() > SHOW {
+        eprintln!("warning: … and {} more warnings", ds.warnings.len() - SHOW);
+    }
+    for r in ds.rejects.iter().take(SHOW) {
+        let col = r
+            .column
+            .as_deref()
+            .map(|c| format!(" column {c}:"))
+            .unwrap_or_default();
+        eprintln!("rejected: {}:{}:{col} {}", r.file, r.line, r.reason);
+    }
+    if ds.rejects.len() > SHOW {
+        eprintln!(
+            "rejected: … and {} more rows; write them all with --rejects FILE",
+            ds.rejects.len() - SHOW
+        );
+    }
+}
+
+/// Write rejected rows as CSV: table, file, line, column, value, reason, row.
+pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
+    output::write_atomic(path, |w| {
+        let mut c = csv::Writer::from_writer(w);
+        c.write_record(["table", "file", "line", "column", "value", "reason", "row"])?;
+        for r in &ds.rejects {
+            let line = r.line.to_string();
+            let raw = r.raw.join(",");
+            c.write_record([
+                r.table.as_str(),
+                r.file.as_str(),
+                line.as_str(),
+                r.column.as_deref().unwrap_or(""),
+                r.value.as_deref().unwrap_or(""),
+                r.reason.as_str(),
+                raw.as_str(),
+            ])?;
+        }
+        c.flush()?;
+        Ok(())
+    })
+    .with_context(|| format!("writing rejects to {}", path.display()))
+}
+
+fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
+    let (set, ds) = match load_all(&a.data) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    let mut summary = Summary::default();
+    let format = a.format.unwrap_or(
+        match a
+            .out
+            .as_ref()
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+        {
+            Some("csv") => Format::Csv,
+            Some("jsonl") => Format::Jsonl,
+            _ => Format::Json,
+        },
+    );
+    let to_stdout = a.out.is_none() && a.format.is_some();
+    if let Some(out) = &a.out {
+        output::write_atomic(out, |w| {
+            let mut fw = FindingWriter::new(w, format)?;
+            run.for_each_finding(|f| {
+                summary.add(&f);
+                fw.write(&f)?;
+                Ok(())
+            })?;
+            fw.finish()?;
+            Ok(())
+        })?;
+    } else if to_stdout {
+        let stdout = std::io::stdout();
+        let lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let mut fw = FindingWriter::new(lock, format)?;
+        run.for_each_finding(|f| {
+            summary.add(&f);
+            fw.write(&f)?;
+            Ok(())
+        })?;
+        fw.finish()?;
+    } else {
+        run.for_each_finding(|f| {
+            summary.add(&f);
+            Ok(())
+        })?;
+    }
+    if !a.data.quiet {
+        let text = render_summary(
+            &summary,
+            &ds.stats,
+            &run.as_of.to_string(),
+            &format!("{} {} ({})", set.name, set.version, set.short_hash()),
+        );
+        if to_stdout {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            if let Some(out) = &a.out {
+                println!("findings written to {}", out.display());
+            } else {
+                println!("(write findings with --out FILE or --format json|jsonl|csv)");
+            }
+        }
+    }
+    std::io::stdout().flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gen_cmd(a: &GenArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let report = r#gen::generate(&r#gen::GenOptions {
+        members: a.members,
+        seed: a.seed,
+        out: a.out.clone(),
+        year: a.year,
+    })?;
+    let mut total = 0;
+    for (table, rows, bytes) in &report.tables {
+        println!("{table:<20} {rows:>12} rows {bytes:>14} bytes");
+        total += bytes;
+    }
+    println!(
+        "wrote {} bytes to {} in {:.1}s",
+        total,
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,230 @@
+//! Data loading: a dataset folder becomes typed, columnar tables checked against the policy
+//! set's schema. Every input row is either loaded or rejected with file, row, column and
+//! reason; references between tables are resolved to row numbers.
+
+mod load;
+pub mod parse;
+pub mod source;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use indexmap::IndexMap;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+pub use load::{LoadOptions, load};
+pub use source::Encoding;
+
+/// An interned id (`M001`, `C03`): cheap to compare and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(pub u32);
+
+impl Sym {
+    pub const NONE: Sym = Sym(u32::MAX);
+    pub fn is_none(self) -> bool {
+        self == Sym::NONE
+    }
+}
+
+/// All ids of a dataset, interned once.
+#[derive(Debug, Default)]
+pub struct Interner {
+    map: FxHashMap<Box<str>, Sym>,
+    strs: Vec<Box<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&id) = self.map.get(s) {
+            return id;
+        }
+        let id = Sym(self.strs.len() as u32);
+        self.strs.push(s.into());
+        self.map.insert(s.into(), id);
+        id
+    }
+
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        self.map.get(s).copied()
+    }
+
+    pub fn resolve(&self, id: Sym) -> &str {
+        if id.is_none() {
+            ""
+        } else {
+            &self.strs[id.0 as usize]
+        }
+    }
+}
+
+/// The values of one column.
+#[derive(Debug, Clone)]
+pub enum ColumnData {
+    Id(Vec<Sym>),
+    Text(Vec<String>),
+    Date(Vec<Option<NaiveDate>>),
+    DateTime(Vec<Option<NaiveDateTime>>),
+    Bool(Vec<Option<bool>>),
+    Number(Vec<Option<f64>>),
+    /// Index into the column's enum values.
+    Enum(Vec<Option<u8>>),
+}
+
+impl ColumnData {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Id(v) => v.len(),
+            ColumnData::Text(v) => v.len(),
+            ColumnData::Date(v) => v.len(),
+            ColumnData::DateTime(v) => v.len(),
+            ColumnData::Bool(v) => v.len(),
+            ColumnData::Number(v) => v.len(),
+            ColumnData::Enum(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keep only the rows where `keep` is true.
+    fn retain(&mut self, keep: &[bool]) {
+        fn r<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                let k = keep[i];
+                i += 1;
+                k
+            });
+        }
+        match self {
+            ColumnData::Id(v) => r(v, keep),
+            ColumnData::Text(v) => r(v, keep),
+            ColumnData::Date(v) => r(v, keep),
+            ColumnData::DateTime(v) => r(v, keep),
+            ColumnData::Bool(v) => r(v, keep),
+            ColumnData::Number(v) => r(v, keep),
+            ColumnData::Enum(v) => r(v, keep),
+        }
+    }
+
+    /// The date of a date or date-time cell.
+    pub fn date(&self, row: usize) -> Option<NaiveDate> {
+        match self {
+            ColumnData::Date(v) => v[row],
+            ColumnData::DateTime(v) => v[row].map(|d| d.date()),
+            _ => None,
+        }
+    }
+}
+
+/// A loaded table: typed columns in schema order, plus where each row came from.
+#[derive(Debug)]
+pub struct Table {
+    pub name: String,
+    /// The file (and sheet) the rows came from; empty for an absent optional table.
+    pub file: String,
+    /// Line (CSV) or row (XLSX) number of each loaded row.
+    pub lines: Vec<u32>,
+    pub columns: Vec<ColumnData>,
+    /// Key value → row, for tables with a key.
+    pub key_index: FxHashMap<Sym, u32>,
+    /// For each reference column, the row it points at in the referenced table.
+    pub refs: Vec<Option<Vec<u32>>>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// A row that could not be loaded, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reject {
+    pub table: String,
+    pub file: String,
+    pub line: u32,
+    /// Column (English name and label) the problem is in, if one.
+    pub column: Option<String>,
+    pub value: Option<String>,
+    pub reason: String,
+    /// The row's fields as read.
+    #[serde(skip)]
+    pub raw: Vec<String>,
+}
+
+/// Something worth knowing that did not stop a row (exact duplicate, ignored column).
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub file: String,
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+/// Rows read, loaded and rejected for one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStats {
+    pub table: String,
+    pub file: String,
+    pub encoding: String,
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+}
+
+/// A table that could not be read at all: the run stops.
+#[derive(Debug, Clone)]
+pub struct FatalError {
+    pub file: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FatalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+/// A loaded dataset.
+#[derive(Debug)]
+pub struct Dataset {
+    pub tables: IndexMap<String, Table>,
+    pub ids: Interner,
+    pub stats: Vec<TableStats>,
+    pub rejects: Vec<Reject>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Dataset {
+    /// The latest date anywhere in the loaded data (the default `--as-of`).
+    pub fn latest_date(&self) -> Option<NaiveDate> {
+        let mut best: Option<NaiveDate> = None;
+        for t in self.tables.values() {
+            for c in &t.columns {
+                let m = match c {
+                    ColumnData::Date(v) => v.iter().flatten().max().copied(),
+                    ColumnData::DateTime(v) => v.iter().flatten().max().map(|d| d.date()),
+                    _ => None,
+                };
+                if let Some(m) = m {
+                    best = Some(best.map_or(m, |b| b.max(m)));
+                }
+            }
+        }
+        best
+    }
+
+    pub fn total_read(&self) -> u64 {
+        self.stats.iter().map(|s| s.read).sum()
+    }
+    pub fn total_loaded(&self) -> u64 {
+        self.stats.iter().map(|s| s.loaded).sum()
+    }
+    pub fn total_rejected(&self) -> u64 {
+        self.stats.iter().map(|s| s.rejected).sum()
+    }
+}

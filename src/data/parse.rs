@@ -1,0 +1,137 @@
+//! Parsing of cell text into typed values per data contract v1: dates, date-times,
+//! booleans, numbers and enumerations with their aliases.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+
+fn num(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `YYYY-MM-DD`, `YYYY/M/D` (also `YYYY-M-D`, `YYYY/MM/DD`).
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let sep = if s.contains('-') { '-' } else { '/' };
+    let mut it = s.split(sep);
+    let y = it.next()?;
+    let m = it.next()?;
+    let d = it.next()?;
+    if it.next().is_some() || y.len() != 4 {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(num(y)? as i32, num(m)?, num(d)?)
+}
+
+fn parse_time(s: &str) -> Option<NaiveTime> {
+    let s = s.split('.').next()?; // drop fractional seconds
+    let mut it = s.split(':');
+    let h = num(it.next()?)?;
+    let m = num(it.next()?)?;
+    let sec = match it.next() {
+        Some(x) => num(x)?,
+        None => 0,
+    };
+    if it.next().is_some() {
+        return None;
+    }
+    NaiveTime::from_hms_opt(h, m, sec)
+}
+
+/// `YYYY-MM-DD HH:MM[:SS]`, `YYYY/M/D H:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]`.
+pub fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim();
+    let (d, t) = s.split_once(['T', ' '])?;
+    let date = parse_date(d)?;
+    let time = parse_time(t.trim())?;
+    Some(NaiveDateTime::new(date, time))
+}
+
+/// A date, also accepting a date-time at midnight (spreadsheets add `00:00:00`).
+pub fn parse_date_lenient(s: &str) -> Option<NaiveDate> {
+    parse_date(s).or_else(|| {
+        let dt = parse_datetime(s)?;
+        (dt.time() == NaiveTime::MIN).then(|| dt.date())
+    })
+}
+
+/// An Excel serial day number (days since 1899-12-30) as a date.
+pub fn excel_serial_date(s: &str) -> Option<NaiveDateTime> {
+    let x: f64 = s.trim().parse().ok()?;
+    if !(1.0..=2_958_465.0).contains(&x) {
+        return None;
+    }
+    let base = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_time(NaiveTime::MIN);
+    let secs = (x * 86_400.0).round() as i64;
+    base.checked_add_signed(chrono::Duration::seconds(secs))
+}
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `是`/`否` (and `y`/`n`, `t`/`f`), any case.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "t" | "是" | "1.0" => Some(true),
+        "false" | "0" | "no" | "n" | "f" | "否" | "0.0" => Some(false),
+        _ => None,
+    }
+}
+
+/// A finite decimal number.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let x: f64 = s.trim().parse().ok()?;
+    x.is_finite().then_some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_contract_forms() {
+        let d = NaiveDate::from_ymd_opt(2020, 8, 1).unwrap();
+        assert_eq!(parse_date("2020-08-01"), Some(d));
+        assert_eq!(parse_date("2020/8/1"), Some(d));
+        assert_eq!(parse_date(" 2020/08/01 "), Some(d));
+        assert_eq!(parse_date("2020-02-30"), None);
+        assert_eq!(parse_date("20-8-1"), None);
+        assert_eq!(parse_date("2020-08-01x"), None);
+        assert_eq!(parse_date(""), None);
+        assert_eq!(parse_date_lenient("2020-08-01 00:00:00"), Some(d));
+        assert_eq!(parse_date_lenient("2020-08-01 09:00"), None);
+    }
+
+    #[test]
+    fn datetimes_in_contract_forms() {
+        let dt = NaiveDate::from_ymd_opt(2020, 8, 1)
+            .unwrap()
+            .and_hms_opt(9, 30, 0)
+            .unwrap();
+        assert_eq!(parse_datetime("2020-08-01 09:30"), Some(dt));
+        assert_eq!(parse_datetime("2020-08-01 09:30:00"), Some(dt));
+        assert_eq!(parse_datetime("2020/8/1 9:30"), Some(dt));
+        assert_eq!(parse_datetime("2020-08-01T09:30:00"), Some(dt));
+        assert_eq!(parse_datetime("2020-08-01T09:30:00.000"), Some(dt));
+        assert_eq!(parse_datetime("2020-08-01 25:00"), None);
+        assert_eq!(parse_datetime("2020-08-01"), None);
+    }
+
+    #[test]
+    fn booleans_and_numbers() {
+        for t in ["true", "TRUE", "1", "yes", "是"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["false", "0", "No", "否"] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_number("6.5"), Some(6.5));
+        assert_eq!(parse_number("NaN"), None);
+        assert_eq!(parse_number("inf"), None);
+    }
+
+    #[test]
+    fn excel_serials() {
+        let d = excel_serial_date("43868").unwrap();
+        assert_eq!(d.date(), NaiveDate::from_ymd_opt(2020, 2, 7).unwrap());
+    }
+}

@@ -1,0 +1,443 @@
+//! Native, per-subject aggregates: rows of a table are grouped by subject once (following
+//! references, e.g. a service → its member → the member's branch), then each declared
+//! aggregate is one pass over the subject's rows with its filters.
+
+use super::value::{Scalar, Values};
+use crate::data::{ColumnData, Dataset, Table};
+use crate::policy::model::AggOp;
+use crate::policy::{Aggregate, Cond, PolicySet, ValueRef};
+use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
+
+/// Rows of a table grouped by subject: `rows[offsets[s]..offsets[s+1]]` belong to subject `s`.
+pub struct Groups {
+    pub offsets: Vec<u32>,
+    pub rows: Vec<u32>,
+}
+
+impl Groups {
+    pub fn of(&self, subject: usize) -> &[u32] {
+        &self.rows[self.offsets[subject] as usize..self.offsets[subject + 1] as usize]
+    }
+}
+
+/// Group the rows of `table` by the subject reached through the `by` path.
+pub fn group(
+    data: &Dataset,
+    policy: &PolicySet,
+    agg: &Aggregate,
+    subject_table: &str,
+    n_subjects: usize,
+) -> Groups {
+    let table = &data.tables[agg.table.as_str()];
+    let mut subject_of: Vec<u32> = (0..table.len() as u32).collect();
+    let mut cur_name = agg.table.as_str();
+    for step in &agg.by {
+        let ts = &policy.schema.tables[cur_name];
+        let Some(ci) = ts.column(step) else { break };
+        if cur_name == subject_table && ts.key == Some(ci) {
+            break;
+        }
+        let cur = &data.tables[cur_name];
+        let Some(refs) = &cur.refs[ci] else { break };
+        for s in subject_of.iter_mut() {
+            if *s != u32::MAX {
+                *s = refs[*s as usize];
+            }
+        }
+        match ts.columns[ci].references.as_deref() {
+            Some(next) => {
+                cur_name = policy
+                    .schema
+                    .tables
+                    .get_key_value(next)
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or(cur_name)
+            }
+            None => break,
+        }
+    }
+    let mut counts = vec![0u32; n_subjects + 1];
+    for &s in &subject_of {
+        if (s as usize) < n_subjects {
+            counts[s as usize + 1] += 1;
+        }
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    let mut fill = counts.clone();
+    let mut rows = vec![0u32; counts[n_subjects] as usize];
+    for (r, &s) in subject_of.iter().enumerate() {
+        if (s as usize) < n_subjects {
+            rows[fill[s as usize] as usize] = r as u32;
+            fill[s as usize] += 1;
+        }
+    }
+    Groups {
+        offsets: counts,
+        rows,
+    }
+}
+
+/// A filter value resolved as far as possible before the subjects are known.
+#[derive(Debug, Clone)]
+pub enum PVal {
+    Fixed(Scalar),
+    Subject(usize),
+    Agg(usize),
+}
+
+#[derive(Debug, Clone)]
+pub enum Test {
+    Is(PVal),
+    IsNot(PVal),
+    In(Vec<PVal>),
+    NotIn(Vec<PVal>),
+    Within(usize),
+    From(PVal),
+    Until(PVal),
+    Weekday(u8),
+    TimeFrom(NaiveTime),
+    TimeBefore(NaiveTime),
+    Present(bool),
+}
+
+#[derive(Debug, Clone)]
+pub struct PFilter {
+    pub col: usize,
+    pub test: Test,
+}
+
+/// An aggregate ready to run: filters resolved, columns as indexes.
+pub struct Prepared {
+    pub op: AggOp,
+    pub table: usize,
+    pub filters: Vec<PFilter>,
+    pub column: Option<usize>,
+    pub end_column: Option<usize>,
+    pub pick: Option<usize>,
+    pub except_days: Option<usize>,
+    pub lineage: bool,
+}
+
+/// A period for one subject: inclusive dates, `None` when it cannot be known (empty).
+pub type Span = Option<(NaiveDate, NaiveDate)>;
+
+/// The value of one aggregate for one subject.
+#[derive(Debug, Clone, Default)]
+pub enum AggValue {
+    #[default]
+    Unit,
+    Scalar(Scalar),
+    Days(Vec<NaiveDate>),
+    Rows(Vec<u32>),
+}
+
+impl AggValue {
+    pub fn scalar(&self) -> Scalar {
+        match self {
+            AggValue::Scalar(s) => s.clone(),
+            _ => Scalar::None,
+        }
+    }
+}
+
+pub struct SubjectCtx<'a> {
+    pub subject_row: usize,
+    pub subject_table: &'a Table,
+    pub subject_table_idx: usize,
+    /// Aggregate values computed so far for this subject (by global aggregate index).
+    pub values: &'a [AggValue],
+    /// Period spans for this subject (by period index).
+    pub periods: &'a [Span],
+}
+
+fn resolve(v: &PVal, cx: &SubjectCtx) -> Scalar {
+    match v {
+        PVal::Fixed(s) => s.clone(),
+        PVal::Subject(c) => {
+            Values::cell(cx.subject_table, cx.subject_table_idx, *c, cx.subject_row)
+        }
+        PVal::Agg(a) => cx.values[*a].scalar(),
+    }
+}
+
+/// Compute one aggregate for one subject over its rows; returns the value and the rows used.
+pub fn compute(
+    p: &Prepared,
+    table: &Table,
+    rows: &[u32],
+    cx: &SubjectCtx,
+    vals: &Values,
+) -> (AggValue, Vec<u32>) {
+    // Resolve the per-subject filter values once.
+    let filters: Vec<(usize, RTest)> = p
+        .filters
+        .iter()
+        .map(|f| (f.col, rtest(&f.test, cx)))
+        .collect();
+    let mut used = Vec::new();
+    let mut count: i64 = 0;
+    let mut sum = 0.0f64;
+    let mut days: Vec<NaiveDate> = Vec::new();
+    let mut best: Option<(Scalar, u32)> = None;
+    let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
+        Some(AggValue::Days(d)) => d,
+        _ => &[],
+    };
+    'rows: for &r in rows {
+        let r = r as usize;
+        for (col, t) in &filters {
+            if !test(&table.columns[*col], r, t, vals, p.table, *col) {
+                continue 'rows;
+            }
+        }
+        match p.op {
+            AggOp::Count | AggOp::Exists | AggOp::Records => count += 1,
+            AggOp::CountDays | AggOp::Days => {
+                let Some(d) = p.column.and_then(|c| table.columns[c].date(r)) else {
+                    continue;
+                };
+                if except.binary_search(&d).is_ok() {
+                    continue;
+                }
+                days.push(d);
+            }
+            AggOp::Sum => {
+                if let Some(ColumnData::Number(v)) = p.column.map(|c| &table.columns[c])
+                    && let Some(x) = v[r]
+                {
+                    sum += x;
+                }
+            }
+            AggOp::SumHours => {
+                if let (Some(ColumnData::DateTime(s)), Some(ColumnData::DateTime(e))) = (
+                    p.column.map(|c| &table.columns[c]),
+                    p.end_column.map(|c| &table.columns[c]),
+                ) && let (Some(s), Some(e)) = (s[r], e[r])
+                {
+                    sum += (e - s).num_seconds() as f64 / 3600.0;
+                }
+            }
+            AggOp::Min | AggOp::Max => {
+                let Some(c) = p.column else { continue };
+                let v = Values::cell(table, p.table, c, r);
+                if matches!(v, Scalar::None) {
+                    continue;
+                }
+                let better = match &best {
+                    None => true,
+                    Some((b, _)) => {
+                        let o = vals.compare(&v, b);
+                        if p.op == AggOp::Min {
+                            o == Some(std::cmp::Ordering::Less)
+                        } else {
+                            o == Some(std::cmp::Ordering::Greater)
+                        }
+                    }
+                };
+                if better {
+                    best = Some((v, r as u32));
+                }
+                continue;
+            }
+        }
+        if p.lineage || p.op == AggOp::Records {
+            used.push(r as u32);
+        }
+    }
+    let value = match p.op {
+        AggOp::Count => AggValue::Scalar(Scalar::Int(count)),
+        AggOp::Exists => AggValue::Scalar(Scalar::Bool(count > 0)),
+        AggOp::Records => AggValue::Rows(used.clone()),
+        AggOp::Sum | AggOp::SumHours => AggValue::Scalar(Scalar::Num(sum)),
+        AggOp::CountDays | AggOp::Days => {
+            days.sort_unstable();
+            days.dedup();
+            if p.op == AggOp::CountDays {
+                AggValue::Scalar(Scalar::Int(days.len() as i64))
+            } else {
+                AggValue::Days(days)
+            }
+        }
+        AggOp::Min | AggOp::Max => match best {
+            None => AggValue::Unit,
+            Some((v, r)) => {
+                if p.lineage {
+                    used.push(r);
+                }
+                match p.pick {
+                    Some(c) => AggValue::Scalar(Values::cell(table, p.table, c, r as usize)),
+                    None => AggValue::Scalar(v),
+                }
+            }
+        },
+    };
+    (value, used)
+}
+
+/// A test with its values resolved for one subject.
+enum RTest {
+    Is(Scalar),
+    IsNot(Scalar),
+    In(Vec<Scalar>),
+    NotIn(Vec<Scalar>),
+    Within(Span),
+    From(Scalar),
+    Until(Scalar),
+    Weekday(u8),
+    TimeFrom(NaiveTime),
+    TimeBefore(NaiveTime),
+    Present(bool),
+}
+
+fn rtest(t: &Test, cx: &SubjectCtx) -> RTest {
+    match t {
+        Test::Is(v) => RTest::Is(resolve(v, cx)),
+        Test::IsNot(v) => RTest::IsNot(resolve(v, cx)),
+        Test::In(vs) => RTest::In(vs.iter().map(|v| resolve(v, cx)).collect()),
+        Test::NotIn(vs) => RTest::NotIn(vs.iter().map(|v| resolve(v, cx)).collect()),
+        Test::Within(p) => RTest::Within(cx.periods[*p]),
+        Test::From(v) => RTest::From(resolve(v, cx)),
+        Test::Until(v) => RTest::Until(resolve(v, cx)),
+        Test::Weekday(m) => RTest::Weekday(*m),
+        Test::TimeFrom(t) => RTest::TimeFrom(*t),
+        Test::TimeBefore(t) => RTest::TimeBefore(*t),
+        Test::Present(b) => RTest::Present(*b),
+    }
+}
+
+fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: usize) -> bool {
+    use std::cmp::Ordering::*;
+    match t {
+        RTest::Is(v) => vals.equal(&Values::cell_of(col, table, ci, r), v),
+        RTest::IsNot(v) => !vals.equal(&Values::cell_of(col, table, ci, r), v),
+        RTest::In(vs) => {
+            let c = Values::cell_of(col, table, ci, r);
+            vs.iter().any(|v| vals.equal(&c, v))
+        }
+        RTest::NotIn(vs) => {
+            let c = Values::cell_of(col, table, ci, r);
+            !vs.iter().any(|v| vals.equal(&c, v))
+        }
+        RTest::Within(span) => match (span, col.date(r)) {
+            (Some((s, e)), Some(d)) => *s <= d && d <= *e,
+            _ => false,
+        },
+        RTest::From(v) => matches!(
+            vals.compare(&Values::cell_of(col, table, ci, r), v),
+            Some(Greater | Equal)
+        ),
+        RTest::Until(v) => matches!(
+            vals.compare(&Values::cell_of(col, table, ci, r), v),
+            Some(Less | Equal)
+        ),
+        RTest::Weekday(mask) => col
+            .date(r)
+            .is_some_and(|d| mask & (1 << d.weekday().number_from_monday()) != 0),
+        RTest::TimeFrom(t) => match col {
+            ColumnData::DateTime(v) => v[r].is_some_and(|d| d.time() >= *t),
+            _ => false,
+        },
+        RTest::TimeBefore(t) => match col {
+            ColumnData::DateTime(v) => v[r].is_some_and(|d| {
+                let tt = d.time();
+                tt.num_seconds_from_midnight() < t.num_seconds_from_midnight()
+            }),
+            _ => false,
+        },
+        RTest::Present(want) => {
+            !matches!(Values::cell_of(col, table, ci, r), Scalar::None) == *want
+        }
+    }
+}
+
+/// Resolve an aggregate's filters against the run (literals, parameters, `--as-of`).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    agg: &Aggregate,
+    policy: &PolicySet,
+    data: &Dataset,
+    table_idx: usize,
+    subject_table: &str,
+    agg_index: &dyn Fn(&str) -> Option<usize>,
+    period_index: &dyn Fn(&str) -> Option<usize>,
+    param_scalar: &dyn Fn(&str, &crate::policy::ColumnSchema) -> Scalar,
+    param_raw: &dyn Fn(&str) -> Option<toml::Value>,
+    as_of: NaiveDate,
+    lineage: bool,
+) -> Prepared {
+    let ts = &policy.schema.tables[agg.table.as_str()];
+    let subj = &policy.schema.tables[subject_table];
+    let col = |n: &Option<String>| n.as_deref().and_then(|n| ts.column(n));
+    let pval = |r: &ValueRef, cs: &crate::policy::ColumnSchema| -> PVal {
+        match r {
+            ValueRef::Lit(v) => PVal::Fixed(Values::literal(v, cs, &data.ids)),
+            ValueRef::Subject(c) => subj
+                .column(c)
+                .map(PVal::Subject)
+                .unwrap_or(PVal::Fixed(Scalar::None)),
+            ValueRef::Param(p) => PVal::Fixed(param_scalar(p, cs)),
+            ValueRef::Agg(a) => agg_index(a)
+                .map(PVal::Agg)
+                .unwrap_or(PVal::Fixed(Scalar::None)),
+            ValueRef::AsOf => PVal::Fixed(Scalar::Date(as_of)),
+        }
+    };
+    let param_value = |r: &ValueRef| -> Option<toml::Value> {
+        match r {
+            ValueRef::Lit(v) => Some(v.clone()),
+            ValueRef::Param(p) => param_raw(p),
+            _ => None,
+        }
+    };
+    let mut filters = Vec::new();
+    for f in &agg.filters {
+        let Some(ci) = ts.column(&f.column) else {
+            continue;
+        };
+        let cs = &ts.columns[ci];
+        let test = match &f.cond {
+            Cond::Is(r) => Test::Is(pval(r, cs)),
+            Cond::IsNot(r) => Test::IsNot(pval(r, cs)),
+            Cond::In(rs) => Test::In(rs.iter().map(|r| pval(r, cs)).collect()),
+            Cond::NotIn(rs) => Test::NotIn(rs.iter().map(|r| pval(r, cs)).collect()),
+            Cond::Within(p) => match period_index(p) {
+                Some(i) => Test::Within(i),
+                None => continue,
+            },
+            Cond::From(r) => Test::From(pval(r, cs)),
+            Cond::Until(r) => Test::Until(pval(r, cs)),
+            Cond::Weekday(r) => match param_value(r) {
+                Some(days) => match crate::policy::weekdays(&days) {
+                    Some(days) => Test::Weekday(days.iter().fold(0u8, |m, d| m | (1 << d))),
+                    None => Test::Weekday(0),
+                },
+                None => Test::Weekday(0),
+            },
+            Cond::TimeFrom(r) => match param_value(r).as_ref().and_then(crate::policy::time_of_day)
+            {
+                Some(t) => Test::TimeFrom(t),
+                None => Test::Present(false),
+            },
+            Cond::TimeBefore(r) => {
+                match param_value(r).as_ref().and_then(crate::policy::time_of_day) {
+                    Some(t) => Test::TimeBefore(t),
+                    None => Test::Present(false),
+                }
+            }
+            Cond::Present(b) => Test::Present(*b),
+        };
+        filters.push(PFilter { col: ci, test });
+    }
+    Prepared {
+        op: agg.op,
+        table: table_idx,
+        filters,
+        column: col(&agg.column),
+        end_column: col(&agg.end_column),
+        pick: col(&agg.pick),
+        except_days: agg.except_days.as_deref().and_then(agg_index),
+        lineage,
+    }
+}

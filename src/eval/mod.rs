@@ -1,0 +1,795 @@
+//! Evaluation: picks the rule versions and parameter values in force on `--as-of`, computes
+//! every declared aggregate natively per subject (in parallel), then runs each rule's small
+//! Rhai predicates per subject and streams findings in a deterministic order
+//! (directive, rule, subject id).
+
+pub mod aggregate;
+pub mod value;
+
+use crate::data::{ColumnData, Dataset};
+use crate::findings::{Finding, PeriodRef, SourceRef, Status};
+use crate::policy::{Bound, Expr, Part, PolicySet, Rule, ValueRef, case_status_name};
+use crate::script;
+use aggregate::{AggValue, Groups, Prepared, Span, SubjectCtx};
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::NaiveDate;
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use rhai::{Dynamic, Scope};
+use std::sync::Arc;
+use value::{Scalar, Values};
+
+/// A parameter's value on the evaluation date.
+#[derive(Debug, Clone)]
+pub struct ParamValue {
+    pub from: Option<NaiveDate>,
+    pub value: toml::Value,
+}
+
+/// A period as resolved for the run (`None` bounds depend on the subject).
+#[derive(Debug, Clone)]
+pub struct PeriodValue {
+    pub name: String,
+    pub label: String,
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+    pub per_subject: bool,
+}
+
+/// Everything computed per subject kind before rules run.
+struct KindState {
+    table_idx: usize,
+    table_name: String,
+    n: usize,
+    /// Subjects in id order (rows of the subject table).
+    order: Vec<u32>,
+    /// Global aggregate index → local index, for this kind's aggregates.
+    local: IndexMap<usize, usize>,
+    /// values[s * n_local + a]
+    values: Vec<AggValue>,
+    /// lineage[s * n_slots + slot] for aggregates recorded as evidence.
+    lineage: Vec<Vec<u32>>,
+    lineage_slot: Vec<Option<usize>>,
+    n_slots: usize,
+    name_col: Option<usize>,
+}
+
+impl KindState {
+    fn n_local(&self) -> usize {
+        self.local.len()
+    }
+    fn subject_values(&self, s: usize) -> &[AggValue] {
+        let n = self.n_local();
+        &self.values[s * n..(s + 1) * n]
+    }
+}
+
+/// Where a variable in a rule comes from.
+#[derive(Debug, Clone)]
+enum VarSource {
+    SubjectId,
+    SubjectCol(usize),
+    Agg(usize),
+    PeriodStart,
+    PeriodEnd,
+}
+
+struct PreparedRule<'a> {
+    rule: &'a Rule,
+    vars: Vec<(String, VarSource)>,
+    source: Arc<SourceRef>,
+    period: Option<usize>,
+    directive: Arc<str>,
+    id: Arc<str>,
+    version: Arc<str>,
+    kind: Arc<str>,
+}
+
+/// A prepared evaluation run: aggregates computed, rules ready.
+pub struct Run<'a> {
+    pub policy: &'a PolicySet,
+    pub data: &'a Dataset,
+    pub as_of: NaiveDate,
+    pub params: IndexMap<String, ParamValue>,
+    pub periods: Vec<PeriodValue>,
+    vals: Values<'a>,
+    kinds: IndexMap<String, KindState>,
+    base: Scope<'static>,
+    rules: Vec<PreparedRule<'a>>,
+    as_of_text: Arc<str>,
+    policy_name: Arc<str>,
+    policy_version: Arc<str>,
+    policy_hash: Arc<str>,
+}
+
+fn date_text(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn toml_date(v: &toml::Value) -> Option<NaiveDate> {
+    match v {
+        toml::Value::String(s) => crate::policy::parse_date(s),
+        toml::Value::Datetime(d) => crate::policy::parse_date(&d.to_string()),
+        _ => None,
+    }
+}
+
+/// Prepare a run: choose `as_of`, resolve parameters and periods, compute aggregates.
+pub fn prepare<'a>(
+    policy: &'a PolicySet,
+    data: &'a Dataset,
+    as_of: Option<NaiveDate>,
+) -> Result<Run<'a>> {
+    let as_of = match as_of.or_else(|| data.latest_date()) {
+        Some(d) => d,
+        None => bail!(
+            "the data has no dates, so --as-of cannot default to the latest one; give --as-of YYYY-MM-DD"
+        ),
+    };
+    let vals = Values::new(data, policy);
+
+    // Parameters on the evaluation date.
+    let mut params = IndexMap::new();
+    let mut base = Scope::new();
+    base.push_constant("as_of", rhai::ImmutableString::from(date_text(as_of)));
+    for (name, p) in &policy.params {
+        let (from, value) = match p.value_at(as_of) {
+            Some((d, v)) => (Some(d), v.clone()),
+            None => (None, toml::Value::String(String::new())),
+        };
+        let dynamic = if from.is_some() {
+            script::from_toml(&value)
+        } else {
+            Dynamic::UNIT
+        };
+        base.push_constant_dynamic(name.clone(), dynamic);
+        params.insert(name.clone(), ParamValue { from, value });
+    }
+
+    // Periods: fixed dates, parameters and expressions now; aggregate bounds per subject.
+    let mut periods = Vec::new();
+    for p in policy.periods.values() {
+        let mut per_subject = false;
+        let mut bound = |b: &Bound| -> Result<Option<NaiveDate>> {
+            Ok(match b {
+                Bound::Date(d) => Some(*d),
+                Bound::Ref(ValueRef::AsOf) => Some(as_of),
+                Bound::Ref(ValueRef::Param(n)) => {
+                    let v = params
+                        .get(n)
+                        .ok_or_else(|| anyhow!("period `{}`: unknown parameter `{n}`", p.name))?;
+                    Some(toml_date(&v.value).ok_or_else(|| {
+                        anyhow!(
+                            "period `{}`: parameter `{n}` is `{}`, not a date",
+                            p.name,
+                            v.value
+                        )
+                    })?)
+                }
+                Bound::Ref(_) => {
+                    per_subject = true;
+                    None
+                }
+                Bound::Script(e) => {
+                    let mut scope = base.clone();
+                    script::start_clock();
+                    let v = policy
+                        .engine
+                        .eval_ast_with_scope::<Dynamic>(&mut scope, &e.ast)
+                        .map_err(|err| {
+                            anyhow!(
+                                "period `{}`: `{}` failed: {}",
+                                p.name,
+                                e.src,
+                                script::describe_error(&err)
+                            )
+                        })?;
+                    let text = v.to_string();
+                    Some(crate::policy::parse_date(&text).ok_or_else(|| {
+                        anyhow!("period `{}`: `{}` gave `{text}`, not a date", p.name, e.src)
+                    })?)
+                }
+            })
+        };
+        let start = bound(&p.start)?;
+        let end = bound(&p.end)?;
+        periods.push(PeriodValue {
+            name: p.name.clone(),
+            label: p.label.clone(),
+            start,
+            end,
+            per_subject,
+        });
+    }
+
+    // Rules in force, and which aggregates need lineage.
+    let in_force: Vec<&Rule> = policy
+        .rules_in_force(as_of)
+        .into_iter()
+        .filter(|r| {
+            policy.directive(&r.directive).is_none_or(|d| {
+                d.effective_from.is_none_or(|f| f <= as_of)
+                    && d.effective_until.is_none_or(|u| as_of <= u)
+            })
+        })
+        .collect();
+    let lineage_names: std::collections::HashSet<&str> = in_force
+        .iter()
+        .flat_map(|r| r.evidence.iter().map(|s| s.as_str()))
+        .collect();
+
+    // Aggregates per subject kind.
+    let mut kinds = IndexMap::new();
+    for (kname, sk) in &policy.subjects {
+        let table_idx = policy
+            .schema
+            .tables
+            .get_index_of(&sk.table)
+            .context("subject table")?;
+        let table = &data.tables[sk.table.as_str()];
+        let ts = &policy.schema.tables[sk.table.as_str()];
+        let n = table.len();
+        let key = ts.key.context("subject table has a key")?;
+        let ColumnData::Id(keys) = &table.columns[key] else {
+            bail!("subject key is not an id")
+        };
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_by(|a, b| {
+            data.ids
+                .resolve(keys[*a as usize])
+                .cmp(data.ids.resolve(keys[*b as usize]))
+        });
+        // This kind's aggregates in dependency order.
+        let mine: Vec<usize> = policy
+            .aggregates
+            .values()
+            .enumerate()
+            .filter(|(_, a)| a.subject == *kname)
+            .map(|(i, _)| i)
+            .collect();
+        let topo = topo_order(policy, &mine);
+        let local: IndexMap<usize, usize> = topo.iter().enumerate().map(|(l, g)| (*g, l)).collect();
+        let mut lineage_slot = vec![None; local.len()];
+        let mut n_slots = 0;
+        for (g, l) in &local {
+            let a = &policy.aggregates[*g];
+            if lineage_names.contains(a.name.as_str()) {
+                lineage_slot[*l] = Some(n_slots);
+                n_slots += 1;
+            }
+        }
+        let agg_index = |name: &str| {
+            policy
+                .aggregates
+                .get_index_of(name)
+                .and_then(|g| local.get(&g).copied())
+        };
+        let period_index = |name: &str| policy.periods.get_index_of(name);
+        let param_scalar = |name: &str, cs: &crate::policy::ColumnSchema| -> Scalar {
+            params
+                .get(name)
+                .map_or(Scalar::None, |v| Values::literal(&v.value, cs, &data.ids))
+        };
+        let param_raw = |name: &str| {
+            params
+                .get(name)
+                .filter(|v| v.from.is_some())
+                .map(|v| v.value.clone())
+        };
+        let prepared: Vec<Prepared> = topo
+            .iter()
+            .map(|g| {
+                let a = &policy.aggregates[*g];
+                let tidx = policy.schema.tables.get_index_of(&a.table).unwrap_or(0);
+                let l = local[g];
+                aggregate::prepare(
+                    a,
+                    policy,
+                    data,
+                    tidx,
+                    &sk.table,
+                    &agg_index,
+                    &period_index,
+                    &param_scalar,
+                    &param_raw,
+                    as_of,
+                    lineage_slot[l].is_some(),
+                )
+            })
+            .collect();
+        let groups: Vec<Groups> = topo
+            .iter()
+            .map(|g| aggregate::group(data, policy, &policy.aggregates[*g], &sk.table, n))
+            .collect();
+        let n_local = topo.len();
+        let results: Vec<(Vec<AggValue>, Vec<Vec<u32>>)> = (0..n)
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|s| {
+                let mut values = vec![AggValue::Unit; n_local];
+                let mut lineage = vec![Vec::new(); n_slots];
+                let mut spans: Vec<Span> = vec![None; periods.len()];
+                for (l, p) in prepared.iter().enumerate() {
+                    for (i, pv) in periods.iter().enumerate() {
+                        spans[i] = subject_span(policy, pv, i, &values, &agg_index, as_of, true);
+                    }
+                    let cx = SubjectCtx {
+                        subject_row: s,
+                        subject_table: table,
+                        subject_table_idx: table_idx,
+                        values: &values,
+                        periods: &spans,
+                    };
+                    let t = vals.table(p.table);
+                    let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
+                    values[l] = v;
+                    if let Some(slot) = lineage_slot[l] {
+                        lineage[slot] = used;
+                    }
+                }
+                (values, lineage)
+            })
+            .collect();
+        let mut values = Vec::with_capacity(n * n_local);
+        let mut lineage = Vec::with_capacity(n * n_slots);
+        for (v, l) in results {
+            values.extend(v);
+            lineage.extend(l);
+        }
+        let name_col = ts.column("name");
+        kinds.insert(
+            kname.clone(),
+            KindState {
+                table_idx,
+                table_name: sk.table.clone(),
+                n,
+                order,
+                local,
+                values,
+                lineage,
+                lineage_slot,
+                n_slots,
+                name_col,
+            },
+        );
+    }
+
+    // Rules with their variables resolved.
+    let mut rules = Vec::new();
+    for r in in_force {
+        let Some(kind) = kinds.get(&r.subject) else {
+            continue;
+        };
+        let ts = &policy.schema.tables[kind.table_name.as_str()];
+        let mut vars = Vec::new();
+        for ident in r.idents() {
+            let src = if ident == "subject_id" {
+                Some(VarSource::SubjectId)
+            } else if ident == "period_start" {
+                Some(VarSource::PeriodStart)
+            } else if ident == "period_end" {
+                Some(VarSource::PeriodEnd)
+            } else if let Some(l) = policy
+                .aggregates
+                .get_index_of(&ident)
+                .and_then(|g| kind.local.get(&g))
+            {
+                Some(VarSource::Agg(*l))
+            } else {
+                ts.column(&ident).map(VarSource::SubjectCol)
+            };
+            if let Some(src) = src {
+                vars.push((ident, src));
+            }
+        }
+        let d = policy.directive(&r.directive);
+        let source = Arc::new(SourceRef {
+            document: d
+                .and_then(|d| d.document_number.clone())
+                .or_else(|| d.map(|d| d.title.clone()))
+                .unwrap_or_default()
+                .into(),
+            title: d.map(|d| d.title.clone()).unwrap_or_default().into(),
+            issuer: d.and_then(|d| d.issuer.clone()).map(Into::into),
+            clause: r.clause.key.as_str().into(),
+            text: r.clause.text.as_str().into(),
+        });
+        rules.push(PreparedRule {
+            rule: r,
+            vars,
+            source,
+            period: r
+                .period
+                .as_deref()
+                .and_then(|p| policy.periods.get_index_of(p)),
+            directive: r.directive.as_str().into(),
+            id: r.id.as_str().into(),
+            version: r.version.as_str().into(),
+            kind: r.subject.as_str().into(),
+        });
+    }
+
+    Ok(Run {
+        policy,
+        data,
+        as_of,
+        params,
+        periods,
+        vals,
+        kinds,
+        base,
+        rules,
+        as_of_text: date_text(as_of).into(),
+        policy_name: policy.name.as_str().into(),
+        policy_version: policy.version.as_str().into(),
+        policy_hash: policy.hash.as_str().into(),
+    })
+}
+
+/// Aggregates of one kind ordered so that each comes after those it depends on.
+fn topo_order(policy: &PolicySet, mine: &[usize]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut state = vec![0u8; policy.aggregates.len()];
+    fn visit(g: usize, policy: &PolicySet, state: &mut Vec<u8>, out: &mut Vec<usize>) {
+        if state[g] != 0 {
+            return;
+        }
+        state[g] = 1;
+        for dep in policy.aggregates[g].dependencies(&policy.periods) {
+            if let Some(d) = policy.aggregates.get_index_of(&dep)
+                && policy.aggregates[d].subject == policy.aggregates[g].subject
+            {
+                visit(d, policy, state, out);
+            }
+        }
+        state[g] = 2;
+        out.push(g);
+    }
+    for &g in mine {
+        visit(g, policy, &mut state, &mut out);
+    }
+    out
+}
+
+/// A period's dates for one subject. With `clip`, the end is not after `--as-of`.
+fn subject_span(
+    policy: &PolicySet,
+    pv: &PeriodValue,
+    i: usize,
+    values: &[AggValue],
+    agg_index: &dyn Fn(&str) -> Option<usize>,
+    as_of: NaiveDate,
+    clip: bool,
+) -> Span {
+    let (start, end) = subject_bounds(policy, pv, i, values, agg_index);
+    let (s, e) = (start?, end?);
+    let e = if clip { e.min(as_of) } else { e };
+    (s <= e).then_some((s, e))
+}
+
+fn subject_bounds(
+    policy: &PolicySet,
+    pv: &PeriodValue,
+    i: usize,
+    values: &[AggValue],
+    agg_index: &dyn Fn(&str) -> Option<usize>,
+) -> (Option<NaiveDate>, Option<NaiveDate>) {
+    if !pv.per_subject {
+        return (pv.start, pv.end);
+    }
+    let p = &policy.periods[i];
+    let b = |bound: &Bound, fixed: Option<NaiveDate>| -> Option<NaiveDate> {
+        match bound {
+            Bound::Ref(ValueRef::Agg(a)) => match agg_index(a).map(|l| &values[l]) {
+                Some(AggValue::Scalar(Scalar::Date(d))) => Some(*d),
+                Some(AggValue::Scalar(Scalar::DateTime(d))) => Some(d.date()),
+                _ => None,
+            },
+            _ => fixed,
+        }
+    };
+    (b(&p.start, pv.start), b(&p.end, pv.end))
+}
+
+impl<'a> Run<'a> {
+    /// Number of findings the run will produce.
+    pub fn finding_count(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|r| self.kinds.get(&*r.kind).map_or(0, |k| k.n))
+            .sum()
+    }
+
+    /// The rules evaluated (versions in force on `as_of`).
+    pub fn rules(&self) -> impl Iterator<Item = &'a Rule> + '_ {
+        self.rules.iter().map(|r| r.rule)
+    }
+
+    /// Evaluate every rule on every subject, calling `emit` with findings in order.
+    pub fn for_each_finding(&self, mut emit: impl FnMut(Finding) -> Result<()>) -> Result<()> {
+        const BLOCK: usize = 16 * 1024;
+        for pr in &self.rules {
+            let Some(kind) = self.kinds.get(&*pr.kind) else {
+                continue;
+            };
+            for block in kind.order.chunks(BLOCK) {
+                let findings: Vec<Finding> = block
+                    .par_chunks(512)
+                    .map_init(
+                        || self.base.clone(),
+                        |scope, chunk| {
+                            chunk
+                                .iter()
+                                .map(|&s| self.eval_rule(pr, kind, s as usize, scope))
+                                .collect::<Vec<_>>()
+                        },
+                    )
+                    .flatten()
+                    .collect();
+                for f in findings {
+                    emit(f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All findings, in order.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::with_capacity(self.finding_count());
+        let _ = self.for_each_finding(|f| {
+            out.push(f);
+            Ok(())
+        });
+        out
+    }
+
+    fn period_of(
+        &self,
+        pr: &PreparedRule,
+        kind: &KindState,
+        s: usize,
+    ) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+        let i = pr.period?;
+        let agg_index = |name: &str| {
+            self.policy
+                .aggregates
+                .get_index_of(name)
+                .and_then(|g| kind.local.get(&g).copied())
+        };
+        Some(subject_bounds(
+            self.policy,
+            &self.periods[i],
+            i,
+            kind.subject_values(s),
+            &agg_index,
+        ))
+    }
+
+    fn eval_rule(
+        &self,
+        pr: &PreparedRule,
+        kind: &KindState,
+        s: usize,
+        scope: &mut Scope<'static>,
+    ) -> Finding {
+        let rule = pr.rule;
+        let base_len = self.base.len();
+        scope.rewind(base_len);
+        let subject_table = self.vals.table(kind.table_idx);
+        let ts = &self.policy.schema.tables[kind.table_name.as_str()];
+        let key = ts.key.unwrap_or(0);
+        let subject_id = self
+            .vals
+            .text(&Values::cell(subject_table, kind.table_idx, key, s))
+            .unwrap_or("")
+            .to_string();
+        let subject_name = kind.name_col.and_then(|c| {
+            self.vals
+                .text(&Values::cell(subject_table, kind.table_idx, c, s))
+                .map(|t| t.to_string())
+        });
+        let period = self.period_of(pr, kind, s);
+        let values = kind.subject_values(s);
+        for (name, src) in &pr.vars {
+            let v = match src {
+                VarSource::SubjectId => {
+                    Dynamic::from(rhai::ImmutableString::from(subject_id.as_str()))
+                }
+                VarSource::SubjectCol(c) => {
+                    self.vals
+                        .to_dynamic(&Values::cell(subject_table, kind.table_idx, *c, s))
+                }
+                VarSource::Agg(l) => self.agg_dynamic(&values[*l], kind, *l),
+                VarSource::PeriodStart => period.and_then(|p| p.0).map_or(Dynamic::UNIT, |d| {
+                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
+                }),
+                VarSource::PeriodEnd => period.and_then(|p| p.1).map_or(Dynamic::UNIT, |d| {
+                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
+                }),
+            };
+            scope.push_dynamic(name.clone(), v);
+        }
+        let mut finding = Finding {
+            directive: pr.directive.clone(),
+            rule: pr.id.clone(),
+            rule_version: pr.version.clone(),
+            subject_kind: pr.kind.clone(),
+            subject_id,
+            subject_name,
+            status: Status::Error,
+            severity: rule.severity,
+            message: String::new(),
+            evidence: serde_json::Map::new(),
+            source: pr.source.clone(),
+            period: pr.period.map(|i| PeriodRef {
+                name: self.periods[i].label.as_str().into(),
+                start: period.and_then(|p| p.0).map(date_text),
+                end: period.and_then(|p| p.1).map(date_text),
+            }),
+            as_of: self.as_of_text.clone(),
+            policy_set: self.policy_name.clone(),
+            policy_version: self.policy_version.clone(),
+            policy_hash: self.policy_hash.clone(),
+        };
+        match self.decide(rule, scope) {
+            Ok((status, message)) => {
+                finding.status = status;
+                finding.message = message;
+                for name in &rule.evidence {
+                    let v = scope
+                        .get(name)
+                        .map(script::to_json)
+                        .unwrap_or(serde_json::Value::Null);
+                    finding.evidence.insert(name.clone(), v);
+                }
+                let records = self.records(rule, kind, s);
+                if !records.is_empty() {
+                    finding
+                        .evidence
+                        .insert("records".into(), serde_json::Value::Object(records));
+                }
+            }
+            Err(e) => {
+                finding.status = Status::Error;
+                finding.message = format!("规则执行出错：{e}");
+                finding
+                    .evidence
+                    .insert("error".into(), serde_json::Value::String(e));
+            }
+        }
+        finding
+    }
+
+    /// Input rows behind the aggregates named in the rule's evidence.
+    fn records(
+        &self,
+        rule: &Rule,
+        kind: &KindState,
+        s: usize,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for name in &rule.evidence {
+            let Some(g) = self.policy.aggregates.get_index_of(name) else {
+                continue;
+            };
+            let Some(&l) = kind.local.get(&g) else {
+                continue;
+            };
+            let Some(slot) = kind.lineage_slot[l] else {
+                continue;
+            };
+            let rows = &kind.lineage[s * kind.n_slots + slot];
+            let a = &self.policy.aggregates[g];
+            let table = &self.data.tables[a.table.as_str()];
+            let lines: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| serde_json::Value::from(table.lines[*r as usize]))
+                .collect();
+            let mut m = serde_json::Map::new();
+            m.insert("table".into(), a.table.clone().into());
+            m.insert("file".into(), table.file.clone().into());
+            m.insert("lines".into(), serde_json::Value::Array(lines));
+            out.insert(name.clone(), serde_json::Value::Object(m));
+        }
+        out
+    }
+
+    fn agg_dynamic(&self, v: &AggValue, kind: &KindState, l: usize) -> Dynamic {
+        match v {
+            AggValue::Unit => Dynamic::UNIT,
+            AggValue::Scalar(s) => self.vals.to_dynamic(s),
+            AggValue::Days(d) => Dynamic::from_array(
+                d.iter()
+                    .map(|d| Dynamic::from(rhai::ImmutableString::from(date_text(*d))))
+                    .collect(),
+            ),
+            AggValue::Rows(rows) => {
+                let g = *kind.local.get_index(l).map(|(g, _)| g).unwrap_or(&0);
+                let a = &self.policy.aggregates[g];
+                let tidx = self
+                    .policy
+                    .schema
+                    .tables
+                    .get_index_of(&a.table)
+                    .unwrap_or(0);
+                let ts = &self.policy.schema.tables[a.table.as_str()];
+                let t = self.vals.table(tidx);
+                Dynamic::from_array(
+                    rows.iter()
+                        .map(|&r| {
+                            let mut m = rhai::Map::new();
+                            for (ci, c) in ts.columns.iter().enumerate() {
+                                m.insert(
+                                    c.name.as_str().into(),
+                                    self.vals.to_dynamic(&Values::cell(t, tidx, ci, r as usize)),
+                                );
+                            }
+                            m.insert("_line".into(), Dynamic::from(t.lines[r as usize] as i64));
+                            Dynamic::from_map(m)
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn eval(&self, e: &Expr, scope: &mut Scope<'static>) -> std::result::Result<Dynamic, String> {
+        script::start_clock();
+        self.policy
+            .engine
+            .eval_ast_with_scope::<Dynamic>(scope, &e.ast)
+            .map_err(|err| format!("`{}`: {}", e.src.trim(), script::describe_error(&err)))
+    }
+
+    fn eval_bool(
+        &self,
+        e: &Expr,
+        scope: &mut Scope<'static>,
+        what: &str,
+    ) -> std::result::Result<bool, String> {
+        let v = self.eval(e, scope)?;
+        v.as_bool()
+            .map_err(|t| format!("{what} `{}` gave {t} `{v}`, not true/false", e.src.trim()))
+    }
+
+    /// Applicability, lets and cases: the status and the message.
+    fn decide(
+        &self,
+        rule: &Rule,
+        scope: &mut Scope<'static>,
+    ) -> std::result::Result<(Status, String), String> {
+        if let Some(a) = &rule.applies
+            && !self.eval_bool(a, scope, "applies")?
+        {
+            return Ok((Status::NotApplicable, rule.not_applicable_message.clone()));
+        }
+        for (name, e) in &rule.lets {
+            let v = self.eval(e, scope)?;
+            scope.push_dynamic(name.clone(), v);
+        }
+        for c in &rule.cases {
+            let holds = match &c.when {
+                Some(w) => self.eval_bool(w, scope, "when")?,
+                None => true,
+            };
+            if holds {
+                let mut msg = String::new();
+                for p in &c.message.parts {
+                    match p {
+                        Part::Text(t) => msg.push_str(t),
+                        Part::Expr(e) => msg.push_str(&script::display(&self.eval(e, scope)?)),
+                    }
+                }
+                let status = match case_status_name(c.status) {
+                    "pass" => Status::Pass,
+                    "fail" => Status::Fail,
+                    "warn" => Status::Warn,
+                    _ => Status::NotApplicable,
+                };
+                return Ok((status, msg));
+            }
+        }
+        Err("no case matched; add a last case without `when`".to_string())
+    }
+}

@@ -1,0 +1,2065 @@
+//! Turns parsed policy files into a checked [`PolicySet`]: resolves names, checks types,
+//! dates and versions, compiles Rhai, and reports every problem with its place.
+
+use super::model::{self, AggOp, CaseStatus, ColumnType, DirectiveFile, FilterDef, ManifestFile};
+use super::*;
+use crate::diag::{Diag, FileId, Loc, Sources, did_you_mean};
+use rhai::{AST, Dynamic, Engine, Scope};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use toml::Spanned;
+
+/// Names every rule expression can use besides parameters, aggregates and subject columns.
+pub const BUILTIN_NAMES: &[&str] = &["as_of", "period_start", "period_end", "subject_id"];
+
+struct Ctx<'a> {
+    sources: &'a Sources,
+    diags: Vec<Diag>,
+    engine: &'a Engine,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, d: Diag) {
+        self.diags.push(d);
+    }
+    fn loc<T>(&self, file: FileId, s: &Spanned<T>) -> Option<Loc> {
+        Some(Loc::new(file, s.span()))
+    }
+}
+
+type BuildResult = Result<PolicySet, (Vec<Diag>, Sources)>;
+
+pub(super) fn build(
+    root: &Path,
+    hash: String,
+    sources: Sources,
+    texts: Vec<(PathBuf, FileId)>,
+    engine: Engine,
+    diags: Vec<Diag>,
+) -> BuildResult {
+    let mut cx = Ctx {
+        sources: &sources,
+        diags,
+        engine: &engine,
+    };
+
+    // 1. Parse every file.
+    let mut manifest: Option<(ManifestFile, FileId)> = None;
+    let mut directive_files: Vec<(DirectiveFile, FileId)> = Vec::new();
+    let mut helper_files: Vec<FileId> = Vec::new();
+    for (path, id) in &texts {
+        let text = cx.sources.text(*id);
+        let is_manifest = path.file_name().is_some_and(|n| n == "policy.toml")
+            && path.parent().is_some_and(|p| p == root);
+        if path.extension().is_some_and(|e| e == "rhai") {
+            helper_files.push(*id);
+        } else if is_manifest {
+            if let Some(m) = parse_toml::<ManifestFile>(&mut cx, *id, text) {
+                manifest = Some((m, *id));
+            }
+        } else if let Some(d) = parse_toml::<DirectiveFile>(&mut cx, *id, text) {
+            directive_files.push((d, *id));
+        }
+    }
+    let Some((mut manifest, manifest_file)) = manifest else {
+        let diags = std::mem::take(&mut cx.diags);
+        return Err((
+            ensure_error(diags, "policy.toml could not be read"),
+            sources,
+        ));
+    };
+
+    // 2. Helpers.
+    let helpers = compile_helpers(&mut cx, &helper_files);
+
+    // 3. Gather declarations from all files, names global.
+    let mut decls: Vec<(model::Declarations, FileId)> =
+        vec![(manifest.take_decls(), manifest_file)];
+    for (d, id) in directive_files.iter_mut() {
+        decls.push((d.take_decls(), *id));
+    }
+    let schema = build_schema(&mut cx, &decls);
+    let subjects = build_subjects(&mut cx, &manifest, manifest_file, &schema);
+    let params = build_params(&mut cx, &decls);
+    let mut periods_raw = Vec::new();
+    for (d, file) in &decls {
+        for (name, p) in &d.periods {
+            periods_raw.push((name.clone(), p.clone(), *file));
+        }
+    }
+    check_unique(
+        &mut cx,
+        decls
+            .iter()
+            .flat_map(|(d, f)| d.periods.iter().map(move |(n, p)| (n, p.span(), *f))),
+        "period",
+    );
+    let aggregates = build_aggregates(&mut cx, &decls, &schema, &subjects, &params, &periods_raw);
+    let periods = build_periods(&mut cx, &periods_raw, &params, &aggregates, &helpers);
+    check_agg_periods(&mut cx, &aggregates, &periods);
+    check_agg_cycles(&mut cx, &aggregates, &periods);
+
+    // 4. Directives and rules.
+    let mut directives = Vec::new();
+    let mut rules = Vec::new();
+    let mut keys: HashMap<String, Loc> = HashMap::new();
+    for (df, file) in &directive_files {
+        let d = df.directive.get_ref();
+        let key = d.key.get_ref().clone();
+        let loc = Loc::new(*file, d.key.span());
+        if let Some(prev) = keys.get(&key) {
+            let (l, c) = cx.sources.line_col(prev.file, prev.span.start);
+            cx.err(
+                Diag::error("RB0101", format!("directive key `{key}` is used twice"))
+                    .at(Some(loc.clone()))
+                    .label("second use")
+                    .help(format!(
+                        "first used at {}:{l}:{c}; each directive needs its own key",
+                        cx.sources.name(prev.file)
+                    )),
+            );
+        }
+        keys.insert(key.clone(), loc);
+        let directive = build_directive(&mut cx, df, *file);
+        for r in &df.rules {
+            if let Some(rule) = build_rule(
+                &mut cx,
+                r,
+                *file,
+                &directive,
+                &subjects,
+                &schema,
+                &params,
+                &aggregates,
+                &periods,
+                &helpers,
+            ) {
+                rules.push(rule);
+            }
+        }
+        directives.push(directive);
+    }
+    directives.sort_by(|a, b| a.key.cmp(&b.key));
+    check_rule_versions(&mut cx, &rules);
+    warn_unused(&mut cx, &params, &aggregates, &periods, &rules);
+
+    let has_errors = cx
+        .diags
+        .iter()
+        .any(|d| d.level == crate::diag::Level::Error);
+    let diags = std::mem::take(&mut cx.diags);
+    let mut engine = engine;
+    register_labels(&mut engine, &schema);
+    if has_errors {
+        return Err((diags, sources));
+    }
+    Ok(PolicySet {
+        root: root.to_path_buf(),
+        name: manifest.name.get_ref().clone(),
+        title: manifest
+            .title
+            .clone()
+            .unwrap_or_else(|| manifest.name.get_ref().clone()),
+        version: manifest.version.get_ref().clone(),
+        source: manifest.source.clone(),
+        hash,
+        sources,
+        subjects,
+        schema,
+        params,
+        aggregates,
+        periods,
+        directives,
+        rules,
+        helpers,
+        engine,
+        warnings: diags,
+    })
+}
+
+/// `zh(value)`: the Chinese word for an enum value (its first alias), for messages.
+fn register_labels(engine: &mut Engine, schema: &Schema) {
+    let mut words: HashMap<String, String> = HashMap::new();
+    for t in schema.tables.values() {
+        for c in &t.columns {
+            for (k, aliases) in &c.values {
+                if let Some(a) = aliases.first() {
+                    words.entry(k.clone()).or_insert_with(|| a.clone());
+                }
+            }
+        }
+    }
+    engine.register_fn("zh", move |v: Dynamic| -> Dynamic {
+        match v.clone().into_immutable_string() {
+            Ok(s) => words.get(s.as_str()).map_or(v, |w| {
+                Dynamic::from(rhai::ImmutableString::from(w.as_str()))
+            }),
+            Err(_) => v,
+        }
+    });
+}
+
+fn ensure_error(mut diags: Vec<Diag>, msg: &str) -> Vec<Diag> {
+    if !diags.iter().any(|d| d.level == crate::diag::Level::Error) {
+        diags.push(Diag::error("RB0004", msg));
+    }
+    diags
+}
+
+/// Parse TOML into `T`, turning serde errors into diagnostics with a suggestion.
+fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: &str) -> Option<T> {
+    match toml::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            let loc = e.span().map(|s| Loc::new(file, s));
+            let mut d = if let Some(rest) = msg.strip_prefix("unknown field `") {
+                let field = rest.split('`').next().unwrap_or("").to_string();
+                let expected: Vec<String> = rest
+                    .split("expected ")
+                    .nth(1)
+                    .map(|x| {
+                        x.split('`')
+                            .enumerate()
+                            .filter(|(i, _)| i % 2 == 1)
+                            .map(|(_, s)| s.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut d = Diag::error("RB0002", format!("unknown field `{field}`"))
+                    .at(loc)
+                    .label("not a field here");
+                if let Some(s) = did_you_mean(&field, expected.iter().map(|s| s.as_str())) {
+                    d = d.help(s);
+                }
+                if !expected.is_empty() {
+                    d = d.help(format!("fields allowed here: {}", expected.join(", ")));
+                }
+                d
+            } else if msg.starts_with("missing field") {
+                Diag::error("RB0003", msg.clone()).at(loc).label("this table needs it").help(
+                    "add the field; see the README section \"Writing rule files\" for each table's fields",
+                )
+            } else if msg.starts_with("unknown variant") {
+                let word = msg.split('`').nth(1).unwrap_or("").to_string();
+                let expected: Vec<String> = msg
+                    .split("expected ")
+                    .nth(1)
+                    .map(|x| {
+                        x.split('`')
+                            .enumerate()
+                            .filter(|(i, _)| i % 2 == 1)
+                            .map(|(_, s)| s.to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut d = Diag::error("RB0003", format!("`{word}` is not allowed here"))
+                    .at(loc)
+                    .label("unknown word");
+                if let Some(s) = did_you_mean(&word, expected.iter().map(|s| s.as_str())) {
+                    d = d.help(s);
+                }
+                if !expected.is_empty() {
+                    d = d.help(format!("allowed: {}", expected.join(", ")));
+                }
+                d
+            } else if e.span().is_some()
+                && (msg.contains("invalid type") || msg.contains("expected"))
+            {
+                Diag::error("RB0003", msg.clone())
+                    .at(loc)
+                    .label("wrong kind of value")
+            } else {
+                Diag::error("RB0001", format!("TOML syntax error: {msg}"))
+                    .at(loc)
+                    .label("here")
+                    .help(
+                        "check quotes, brackets and `=` on this line; strings need matching quotes",
+                    )
+            };
+            if d.loc.is_none() {
+                d = d.help(format!("in {}", cx.sources.name(file)));
+            }
+            cx.err(d);
+            None
+        }
+    }
+}
+
+fn compile_helpers(cx: &mut Ctx, files: &[FileId]) -> AST {
+    let mut all = AST::empty();
+    for &file in files {
+        let text = cx.sources.text(file).to_string();
+        match cx.engine.compile(&text) {
+            Ok(ast) => {
+                if let Some(line) = top_level_code(&text) {
+                    cx.err(
+                        Diag::error(
+                            "RB0403",
+                            "helper files may only define functions (`fn name(args) { … }`)",
+                        )
+                        .at(Some(Loc::new(file, line..line + 1)))
+                        .label("code outside a function")
+                        .help("move statements into a function"),
+                    );
+                }
+                all = all.merge(&ast.clone_functions_only());
+            }
+            Err(e) => {
+                let pos = e.position();
+                let offset = offset_of_line_col(
+                    &text,
+                    0,
+                    pos.line().unwrap_or(1),
+                    pos.position().unwrap_or(1),
+                );
+                cx.err(
+                    Diag::error("RB0401", format!("Rhai syntax error: {}", e.err_type()))
+                        .at(Some(Loc::new(file, offset..offset + 1)))
+                        .label("here"),
+                );
+            }
+        }
+    }
+    all
+}
+
+/// Byte offset of the first code outside `fn` definitions in a helper file, if any.
+fn top_level_code(text: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut off = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if depth == 0
+            && !t.is_empty()
+            && !t.starts_with("//")
+            && !t.starts_with("fn ")
+            && !t.starts_with("private fn ")
+            && !t.starts_with('}')
+            && !t.starts_with('{')
+        {
+            return Some(off + (line.len() - line.trim_start().len()));
+        }
+        let code = t.split("//").next().unwrap_or("");
+        depth += code.matches('{').count() as i32 - code.matches('}').count() as i32;
+        off += line.len();
+    }
+    None
+}
+
+fn check_unique<'a>(
+    cx: &mut Ctx,
+    items: impl Iterator<Item = (&'a String, std::ops::Range<usize>, FileId)>,
+    what: &str,
+) {
+    let mut seen: HashMap<&str, (FileId, usize)> = HashMap::new();
+    for (name, span, file) in items {
+        if let Some((pf, ps)) = seen.get(name.as_str()) {
+            let (l, c) = cx.sources.line_col(*pf, *ps);
+            let first = format!("{}:{l}:{c}", cx.sources.name(*pf));
+            cx.err(
+                Diag::error("RB0101", format!("{what} `{name}` is declared twice"))
+                    .at(Some(Loc::new(file, span)))
+                    .label("second declaration")
+                    .help(format!("first declared at {first}; rename one of them")),
+            );
+        } else {
+            seen.insert(name, (file, span.start));
+        }
+    }
+}
+
+fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema {
+    check_unique(
+        cx,
+        decls
+            .iter()
+            .flat_map(|(d, f)| d.tables.iter().map(move |(n, t)| (n, t.span(), *f))),
+        "table",
+    );
+    let mut tables = IndexMap::new();
+    let all_tables: HashSet<&str> = decls
+        .iter()
+        .flat_map(|(d, _)| d.tables.keys().map(|s| s.as_str()))
+        .collect();
+    for (d, file) in decls {
+        for (name, t) in &d.tables {
+            let t_loc = cx.loc(*file, t);
+            let t = t.get_ref();
+            let mut columns = Vec::new();
+            for (cname, c) in &t.columns {
+                let cdef = c.get_ref();
+                if cdef.ty == ColumnType::Enum && cdef.values.is_empty() {
+                    cx.err(
+                        Diag::error(
+                            "RB0110",
+                            format!("enum column `{name}.{cname}` lists no values"),
+                        )
+                        .at(cx.loc(*file, c))
+                        .help("add `values = { english_name = [\"中文别名\"] }`"),
+                    );
+                }
+                if let Some(r) = &cdef.references
+                    && !all_tables.contains(r.get_ref().as_str())
+                {
+                    let mut d = Diag::error(
+                        "RB0102",
+                        format!(
+                            "column `{name}.{cname}` references unknown table `{}`",
+                            r.get_ref()
+                        ),
+                    )
+                    .at(cx.loc(*file, r))
+                    .label("no such table");
+                    if let Some(s) = did_you_mean(r.get_ref(), all_tables.iter().copied()) {
+                        d = d.help(s);
+                    }
+                    cx.err(d);
+                }
+                columns.push(ColumnSchema {
+                    name: cname.clone(),
+                    label: cdef.label.clone().unwrap_or_default(),
+                    ty: cdef.ty,
+                    aliases: cdef.aliases.clone(),
+                    required: cdef.required,
+                    references: cdef.references.as_ref().map(|r| r.get_ref().clone()),
+                    values: cdef
+                        .values
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    after: None,
+                });
+            }
+            // `after` and aliases need all columns.
+            for (i, (cname, c)) in t.columns.iter().enumerate() {
+                if let Some(a) = &c.get_ref().after {
+                    match t.columns.get_index_of(a.get_ref()) {
+                        Some(j) => columns[i].after = Some(j),
+                        None => {
+                            let mut d = Diag::error(
+                                "RB0103",
+                                format!(
+                                    "column `{name}.{cname}`: `after` names unknown column `{}`",
+                                    a.get_ref()
+                                ),
+                            )
+                            .at(cx.loc(*file, a));
+                            if let Some(s) =
+                                did_you_mean(a.get_ref(), t.columns.keys().map(|s| s.as_str()))
+                            {
+                                d = d.help(s);
+                            }
+                            cx.err(d);
+                        }
+                    }
+                }
+            }
+            let mut header_words: HashMap<String, &str> = HashMap::new();
+            for (cname, c) in &t.columns {
+                for w in std::iter::once(cname).chain(c.get_ref().aliases.iter()) {
+                    let key = w.trim().to_lowercase();
+                    if let Some(other) = header_words.get(&key)
+                        && *other != cname.as_str()
+                    {
+                        cx.err(
+                            Diag::error("RB0101", format!("header `{w}` would mean both `{other}` and `{cname}` in table `{name}`"))
+                                .at(cx.loc(*file, c))
+                                .help("each header alias must belong to one column of a table"),
+                        );
+                    }
+                    header_words.insert(key, cname);
+                }
+            }
+            let key = match &t.key {
+                Some(k) => match t.columns.get_index_of(k.get_ref()) {
+                    Some(i) => Some(i),
+                    None => {
+                        let mut d = Diag::error(
+                            "RB0103",
+                            format!(
+                                "table `{name}`: key `{}` is not one of its columns",
+                                k.get_ref()
+                            ),
+                        )
+                        .at(cx.loc(*file, k));
+                        if let Some(s) =
+                            did_you_mean(k.get_ref(), t.columns.keys().map(|s| s.as_str()))
+                        {
+                            d = d.help(s);
+                        }
+                        cx.err(d);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let _ = t_loc;
+            tables.insert(
+                name.clone(),
+                TableSchema {
+                    name: name.clone(),
+                    label: t.label.clone().unwrap_or_else(|| name.clone()),
+                    aliases: t.aliases.clone(),
+                    key,
+                    optional: t.optional,
+                    columns,
+                },
+            );
+        }
+    }
+    // References must point at tables with a key.
+    let schema = Schema { tables };
+    for (d, file) in decls {
+        for (name, t) in &d.tables {
+            for (cname, c) in &t.get_ref().columns {
+                if let Some(r) = &c.get_ref().references
+                    && let Some(target) = schema.tables.get(r.get_ref())
+                    && target.key.is_none()
+                {
+                    cx.err(
+                        Diag::error(
+                            "RB0112",
+                            format!(
+                                "`{name}.{cname}` references `{}`, which has no key",
+                                r.get_ref()
+                            ),
+                        )
+                        .at(cx.loc(*file, r))
+                        .help(format!("add `key = \"…\"` to table `{}`", r.get_ref())),
+                    );
+                }
+            }
+        }
+    }
+    schema
+}
+
+fn build_subjects(
+    cx: &mut Ctx,
+    m: &ManifestFile,
+    file: FileId,
+    schema: &Schema,
+) -> IndexMap<String, SubjectKind> {
+    let mut out = IndexMap::new();
+    if m.subjects.is_empty() {
+        cx.err(
+            Diag::error("RB0104", "policy.toml declares no subjects")
+                .at(Some(Loc::new(file, 0..0)))
+                .help("add `[subjects.member]` with `table = \"members\"`"),
+        );
+    }
+    for (name, s) in &m.subjects {
+        let table = s.get_ref().table.get_ref();
+        match schema.tables.get(table) {
+            None => {
+                let mut d = Diag::error(
+                    "RB0102",
+                    format!("subject `{name}` uses unknown table `{table}`"),
+                )
+                .at(cx.loc(file, &s.get_ref().table));
+                if let Some(h) = did_you_mean(table, schema.tables.keys().map(|s| s.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+            }
+            Some(t) if t.key.is_none() => cx.err(
+                Diag::error(
+                    "RB0112",
+                    format!("subject `{name}`: table `{table}` has no key"),
+                )
+                .at(cx.loc(file, &s.get_ref().table)),
+            ),
+            Some(_) => {}
+        }
+        out.insert(
+            name.clone(),
+            SubjectKind {
+                name: name.clone(),
+                table: table.clone(),
+                label: s.get_ref().label.clone().unwrap_or_else(|| name.clone()),
+            },
+        );
+    }
+    out
+}
+
+fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexMap<String, Param> {
+    check_unique(
+        cx,
+        decls
+            .iter()
+            .flat_map(|(d, f)| d.parameters.iter().map(move |(n, p)| (n, p.span(), *f))),
+        "parameter",
+    );
+    let mut out = IndexMap::new();
+    for (d, file) in decls {
+        for (name, p) in &d.parameters {
+            let loc = Loc::new(*file, p.span());
+            let pd = p.get_ref();
+            match pd.basis {
+                Basis::Source if pd.quote.as_deref().is_none_or(|q| q.trim().is_empty()) => cx.err(
+                    Diag::error("RB0202", format!("parameter `{name}` says `basis = \"source\"` but quotes nothing"))
+                        .at(Some(loc.clone()))
+                        .help("add `quote = \"…\"` with the words of the source that fix this value"),
+                ),
+                Basis::Assumption if pd.reason.as_deref().is_none_or(|q| q.trim().is_empty()) => cx.err(
+                    Diag::error("RB0202", format!("parameter `{name}` is an assumption but gives no reason"))
+                        .at(Some(loc.clone()))
+                        .help("add `reason = \"…\"`: why this value, since the source does not fix it"),
+                ),
+                _ => {}
+            }
+            let mut values: Vec<(NaiveDate, toml::Value)> = Vec::new();
+            let mut seen: BTreeMap<NaiveDate, std::ops::Range<usize>> = BTreeMap::new();
+            if pd.values.is_empty() {
+                cx.err(
+                    Diag::error("RB0201", format!("parameter `{name}` has no values"))
+                        .at(Some(loc.clone()))
+                        .help("add `values = [{ from = 2020-01-01, value = … }]`"),
+                );
+            }
+            let mut kind: Option<&'static str> = None;
+            for v in &pd.values {
+                let dv = v.get_ref();
+                let text = dv.from.as_text();
+                let Some(date) = parse_date(&text) else {
+                    cx.err(
+                        Diag::error(
+                            "RB0109",
+                            format!("parameter `{name}`: `{text}` is not a date"),
+                        )
+                        .at(Some(Loc::new(*file, v.span())))
+                        .help("write dates as 2020-02-07"),
+                    );
+                    continue;
+                };
+                if let Some(prev) = seen.get(&date) {
+                    let _ = prev;
+                    cx.err(
+                        Diag::error("RB0201", format!("parameter `{name}` has two values from {date}"))
+                            .at(Some(Loc::new(*file, v.span())))
+                            .label("overlaps an earlier value")
+                            .help("each value holds from its date until the next one; give each a different `from`"),
+                    );
+                }
+                seen.insert(date, v.span());
+                let k = value_kind(&dv.value);
+                if let Some(prev) = kind
+                    && prev != k
+                    && !(matches!(prev, "integer" | "float") && matches!(k, "integer" | "float"))
+                {
+                    cx.err(
+                        Diag::error(
+                            "RB0203",
+                            format!("parameter `{name}`: value is {k} here but {prev} elsewhere"),
+                        )
+                        .at(Some(Loc::new(*file, v.span())))
+                        .help("all values of a parameter must be of one kind"),
+                    );
+                }
+                kind = Some(k);
+                values.push((date, dv.value.clone()));
+            }
+            values.sort_by_key(|(d, _)| *d);
+            out.insert(
+                name.clone(),
+                Param {
+                    name: name.clone(),
+                    label: pd.label.clone().unwrap_or_else(|| name.clone()),
+                    unit: pd.unit.clone(),
+                    basis: pd.basis,
+                    quote: pd.quote.clone(),
+                    reason: pd.reason.clone(),
+                    values,
+                    loc,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn value_kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "text",
+        toml::Value::Integer(_) => "integer",
+        toml::Value::Float(_) => "float",
+        toml::Value::Boolean(_) => "boolean",
+        toml::Value::Datetime(_) => "date",
+        toml::Value::Array(_) => "list",
+        toml::Value::Table(_) => "table",
+    }
+}
+
+/// Parse a `$…` reference or literal.
+fn value_ref(v: &toml::Value) -> Result<ValueRef, String> {
+    if let toml::Value::String(s) = v
+        && let Some(r) = s.strip_prefix('$')
+    {
+        return if r == "as_of" {
+            Ok(ValueRef::AsOf)
+        } else if let Some(c) = r.strip_prefix("subject.") {
+            Ok(ValueRef::Subject(c.to_string()))
+        } else if let Some(p) = r.strip_prefix("param.") {
+            Ok(ValueRef::Param(p.to_string()))
+        } else if let Some(a) = r.strip_prefix("agg.") {
+            Ok(ValueRef::Agg(a.to_string()))
+        } else {
+            Err(format!(
+                "`{s}` is not a reference; use $subject.COLUMN, $param.NAME, $agg.NAME or $as_of"
+            ))
+        };
+    }
+    Ok(ValueRef::Lit(v.clone()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_ref(
+    cx: &mut Ctx,
+    r: &ValueRef,
+    loc: &Loc,
+    subject_table: Option<&TableSchema>,
+    subject: &str,
+    params: &IndexMap<String, Param>,
+    agg_subjects: &HashMap<String, String>,
+    col: Option<&ColumnSchema>,
+) {
+    match r {
+        ValueRef::Subject(c) => {
+            if let Some(t) = subject_table
+                && t.column(c).is_none()
+            {
+                let mut d = Diag::error(
+                    "RB0103",
+                    format!("`$subject.{c}`: table `{}` has no column `{c}`", t.name),
+                )
+                .at(Some(loc.clone()));
+                if let Some(h) = did_you_mean(c, t.columns.iter().map(|c| c.name.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+            }
+        }
+        ValueRef::Param(p) => {
+            if !params.contains_key(p) {
+                let mut d =
+                    Diag::error("RB0105", format!("unknown parameter `{p}`")).at(Some(loc.clone()));
+                if let Some(h) = did_you_mean(p, params.keys().map(|s| s.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+            }
+        }
+        ValueRef::Agg(a) => match agg_subjects.get(a) {
+            None => {
+                let mut d =
+                    Diag::error("RB0106", format!("unknown aggregate `{a}`")).at(Some(loc.clone()));
+                if let Some(h) = did_you_mean(a, agg_subjects.keys().map(|s| s.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+            }
+            Some(s) if s != subject => cx.err(
+                Diag::error(
+                    "RB0106",
+                    format!("aggregate `{a}` is computed for `{s}`, not `{subject}`"),
+                )
+                .at(Some(loc.clone())),
+            ),
+            _ => {}
+        },
+        ValueRef::Lit(v) => {
+            if let Some(col) = col {
+                if let Err(msg) = check_literal(col, v) {
+                    cx.err(Diag::error("RB0110", msg).at(Some(loc.clone())));
+                }
+            }
+        }
+        ValueRef::AsOf => {}
+    }
+}
+
+/// A literal compared with a column must fit the column's type.
+fn check_literal(col: &ColumnSchema, v: &toml::Value) -> Result<(), String> {
+    match (col.ty, v) {
+        (ColumnType::Enum, toml::Value::String(s)) => {
+            if col.values.iter().any(|(k, _)| k == s) {
+                Ok(())
+            } else {
+                let names: Vec<&str> = col.values.iter().map(|(k, _)| k.as_str()).collect();
+                let hint = did_you_mean(s, names.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "`{s}` is not a value of `{}` (values: {}){hint}",
+                    col.name,
+                    names.join(", ")
+                ))
+            }
+        }
+        (ColumnType::Bool, toml::Value::Boolean(_)) => Ok(()),
+        (ColumnType::Bool, _) => Err(format!(
+            "`{}` is a yes/no column: compare with true or false",
+            col.name
+        )),
+        (ColumnType::Date | ColumnType::Datetime, toml::Value::Datetime(_)) => Ok(()),
+        (ColumnType::Date | ColumnType::Datetime, toml::Value::String(s)) => {
+            if parse_date(s).is_some() {
+                Ok(())
+            } else {
+                Err(format!("`{s}` is not a date (write 2020-02-07)"))
+            }
+        }
+        (ColumnType::Number, toml::Value::Integer(_) | toml::Value::Float(_)) => Ok(()),
+        (ColumnType::Id | ColumnType::Text, toml::Value::String(_)) => Ok(()),
+        (ty, v) => Err(format!(
+            "column `{}` holds {} values; `{v}` does not fit",
+            col.name,
+            ty.name()
+        )),
+    }
+}
+
+fn build_aggregates(
+    cx: &mut Ctx,
+    decls: &[(model::Declarations, FileId)],
+    schema: &Schema,
+    subjects: &IndexMap<String, SubjectKind>,
+    params: &IndexMap<String, Param>,
+    periods: &[(String, Spanned<model::PeriodDef>, FileId)],
+) -> IndexMap<String, Aggregate> {
+    check_unique(
+        cx,
+        decls
+            .iter()
+            .flat_map(|(d, f)| d.aggregates.iter().map(move |(n, a)| (n, a.span(), *f))),
+        "aggregate",
+    );
+    let agg_subjects: HashMap<String, String> = decls
+        .iter()
+        .flat_map(|(d, _)| {
+            d.aggregates
+                .iter()
+                .map(|(n, a)| (n.clone(), a.get_ref().subject.get_ref().clone()))
+        })
+        .collect();
+    let agg_ops: HashMap<String, AggOp> = decls
+        .iter()
+        .flat_map(|(d, _)| {
+            d.aggregates
+                .iter()
+                .map(|(n, a)| (n.clone(), *a.get_ref().op.get_ref()))
+        })
+        .collect();
+    let period_names: Vec<&str> = periods.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut out = IndexMap::new();
+    for (d, file) in decls {
+        for (name, a) in &d.aggregates {
+            let file = *file;
+            let ad = a.get_ref();
+            let loc = Loc::new(file, a.span());
+            let subject = ad.subject.get_ref().clone();
+            let subject_table = match subjects.get(&subject) {
+                Some(s) => schema.tables.get(&s.table),
+                None => {
+                    let mut d = Diag::error(
+                        "RB0104",
+                        format!("aggregate `{name}`: unknown subject `{subject}`"),
+                    )
+                    .at(cx.loc(file, &ad.subject));
+                    if let Some(h) = did_you_mean(&subject, subjects.keys().map(|s| s.as_str())) {
+                        d = d.help(h);
+                    }
+                    cx.err(d);
+                    None
+                }
+            };
+            let Some(table) = schema.tables.get(ad.table.get_ref()) else {
+                let mut d = Diag::error(
+                    "RB0102",
+                    format!("aggregate `{name}`: unknown table `{}`", ad.table.get_ref()),
+                )
+                .at(cx.loc(file, &ad.table))
+                .label("no such table");
+                if let Some(h) =
+                    did_you_mean(ad.table.get_ref(), schema.tables.keys().map(|s| s.as_str()))
+                {
+                    d = d.help(h);
+                } else {
+                    d = d.help(
+                        "declare the table under [tables.NAME] in policy.toml or in this file",
+                    );
+                }
+                cx.err(d);
+                continue;
+            };
+            let col_of = |cx: &mut Ctx, c: &Spanned<String>, what: &str| -> Option<ColumnSchema> {
+                match table.column(c.get_ref()) {
+                    Some(i) => Some(table.columns[i].clone()),
+                    None => {
+                        let mut d = Diag::error(
+                            "RB0103",
+                            format!(
+                                "aggregate `{name}`: table `{}` has no column `{}` ({what})",
+                                table.name,
+                                c.get_ref()
+                            ),
+                        )
+                        .at(Some(Loc::new(file, c.span())));
+                        if let Some(h) =
+                            did_you_mean(c.get_ref(), table.columns.iter().map(|c| c.name.as_str()))
+                        {
+                            d = d.help(h);
+                        }
+                        cx.err(d);
+                        None
+                    }
+                }
+            };
+            // `by` path.
+            let by: Vec<String> = ad
+                .by
+                .get_ref()
+                .split('.')
+                .map(|s| s.trim().to_string())
+                .collect();
+            if let Some(st) = subject_table {
+                let mut cur = table;
+                let by_loc = Loc::new(file, ad.by.span());
+                for (i, step) in by.iter().enumerate() {
+                    let Some(ci) = cur.column(step) else {
+                        let mut d = Diag::error(
+                            "RB0112",
+                            format!(
+                                "aggregate `{name}`: `by` step `{step}` is not a column of `{}`",
+                                cur.name
+                            ),
+                        )
+                        .at(Some(by_loc.clone()));
+                        if let Some(h) =
+                            did_you_mean(step, cur.columns.iter().map(|c| c.name.as_str()))
+                        {
+                            d = d.help(h);
+                        }
+                        cx.err(d);
+                        break;
+                    };
+                    let col = &cur.columns[ci];
+                    let last = i + 1 == by.len();
+                    if last && cur.name == st.name && cur.key == Some(ci) {
+                        break;
+                    }
+                    match col.references.as_deref().and_then(|r| schema.tables.get(r)) {
+                        Some(next) => {
+                            if last && next.name != st.name {
+                                cx.err(
+                                    Diag::error("RB0112", format!("aggregate `{name}`: `by` ends at table `{}`, but subject `{subject}` is table `{}`", next.name, st.name))
+                                        .at(Some(by_loc.clone()))
+                                        .help("follow references until the subject's table, e.g. `member_id.branch_id`"),
+                                );
+                            }
+                            cur = next;
+                        }
+                        None => {
+                            cx.err(
+                                Diag::error("RB0112", format!("aggregate `{name}`: `{}.{step}` does not reference another table", cur.name))
+                                    .at(Some(by_loc.clone()))
+                                    .help("`by` must name a column with `references = …` leading to the subject's table"),
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+            // Filters.
+            let mut filters = Vec::new();
+            for f in &ad.filters {
+                let floc = Loc::new(file, f.span());
+                let fd: &FilterDef = f.get_ref();
+                let Some(ci) = table.column(&fd.column) else {
+                    let mut d = Diag::error(
+                        "RB0103",
+                        format!(
+                            "aggregate `{name}`: table `{}` has no column `{}`",
+                            table.name, fd.column
+                        ),
+                    )
+                    .at(Some(floc));
+                    if let Some(h) =
+                        did_you_mean(&fd.column, table.columns.iter().map(|c| c.name.as_str()))
+                    {
+                        d = d.help(h);
+                    }
+                    cx.err(d);
+                    continue;
+                };
+                let col = &table.columns[ci];
+                let conds = filter_conds(fd);
+                if conds.is_empty() {
+                    cx.err(Diag::error("RB0110", format!("aggregate `{name}`: condition on `{}` says nothing", fd.column))
+                        .at(Some(floc.clone()))
+                        .help("add one of: is, is_not, in, not_in, within, from, until, weekday, time_from, time_before, present"));
+                }
+                for cond in conds {
+                    let cond = match cond {
+                        Ok(c) => c,
+                        Err(msg) => {
+                            cx.err(
+                                Diag::error("RB0110", format!("aggregate `{name}`: {msg}"))
+                                    .at(Some(floc.clone())),
+                            );
+                            continue;
+                        }
+                    };
+                    let is_time = matches!(col.ty, ColumnType::Date | ColumnType::Datetime);
+                    match &cond {
+                        Cond::Is(r) | Cond::IsNot(r) => check_ref(
+                            cx,
+                            r,
+                            &floc,
+                            subject_table,
+                            &subject,
+                            params,
+                            &agg_subjects,
+                            Some(col),
+                        ),
+                        Cond::In(rs) | Cond::NotIn(rs) => {
+                            for r in rs {
+                                check_ref(
+                                    cx,
+                                    r,
+                                    &floc,
+                                    subject_table,
+                                    &subject,
+                                    params,
+                                    &agg_subjects,
+                                    Some(col),
+                                );
+                            }
+                        }
+                        Cond::From(r) | Cond::Until(r) => {
+                            if !is_time && col.ty != ColumnType::Number {
+                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `from`/`until` need a date or number column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
+                            }
+                            check_ref(
+                                cx,
+                                r,
+                                &floc,
+                                subject_table,
+                                &subject,
+                                params,
+                                &agg_subjects,
+                                Some(col),
+                            );
+                        }
+                        Cond::Within(p) => {
+                            if !is_time {
+                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `within` needs a date column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
+                            }
+                            if !period_names.contains(&p.as_str()) {
+                                let mut d = Diag::error(
+                                    "RB0107",
+                                    format!("aggregate `{name}`: unknown period `{p}`"),
+                                )
+                                .at(Some(floc.clone()));
+                                if let Some(h) = did_you_mean(p, period_names.iter().copied()) {
+                                    d = d.help(h);
+                                }
+                                cx.err(d);
+                            }
+                        }
+                        Cond::Weekday(r) => {
+                            if !is_time {
+                                cx.err(
+                                    Diag::error(
+                                        "RB0110",
+                                        format!(
+                                            "aggregate `{name}`: `weekday` needs a date column"
+                                        ),
+                                    )
+                                    .at(Some(floc.clone())),
+                                );
+                            }
+                            check_ref(
+                                cx,
+                                r,
+                                &floc,
+                                subject_table,
+                                &subject,
+                                params,
+                                &agg_subjects,
+                                None,
+                            );
+                        }
+                        Cond::TimeFrom(r) | Cond::TimeBefore(r) => {
+                            if col.ty != ColumnType::Datetime {
+                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: time of day needs a datetime column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
+                            }
+                            check_ref(
+                                cx,
+                                r,
+                                &floc,
+                                subject_table,
+                                &subject,
+                                params,
+                                &agg_subjects,
+                                None,
+                            );
+                        }
+                        _ => {}
+                    }
+                    filters.push(Filter {
+                        column: fd.column.clone(),
+                        cond,
+                    });
+                }
+            }
+            // Operation and its columns.
+            let op = *ad.op.get_ref();
+            let column = ad.column.as_ref().and_then(|c| col_of(cx, c, "column"));
+            let end_column = ad
+                .end_column
+                .as_ref()
+                .and_then(|c| col_of(cx, c, "end_column"));
+            if let Some(p) = &ad.pick {
+                col_of(cx, p, "pick");
+            }
+            let need = |cx: &mut Ctx, ok: bool, what: &str| {
+                if !ok {
+                    cx.err(
+                        Diag::error(
+                            "RB0110",
+                            format!("aggregate `{name}`: op `{}` needs {what}", op.name()),
+                        )
+                        .at(Some(Loc::new(file, ad.op.span()))),
+                    );
+                }
+            };
+            let ty = column.as_ref().map(|c| c.ty);
+            let dated = matches!(ty, Some(ColumnType::Date | ColumnType::Datetime));
+            match op {
+                AggOp::Count | AggOp::Exists | AggOp::Records => {}
+                AggOp::CountDays | AggOp::Days => {
+                    need(cx, dated, "`column` naming a date or datetime column")
+                }
+                AggOp::Sum => need(
+                    cx,
+                    ty == Some(ColumnType::Number),
+                    "`column` naming a number column",
+                ),
+                AggOp::SumHours => need(
+                    cx,
+                    ty == Some(ColumnType::Datetime)
+                        && end_column
+                            .as_ref()
+                            .is_some_and(|c| c.ty == ColumnType::Datetime),
+                    "`column` (start) and `end_column` (end), both datetime columns",
+                ),
+                AggOp::Min | AggOp::Max => need(cx, ad.column.is_some(), "`column`"),
+            }
+            if let Some(e) = &ad.except_days {
+                if !matches!(op, AggOp::Days | AggOp::CountDays) {
+                    need(cx, false, "op `days` or `count_days` to use `except_days`");
+                }
+                match agg_ops.get(e.get_ref()) {
+                    Some(AggOp::Days) if agg_subjects.get(e.get_ref()) == Some(&subject) => {}
+                    Some(_) => cx.err(Diag::error("RB0106", format!("aggregate `{name}`: `except_days` must name a `days` aggregate of the same subject")).at(Some(Loc::new(file, e.span())))),
+                    None => {
+                        let mut d = Diag::error("RB0106", format!("aggregate `{name}`: unknown aggregate `{}`", e.get_ref())).at(Some(Loc::new(file, e.span())));
+                        if let Some(h) = did_you_mean(e.get_ref(), agg_ops.keys().map(|s| s.as_str())) {
+                            d = d.help(h);
+                        }
+                        cx.err(d);
+                    }
+                }
+            }
+            out.insert(
+                name.clone(),
+                Aggregate {
+                    name: name.clone(),
+                    label: ad.label.clone().unwrap_or_else(|| name.clone()),
+                    subject,
+                    table: table.name.clone(),
+                    by,
+                    filters,
+                    op,
+                    column: ad.column.as_ref().map(|c| c.get_ref().clone()),
+                    end_column: ad.end_column.as_ref().map(|c| c.get_ref().clone()),
+                    pick: ad.pick.as_ref().map(|c| c.get_ref().clone()),
+                    except_days: ad.except_days.as_ref().map(|c| c.get_ref().clone()),
+                    loc,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn filter_conds(f: &FilterDef) -> Vec<Result<Cond, String>> {
+    let mut out = Vec::new();
+    let one = |v: &toml::Value| value_ref(v);
+    if let Some(v) = &f.is {
+        out.push(one(v).map(Cond::Is));
+    }
+    if let Some(v) = &f.is_not {
+        out.push(one(v).map(Cond::IsNot));
+    }
+    if let Some(vs) = &f.one_of {
+        out.push(
+            vs.iter()
+                .map(one)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Cond::In),
+        );
+    }
+    if let Some(vs) = &f.not_in {
+        out.push(
+            vs.iter()
+                .map(one)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Cond::NotIn),
+        );
+    }
+    if let Some(p) = &f.within {
+        out.push(Ok(Cond::Within(p.clone())));
+    }
+    if let Some(v) = &f.from {
+        out.push(one(v).map(Cond::From));
+    }
+    if let Some(v) = &f.until {
+        out.push(one(v).map(Cond::Until));
+    }
+    if let Some(w) = &f.weekday {
+        out.push(one(w).and_then(|r| match &r {
+            ValueRef::Lit(v) if weekdays(v).is_none() => {
+                Err("weekdays are a list of 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5]".into())
+            }
+            _ => Ok(Cond::Weekday(r)),
+        }));
+    }
+    for (t, ctor) in [
+        (&f.time_from, Cond::TimeFrom as fn(ValueRef) -> Cond),
+        (&f.time_before, Cond::TimeBefore),
+    ] {
+        if let Some(t) = t {
+            out.push(one(t).and_then(|r| match &r {
+                ValueRef::Lit(v) if time_of_day(v).is_none() => {
+                    Err(format!("`{v}` is not a time of day (write \"09:00\")"))
+                }
+                _ => Ok(ctor(r)),
+            }));
+        }
+    }
+    if let Some(p) = f.present {
+        out.push(Ok(Cond::Present(p)));
+    }
+    out
+}
+
+fn build_periods(
+    cx: &mut Ctx,
+    raw: &[(String, Spanned<model::PeriodDef>, FileId)],
+    params: &IndexMap<String, Param>,
+    aggregates: &IndexMap<String, Aggregate>,
+    helpers: &AST,
+) -> IndexMap<String, Period> {
+    let mut out = IndexMap::new();
+    let agg_subjects: HashMap<String, String> = aggregates
+        .iter()
+        .map(|(n, a)| (n.clone(), a.subject.clone()))
+        .collect();
+    let mut scope_names: Vec<String> = vec!["as_of".into()];
+    scope_names.extend(params.keys().cloned());
+    for (name, p, file) in raw {
+        let pd = p.get_ref();
+        let bound = |cx: &mut Ctx, s: &Spanned<String>| -> Option<Bound> {
+            let text = s.get_ref().trim();
+            let loc = Loc::new(*file, s.span());
+            if let Some(d) = parse_date(text) {
+                return Some(Bound::Date(d));
+            }
+            if text.starts_with('$') {
+                let r = match value_ref(&toml::Value::String(text.to_string())) {
+                    Ok(r) => r,
+                    Err(m) => {
+                        cx.err(
+                            Diag::error("RB0110", format!("period `{name}`: {m}")).at(Some(loc)),
+                        );
+                        return None;
+                    }
+                };
+                if let ValueRef::Agg(a) = &r
+                    && !agg_subjects.contains_key(a)
+                {
+                    let mut d = Diag::error(
+                        "RB0106",
+                        format!("period `{name}`: unknown aggregate `{a}`"),
+                    )
+                    .at(Some(loc.clone()));
+                    if let Some(h) = did_you_mean(a, agg_subjects.keys().map(|s| s.as_str())) {
+                        d = d.help(h);
+                    }
+                    cx.err(d);
+                }
+                if let ValueRef::Param(pn) = &r
+                    && !params.contains_key(pn)
+                {
+                    let mut d = Diag::error(
+                        "RB0105",
+                        format!("period `{name}`: unknown parameter `{pn}`"),
+                    )
+                    .at(Some(loc.clone()));
+                    if let Some(h) = did_you_mean(pn, params.keys().map(|s| s.as_str())) {
+                        d = d.help(h);
+                    }
+                    cx.err(d);
+                }
+                if let ValueRef::Subject(_) = &r {
+                    cx.err(
+                        Diag::error(
+                            "RB0110",
+                            format!(
+                                "period `{name}`: a period cannot use `$subject`; use an aggregate"
+                            ),
+                        )
+                        .at(Some(loc.clone())),
+                    );
+                }
+                return Some(Bound::Ref(r));
+            }
+            compile_expr(cx, *file, s, &scope_names, helpers).map(Bound::Script)
+        };
+        let start = bound(cx, &pd.start);
+        let end = bound(cx, &pd.end);
+        if let (Some(start), Some(end)) = (start, end) {
+            out.insert(
+                name.clone(),
+                Period {
+                    name: name.clone(),
+                    label: pd.label.clone().unwrap_or_else(|| name.clone()),
+                    start,
+                    end,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// A period used by an aggregate may depend on aggregates of the same subject only.
+fn check_agg_periods(
+    cx: &mut Ctx,
+    aggregates: &IndexMap<String, Aggregate>,
+    periods: &IndexMap<String, Period>,
+) {
+    for a in aggregates.values() {
+        for f in &a.filters {
+            if let Cond::Within(p) = &f.cond
+                && let Some(period) = periods.get(p)
+            {
+                for b in [&period.start, &period.end] {
+                    if let Bound::Ref(ValueRef::Agg(dep)) = b
+                        && let Some(d) = aggregates.get(dep)
+                        && d.subject != a.subject
+                    {
+                        cx.err(
+                            Diag::error("RB0106", format!("aggregate `{}` (for {}) uses period `{p}`, which depends on `{dep}` (for {})", a.name, a.subject, d.subject))
+                                .at(Some(a.loc.clone())),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_agg_cycles(
+    cx: &mut Ctx,
+    aggregates: &IndexMap<String, Aggregate>,
+    periods: &IndexMap<String, Period>,
+) {
+    // Depth-first search for a cycle.
+    fn visit<'a>(
+        n: &'a str,
+        aggs: &'a IndexMap<String, Aggregate>,
+        periods: &IndexMap<String, Period>,
+        state: &mut HashMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let pos = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cyc: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+                cyc.push(n.to_string());
+                return Some(cyc);
+            }
+            _ => {}
+        }
+        let a = aggs.get(n)?;
+        state.insert(n, 1);
+        stack.push(n);
+        for dep in a.dependencies(periods) {
+            if let Some((k, _)) = aggs.get_key_value(dep.as_str())
+                && let Some(c) = visit(k.as_str(), aggs, periods, state, stack)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state.insert(n, 2);
+        None
+    }
+    let mut state = HashMap::new();
+    for name in aggregates.keys() {
+        let mut stack = Vec::new();
+        if let Some(cycle) = visit(name, aggregates, periods, &mut state, &mut stack) {
+            let a = &aggregates[cycle[0].as_str()];
+            cx.err(
+                Diag::error("RB0111", format!("aggregates depend on each other in a circle: {}", cycle.join(" → ")))
+                    .at(Some(a.loc.clone()))
+                    .help("an aggregate cannot use itself, directly or through periods and other aggregates"),
+            );
+            return;
+        }
+    }
+}
+
+fn date_of(
+    cx: &mut Ctx,
+    file: FileId,
+    d: &Option<model::DateLit>,
+    what: &str,
+    span: std::ops::Range<usize>,
+) -> Option<NaiveDate> {
+    let d = d.as_ref()?;
+    let text = d.as_text();
+    match parse_date(&text) {
+        Some(x) => Some(x),
+        None => {
+            cx.err(
+                Diag::error("RB0109", format!("{what}: `{text}` is not a date"))
+                    .at(Some(Loc::new(file, span)))
+                    .help("write dates as 2020-02-07"),
+            );
+            None
+        }
+    }
+}
+
+fn build_directive(cx: &mut Ctx, df: &DirectiveFile, file: FileId) -> Directive {
+    let d = df.directive.get_ref();
+    let span = df.directive.span();
+    Directive {
+        key: d.key.get_ref().clone(),
+        title: d.title.clone(),
+        issuer: d.issuer.clone(),
+        document_number: d.document_number.clone(),
+        issued_on: date_of(cx, file, &d.issued_on, "issued_on", span.clone()),
+        effective_from: date_of(cx, file, &d.effective_from, "effective_from", span.clone()),
+        effective_until: date_of(cx, file, &d.effective_until, "effective_until", span),
+        summary: d.summary.clone(),
+        cited_from: d.cited_from.clone(),
+        clauses: d
+            .clauses
+            .iter()
+            .map(|(k, c)| Clause {
+                key: k.clone(),
+                text: c.text.clone(),
+                note: c.note.clone(),
+            })
+            .collect(),
+        file,
+    }
+}
+
+/// Byte offset in `text` of 1-based (`line`, `col`) counted from `start`.
+fn offset_of_line_col(text: &str, start: usize, line: usize, col: usize) -> usize {
+    let mut off = start;
+    let bytes = text.as_bytes();
+    let mut l = 1;
+    while l < line && off < bytes.len() {
+        if bytes[off] == b'\n' {
+            l += 1;
+        }
+        off += 1;
+    }
+    let rest = &text[off.min(text.len())..];
+    let mut it = rest.char_indices();
+    let mut c = 1;
+    let mut extra = 0;
+    while c < col {
+        match it.next() {
+            Some((_, ch)) if ch != '\n' => {
+                extra += ch.len_utf8();
+                c += 1;
+            }
+            _ => break,
+        }
+    }
+    off + extra
+}
+
+/// Where the content of a TOML string value starts (after its opening quotes).
+fn content_start(text: &str, span: &std::ops::Range<usize>) -> usize {
+    let tok = text.get(span.clone()).unwrap_or("");
+    if tok.starts_with("\"\"\"") || tok.starts_with("'''") {
+        let s = span.start + 3;
+        let rest = &text[s.min(text.len())..];
+        if rest.starts_with("\r\n") {
+            s + 2
+        } else if rest.starts_with('\n') {
+            s + 1
+        } else {
+            s
+        }
+    } else if tok.starts_with('"') || tok.starts_with('\'') {
+        span.start + 1
+    } else {
+        span.start
+    }
+}
+
+/// Identifiers in an expression's source (a superset of the variables it reads).
+pub(crate) fn identifiers(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for ch in src.chars().chain(std::iter::once(' ')) {
+        if ch.is_ascii_alphanumeric() || ch == '_' {
+            cur.push(ch);
+        } else {
+            if !cur.is_empty() && !cur.starts_with(|c: char| c.is_ascii_digit()) {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn compile_scope(names: &[String]) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for n in names {
+        scope.push_dynamic(n.clone(), Dynamic::UNIT);
+    }
+    scope
+}
+
+/// Compile the Rhai in a TOML string at `s`, with `names` as the known variables.
+fn compile_expr(
+    cx: &mut Ctx,
+    file: FileId,
+    s: &Spanned<String>,
+    names: &[String],
+    helpers: &AST,
+) -> Option<Expr> {
+    let text = cx.sources.text(file);
+    let start = content_start(text, &s.span());
+    compile_at(cx, file, s.get_ref(), start, names, helpers)
+}
+
+fn compile_at(
+    cx: &mut Ctx,
+    file: FileId,
+    src: &str,
+    start: usize,
+    names: &[String],
+    helpers: &AST,
+) -> Option<Expr> {
+    let scope = compile_scope(names);
+    match cx.engine.compile_with_scope(&scope, src) {
+        Ok(ast) => Some(Expr {
+            src: src.to_string(),
+            loc: Loc::new(file, start..start + src.len()),
+            ast: helpers.merge(&ast),
+            idents: identifiers(src),
+        }),
+        Err(e) => {
+            let pos = e.position();
+            let text = cx.sources.text(file);
+            let off = offset_of_line_col(
+                text,
+                start,
+                pos.line().unwrap_or(1),
+                pos.position().unwrap_or(1),
+            );
+            let loc = Some(Loc::new(file, off..off + 1));
+            let d = match e.err_type() {
+                rhai::ParseErrorType::VariableUndefined(v) => {
+                    let mut d = Diag::error("RB0402", format!("unknown name `{v}` in expression"))
+                        .at(Some(Loc::new(file, off..off + v.len())))
+                        .label("not a parameter, aggregate, subject column or earlier `let`");
+                    if let Some(h) = did_you_mean(v, names.iter().map(|s| s.as_str())) {
+                        d = d.help(h);
+                    }
+                    d
+                }
+                other => Diag::error("RB0401", format!("expression error: {other}"))
+                    .at(loc)
+                    .label("here")
+                    .help("expressions are Rhai: compare with == != < <= > >=, combine with && || !, strings in \"quotes\""),
+            };
+            cx.err(d);
+            None
+        }
+    }
+}
+
+/// Split a message into text and `{expr}` placeholders and compile each placeholder.
+fn compile_template(
+    cx: &mut Ctx,
+    file: FileId,
+    s: &Spanned<String>,
+    names: &[String],
+    helpers: &AST,
+) -> Option<Template> {
+    let text = cx.sources.text(file).to_string();
+    let base = content_start(&text, &s.span());
+    let src = s.get_ref();
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut ok = true;
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' if b.get(i + 1) == Some(&b'{') => {
+                lit.push('{');
+                i += 2;
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => {
+                lit.push('}');
+                i += 2;
+            }
+            b'{' => {
+                let mut depth = 1;
+                let mut j = i + 1;
+                while j < b.len() && depth > 0 {
+                    match b[j] {
+                        b'{' => depth += 1,
+                        b'}' => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if depth != 0 {
+                    cx.err(
+                        Diag::error("RB0401", "message has a `{` without its `}`")
+                            .at(Some(Loc::new(file, base + i..base + i + 1)))
+                            .help("placeholders look like {hours}; write {{ for a literal brace"),
+                    );
+                    ok = false;
+                    break;
+                }
+                if !lit.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut lit)));
+                }
+                let inner = &src[i + 1..j - 1];
+                match compile_at(cx, file, inner, base + i + 1, names, helpers) {
+                    Some(e) => parts.push(Part::Expr(e)),
+                    None => ok = false,
+                }
+                i = j;
+            }
+            _ => {
+                let ch = src[i..].chars().next().unwrap_or(' ');
+                lit.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    if !lit.is_empty() {
+        parts.push(Part::Text(lit));
+    }
+    ok.then_some(Template { parts })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_rule(
+    cx: &mut Ctx,
+    r: &Spanned<model::RuleDef>,
+    file: FileId,
+    directive: &Directive,
+    subjects: &IndexMap<String, SubjectKind>,
+    schema: &Schema,
+    params: &IndexMap<String, Param>,
+    aggregates: &IndexMap<String, Aggregate>,
+    periods: &IndexMap<String, Period>,
+    helpers: &AST,
+) -> Option<Rule> {
+    let rd = r.get_ref();
+    let loc = Loc::new(file, r.span());
+    let id = rd.id.get_ref().clone();
+    let subject = rd.subject.get_ref().clone();
+    let Some(sk) = subjects.get(&subject) else {
+        let mut d = Diag::error(
+            "RB0104",
+            format!("rule `{id}`: unknown subject `{subject}`"),
+        )
+        .at(cx.loc(file, &rd.subject));
+        if let Some(h) = did_you_mean(&subject, subjects.keys().map(|s| s.as_str())) {
+            d = d.help(h);
+        }
+        cx.err(d.help(format!(
+            "subjects: {}",
+            subjects.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+        return None;
+    };
+    let clause = match directive
+        .clauses
+        .iter()
+        .find(|c| &c.key == rd.clause.get_ref())
+    {
+        Some(c) => c.clone(),
+        None => {
+            let mut d = Diag::error(
+                "RB0108",
+                format!(
+                    "rule `{id}`: directive `{}` has no clause `{}`",
+                    directive.key,
+                    rd.clause.get_ref()
+                ),
+            )
+            .at(cx.loc(file, &rd.clause));
+            if let Some(h) = did_you_mean(
+                rd.clause.get_ref(),
+                directive.clauses.iter().map(|c| c.key.as_str()),
+            ) {
+                d = d.help(h);
+            } else {
+                d = d.help("add it under [directive.clauses] with the quoted text");
+            }
+            cx.err(d);
+            Clause {
+                key: rd.clause.get_ref().clone(),
+                text: String::new(),
+                note: None,
+            }
+        }
+    };
+    if let Some(p) = &rd.period
+        && !periods.contains_key(p.get_ref())
+    {
+        let mut d = Diag::error(
+            "RB0107",
+            format!("rule `{id}`: unknown period `{}`", p.get_ref()),
+        )
+        .at(cx.loc(file, p));
+        if let Some(h) = did_you_mean(p.get_ref(), periods.keys().map(|s| s.as_str())) {
+            d = d.help(h);
+        }
+        cx.err(d);
+    }
+    let version = match rd.version.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => {
+            cx.err(
+                Diag::error(
+                    "RB0003",
+                    format!("rule `{id}`: version must be a number or text, not `{other}`"),
+                )
+                .at(cx.loc(file, &rd.version)),
+            );
+            String::new()
+        }
+    };
+    let eff_from = rd.effective_from.as_ref().and_then(|d| {
+        date_of(
+            cx,
+            file,
+            &Some(d.get_ref().clone()),
+            "effective_from",
+            d.span(),
+        )
+    });
+    let eff_until = rd.effective_until.as_ref().and_then(|d| {
+        date_of(
+            cx,
+            file,
+            &Some(d.get_ref().clone()),
+            "effective_until",
+            d.span(),
+        )
+    });
+    if let (Some(f), Some(u)) = (eff_from, eff_until)
+        && u < f
+    {
+        cx.err(
+            Diag::error(
+                "RB0109",
+                format!("rule `{id}`: effective_until {u} is before effective_from {f}"),
+            )
+            .at(Some(loc.clone())),
+        );
+    }
+
+    // Names the rule's expressions may use; they must not collide.
+    let table = schema.tables.get(&sk.table);
+    let mut names: Vec<String> = BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut origin: HashMap<String, String> = BUILTIN_NAMES
+        .iter()
+        .map(|s| (s.to_string(), "built-in name".to_string()))
+        .collect();
+    let mut add = |cx: &mut Ctx, n: &str, what: String, names: &mut Vec<String>| {
+        if let Some(prev) = origin.get(n) {
+            if *prev != what {
+                cx.err(
+                    Diag::error(
+                        "RB0304",
+                        format!("rule `{id}`: `{n}` is both a {prev} and a {what}"),
+                    )
+                    .at(Some(loc.clone()))
+                    .help("rename one of them so expressions are unambiguous"),
+                );
+            }
+        } else {
+            origin.insert(n.to_string(), what);
+            names.push(n.to_string());
+        }
+    };
+    for p in params.keys() {
+        add(cx, p, "parameter".into(), &mut names);
+    }
+    for a in aggregates.values().filter(|a| a.subject == subject) {
+        add(cx, &a.name, "aggregate".into(), &mut names);
+    }
+    if let Some(t) = table {
+        for c in &t.columns {
+            add(cx, &c.name, format!("column of {}", t.name), &mut names);
+        }
+    }
+    let applies = rd
+        .applies
+        .as_ref()
+        .and_then(|s| compile_expr(cx, file, s, &names, helpers));
+    let mut lets = Vec::new();
+    for (n, s) in &rd.lets {
+        if let Some(e) = compile_expr(cx, file, s, &names, helpers) {
+            lets.push((n.clone(), e));
+        }
+        add(cx, n, "`let` of this rule".into(), &mut names);
+    }
+    for e in &rd.evidence {
+        if !names.contains(e.get_ref()) {
+            let mut d = Diag::error(
+                "RB0402",
+                format!(
+                    "rule `{id}`: evidence names unknown value `{}`",
+                    e.get_ref()
+                ),
+            )
+            .at(cx.loc(file, e));
+            if let Some(h) = did_you_mean(e.get_ref(), names.iter().map(|s| s.as_str())) {
+                d = d.help(h);
+            }
+            cx.err(d);
+        }
+    }
+    if rd.cases.is_empty() {
+        cx.err(
+            Diag::error("RB0302", format!("rule `{id}` has no [[rule.case]]"))
+                .at(Some(loc.clone()))
+                .help("add cases with `when`, `status` and `message`; the last may omit `when`"),
+        );
+    }
+    let mut cases = Vec::new();
+    for (i, c) in rd.cases.iter().enumerate() {
+        let cd = c.get_ref();
+        if cd.when.is_none() && i + 1 != rd.cases.len() {
+            cx.err(
+                Diag::error("RB0302", format!("rule `{id}`: a case without `when` must be the last"))
+                    .at(Some(Loc::new(file, c.span())))
+                    .help("cases are tried in order; one without `when` always holds, so later ones never run"),
+            );
+        }
+        let when = cd
+            .when
+            .as_ref()
+            .and_then(|s| compile_expr(cx, file, s, &names, helpers));
+        if let Some(message) = compile_template(cx, file, &cd.message, &names, helpers) {
+            cases.push(Case {
+                when,
+                status: cd.status,
+                message,
+            });
+        }
+    }
+    let _ = CaseStatus::Pass;
+    Some(Rule {
+        id,
+        version,
+        title: rd.title.clone(),
+        directive: directive.key.clone(),
+        subject,
+        effective_from: eff_from,
+        effective_until: eff_until,
+        clause,
+        severity: rd.severity,
+        period: rd.period.as_ref().map(|p| p.get_ref().clone()),
+        applies,
+        not_applicable_message: rd
+            .not_applicable_message
+            .clone()
+            .unwrap_or_else(|| "不适用".to_string()),
+        lets,
+        evidence: rd.evidence.iter().map(|e| e.get_ref().clone()).collect(),
+        cases,
+        loc,
+    })
+}
+
+fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
+    let mut by_id: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
+    for r in rules {
+        by_id.entry(&r.id).or_default().push(r);
+    }
+    for (id, mut versions) in by_id {
+        versions.sort_by_key(|r| r.effective_from.unwrap_or(NaiveDate::MIN));
+        for w in versions.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a.directive != b.directive {
+                cx.err(
+                    Diag::error(
+                        "RB0101",
+                        format!(
+                            "rule id `{id}` is used in two directives ({} and {})",
+                            a.directive, b.directive
+                        ),
+                    )
+                    .at(Some(b.loc.clone())),
+                );
+            }
+            if a.version == b.version {
+                cx.err(
+                    Diag::error(
+                        "RB0303",
+                        format!("rule `{id}` has version {} twice", a.version),
+                    )
+                    .at(Some(b.loc.clone()))
+                    .help("give each version its own number"),
+                );
+            }
+            let a_end = a.effective_until.unwrap_or(NaiveDate::MAX);
+            let b_start = b.effective_from.unwrap_or(NaiveDate::MIN);
+            if a_end >= b_start {
+                cx.err(
+                    Diag::error(
+                        "RB0301",
+                        format!(
+                            "versions {} and {} of rule `{id}` are both in force on {}",
+                            a.version,
+                            b.version,
+                            b_start.max(a.effective_from.unwrap_or(NaiveDate::MIN))
+                        ),
+                    )
+                    .at(Some(b.loc.clone()))
+                    .label("overlaps the earlier version")
+                    .help(format!(
+                        "end version {} the day before version {} starts: effective_until = {}",
+                        a.version,
+                        b.version,
+                        b_start.pred_opt().unwrap_or(b_start)
+                    )),
+                );
+            }
+        }
+    }
+}
+
+fn warn_unused(
+    cx: &mut Ctx,
+    params: &IndexMap<String, Param>,
+    aggregates: &IndexMap<String, Aggregate>,
+    periods: &IndexMap<String, Period>,
+    rules: &[Rule],
+) {
+    let mut used: HashSet<String> = HashSet::new();
+    for r in rules {
+        used.extend(r.idents());
+        if let Some(p) = &r.period {
+            used.insert(p.clone());
+        }
+    }
+    let refs = |r: &ValueRef, used: &mut HashSet<String>| match r {
+        ValueRef::Param(p) | ValueRef::Agg(p) => {
+            used.insert(p.clone());
+        }
+        _ => {}
+    };
+    for a in aggregates.values() {
+        for f in &a.filters {
+            match &f.cond {
+                Cond::Is(r)
+                | Cond::IsNot(r)
+                | Cond::From(r)
+                | Cond::Until(r)
+                | Cond::Weekday(r)
+                | Cond::TimeFrom(r)
+                | Cond::TimeBefore(r) => refs(r, &mut used),
+                Cond::In(rs) | Cond::NotIn(rs) => rs.iter().for_each(|r| refs(r, &mut used)),
+                Cond::Within(p) => {
+                    used.insert(p.clone());
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = &a.except_days {
+            used.insert(e.clone());
+        }
+    }
+    for p in periods.values() {
+        for b in [&p.start, &p.end] {
+            match b {
+                Bound::Ref(r) => refs(r, &mut used),
+                Bound::Script(e) => used.extend(e.idents.iter().cloned()),
+                Bound::Date(_) => {}
+            }
+        }
+    }
+    for p in params.values() {
+        if !used.contains(&p.name) {
+            cx.err(
+                Diag::warning(
+                    "RB0501",
+                    format!("parameter `{}` is not used by any rule", p.name),
+                )
+                .at(Some(p.loc.clone()))
+                .help("remove it or use it in a rule"),
+            );
+        }
+    }
+    for a in aggregates.values() {
+        if !used.contains(&a.name) {
+            cx.err(
+                Diag::warning(
+                    "RB0502",
+                    format!("aggregate `{}` is not used by any rule", a.name),
+                )
+                .at(Some(a.loc.clone())),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_offsets_walk_lines_and_chars() {
+        let t = "ab\n中文x\n";
+        assert_eq!(offset_of_line_col(t, 0, 2, 3), 3 + 6);
+        assert_eq!(content_start("k = \"abc\"", &(4..9)), 5);
+        assert_eq!(content_start("k = '''\nabc'''", &(4..14)), 8);
+    }
+
+    #[test]
+    fn identifiers_skip_numbers() {
+        assert_eq!(identifiers("a1 >= 20 && b_c(x)"), vec!["a1", "b_c", "x"]);
+    }
+}
