@@ -76,6 +76,9 @@ pub struct EvalArgs {
     /// Write findings to this file (written atomically).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print how long each stage took (to stderr).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Args, Debug)]
@@ -260,11 +263,20 @@ pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
 }
 
 fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
+    let t0 = std::time::Instant::now();
     let (set, ds) = match load_all(&a.data) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    let t_load = t0.elapsed();
+    let as_of = match a.data.as_of.or_else(|| ds.latest_date()) {
+        Some(d) => d,
+        None => anyhow::bail!(
+            "the data has no dates, so --as-of cannot default to the latest one; give --as-of YYYY-MM-DD"
+        ),
+    };
+    let run = eval::prepare(&set, &ds, Some(as_of))?;
+    let t_prepare = t0.elapsed();
     let mut summary = Summary::default();
     let format = a.format.unwrap_or(
         match a
@@ -305,6 +317,31 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
             summary.add(&f);
             Ok(())
         })?;
+    }
+    let t_rules = t0.elapsed();
+    if a.timings {
+        let rows = ds.total_read();
+        eprintln!("stage               seconds      rows/s");
+        eprintln!(
+            "load               {:>8.2} {:>11.0}",
+            t_load.as_secs_f64(),
+            rows as f64 / t_load.as_secs_f64()
+        );
+        eprintln!(
+            "aggregates         {:>8.2} {:>11.0}",
+            (t_prepare - t_load).as_secs_f64(),
+            rows as f64 / (t_prepare - t_load).as_secs_f64()
+        );
+        eprintln!(
+            "rules+output       {:>8.2} {:>11.0} findings/s",
+            (t_rules - t_prepare).as_secs_f64(),
+            summary.total as f64 / (t_rules - t_prepare).as_secs_f64()
+        );
+        eprintln!(
+            "total              {:>8.2} {:>11.0}",
+            t_rules.as_secs_f64(),
+            rows as f64 / t_rules.as_secs_f64()
+        );
     }
     if !a.data.quiet {
         let text = render_summary(

@@ -116,7 +116,7 @@ pub struct FindingWriter<W: Write> {
 
 enum Sink<W: Write> {
     Plain(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 const CSV_HEADER: [&str; 19] = [
@@ -152,7 +152,7 @@ impl<W: Write> FindingWriter<W> {
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(CSV_HEADER).map_err(std::io::Error::other)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
         };
         Ok(FindingWriter {
@@ -287,9 +287,9 @@ pub fn render_summary(
     ));
     for t in stats {
         s.push_str(&format!(
-            "{:<20} {:<28} {:>9} {:>9} {:>9}\n",
+            "{:<20} {} {:>9} {:>9} {:>9}\n",
             t.table,
-            truncate(&t.file, 28),
+            pad(&truncate(&t.file, 28), 28),
             t.read,
             t.loaded,
             t.rejected
@@ -330,6 +330,12 @@ pub fn render_summary(
     s
 }
 
+/// Pad to a display width (CJK characters are two columns wide).
+fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
 fn short(s: Status) -> &'static str {
     match s {
         Status::NotApplicable => "n/a",
@@ -338,11 +344,20 @@ fn short(s: Status) -> &'static str {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
+    use unicode_width::UnicodeWidthChar;
+    if unicode_width::UnicodeWidthStr::width(s) <= n {
+        return s.to_string();
     }
+    let mut t = String::new();
+    let mut w = 0;
+    for c in s.chars() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw + 1 > n {
+            break;
+        }
+        w += cw;
+        t.push(c);
+    }
+    t.push('…');
+    t
 }

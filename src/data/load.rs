@@ -420,6 +420,7 @@ fn parse_cell(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reject(
     ds: &mut Dataset,
     ts: &TableSchema,

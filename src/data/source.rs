@@ -202,6 +202,17 @@ pub fn read_csv(path: &Path, enc: Encoding) -> Result<RawTable, String> {
     }
     // An unterminated quote swallows the rest of the file into one field: say so.
     let (header, header_line) = header.ok_or_else(|| "the file has no header line".to_string())?;
+    let header_len = header.len();
+    if let Some(last) = rows.last_mut()
+        && last.problem.is_none()
+        && last.fields.len() < header_len
+        && last.fields.iter().any(|f| f.contains('\n'))
+    {
+        last.problem = Some(format!(
+            "a quote opened on line {} is never closed, so the rest of the file was read as one field",
+            last.line
+        ));
+    }
     for r in rows.iter_mut() {
         if r.problem.is_none() && r.fields.iter().any(|f| f.len() > 1 << 20) {
             r.problem = Some("a field is longer than 1 MiB (an unclosed quote?)".into());

@@ -534,6 +534,85 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The row of subject `id` of `kind` in its table.
+    pub fn subject_row(&self, kind: &str, id: &str) -> Option<usize> {
+        let k = self.kinds.get(kind)?;
+        let sym = self.data.ids.get(id)?;
+        self.data.tables[k.table_name.as_str()]
+            .key_index
+            .get(&sym)
+            .map(|r| *r as usize)
+    }
+
+    /// Subject rows of `kind` in id order.
+    pub fn subjects(&self, kind: &str) -> Vec<usize> {
+        self.kinds
+            .get(kind)
+            .map(|k| k.order.iter().map(|r| *r as usize).collect())
+            .unwrap_or_default()
+    }
+
+    /// A scope with the parameters, `as_of`, `subject_id`, the subject's columns and all its
+    /// aggregates (for grading and reports).
+    pub fn subject_scope(&self, kind: &str, s: usize) -> Scope<'static> {
+        let mut scope = self.base.clone();
+        let Some(k) = self.kinds.get(kind) else {
+            return scope;
+        };
+        let table = self.vals.table(k.table_idx);
+        let ts = &self.policy.schema.tables[k.table_name.as_str()];
+        for (ci, c) in ts.columns.iter().enumerate() {
+            scope.push_dynamic(
+                c.name.clone(),
+                self.vals
+                    .to_dynamic(&Values::cell(table, k.table_idx, ci, s)),
+            );
+        }
+        if let Some(key) = ts.key {
+            scope.push_dynamic(
+                "subject_id",
+                self.vals
+                    .to_dynamic(&Values::cell(table, k.table_idx, key, s)),
+            );
+        }
+        let values = k.subject_values(s);
+        for (g, l) in &k.local {
+            scope.push_dynamic(
+                self.policy.aggregates[*g].name.clone(),
+                self.agg_dynamic(&values[*l], k, *l),
+            );
+        }
+        scope
+    }
+
+    /// Evaluate a compiled expression in a scope (grading).
+    pub fn eval_in(
+        &self,
+        e: &Expr,
+        scope: &mut Scope<'static>,
+    ) -> std::result::Result<Dynamic, String> {
+        self.eval(e, scope)
+    }
+
+    /// The text of a cell of a subject's table (`name`, `branch_id` …).
+    pub fn cell_text(&self, table: &str, row: usize, column: &str) -> Option<String> {
+        let tidx = self.policy.schema.tables.get_index_of(table)?;
+        let ci = self.policy.schema.tables[table].column(column)?;
+        let t = self.vals.table(tidx);
+        if row >= t.len() {
+            return None;
+        }
+        let v = Values::cell(t, tidx, ci, row);
+        match &v {
+            Scalar::None => None,
+            Scalar::Date(d) => Some(date_text(*d)),
+            Scalar::Num(x) => Some(script::format_number(*x)),
+            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            other => self.vals.text(other).map(|t| t.to_string()),
+        }
+    }
+
     /// All findings, in order.
     pub fn findings(&self) -> Vec<Finding> {
         let mut out = Vec::with_capacity(self.finding_count());

@@ -35,6 +35,8 @@ pub struct PolicySet {
     pub periods: IndexMap<String, Period>,
     pub directives: Vec<Directive>,
     pub rules: Vec<Rule>,
+    /// Grading rules from `assessment.toml`, if present.
+    pub assessment: Option<Assessment>,
     /// Helper functions from `helpers/*.rhai`, merged into every expression.
     pub helpers: rhai::AST,
     pub engine: rhai::Engine,
@@ -356,6 +358,45 @@ impl Rule {
     }
 }
 
+/// Variables every grading expression sees (besides parameters, aggregates and columns).
+pub const GRADE_COUNT_NAMES: &[&str] = &[
+    "passes",
+    "fails",
+    "warns",
+    "errors",
+    "not_applicable",
+    "critical_fails",
+    "major_fails",
+    "minor_fails",
+    "failed_directives",
+    "warned_directives",
+];
+
+/// Extra variables for organization grades: how the organization's members did.
+pub const GRADE_ORG_NAMES: &[&str] = &[
+    "members",
+    "members_failing",
+    "members_passing",
+    "member_pass_share",
+    "member_fail_share",
+];
+
+/// How findings become grades.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub title: String,
+    pub note: Option<String>,
+    pub member: Vec<Grade>,
+    pub organization: Vec<Grade>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grade {
+    pub name: String,
+    pub when: Option<Expr>,
+    pub description: Option<String>,
+}
+
 /// Loading failed: the diagnostics (errors and warnings) and the sources to render them.
 pub struct LoadFailure {
     pub diags: Vec<Diag>,
@@ -447,6 +488,10 @@ fn collect_files(root: &Path) -> Result<Vec<PathBuf>, String> {
         ));
     }
     let mut files = vec![manifest];
+    let assessment = root.join("assessment.toml");
+    if assessment.is_file() {
+        files.push(assessment);
+    }
     for (sub, ext) in [("directives", "toml"), ("helpers", "rhai")] {
         let dir = root.join(sub);
         if !dir.is_dir() {

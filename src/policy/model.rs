@@ -376,3 +376,51 @@ pub struct CaseDef {
     /// Chinese message; `{expr}` placeholders are Rhai expressions.
     pub message: Spanned<String>,
 }
+
+/// `assessment.toml`: how findings become grades (考核评价) for members and organizations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentFile {
+    pub assessment: AssessmentDef,
+    #[serde(default)]
+    pub tables: IndexMap<String, Spanned<TableDef>>,
+    #[serde(default)]
+    pub parameters: IndexMap<String, Spanned<ParamDef>>,
+    #[serde(default)]
+    pub aggregates: IndexMap<String, Spanned<AggDef>>,
+    #[serde(default)]
+    pub periods: IndexMap<String, Spanned<PeriodDef>>,
+}
+
+impl AssessmentFile {
+    pub fn take_decls(&mut self) -> Declarations {
+        Declarations {
+            tables: std::mem::take(&mut self.tables),
+            parameters: std::mem::take(&mut self.parameters),
+            aggregates: std::mem::take(&mut self.aggregates),
+            periods: std::mem::take(&mut self.periods),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentDef {
+    pub title: Option<String>,
+    pub note: Option<String>,
+    /// Grades for members, tried in order; the first whose `when` holds applies.
+    #[serde(default)]
+    pub member: Vec<Spanned<GradeDef>>,
+    /// Grades for organizations, tried in order.
+    #[serde(default)]
+    pub organization: Vec<Spanned<GradeDef>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeDef {
+    pub grade: String,
+    /// Rhai condition; a grade without `when` always applies (put it last).
+    pub when: Option<Spanned<String>>,
+    pub description: Option<String>,
+}

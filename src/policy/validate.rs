@@ -46,12 +46,19 @@ pub(super) fn build(
     let mut manifest: Option<(ManifestFile, FileId)> = None;
     let mut directive_files: Vec<(DirectiveFile, FileId)> = Vec::new();
     let mut helper_files: Vec<FileId> = Vec::new();
+    let mut assessment_file: Option<(model::AssessmentFile, FileId)> = None;
     for (path, id) in &texts {
         let text = cx.sources.text(*id);
-        let is_manifest = path.file_name().is_some_and(|n| n == "policy.toml")
-            && path.parent().is_some_and(|p| p == root);
+        let at_root = |name: &str| {
+            path.file_name().is_some_and(|n| n == name) && path.parent().is_some_and(|p| p == root)
+        };
+        let is_manifest = at_root("policy.toml");
         if path.extension().is_some_and(|e| e == "rhai") {
             helper_files.push(*id);
+        } else if at_root("assessment.toml") {
+            if let Some(a) = parse_toml::<model::AssessmentFile>(&mut cx, *id, text) {
+                assessment_file = Some((a, *id));
+            }
         } else if is_manifest {
             if let Some(m) = parse_toml::<ManifestFile>(&mut cx, *id, text) {
                 manifest = Some((m, *id));
@@ -76,6 +83,9 @@ pub(super) fn build(
         vec![(manifest.take_decls(), manifest_file)];
     for (d, id) in directive_files.iter_mut() {
         decls.push((d.take_decls(), *id));
+    }
+    if let Some((a, id)) = assessment_file.as_mut() {
+        decls.push((a.take_decls(), *id));
     }
     let schema = build_schema(&mut cx, &decls);
     let subjects = build_subjects(&mut cx, &manifest, manifest_file, &schema);
@@ -140,7 +150,34 @@ pub(super) fn build(
     }
     directives.sort_by(|a, b| a.key.cmp(&b.key));
     check_rule_versions(&mut cx, &rules);
-    warn_unused(&mut cx, &params, &aggregates, &periods, &rules);
+    let assessment = assessment_file.as_ref().map(|(a, file)| {
+        build_assessment(
+            &mut cx,
+            a,
+            *file,
+            &subjects,
+            &schema,
+            &params,
+            &aggregates,
+            &helpers,
+        )
+    });
+    let mut used_by_grades: Vec<Rule> = Vec::new();
+    if let Some(a) = &assessment {
+        // Grades count as users of parameters and aggregates.
+        for g in a.member.iter().chain(&a.organization) {
+            if let (Some(w), Some(first)) = (&g.when, rules.first()) {
+                let mut r = first.clone();
+                r.applies = Some(w.clone());
+                r.lets.clear();
+                r.cases.clear();
+                r.evidence.clear();
+                used_by_grades.push(r);
+            }
+        }
+    }
+    let all_users: Vec<Rule> = rules.iter().cloned().chain(used_by_grades).collect();
+    warn_unused(&mut cx, &params, &aggregates, &periods, &all_users);
 
     let has_errors = cx
         .diags
@@ -170,6 +207,7 @@ pub(super) fn build(
         periods,
         directives,
         rules,
+        assessment,
         helpers,
         engine,
         warnings: diags,
@@ -262,8 +300,9 @@ fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: 
                     d = d.help(format!("allowed: {}", expected.join(", ")));
                 }
                 d
-            } else if e.span().is_some()
-                && (msg.contains("invalid type") || msg.contains("expected"))
+            } else if msg.starts_with("invalid type")
+                || msg.starts_with("invalid value")
+                || msg.starts_with("invalid length")
             {
                 Diag::error("RB0003", msg.clone())
                     .at(loc)
@@ -769,10 +808,10 @@ fn check_ref(
             _ => {}
         },
         ValueRef::Lit(v) => {
-            if let Some(col) = col {
-                if let Err(msg) = check_literal(col, v) {
-                    cx.err(Diag::error("RB0110", msg).at(Some(loc.clone())));
-                }
+            if let Some(col) = col
+                && let Err(msg) = check_literal(col, v)
+            {
+                cx.err(Diag::error("RB0110", msg).at(Some(loc.clone())));
             }
         }
         ValueRef::AsOf => {}
@@ -1911,6 +1950,88 @@ fn build_rule(
         cases,
         loc,
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_assessment(
+    cx: &mut Ctx,
+    a: &model::AssessmentFile,
+    file: FileId,
+    subjects: &IndexMap<String, SubjectKind>,
+    schema: &Schema,
+    params: &IndexMap<String, Param>,
+    aggregates: &IndexMap<String, Aggregate>,
+    helpers: &AST,
+) -> Assessment {
+    let grades = |cx: &mut Ctx,
+                  defs: &[Spanned<model::GradeDef>],
+                  subject: &str,
+                  extra: &[&str]|
+     -> Vec<Grade> {
+        let mut names: Vec<String> = crate::policy::GRADE_COUNT_NAMES
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        names.push("as_of".into());
+        names.push("subject_id".into());
+        names.extend(params.keys().cloned());
+        names.extend(
+            aggregates
+                .values()
+                .filter(|x| x.subject == subject)
+                .map(|x| x.name.clone()),
+        );
+        if let Some(t) = subjects
+            .get(subject)
+            .and_then(|s| schema.tables.get(&s.table))
+        {
+            names.extend(t.columns.iter().map(|c| c.name.clone()));
+        }
+        names.sort();
+        names.dedup();
+        let mut out = Vec::new();
+        for (i, g) in defs.iter().enumerate() {
+            let gd = g.get_ref();
+            if gd.when.is_none() && i + 1 != defs.len() {
+                cx.err(
+                    Diag::error(
+                        "RB0302",
+                        format!("grade `{}` has no `when` but is not the last", gd.grade),
+                    )
+                    .at(Some(Loc::new(file, g.span())))
+                    .help("grades are tried in order; put the grade without `when` last"),
+                );
+            }
+            let when = gd
+                .when
+                .as_ref()
+                .and_then(|w| compile_expr(cx, file, w, &names, helpers));
+            out.push(Grade {
+                name: gd.grade.clone(),
+                when,
+                description: gd.description.clone(),
+            });
+        }
+        out
+    };
+    let member = grades(cx, &a.assessment.member, "member", &[]);
+    let organization = grades(
+        cx,
+        &a.assessment.organization,
+        "organization",
+        crate::policy::GRADE_ORG_NAMES,
+    );
+    Assessment {
+        title: a
+            .assessment
+            .title
+            .clone()
+            .unwrap_or_else(|| "考核评价".into()),
+        note: a.assessment.note.clone(),
+        member,
+        organization,
+    }
 }
 
 fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {

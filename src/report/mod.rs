@@ -1,0 +1,1002 @@
+//! Assessment reports: grades from `policies/assessment.toml`, report data for members,
+//! branches, communities and the whole dataset, Tera templates rendered to Typst markup
+//! (data escaped by default), and PDFs compiled in-process, in parallel.
+//!
+//! The data each template receives is documented in `report-templates/README.md`.
+
+pub mod typst;
+
+use crate::data::Dataset;
+use crate::eval::Run;
+use crate::findings::{Finding, Status};
+use crate::policy::model::{Basis, Severity};
+use crate::policy::{Grade, PolicySet};
+use crate::script;
+use anyhow::{Context, Result, anyhow};
+use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Which reports to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Level {
+    Member,
+    Branch,
+    Community,
+    Summary,
+    All,
+}
+
+/// One report ready to render: the template, its data, and where the PDF goes.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `member`, `branch`, `community` or `summary`.
+    pub kind: &'static str,
+    pub id: String,
+    /// Output path relative to the output folder.
+    pub file: PathBuf,
+    pub context: Value,
+}
+
+/// A character no loaded font can print.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlyphProblem {
+    pub report: String,
+    pub field: String,
+    pub character: char,
+}
+
+impl std::fmt::Display for GlyphProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: field {} has '{}' (U+{:04X}), which no font can print",
+            self.report, self.field, self.character, self.character as u32
+        )
+    }
+}
+
+/// Grades and counts per subject, computed from findings by the assessment rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    pub passes: i64,
+    pub fails: i64,
+    pub warns: i64,
+    pub errors: i64,
+    pub not_applicable: i64,
+    pub waived: i64,
+    pub critical_fails: i64,
+    pub major_fails: i64,
+    pub minor_fails: i64,
+    pub failed_directives: i64,
+    pub warned_directives: i64,
+}
+
+impl Tally {
+    fn of(findings: &[&Finding]) -> Tally {
+        let mut t = Tally::default();
+        let mut failed: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut warned: BTreeMap<&str, bool> = BTreeMap::new();
+        for f in findings {
+            match f.status {
+                Status::Pass => t.passes += 1,
+                Status::Fail => {
+                    t.fails += 1;
+                    failed.insert(&f.directive, true);
+                    match f.severity {
+                        Severity::Critical => t.critical_fails += 1,
+                        Severity::Major => t.major_fails += 1,
+                        Severity::Minor => t.minor_fails += 1,
+                    }
+                }
+                Status::Warn => {
+                    t.warns += 1;
+                    warned.insert(&f.directive, true);
+                }
+                Status::Error => t.errors += 1,
+                Status::NotApplicable => t.not_applicable += 1,
+                Status::Waived => t.waived += 1,
+            }
+        }
+        t.failed_directives = failed.len() as i64;
+        t.warned_directives = warned.len() as i64;
+        t
+    }
+
+    fn push(&self, scope: &mut rhai::Scope<'static>) {
+        for (k, v) in [
+            ("passes", self.passes),
+            ("fails", self.fails),
+            ("warns", self.warns),
+            ("errors", self.errors),
+            ("not_applicable", self.not_applicable),
+            ("critical_fails", self.critical_fails),
+            ("major_fails", self.major_fails),
+            ("minor_fails", self.minor_fails),
+            ("failed_directives", self.failed_directives),
+            ("warned_directives", self.warned_directives),
+        ] {
+            scope.push(k, v);
+        }
+    }
+}
+
+/// Everything reports are made from.
+pub struct Model<'a> {
+    pub run: &'a Run<'a>,
+    pub policy: &'a PolicySet,
+    pub data: &'a Dataset,
+    pub findings: &'a [Finding],
+    by_subject: HashMap<(&'a str, &'a str), Vec<&'a Finding>>,
+    /// Grade per (kind, id).
+    pub grades: HashMap<(String, String), String>,
+    /// Problems met while grading (a grade expression that failed).
+    pub grade_errors: Vec<String>,
+    /// Member rows per organization id (members whose branch is the organization).
+    members_of: HashMap<String, Vec<usize>>,
+}
+
+fn pct(n: i64, d: i64) -> f64 {
+    if d == 0 { 0.0 } else { (n as f64) * 100.0 / (d as f64) }
+}
+
+impl<'a> Model<'a> {
+    pub fn new(run: &'a Run<'a>, findings: &'a [Finding]) -> Model<'a> {
+        let mut by_subject: HashMap<(&str, &str), Vec<&Finding>> = HashMap::new();
+        for f in findings {
+            by_subject.entry((&f.subject_kind, &f.subject_id)).or_default().push(f);
+        }
+        let mut m = Model {
+            run,
+            policy: run.policy,
+            data: run.data,
+            findings,
+            by_subject,
+            grades: HashMap::new(),
+            grade_errors: Vec::new(),
+            members_of: HashMap::new(),
+        };
+        m.index_members();
+        m.grade_all();
+        m
+    }
+
+    fn findings_of(&self, kind: &str, id: &str) -> &[&'a Finding] {
+        self.by_subject.get(&(kind, id)).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    fn member_table(&self) -> Option<&str> {
+        self.policy.subjects.get("member").map(|s| s.table.as_str())
+    }
+
+    fn org_table(&self) -> Option<&str> {
+        self.policy.subjects.get("organization").map(|s| s.table.as_str())
+    }
+
+    /// The member column that references the organization table (`branch_id`).
+    fn branch_column(&self) -> Option<String> {
+        let mt = self.policy.schema.tables.get(self.member_table()?)?;
+        let ot = self.org_table()?;
+        mt.columns.iter().find(|c| c.references.as_deref() == Some(ot)).map(|c| c.name.clone())
+    }
+
+    fn index_members(&mut self) {
+        let (Some(mt), Some(bc)) = (self.member_table().map(str::to_string), self.branch_column()) else { return };
+        for row in self.run.subjects("member") {
+            if let Some(b) = self.run.cell_text(&mt, row, &bc) {
+                self.members_of.entry(b).or_default().push(row);
+            }
+        }
+    }
+
+    fn member_id(&self, row: usize) -> String {
+        let mt = self.member_table().unwrap_or("members");
+        let key = self.policy.schema.tables[mt].key_name().unwrap_or("member_id").to_string();
+        self.run.cell_text(mt, row, &key).unwrap_or_default()
+    }
+
+    fn pick_grade(&mut self, grades: &[Grade], scope: &mut rhai::Scope<'static>, who: &str) -> String {
+        for g in grades {
+            match &g.when {
+                None => return g.name.clone(),
+                Some(e) => match self.run.eval_in(e, scope).map(|v| v.as_bool()) {
+                    Ok(Ok(true)) => return g.name.clone(),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(t)) => {
+                        self.grade_errors.push(format!("{who}: grade `{}`: `{}` gave {t}, not true/false", g.name, e.src));
+                    }
+                    Err(msg) => self.grade_errors.push(format!("{who}: grade `{}`: {msg}", g.name)),
+                },
+            }
+        }
+        "未评定".to_string()
+    }
+
+    fn grade_all(&mut self) {
+        let Some(assessment) = self.policy.assessment.clone() else { return };
+        // Members first: organizations look at their members.
+        let mut member_failing: HashMap<usize, bool> = HashMap::new();
+        for row in self.run.subjects("member") {
+            let id = self.member_id(row);
+            let tally = Tally::of(self.findings_of("member", &id));
+            member_failing.insert(row, tally.fails > 0);
+            let mut scope = self.run.subject_scope("member", row);
+            tally.push(&mut scope);
+            let g = self.pick_grade(&assessment.member, &mut scope, &format!("member {id}"));
+            self.grades.insert(("member".into(), id), g);
+        }
+        let Some(ot) = self.org_table().map(str::to_string) else { return };
+        let okey = self.policy.schema.tables[ot.as_str()].key_name().unwrap_or("org_id").to_string();
+        for row in self.run.subjects("organization") {
+            let id = self.run.cell_text(&ot, row, &okey).unwrap_or_default();
+            let tally = Tally::of(self.findings_of("organization", &id));
+            let members = self.members_of.get(&id).cloned().unwrap_or_default();
+            let failing = members.iter().filter(|r| member_failing.get(r).copied().unwrap_or(false)).count() as i64;
+            let n = members.len() as i64;
+            let mut scope = self.run.subject_scope("organization", row);
+            tally.push(&mut scope);
+            scope.push("members", n);
+            scope.push("members_failing", failing);
+            scope.push("members_passing", n - failing);
+            scope.push("member_pass_share", if n == 0 { 0.0 } else { (n - failing) as f64 / n as f64 });
+            scope.push("member_fail_share", if n == 0 { 0.0 } else { failing as f64 / n as f64 });
+            let g = self.pick_grade(&assessment.organization, &mut scope, &format!("organization {id}"));
+            self.grades.insert(("organization".into(), id), g);
+        }
+    }
+
+    fn grade(&self, kind: &str, id: &str) -> String {
+        self.grades.get(&(kind.to_string(), id.to_string())).cloned().unwrap_or_else(|| "未评定".into())
+    }
+
+    fn grade_description(&self, kind: &str, grade: &str) -> Option<String> {
+        let a = self.policy.assessment.as_ref()?;
+        let list = if kind == "member" { &a.member } else { &a.organization };
+        list.iter().find(|g| g.name == grade).and_then(|g| g.description.clone())
+    }
+
+    /// Data every report gets: the document facts and the appendix.
+    pub fn common(&self) -> Value {
+        let as_of = self.run.as_of;
+        let assumptions: Vec<Value> = self
+            .policy
+            .params
+            .values()
+            .map(|p| {
+                let v = &self.run.params[&p.name];
+                json!({
+                    "name": p.name,
+                    "label": p.label,
+                    "value": toml_text(&v.value),
+                    "unit": p.unit,
+                    "from": v.from.map(|d| d.to_string()),
+                    "basis": if p.basis == Basis::Assumption { "assumption" } else { "source" },
+                    "reason": p.reason,
+                    "quote": p.quote,
+                })
+            })
+            .collect();
+        let periods: Vec<Value> = self
+            .run
+            .periods
+            .iter()
+            .map(|p| json!({"name": p.name, "label": p.label, "start": p.start.map(|d| d.to_string()), "end": p.end.map(|d| d.to_string()), "per_subject": p.per_subject}))
+            .collect();
+        let sources: Vec<Value> = self
+            .data
+            .stats
+            .iter()
+            .map(|s| json!({"table": s.table, "label": self.policy.schema.tables.get(&s.table).map(|t| t.label.clone()), "file": s.file, "encoding": s.encoding, "read": s.read, "loaded": s.loaded, "rejected": s.rejected}))
+            .collect();
+        let directives: Vec<Value> = self
+            .policy
+            .directives
+            .iter()
+            .filter(|d| self.run.rules().any(|r| r.directive == d.key))
+            .map(|d| json!({"key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer, "issued_on": d.issued_on.map(|x| x.to_string())}))
+            .collect();
+        json!({
+            "as_of": as_of.to_string(),
+            "as_of_cn": format!("{}年{}月{}日", as_of.year(), as_of.month(), as_of.day()),
+            "year": as_of.year(), "month": as_of.month(), "day": as_of.day(),
+            "policy": {"name": self.policy.name, "title": self.policy.title, "version": self.policy.version, "hash": self.policy.hash, "short_hash": self.policy.short_hash(), "source": self.policy.source},
+            "assessment": self.policy.assessment.as_ref().map(|a| json!({
+                "title": a.title, "note": a.note,
+                "member_grades": a.member.iter().map(|g| json!({"grade": g.name, "description": g.description, "when": g.when.as_ref().map(|e| e.src.clone())})).collect::<Vec<_>>(),
+                "organization_grades": a.organization.iter().map(|g| json!({"grade": g.name, "description": g.description, "when": g.when.as_ref().map(|e| e.src.clone())})).collect::<Vec<_>>(),
+            })),
+            "periods": periods,
+            "assumptions": assumptions,
+            "sources": sources,
+            "totals": {"read": self.data.total_read(), "loaded": self.data.total_loaded(), "rejected": self.data.total_rejected()},
+            "directives": directives,
+        })
+    }
+
+    fn finding_json(&self, f: &Finding) -> Value {
+        let rule = self.run.rules().find(|r| *r.id == *f.rule);
+        let mut evidence = Vec::new();
+        for (k, v) in &f.evidence {
+            if k == "records" {
+                continue;
+            }
+            let label = self
+                .policy
+                .aggregates
+                .get(k)
+                .map(|a| a.label.clone())
+                .or_else(|| self.policy.params.get(k).map(|p| p.label.clone()))
+                .unwrap_or_else(|| k.clone());
+            evidence.push(json!({"name": k, "label": label, "value": json_text(v)}));
+        }
+        let records: Vec<Value> = f
+            .evidence
+            .get("records")
+            .and_then(|r| r.as_object())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        let lines: Vec<String> = v["lines"].as_array().map(|a| a.iter().map(|x| x.to_string()).collect()).unwrap_or_default();
+                        json!({"name": k, "file": v["file"], "lines": lines.join(", ")})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "rule": f.rule.to_string(),
+            "title": rule.map(|r| r.title.clone()).unwrap_or_default(),
+            "version": f.rule_version.to_string(),
+            "status": f.status.name(),
+            "status_cn": f.status.chinese(),
+            "severity": crate::findings::severity_name(f.severity),
+            "message": f.message,
+            "clause": f.source.text.to_string(),
+            "document": f.source.document.to_string(),
+            "period": f.period.as_ref().map(|p| json!({"name": p.name.to_string(), "start": p.start, "end": p.end})),
+            "evidence": evidence,
+            "records": records,
+        })
+    }
+
+    /// Findings of a subject grouped by directive, with the worst status of each.
+    fn directive_sections(&self, kind: &str, id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for d in &self.policy.directives {
+            let fs: Vec<&&Finding> = self.findings_of(kind, id).iter().filter(|f| *f.directive == d.key).collect();
+            if fs.is_empty() {
+                continue;
+            }
+            let worst = worst_status(fs.iter().map(|f| f.status));
+            out.push(json!({
+                "key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer,
+                "status": worst.name(), "status_cn": worst.chinese(),
+                "findings": fs.iter().map(|f| self.finding_json(f)).collect::<Vec<_>>(),
+            }));
+        }
+        out
+    }
+
+    /// Verified service hours of a member by month of the as-of year (contract table `services`).
+    fn hours_by_month(&self, member_row: usize) -> Vec<Value> {
+        let year = self.run.as_of.year();
+        let mut months = [0f64; 12];
+        if let Some(hours) = self.services_of(Some(member_row), None) {
+            for (start, h, _) in hours {
+                if start.year() == year && start <= self.run.as_of {
+                    months[start.month0() as usize] += h;
+                }
+            }
+        }
+        months
+            .iter()
+            .enumerate()
+            .map(|(i, h)| json!({"label": format!("{}月", i + 1), "value": round2(*h)}))
+            .collect()
+    }
+
+    /// Verified services (start date, hours, row) of a member and/or in a community.
+    fn services_of(&self, member_row: Option<usize>, community: Option<&str>) -> Option<Vec<(NaiveDate, f64, usize)>> {
+        use crate::data::ColumnData;
+        let ts = self.policy.schema.tables.get("services")?;
+        let t = self.data.tables.get("services")?;
+        let (ci_m, ci_c, ci_s, ci_e, ci_v) = (ts.column("member_id")?, ts.column("community_id")?, ts.column("start")?, ts.column("end")?, ts.column("verified")?);
+        let (ColumnData::DateTime(st), ColumnData::DateTime(en), ColumnData::Bool(ver), ColumnData::Id(cm)) =
+            (&t.columns[ci_s], &t.columns[ci_e], &t.columns[ci_v], &t.columns[ci_c])
+        else {
+            return None;
+        };
+        let mref = t.refs[ci_m].as_ref()?;
+        let csym = community.and_then(|c| self.data.ids.get(c));
+        if community.is_some() && csym.is_none() {
+            return Some(Vec::new());
+        }
+        let mut out = Vec::new();
+        for r in 0..t.len() {
+            if member_row.is_some_and(|m| mref[r] as usize != m) || csym.is_some_and(|c| cm[r] != c) || ver[r] != Some(true) {
+                continue;
+            }
+            if let (Some(s), Some(e)) = (st[r], en[r]) {
+                out.push((s.date(), (e - s).num_seconds() as f64 / 3600.0, r));
+            }
+        }
+        Some(out)
+    }
+
+    fn community_name(&self, id: &str) -> String {
+        self.policy
+            .schema
+            .tables
+            .get("communities")
+            .and_then(|_| self.data.ids.get(id))
+            .and_then(|sym| self.data.tables.get("communities")?.key_index.get(&sym).copied())
+            .and_then(|row| self.run.cell_text("communities", row as usize, "name"))
+            .unwrap_or_default()
+    }
+
+    fn member_json(&self, row: usize) -> Value {
+        let mt = self.member_table().unwrap_or("members");
+        let id = self.member_id(row);
+        let text = |c: &str| self.run.cell_text(mt, row, c).unwrap_or_default();
+        let branch_id = self.branch_column().map(|c| text(&c)).unwrap_or_default();
+        let ot = self.org_table().unwrap_or("organizations");
+        let branch_row = self.run.subject_row("organization", &branch_id);
+        let branch_name = branch_row.and_then(|r| self.run.cell_text(ot, r, "name")).unwrap_or_default();
+        let contact = branch_row.and_then(|r| self.run.cell_text(ot, r, "community_id")).unwrap_or_default();
+        let residence = text("residence_community_id");
+        let tally = Tally::of(self.findings_of("member", &id));
+        let grade = self.grade("member", &id);
+        let months = self.hours_by_month(row);
+        let total: f64 = months.iter().filter_map(|m| m["value"].as_f64()).sum();
+        let employment = text("employment");
+        json!({
+            "id": id,
+            "name": text("name"),
+            "employment": employment,
+            "employment_cn": self.zh("employment", &employment),
+            "branch": {"id": branch_id, "name": branch_name},
+            "residence_community": {"id": residence, "name": self.community_name(&residence)},
+            "contact_community": {"id": contact, "name": self.community_name(&contact)},
+            "grade": grade,
+            "grade_description": self.grade_description("member", &grade),
+            "tally": tally,
+            "directives": self.directive_sections("member", &id),
+            "hours_by_month": months,
+            "hours_total": round2(total),
+        })
+    }
+
+    fn zh(&self, column: &str, value: &str) -> String {
+        for t in self.policy.schema.tables.values() {
+            if let Some(c) = t.columns.iter().find(|c| c.name == column)
+                && let Some((_, al)) = c.values.iter().find(|(k, _)| k == value)
+            {
+                return al.first().cloned().unwrap_or_else(|| value.to_string());
+            }
+        }
+        value.to_string()
+    }
+
+    /// Compliance per directive over a set of subjects: applicable, pass/warn/fail subjects.
+    fn compliance(&self, subjects: &[(&str, String)]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for d in &self.policy.directives {
+            let (mut applicable, mut failing, mut warning) = (0i64, 0i64, 0i64);
+            let mut any = false;
+            for (kind, id) in subjects {
+                let fs: Vec<&&Finding> = self.findings_of(kind, id).iter().filter(|f| *f.directive == d.key).collect();
+                if fs.is_empty() {
+                    continue;
+                }
+                any = true;
+                let worst = worst_status(fs.iter().map(|f| f.status));
+                match worst {
+                    Status::NotApplicable => continue,
+                    Status::Fail | Status::Error => failing += 1,
+                    Status::Warn => warning += 1,
+                    _ => {}
+                }
+                applicable += 1;
+            }
+            if !any {
+                continue;
+            }
+            let passing = applicable - failing;
+            out.push(json!({
+                "key": d.key, "title": d.title, "document": d.document_number,
+                "applicable": applicable, "passing": passing, "warning": warning, "failing": failing,
+                "rate": round1(pct(passing, applicable)),
+            }));
+        }
+        out
+    }
+
+    fn grade_distribution(&self, kind: &str, ids: &[String]) -> Vec<Value> {
+        let Some(a) = self.policy.assessment.as_ref() else { return Vec::new() };
+        let list = if kind == "member" { &a.member } else { &a.organization };
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        for id in ids {
+            *counts.entry(self.grades.get(&(kind.to_string(), id.clone())).map(|s| s.as_str()).unwrap_or("未评定")).or_default() += 1;
+        }
+        let total = ids.len() as i64;
+        list.iter()
+            .map(|g| {
+                let n = counts.get(g.name.as_str()).copied().unwrap_or(0);
+                json!({"label": g.name, "value": n, "share": round1(pct(n, total))})
+            })
+            .collect()
+    }
+
+    /// The report jobs for `level`.
+    pub fn jobs(&self, level: Level) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        let common = self.common();
+        let with = |kind: &'static str, id: String, file: PathBuf, key: &str, v: Value| {
+            let mut ctx = common.clone();
+            ctx["report"] = json!({"kind": kind, "id": id});
+            ctx[key] = v;
+            Job { kind, id, file, context: ctx }
+        };
+        let member_rows = self.run.subjects("member");
+        if matches!(level, Level::Member | Level::All) {
+            for &row in &member_rows {
+                let m = self.member_json(row);
+                let id = m["id"].as_str().unwrap_or("").to_string();
+                let file = PathBuf::from("members").join(file_name(&id, m["name"].as_str().unwrap_or("")));
+                jobs.push(with("member", id, file, "member", m));
+            }
+        }
+        let ot = self.org_table().unwrap_or("organizations").to_string();
+        let okey = self.policy.schema.tables.get(ot.as_str()).and_then(|t| t.key_name()).unwrap_or("org_id").to_string();
+        if matches!(level, Level::Branch | Level::All) {
+            for row in self.run.subjects("organization") {
+                if self.run.cell_text(&ot, row, "kind").as_deref() != Some("unit_branch") {
+                    continue;
+                }
+                let b = self.branch_json(&ot, &okey, row);
+                let id = b["id"].as_str().unwrap_or("").to_string();
+                let file = PathBuf::from("branches").join(file_name(&id, b["name"].as_str().unwrap_or("")));
+                jobs.push(with("branch", id, file, "branch", b));
+            }
+        }
+        if matches!(level, Level::Community | Level::All)
+            && let Some(ct) = self.data.tables.get("communities")
+        {
+            let cs = &self.policy.schema.tables["communities"];
+            let key = cs.key_name().unwrap_or("community_id").to_string();
+            let mut rows: Vec<(String, usize)> = (0..ct.len()).map(|r| (self.run.cell_text("communities", r, &key).unwrap_or_default(), r)).collect();
+            rows.sort();
+            for (id, row) in rows {
+                let c = self.community_json(&id, row);
+                let file = PathBuf::from("communities").join(file_name(&id, c["name"].as_str().unwrap_or("")));
+                jobs.push(with("community", id, file, "community", c));
+            }
+        }
+        if matches!(level, Level::Summary | Level::All) {
+            let s = self.summary_json(&ot, &okey);
+            jobs.push(with("summary", "summary".into(), PathBuf::from("summary.pdf"), "summary", s));
+        }
+        jobs
+    }
+
+    fn branch_json(&self, ot: &str, okey: &str, row: usize) -> Value {
+        let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
+        let name = self.run.cell_text(ot, row, "name").unwrap_or_default();
+        let contact = self.run.cell_text(ot, row, "community_id").unwrap_or_default();
+        let rows = self.members_of.get(&id).cloned().unwrap_or_default();
+        let mut members: Vec<Value> = rows.iter().map(|&r| self.member_row_summary(r)).collect();
+        members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let subjects: Vec<(&str, String)> = rows.iter().map(|&r| ("member", self.member_id(r))).collect();
+        let ids: Vec<String> = subjects.iter().map(|(_, i)| i.clone()).collect();
+        let grade = self.grade("organization", &id);
+        let hours: Vec<Value> = members.iter().map(|m| json!({"label": m["name"], "value": m["hours"]})).collect();
+        json!({
+            "id": id, "name": name,
+            "contact_community": {"id": contact, "name": self.community_name(&contact)},
+            "grade": grade,
+            "grade_description": self.grade_description("organization", &grade),
+            "members": members,
+            "member_count": rows.len(),
+            "compliance": self.compliance(&subjects),
+            "grades": self.grade_distribution("member", &ids),
+            "own": self.directive_sections("organization", &id),
+            "hours_chart": hours,
+        })
+    }
+
+    fn member_row_summary(&self, r: usize) -> Value {
+        let mt = self.member_table().unwrap_or("members");
+        let id = self.member_id(r);
+        let tally = Tally::of(self.findings_of("member", &id));
+        let hours: f64 = self
+            .services_of(Some(r), None)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(d, _, _)| d.year() == self.run.as_of.year() && *d <= self.run.as_of)
+            .map(|(_, h, _)| h)
+            .sum();
+        json!({
+            "id": id,
+            "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
+            "grade": self.grade("member", &id),
+            "hours": round2(hours),
+            "fails": tally.fails, "warns": tally.warns,
+        })
+    }
+
+    fn community_json(&self, id: &str, row: usize) -> Value {
+        let name = self.run.cell_text("communities", row, "name").unwrap_or_default();
+        let district = self.run.cell_text("communities", row, "district").unwrap_or_default();
+        let services = self.services_of(None, Some(id)).unwrap_or_default();
+        let year = self.run.as_of.year();
+        let services: Vec<_> = services.into_iter().filter(|(d, _, _)| d.year() == year && *d <= self.run.as_of).collect();
+        let t = self.data.tables.get("services");
+        let ts = self.policy.schema.tables.get("services");
+        let mut by_member: BTreeMap<usize, (f64, i64)> = BTreeMap::new();
+        let mut by_category: BTreeMap<String, f64> = BTreeMap::new();
+        if let (Some(t), Some(ts)) = (t, ts) {
+            let mref = ts.column("member_id").and_then(|c| t.refs[c].as_ref());
+            for (_, h, r) in &services {
+                if let Some(m) = mref.map(|m| m[*r] as usize) {
+                    let e = by_member.entry(m).or_default();
+                    e.0 += h;
+                    e.1 += 1;
+                }
+                let cat = self.run.cell_text("services", *r, "category").unwrap_or_default();
+                *by_category.entry(cat).or_default() += h;
+            }
+        }
+        let mt = self.member_table().unwrap_or("members");
+        let bc = self.branch_column().unwrap_or_else(|| "branch_id".into());
+        let ot = self.org_table().unwrap_or("organizations");
+        let mut members: Vec<Value> = by_member
+            .iter()
+            .map(|(&r, (h, n))| {
+                let branch = self.run.cell_text(mt, r, &bc).unwrap_or_default();
+                let bname = self.run.subject_row("organization", &branch).and_then(|b| self.run.cell_text(ot, b, "name")).unwrap_or_default();
+                let residence = self.run.cell_text(mt, r, "residence_community_id").unwrap_or_default();
+                json!({
+                    "id": self.member_id(r),
+                    "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
+                    "branch": {"id": branch, "name": bname},
+                    "resident": residence == id,
+                    "hours": round2(*h), "services": n,
+                    "grade": self.grade("member", &self.member_id(r)),
+                })
+            })
+            .collect();
+        members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let mut from: BTreeMap<String, (String, i64, f64)> = BTreeMap::new();
+        for m in &members {
+            let e = from.entry(m["branch"]["id"].as_str().unwrap_or("").to_string()).or_insert((m["branch"]["name"].as_str().unwrap_or("").to_string(), 0, 0.0));
+            e.1 += 1;
+            e.2 += m["hours"].as_f64().unwrap_or(0.0);
+        }
+        let residents = self
+            .run
+            .subjects("member")
+            .into_iter()
+            .filter(|&r| self.run.cell_text(mt, r, "residence_community_id").as_deref() == Some(id))
+            .count();
+        let total: f64 = by_category.values().sum();
+        json!({
+            "id": id, "name": name, "district": district,
+            "year": year,
+            "members": members,
+            "residents": residents,
+            "from": from.into_iter().map(|(k, (n, c, h))| json!({"id": k, "name": n, "members": c, "hours": round2(h)})).collect::<Vec<_>>(),
+            "hours_by_category": by_category.into_iter().map(|(k, h)| json!({"label": self.zh("category", &k), "value": round2(h)})).collect::<Vec<_>>(),
+            "hours_total": round2(total),
+            "services_total": services.len(),
+        })
+    }
+
+    fn summary_json(&self, ot: &str, okey: &str) -> Value {
+        let member_ids: Vec<String> = self.run.subjects("member").into_iter().map(|r| self.member_id(r)).collect();
+        let mut subjects: Vec<(&str, String)> = member_ids.iter().map(|i| ("member", i.clone())).collect();
+        let branches: Vec<usize> = self
+            .run
+            .subjects("organization")
+            .into_iter()
+            .filter(|&r| self.run.cell_text(ot, r, "kind").as_deref() == Some("unit_branch"))
+            .collect();
+        let branch_ids: Vec<String> = branches.iter().map(|&r| self.run.cell_text(ot, r, okey).unwrap_or_default()).collect();
+        subjects.extend(branch_ids.iter().map(|i| ("organization", i.clone())));
+        // Most common failures.
+        let mut fails: BTreeMap<(String, String), (i64, i64, String)> = BTreeMap::new();
+        for f in self.findings {
+            let e = fails.entry((f.directive.to_string(), f.rule.to_string())).or_insert((0, 0, String::new()));
+            match f.status {
+                Status::Fail => {
+                    e.0 += 1;
+                    if e.2.is_empty() {
+                        e.2 = f.message.clone();
+                    }
+                }
+                Status::Warn => e.1 += 1,
+                _ => {}
+            }
+        }
+        let mut top: Vec<Value> = fails
+            .into_iter()
+            .filter(|(_, (f, w, _))| *f + *w > 0)
+            .map(|((d, r), (f, w, example))| {
+                let title = self.run.rules().find(|x| x.id == r).map(|x| x.title.clone()).unwrap_or_default();
+                json!({"directive": d, "rule": r, "title": title, "fails": f, "warns": w, "example": example})
+            })
+            .collect();
+        top.sort_by(|a, b| b["fails"].as_i64().cmp(&a["fails"].as_i64()).then(b["warns"].as_i64().cmp(&a["warns"].as_i64())).then(a["rule"].as_str().cmp(&b["rule"].as_str())));
+        top.truncate(10);
+        let mut ranked: Vec<Value> = branches
+            .iter()
+            .map(|&row| {
+                let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
+                let rows = self.members_of.get(&id).cloned().unwrap_or_default();
+                let failing = rows.iter().filter(|&&r| Tally::of(self.findings_of("member", &self.member_id(r))).fails > 0).count() as i64;
+                let n = rows.len() as i64;
+                let own = Tally::of(self.findings_of("organization", &id));
+                json!({
+                    "id": id, "name": self.run.cell_text(ot, row, "name").unwrap_or_default(),
+                    "grade": self.grade("organization", &id),
+                    "members": n, "members_passing": n - failing,
+                    "pass_rate": round1(pct(n - failing, n)),
+                    "own_fails": own.fails,
+                })
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            b["pass_rate"].as_f64().partial_cmp(&a["pass_rate"].as_f64()).unwrap_or(std::cmp::Ordering::Equal)
+                .then(a["own_fails"].as_i64().cmp(&b["own_fails"].as_i64()))
+                .then(a["id"].as_str().cmp(&b["id"].as_str()))
+        });
+        for (i, b) in ranked.iter_mut().enumerate() {
+            b["rank"] = json!(i + 1);
+        }
+        let compliance = self.compliance(&subjects);
+        let statuses: BTreeMap<&str, i64> = Status::ALL
+            .iter()
+            .map(|s| (s.name(), self.findings.iter().filter(|f| f.status == *s).count() as i64))
+            .collect();
+        json!({
+            "members": member_ids.len(),
+            "branches": branch_ids.len(),
+            "findings": self.findings.len(),
+            "statuses": statuses,
+            "compliance": compliance,
+            "member_grades": self.grade_distribution("member", &member_ids),
+            "branch_grades": self.grade_distribution("organization", &branch_ids),
+            "top_failures": top,
+            "branches_ranked": ranked,
+            "grade_errors": self.grade_errors,
+        })
+    }
+}
+
+fn worst_status(it: impl Iterator<Item = Status>) -> Status {
+    let rank = |s: Status| match s {
+        Status::Error => 5,
+        Status::Fail => 4,
+        Status::Warn => 3,
+        Status::Waived => 2,
+        Status::Pass => 1,
+        Status::NotApplicable => 0,
+    };
+    it.max_by_key(|s| rank(*s)).unwrap_or(Status::NotApplicable)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn toml_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(toml_text).collect::<Vec<_>>().join("、"),
+        toml::Value::Float(f) => script::format_number(*f),
+        other => other.to_string(),
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::Null => "无".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "是".into() } else { "否".into() },
+        Value::Number(n) => n.as_f64().map(script::format_number).unwrap_or_else(|| n.to_string()),
+        Value::Array(a) => {
+            if a.is_empty() {
+                "无".into()
+            } else {
+                a.iter().map(json_text).collect::<Vec<_>>().join("、")
+            }
+        }
+        Value::Object(_) => v.to_string(),
+    }
+}
+
+/// A safe file name from an id and a name: no separators, no `..`, no reserved names.
+pub fn file_name(id: &str, name: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect::<String>()
+    };
+    let mut base = clean(id);
+    let n = clean(name);
+    if !n.trim_matches('_').is_empty() {
+        base = format!("{base}-{n}");
+    }
+    let base: String = base.trim_matches(['_', '.']).chars().take(80).collect();
+    let upper = base.to_ascii_uppercase();
+    let stem = upper.split('.').next().unwrap_or("");
+    let reserved = ["CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "LPT1", "LPT2", "LPT3"];
+    let base = if base.is_empty() || reserved.contains(&stem) { format!("_{base}") } else { base };
+    format!("{base}.pdf")
+}
+
+/// Every string in a report's data, with where it sits (for the glyph check).
+pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
+    fn walk(v: &Value, path: &mut Vec<String>, fonts: &typst::Fonts, report: &str, out: &mut Vec<GlyphProblem>) {
+        match v {
+            Value::String(s) => {
+                for c in s.chars() {
+                    if !fonts.covers(c) && !out.iter().any(|p| p.character == c && p.field == path.join(".")) {
+                        out.push(GlyphProblem { report: report.to_string(), field: path.join("."), character: c });
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(x, path, fonts, report, out);
+                    path.pop();
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o {
+                    path.push(k.clone());
+                    walk(x, path, fonts, report, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let report = format!("{} {}", job.kind, job.id);
+    let key = job.kind;
+    if let Some(v) = job.context.get(key) {
+        walk(v, &mut vec![key.to_string()], fonts, &report, &mut out);
+    }
+    out
+}
+
+/// Tera templates of the templates folder, escaping data for Typst markup by default.
+pub fn templates(dir: &Path) -> Result<tera::Tera> {
+    let mut t = tera::Tera::default();
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read templates folder {}", dir.display()))? {
+        let p = e?.path();
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".tera")) {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            files.push((p, Some(name)));
+        }
+    }
+    files.sort();
+    t.add_template_files(files).map_err(|e| anyhow!("{}", tera_error(&e)))?;
+    t.autoescape_on(vec![".typ.tera"]);
+    t.set_escape_fn(typst::escape_markup);
+    t.register_filter("str", |v: &Value, _: &HashMap<String, Value>| {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            other => json_text(other),
+        };
+        Ok(Value::String(typst::string_literal(&s)))
+    });
+    t.register_filter("num", |v: &Value, _: &HashMap<String, Value>| {
+        Ok(Value::String(match v {
+            Value::Number(n) => n.as_f64().map(script::format_number).unwrap_or_default(),
+            Value::Null => "0".into(),
+            other => json_text(other),
+        }))
+    });
+    t.register_filter("text", |v: &Value, _: &HashMap<String, Value>| Ok(Value::String(json_text(v))));
+    Ok(t)
+}
+
+/// A Tera error with its chain of causes (template name, line and column where known).
+pub fn tera_error(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!("\n  caused by: {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// Render a job's template to Typst source.
+pub fn render_typst(tera: &tera::Tera, job: &Job) -> Result<String> {
+    let name = format!("{}.typ.tera", job.kind);
+    let ctx = tera::Context::from_value(job.context.clone()).map_err(|e| anyhow!("{e}"))?;
+    tera.render(&name, &ctx).map_err(|e| anyhow!("template {name}: {}", tera_error(&e)))
+}
+
+/// What a report run produced.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub files: Vec<(PathBuf, u64)>,
+    pub glyph_problems: Vec<GlyphProblem>,
+    pub seconds: f64,
+}
+
+/// Options for rendering.
+pub struct RenderOptions<'a> {
+    pub templates: &'a Path,
+    pub out: &'a Path,
+    pub fonts: &'a typst::Fonts,
+    pub strict: bool,
+    /// PDF creation date.
+    pub date: chrono::NaiveDateTime,
+    /// Also write each report's Typst source beside its PDF.
+    pub keep_typst: bool,
+    pub progress: Option<&'a indicatif::ProgressBar>,
+}
+
+/// Render jobs to PDFs in parallel, writing each file atomically.
+pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
+    let started = std::time::Instant::now();
+    let tera = templates(opts.templates)?;
+    let glyph_problems: Vec<GlyphProblem> = jobs.iter().flat_map(|j| check_glyphs(j, opts.fonts)).collect();
+    if opts.strict && !glyph_problems.is_empty() {
+        return Err(anyhow!(
+            "{} character(s) cannot be printed with the loaded fonts (--strict):\n  {}",
+            glyph_problems.len(),
+            glyph_problems.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("\n  ")
+        ));
+    }
+    // Render all sources first: a broken template stops before any PDF is written.
+    let sources: Vec<String> = jobs.iter().map(|j| render_typst(&tera, j)).collect::<Result<_>>()?;
+    let compiler = typst::Compiler::new(opts.templates, opts.fonts);
+    let files: Vec<(PathBuf, u64)> = jobs
+        .par_iter()
+        .zip(sources.par_iter())
+        .map(|(job, src)| -> Result<(PathBuf, u64)> {
+            let path = opts.out.join(&job.file);
+            let ident = format!("rulebook-{}-{}", job.kind, job.id);
+            let pdf = compiler
+                .pdf(src, &ident, opts.date)
+                .with_context(|| format!("report {} {} (template {}.typ.tera)", job.kind, job.id, job.kind))?;
+            crate::output::write_bytes(&path, &pdf)?;
+            if opts.keep_typst {
+                crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+            }
+            if let Some(p) = opts.progress {
+                p.inc(1);
+            }
+            Ok((job.file.clone(), pdf.len() as u64))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Rendered { files, glyph_problems, seconds: started.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_escape() {
+        assert_eq!(file_name("M001", "张三"), "M001-张三.pdf");
+        assert_eq!(file_name("../../etc/passwd", ""), "etc_passwd.pdf");
+        assert_eq!(file_name("/abs", "x/y"), "abs-x_y.pdf");
+        assert_eq!(file_name("CON", ""), "_CON.pdf");
+        assert_eq!(file_name("", ""), "_.pdf");
+        assert!(!file_name("..", "..").contains(".."));
+    }
+}

@@ -1,0 +1,235 @@
+//! Typst in-process: fonts loaded from bytes (never system fonts), a file resolver that serves
+//! only the templates folder and the report being compiled, PDF export with a pinned date,
+//! escaping of data placed into Typst markup, and a check that every character has a glyph.
+
+use anyhow::{Context, Result, anyhow};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use typst::diag::{FileError, FileResult};
+use typst::foundations::{Bytes, Smart};
+use typst::syntax::{FileId, Source, VirtualPath, VirtualRoot};
+use typst::text::Font;
+use typst_as_lib::TypstEngine;
+use typst_as_lib::file_resolver::FileResolver;
+
+/// Escape text for Typst markup: every character with a markup meaning gets a backslash,
+/// line breaks become spaces. `#read("x")` prints as `#read("x")`.
+pub fn escape_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' | '#' | '$' | '*' | '_' | '`' | '<' | '>' | '@' | '[' | ']' | '~' | '/' | '='
+            | '-' | '+' | '.' | ':' | '\'' | '"' | '{' | '}' | '(' | ')' | ';' | ',' | '!'
+            | '?' | '%' | '&' | '|' | '^' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Quote text as a Typst string literal (for code such as chart labels).
+pub fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Serves files from the templates folder only (no packages, nothing outside it), and the
+/// report sources registered for compilation.
+struct Resolver {
+    root: PathBuf,
+    reports: Arc<RwLock<HashMap<FileId, Source>>>,
+}
+
+impl Resolver {
+    fn path_of(&self, id: FileId) -> FileResult<PathBuf> {
+        if !matches!(id.root(), VirtualRoot::Project) {
+            return Err(FileError::Other(Some("packages are not available to report templates".into())));
+        }
+        let path = id
+            .vpath()
+            .realize(&self.root)
+            .map_err(|_| FileError::AccessDenied)?;
+        let canon = path.canonicalize().map_err(|e| FileError::from_io(e, &path))?;
+        let root = self.root.canonicalize().map_err(|e| FileError::from_io(e, &self.root))?;
+        if !canon.starts_with(&root) {
+            return Err(FileError::AccessDenied);
+        }
+        Ok(canon)
+    }
+}
+
+impl FileResolver for Resolver {
+    fn resolve_binary(&self, id: FileId) -> FileResult<Cow<'_, Bytes>> {
+        let path = self.path_of(id)?;
+        let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
+        Ok(Cow::Owned(Bytes::new(bytes)))
+    }
+
+    fn resolve_source(&self, id: FileId) -> FileResult<Cow<'_, Source>> {
+        if let Some(s) = self.reports.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Cow::Owned(s));
+        }
+        let path = self.path_of(id)?;
+        let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
+        let text = String::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
+        Ok(Cow::Owned(Source::new(id, text)))
+    }
+}
+
+/// The fonts reports may use, with their character coverage.
+pub struct Fonts {
+    pub data: Vec<Bytes>,
+    pub names: Vec<String>,
+    faces: Vec<Font>,
+}
+
+impl Fonts {
+    /// Load every `.ttf`/`.otf`/`.ttc` in the given folders.
+    pub fn load(dirs: &[PathBuf]) -> Result<Fonts> {
+        let mut data = Vec::new();
+        let mut names = Vec::new();
+        let mut faces = Vec::new();
+        for dir in dirs {
+            if !dir.is_dir() {
+                continue;
+            }
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("reading fonts in {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "ttf" | "otf" | "ttc" | "otc"))
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                let bytes = Bytes::new(std::fs::read(&f).with_context(|| format!("reading font {}", f.display()))?);
+                let found: Vec<Font> = Font::iter(bytes.clone()).collect();
+                if found.is_empty() {
+                    return Err(anyhow!("{} is not a font Typst can read (WOFF/WOFF2 are not supported; use TTF or OTF)", f.display()));
+                }
+                for face in &found {
+                    names.push(format!("{} {:?}", face.info().family, face.info().variant.weight));
+                }
+                faces.extend(found);
+                data.push(bytes);
+            }
+        }
+        if data.is_empty() {
+            return Err(anyhow!(
+                "no fonts found in {}; reports need a CJK font (report-templates/fonts/)",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(Fonts { data, names, faces })
+    }
+
+    /// Whether some loaded font has a glyph for `c`.
+    pub fn covers(&self, c: char) -> bool {
+        c.is_whitespace() || c.is_control() || self.faces.iter().any(|f| f.info().coverage.contains(c as u32))
+    }
+}
+
+/// Compiles Typst sources to PDF, reusing fonts and caches across reports.
+pub struct Compiler {
+    engine: TypstEngine,
+    reports: Arc<RwLock<HashMap<FileId, Source>>>,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Compiler {
+    pub fn new(templates: &Path, fonts: &Fonts) -> Compiler {
+        let reports = Arc::new(RwLock::new(HashMap::new()));
+        let engine = TypstEngine::builder()
+            .fonts(fonts.data.iter().cloned())
+            .add_file_resolver(Resolver { root: templates.to_path_buf(), reports: reports.clone() })
+            .comemo_evict_max_age(Some(10))
+            .build();
+        Compiler { engine, reports, counter: Default::default() }
+    }
+
+    /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
+    /// `date` pins the PDF's creation date.
+    pub fn pdf(&self, source: &str, ident: &str, date: chrono::NaiveDateTime) -> Result<Vec<u8>> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let vpath = VirtualPath::new(format!("/__report_{n}.typ")).map_err(|e| anyhow!("{e:?}"))?;
+        let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
+        let src = Source::new(id, source.to_string());
+        self.reports.write().map_err(|_| anyhow!("lock"))?.insert(id, src.clone());
+        let result = self.engine.compile::<_, typst::layout::PagedDocument>(id);
+        self.reports.write().map_err(|_| anyhow!("lock"))?.remove(&id);
+        let doc = result.output.map_err(|e| anyhow!("{}", describe_typst_error(&e, &src)))?;
+        let ts = typst::foundations::Datetime::from_ymd_hms(
+            chrono::Datelike::year(&date),
+            chrono::Datelike::month(&date) as u8,
+            chrono::Datelike::day(&date) as u8,
+            chrono::Timelike::hour(&date) as u8,
+            chrono::Timelike::minute(&date) as u8,
+            chrono::Timelike::second(&date) as u8,
+        )
+        .ok_or_else(|| anyhow!("bad report date"))?;
+        let options = typst_pdf::PdfOptions {
+            ident: Smart::Custom(ident.to_string()),
+            timestamp: Some(typst_pdf::Timestamp::new_utc(ts)),
+            ..Default::default()
+        };
+        typst_pdf::pdf(&doc, &options).map_err(|errs| {
+            anyhow!("PDF export failed: {}", errs.iter().map(|e| e.message.to_string()).collect::<Vec<_>>().join("; "))
+        })
+    }
+}
+
+/// Typst errors with the line of the generated source they point at.
+fn describe_typst_error(e: &typst_as_lib::TypstAsLibError, src: &Source) -> String {
+    match e {
+        typst_as_lib::TypstAsLibError::TypstSource(diags) => diags
+            .iter()
+            .map(|d| {
+                let line = src.range(d.span).map(|r| src.lines().byte_to_line(r.start).map_or(0, |l| l + 1)).unwrap_or(0);
+                let text = src.text().lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+                format!("generated Typst line {line}: {} (`{text}`)", d.message)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_escape_neutralises_code() {
+        assert_eq!(escape_markup("#read(\"x\")"), "\\#read\\(\\\"x\\\"\\)");
+        assert_eq!(escape_markup("*王*_[1]"), "\\*王\\*\\_\\[1\\]");
+        assert_eq!(escape_markup("a\nb"), "a b");
+        assert_eq!(escape_markup("张三"), "张三");
+    }
+
+    #[test]
+    fn string_literal_quotes() {
+        assert_eq!(string_literal("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}

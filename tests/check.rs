@@ -1,0 +1,190 @@
+//! `rulebook check` on broken copies of the shipped policies: every problem is reported with
+//! its code, file:line:column, the offending line and a hint; exit 1.
+
+mod common;
+
+use common::*;
+
+/// Copy the policies, apply `edit` to one file, run check; returns (exit code, output).
+fn check_with(file: &str, edit: impl FnOnce(String) -> String) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policies_copy(dir.path());
+    let path = pol.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(text, edited, "the edit changed nothing");
+    std::fs::write(&path, edited).unwrap();
+    let out = rulebook().arg("check").arg(&pol).output().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        out.status.code().unwrap(),
+        stdout.replace(&pol.display().to_string(), "policies"),
+    )
+}
+
+#[test]
+fn misspelt_field_gets_position_and_suggestion() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen("status = \"pass\"", "staus = \"pass\"", 1)
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("error[RB0002]: unknown field `staus`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policies/directives/service-hours-20.toml:"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `status`?"), "{out}");
+    assert!(
+        out.contains("staus = \"pass\""),
+        "the offending line is quoted: {out}"
+    );
+}
+
+#[test]
+fn rhai_syntax_error_points_into_the_expression() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replace(
+            "when = \"unverified_hours > 0\"",
+            "when = \"unverified_hours > (0\"",
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(out.contains("error[RB0401]"), "{out}");
+    // Line of the `when`, column of the end of the expression.
+    let line = std::fs::read_to_string(policies().join("directives/service-hours-20.toml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("when = \"unverified_hours > 0\""))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!("service-hours-20.toml:{line}:")),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_name_in_expression_is_suggested() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replace(
+            "verified_hours >= service_hours_required",
+            "verified_hours >= service_hour_required",
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("unknown name `service_hour_required`")
+            && out.contains("did you mean `service_hours_required`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn overlapping_parameter_dates_are_errors() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replace(
+            "values = [{ from = 2020-01-01, value = 20 }]",
+            "values = [{ from = 2020-01-01, value = 20 }, { from = 2020-01-01, value = 24 }]",
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("RB0201") && out.contains("two values from 2020-01-01"),
+        "{out}"
+    );
+}
+
+#[test]
+fn assumption_without_reason_is_an_error() {
+    let (code, out) = check_with("directives/two-teams-one-grid-2020-02-17.toml", |t| {
+        t.replacen("reason = \"原文要求“配合社区将报到党员编入社区防控网格”，未规定期限；假设报到后 7 天内编入，逾期记为提醒。\"\n", "", 1)
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("RB0202") && out.contains("grid_assignment_days"),
+        "{out}"
+    );
+}
+
+#[test]
+fn undeclared_table_and_column_are_named() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen("table = \"services\"", "table = \"servises\"", 1)
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("unknown table `servises`") && out.contains("did you mean `services`?"),
+        "{out}"
+    );
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen(
+            "{ column = \"verified\", is = true }",
+            "{ column = \"verifed\", is = true }",
+            1,
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("no column `verifed`") && out.contains("did you mean `verified`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wrong_enum_literal_lists_the_values() {
+    let (code, out) = check_with("directives/dual-registration-2020-07.toml", |t| {
+        t.replacen(
+            "is = \"dual_registration\"",
+            "is = \"dual-registration\"",
+            1,
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("not a value of `campaign`") && out.contains("dual_registration"),
+        "{out}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_a_position() {
+    let (code, out) = check_with("policy.toml", |t| {
+        t.replacen("version = \"1.0.0\"", "version = \"1.0.0", 1)
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("RB0001") && out.contains("policies/policy.toml:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_case_without_when_must_be_last() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen(
+            "when = \"verified_hours >= service_hours_required\"\n",
+            "",
+            1,
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(out.contains("RB0302"), "{out}");
+}
+
+#[test]
+fn missing_policy_folder_is_an_error() {
+    let out = rulebook()
+        .args(["check", "no/such/policies"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        texts(&out).0.contains("policy folder not found"),
+        "{}",
+        texts(&out).0
+    );
+}
