@@ -5,7 +5,7 @@
 use crate::data::{self, Dataset, Encoding, LoadOptions};
 use crate::findings::{FindingWriter, Format, Summary, render_summary};
 use crate::policy::{self, PolicySet};
-use crate::{eval, r#gen, output};
+use crate::{eval, r#gen, output, report};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -30,8 +30,34 @@ pub enum Command {
     Check(CheckArgs),
     /// Evaluate a dataset and write findings.
     Eval(EvalArgs),
+    /// Evaluate, grade, and render PDF assessment reports (with the findings beside them).
+    Report(ReportArgs),
     /// Generate a synthetic dataset (data contract v1) for benchmarks.
     Gen(GenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Templates folder (Tera templates producing Typst, `lib.typ`, `fonts/`).
+    #[arg(long, default_value = "report-templates")]
+    pub templates: PathBuf,
+    /// Output folder for the PDFs and findings.
+    #[arg(long, default_value = "out/reports")]
+    pub out: PathBuf,
+    /// Which reports to render.
+    #[arg(long, value_enum, default_value_t = report::Level::All)]
+    pub level: report::Level,
+    /// Fail when a character in the data cannot be printed with the loaded fonts.
+    #[arg(long)]
+    pub strict: bool,
+    /// More folders with TTF/OTF fonts (system fonts are never scanned).
+    #[arg(long)]
+    pub font_path: Vec<PathBuf>,
+    /// Also write each report's Typst source (`.typ`) beside its PDF.
+    #[arg(long)]
+    pub keep_typst: bool,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +144,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(a) => check(&a),
         Command::Eval(a) => eval_cmd(&a),
+        Command::Report(a) => report_cmd(&a),
         Command::Gen(a) => gen_cmd(&a),
     }
 }
@@ -362,6 +389,121 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         }
     }
     std::io::stdout().flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The PDF creation date: `SOURCE_DATE_EPOCH` if set, else the evaluation date at midnight.
+fn report_date(as_of: NaiveDate) -> chrono::NaiveDateTime {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map(|d| d.naive_utc())
+        .unwrap_or_else(|| as_of.and_time(chrono::NaiveTime::MIN))
+}
+
+fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let (set, ds) = match load_all(&a.data) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    let findings = run.findings();
+    let mut summary = Summary::default();
+    for f in &findings {
+        summary.add(f);
+    }
+    for (name, format) in [
+        ("findings.json", Format::Json),
+        ("findings.csv", Format::Csv),
+    ] {
+        output::write_atomic(&a.out.join(name), |w| {
+            let mut fw = FindingWriter::new(w, format)?;
+            for f in &findings {
+                fw.write(f)?;
+            }
+            fw.finish()?;
+            Ok(())
+        })?;
+    }
+    let model = report::Model::new(&run, &findings);
+    for e in &model.grade_errors {
+        eprintln!("warning: grading: {e}");
+    }
+    let jobs = model.jobs(a.level);
+    let mut font_dirs = vec![a.templates.join("fonts")];
+    font_dirs.extend(a.font_path.iter().cloned());
+    let fonts = report::typst::Fonts::load(&font_dirs)?;
+    let progress =
+        (!a.data.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let p = indicatif::ProgressBar::new(jobs.len() as u64);
+            p.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} rendering {pos}/{len} reports [{bar:30}] {per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            p
+        });
+    let opts = report::RenderOptions {
+        templates: &a.templates,
+        out: &a.out,
+        fonts: &fonts,
+        strict: a.strict,
+        date: report_date(run.as_of),
+        keep_typst: a.keep_typst,
+        progress: progress.as_ref(),
+    };
+    let rendered = match report::render(&jobs, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = &progress {
+                p.abandon();
+            }
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(p) = &progress {
+        p.finish_and_clear();
+    }
+    for g in &rendered.glyph_problems {
+        eprintln!("warning: {g}");
+    }
+    if !a.data.quiet {
+        print!(
+            "{}",
+            render_summary(
+                &summary,
+                &ds.stats,
+                &run.as_of.to_string(),
+                &format!("{} {} ({})", set.name, set.version, set.short_hash())
+            )
+        );
+        let bytes: u64 = rendered.files.iter().map(|(_, b)| b).sum();
+        let mut by_kind: std::collections::BTreeMap<&str, usize> =
+            std::collections::BTreeMap::new();
+        for j in &jobs {
+            *by_kind.entry(j.kind).or_default() += 1;
+        }
+        let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "{} PDF reports ({}) in {}: {:.1} MB, {:.2}s rendering ({:.1} reports/s), {:.2}s in all",
+            rendered.files.len(),
+            kinds.join(", "),
+            a.out.display(),
+            bytes as f64 / 1e6,
+            rendered.seconds,
+            rendered.files.len() as f64 / rendered.seconds.max(1e-9),
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "findings written to {} and {}",
+            a.out.join("findings.json").display(),
+            a.out.join("findings.csv").display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

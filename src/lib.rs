@@ -10,6 +10,7 @@
 //!   tables, accounting for every row;
 //! - [`eval`]: computing per-subject aggregates natively and running rule predicates;
 //! - [`findings`]: the findings contract, output formats and the summary;
+//! - [`report`]: grades and PDF assessment reports (Tera templates → Typst → PDF);
 //! - [`script`]: the sandboxed Rhai engine and its function library;
 //! - [`diag`]: diagnostics with file, line, column and a caret;
 //! - [`output`]: atomic file writes;
@@ -24,4 +25,5 @@ pub mod findings;
 pub mod r#gen;
 pub mod output;
 pub mod policy;
+pub mod report;
 pub mod script;

@@ -148,7 +148,7 @@ pub(super) fn build(
         }
         directives.push(directive);
     }
-    directives.sort_by(|a, b| a.key.cmp(&b.key));
+    directives.sort_by(|a, b| (a.issued_on, &a.key).cmp(&(b.issued_on, &b.key)));
     check_rule_versions(&mut cx, &rules);
     let assessment = assessment_file.as_ref().map(|(a, file)| {
         build_assessment(

@@ -130,7 +130,7 @@ pub struct Model<'a> {
     pub policy: &'a PolicySet,
     pub data: &'a Dataset,
     pub findings: &'a [Finding],
-    by_subject: HashMap<(&'a str, &'a str), Vec<&'a Finding>>,
+    by_subject: HashMap<(String, String), Vec<&'a Finding>>,
     /// Grade per (kind, id).
     pub grades: HashMap<(String, String), String>,
     /// Problems met while grading (a grade expression that failed).
@@ -140,14 +140,21 @@ pub struct Model<'a> {
 }
 
 fn pct(n: i64, d: i64) -> f64 {
-    if d == 0 { 0.0 } else { (n as f64) * 100.0 / (d as f64) }
+    if d == 0 {
+        0.0
+    } else {
+        (n as f64) * 100.0 / (d as f64)
+    }
 }
 
 impl<'a> Model<'a> {
     pub fn new(run: &'a Run<'a>, findings: &'a [Finding]) -> Model<'a> {
-        let mut by_subject: HashMap<(&str, &str), Vec<&Finding>> = HashMap::new();
+        let mut by_subject: HashMap<(String, String), Vec<&Finding>> = HashMap::new();
         for f in findings {
-            by_subject.entry((&f.subject_kind, &f.subject_id)).or_default().push(f);
+            by_subject
+                .entry((f.subject_kind.to_string(), f.subject_id.clone()))
+                .or_default()
+                .push(f);
         }
         let mut m = Model {
             run,
@@ -165,7 +172,10 @@ impl<'a> Model<'a> {
     }
 
     fn findings_of(&self, kind: &str, id: &str) -> &[&'a Finding] {
-        self.by_subject.get(&(kind, id)).map(|v| v.as_slice()).unwrap_or(&[])
+        self.by_subject
+            .get(&(kind.to_string(), id.to_string()))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 
     fn member_table(&self) -> Option<&str> {
@@ -173,18 +183,29 @@ impl<'a> Model<'a> {
     }
 
     fn org_table(&self) -> Option<&str> {
-        self.policy.subjects.get("organization").map(|s| s.table.as_str())
+        self.policy
+            .subjects
+            .get("organization")
+            .map(|s| s.table.as_str())
     }
 
     /// The member column that references the organization table (`branch_id`).
     fn branch_column(&self) -> Option<String> {
         let mt = self.policy.schema.tables.get(self.member_table()?)?;
         let ot = self.org_table()?;
-        mt.columns.iter().find(|c| c.references.as_deref() == Some(ot)).map(|c| c.name.clone())
+        mt.columns
+            .iter()
+            .find(|c| c.references.as_deref() == Some(ot))
+            .map(|c| c.name.clone())
     }
 
     fn index_members(&mut self) {
-        let (Some(mt), Some(bc)) = (self.member_table().map(str::to_string), self.branch_column()) else { return };
+        let (Some(mt), Some(bc)) = (
+            self.member_table().map(str::to_string),
+            self.branch_column(),
+        ) else {
+            return;
+        };
         for row in self.run.subjects("member") {
             if let Some(b) = self.run.cell_text(&mt, row, &bc) {
                 self.members_of.entry(b).or_default().push(row);
@@ -194,11 +215,19 @@ impl<'a> Model<'a> {
 
     fn member_id(&self, row: usize) -> String {
         let mt = self.member_table().unwrap_or("members");
-        let key = self.policy.schema.tables[mt].key_name().unwrap_or("member_id").to_string();
+        let key = self.policy.schema.tables[mt]
+            .key_name()
+            .unwrap_or("member_id")
+            .to_string();
         self.run.cell_text(mt, row, &key).unwrap_or_default()
     }
 
-    fn pick_grade(&mut self, grades: &[Grade], scope: &mut rhai::Scope<'static>, who: &str) -> String {
+    fn pick_grade(
+        &mut self,
+        grades: &[Grade],
+        scope: &mut rhai::Scope<'static>,
+        who: &str,
+    ) -> String {
         for g in grades {
             match &g.when {
                 None => return g.name.clone(),
@@ -206,9 +235,14 @@ impl<'a> Model<'a> {
                     Ok(Ok(true)) => return g.name.clone(),
                     Ok(Ok(false)) => {}
                     Ok(Err(t)) => {
-                        self.grade_errors.push(format!("{who}: grade `{}`: `{}` gave {t}, not true/false", g.name, e.src));
+                        self.grade_errors.push(format!(
+                            "{who}: grade `{}`: `{}` gave {t}, not true/false",
+                            g.name, e.src
+                        ));
                     }
-                    Err(msg) => self.grade_errors.push(format!("{who}: grade `{}`: {msg}", g.name)),
+                    Err(msg) => self
+                        .grade_errors
+                        .push(format!("{who}: grade `{}`: {msg}", g.name)),
                 },
             }
         }
@@ -216,7 +250,9 @@ impl<'a> Model<'a> {
     }
 
     fn grade_all(&mut self) {
-        let Some(assessment) = self.policy.assessment.clone() else { return };
+        let Some(assessment) = self.policy.assessment.clone() else {
+            return;
+        };
         // Members first: organizations look at their members.
         let mut member_failing: HashMap<usize, bool> = HashMap::new();
         for row in self.run.subjects("member") {
@@ -228,34 +264,69 @@ impl<'a> Model<'a> {
             let g = self.pick_grade(&assessment.member, &mut scope, &format!("member {id}"));
             self.grades.insert(("member".into(), id), g);
         }
-        let Some(ot) = self.org_table().map(str::to_string) else { return };
-        let okey = self.policy.schema.tables[ot.as_str()].key_name().unwrap_or("org_id").to_string();
+        let Some(ot) = self.org_table().map(str::to_string) else {
+            return;
+        };
+        let okey = self.policy.schema.tables[ot.as_str()]
+            .key_name()
+            .unwrap_or("org_id")
+            .to_string();
         for row in self.run.subjects("organization") {
             let id = self.run.cell_text(&ot, row, &okey).unwrap_or_default();
             let tally = Tally::of(self.findings_of("organization", &id));
             let members = self.members_of.get(&id).cloned().unwrap_or_default();
-            let failing = members.iter().filter(|r| member_failing.get(r).copied().unwrap_or(false)).count() as i64;
+            let failing = members
+                .iter()
+                .filter(|r| member_failing.get(r).copied().unwrap_or(false))
+                .count() as i64;
             let n = members.len() as i64;
             let mut scope = self.run.subject_scope("organization", row);
             tally.push(&mut scope);
             scope.push("members", n);
             scope.push("members_failing", failing);
             scope.push("members_passing", n - failing);
-            scope.push("member_pass_share", if n == 0 { 0.0 } else { (n - failing) as f64 / n as f64 });
-            scope.push("member_fail_share", if n == 0 { 0.0 } else { failing as f64 / n as f64 });
-            let g = self.pick_grade(&assessment.organization, &mut scope, &format!("organization {id}"));
+            scope.push(
+                "member_pass_share",
+                if n == 0 {
+                    0.0
+                } else {
+                    (n - failing) as f64 / n as f64
+                },
+            );
+            scope.push(
+                "member_fail_share",
+                if n == 0 {
+                    0.0
+                } else {
+                    failing as f64 / n as f64
+                },
+            );
+            let g = self.pick_grade(
+                &assessment.organization,
+                &mut scope,
+                &format!("organization {id}"),
+            );
             self.grades.insert(("organization".into(), id), g);
         }
     }
 
     fn grade(&self, kind: &str, id: &str) -> String {
-        self.grades.get(&(kind.to_string(), id.to_string())).cloned().unwrap_or_else(|| "未评定".into())
+        self.grades
+            .get(&(kind.to_string(), id.to_string()))
+            .cloned()
+            .unwrap_or_else(|| "未评定".into())
     }
 
     fn grade_description(&self, kind: &str, grade: &str) -> Option<String> {
         let a = self.policy.assessment.as_ref()?;
-        let list = if kind == "member" { &a.member } else { &a.organization };
-        list.iter().find(|g| g.name == grade).and_then(|g| g.description.clone())
+        let list = if kind == "member" {
+            &a.member
+        } else {
+            &a.organization
+        };
+        list.iter()
+            .find(|g| g.name == grade)
+            .and_then(|g| g.description.clone())
     }
 
     /// Data every report gets: the document facts and the appendix.
@@ -338,8 +409,12 @@ impl<'a> Model<'a> {
             .and_then(|r| r.as_object())
             .map(|o| {
                 o.iter()
+                    .filter(|(_, v)| v["lines"].as_array().is_some_and(|a| !a.is_empty()))
                     .map(|(k, v)| {
-                        let lines: Vec<String> = v["lines"].as_array().map(|a| a.iter().map(|x| x.to_string()).collect()).unwrap_or_default();
+                        let lines: Vec<String> = v["lines"]
+                            .as_array()
+                            .map(|a| a.iter().map(|x| x.to_string()).collect())
+                            .unwrap_or_default();
                         json!({"name": k, "file": v["file"], "lines": lines.join(", ")})
                     })
                     .collect()
@@ -365,7 +440,11 @@ impl<'a> Model<'a> {
     fn directive_sections(&self, kind: &str, id: &str) -> Vec<Value> {
         let mut out = Vec::new();
         for d in &self.policy.directives {
-            let fs: Vec<&&Finding> = self.findings_of(kind, id).iter().filter(|f| *f.directive == d.key).collect();
+            let fs: Vec<&&Finding> = self
+                .findings_of(kind, id)
+                .iter()
+                .filter(|f| *f.directive == d.key)
+                .collect();
             if fs.is_empty() {
                 continue;
             }
@@ -398,13 +477,32 @@ impl<'a> Model<'a> {
     }
 
     /// Verified services (start date, hours, row) of a member and/or in a community.
-    fn services_of(&self, member_row: Option<usize>, community: Option<&str>) -> Option<Vec<(NaiveDate, f64, usize)>> {
+    fn services_of(
+        &self,
+        member_row: Option<usize>,
+        community: Option<&str>,
+    ) -> Option<Vec<(NaiveDate, f64, usize)>> {
         use crate::data::ColumnData;
         let ts = self.policy.schema.tables.get("services")?;
         let t = self.data.tables.get("services")?;
-        let (ci_m, ci_c, ci_s, ci_e, ci_v) = (ts.column("member_id")?, ts.column("community_id")?, ts.column("start")?, ts.column("end")?, ts.column("verified")?);
-        let (ColumnData::DateTime(st), ColumnData::DateTime(en), ColumnData::Bool(ver), ColumnData::Id(cm)) =
-            (&t.columns[ci_s], &t.columns[ci_e], &t.columns[ci_v], &t.columns[ci_c])
+        let (ci_m, ci_c, ci_s, ci_e, ci_v) = (
+            ts.column("member_id")?,
+            ts.column("community_id")?,
+            ts.column("start")?,
+            ts.column("end")?,
+            ts.column("verified")?,
+        );
+        let (
+            ColumnData::DateTime(st),
+            ColumnData::DateTime(en),
+            ColumnData::Bool(ver),
+            ColumnData::Id(cm),
+        ) = (
+            &t.columns[ci_s],
+            &t.columns[ci_e],
+            &t.columns[ci_v],
+            &t.columns[ci_c],
+        )
         else {
             return None;
         };
@@ -415,7 +513,10 @@ impl<'a> Model<'a> {
         }
         let mut out = Vec::new();
         for r in 0..t.len() {
-            if member_row.is_some_and(|m| mref[r] as usize != m) || csym.is_some_and(|c| cm[r] != c) || ver[r] != Some(true) {
+            if member_row.is_some_and(|m| mref[r] as usize != m)
+                || csym.is_some_and(|c| cm[r] != c)
+                || ver[r] != Some(true)
+            {
                 continue;
             }
             if let (Some(s), Some(e)) = (st[r], en[r]) {
@@ -431,7 +532,14 @@ impl<'a> Model<'a> {
             .tables
             .get("communities")
             .and_then(|_| self.data.ids.get(id))
-            .and_then(|sym| self.data.tables.get("communities")?.key_index.get(&sym).copied())
+            .and_then(|sym| {
+                self.data
+                    .tables
+                    .get("communities")?
+                    .key_index
+                    .get(&sym)
+                    .copied()
+            })
             .and_then(|row| self.run.cell_text("communities", row as usize, "name"))
             .unwrap_or_default()
     }
@@ -443,8 +551,12 @@ impl<'a> Model<'a> {
         let branch_id = self.branch_column().map(|c| text(&c)).unwrap_or_default();
         let ot = self.org_table().unwrap_or("organizations");
         let branch_row = self.run.subject_row("organization", &branch_id);
-        let branch_name = branch_row.and_then(|r| self.run.cell_text(ot, r, "name")).unwrap_or_default();
-        let contact = branch_row.and_then(|r| self.run.cell_text(ot, r, "community_id")).unwrap_or_default();
+        let branch_name = branch_row
+            .and_then(|r| self.run.cell_text(ot, r, "name"))
+            .unwrap_or_default();
+        let contact = branch_row
+            .and_then(|r| self.run.cell_text(ot, r, "community_id"))
+            .unwrap_or_default();
         let residence = text("residence_community_id");
         let tally = Tally::of(self.findings_of("member", &id));
         let grade = self.grade("member", &id);
@@ -486,7 +598,11 @@ impl<'a> Model<'a> {
             let (mut applicable, mut failing, mut warning) = (0i64, 0i64, 0i64);
             let mut any = false;
             for (kind, id) in subjects {
-                let fs: Vec<&&Finding> = self.findings_of(kind, id).iter().filter(|f| *f.directive == d.key).collect();
+                let fs: Vec<&&Finding> = self
+                    .findings_of(kind, id)
+                    .iter()
+                    .filter(|f| *f.directive == d.key)
+                    .collect();
                 if fs.is_empty() {
                     continue;
                 }
@@ -514,11 +630,24 @@ impl<'a> Model<'a> {
     }
 
     fn grade_distribution(&self, kind: &str, ids: &[String]) -> Vec<Value> {
-        let Some(a) = self.policy.assessment.as_ref() else { return Vec::new() };
-        let list = if kind == "member" { &a.member } else { &a.organization };
+        let Some(a) = self.policy.assessment.as_ref() else {
+            return Vec::new();
+        };
+        let list = if kind == "member" {
+            &a.member
+        } else {
+            &a.organization
+        };
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
         for id in ids {
-            *counts.entry(self.grades.get(&(kind.to_string(), id.clone())).map(|s| s.as_str()).unwrap_or("未评定")).or_default() += 1;
+            *counts
+                .entry(
+                    self.grades
+                        .get(&(kind.to_string(), id.clone()))
+                        .map(|s| s.as_str())
+                        .unwrap_or("未评定"),
+                )
+                .or_default() += 1;
         }
         let total = ids.len() as i64;
         list.iter()
@@ -537,19 +666,32 @@ impl<'a> Model<'a> {
             let mut ctx = common.clone();
             ctx["report"] = json!({"kind": kind, "id": id});
             ctx[key] = v;
-            Job { kind, id, file, context: ctx }
+            Job {
+                kind,
+                id,
+                file,
+                context: ctx,
+            }
         };
         let member_rows = self.run.subjects("member");
         if matches!(level, Level::Member | Level::All) {
             for &row in &member_rows {
                 let m = self.member_json(row);
                 let id = m["id"].as_str().unwrap_or("").to_string();
-                let file = PathBuf::from("members").join(file_name(&id, m["name"].as_str().unwrap_or("")));
+                let file =
+                    PathBuf::from("members").join(file_name(&id, m["name"].as_str().unwrap_or("")));
                 jobs.push(with("member", id, file, "member", m));
             }
         }
         let ot = self.org_table().unwrap_or("organizations").to_string();
-        let okey = self.policy.schema.tables.get(ot.as_str()).and_then(|t| t.key_name()).unwrap_or("org_id").to_string();
+        let okey = self
+            .policy
+            .schema
+            .tables
+            .get(ot.as_str())
+            .and_then(|t| t.key_name())
+            .unwrap_or("org_id")
+            .to_string();
         if matches!(level, Level::Branch | Level::All) {
             for row in self.run.subjects("organization") {
                 if self.run.cell_text(&ot, row, "kind").as_deref() != Some("unit_branch") {
@@ -557,7 +699,8 @@ impl<'a> Model<'a> {
                 }
                 let b = self.branch_json(&ot, &okey, row);
                 let id = b["id"].as_str().unwrap_or("").to_string();
-                let file = PathBuf::from("branches").join(file_name(&id, b["name"].as_str().unwrap_or("")));
+                let file = PathBuf::from("branches")
+                    .join(file_name(&id, b["name"].as_str().unwrap_or("")));
                 jobs.push(with("branch", id, file, "branch", b));
             }
         }
@@ -566,17 +709,33 @@ impl<'a> Model<'a> {
         {
             let cs = &self.policy.schema.tables["communities"];
             let key = cs.key_name().unwrap_or("community_id").to_string();
-            let mut rows: Vec<(String, usize)> = (0..ct.len()).map(|r| (self.run.cell_text("communities", r, &key).unwrap_or_default(), r)).collect();
+            let mut rows: Vec<(String, usize)> = (0..ct.len())
+                .map(|r| {
+                    (
+                        self.run
+                            .cell_text("communities", r, &key)
+                            .unwrap_or_default(),
+                        r,
+                    )
+                })
+                .collect();
             rows.sort();
             for (id, row) in rows {
                 let c = self.community_json(&id, row);
-                let file = PathBuf::from("communities").join(file_name(&id, c["name"].as_str().unwrap_or("")));
+                let file = PathBuf::from("communities")
+                    .join(file_name(&id, c["name"].as_str().unwrap_or("")));
                 jobs.push(with("community", id, file, "community", c));
             }
         }
         if matches!(level, Level::Summary | Level::All) {
             let s = self.summary_json(&ot, &okey);
-            jobs.push(with("summary", "summary".into(), PathBuf::from("summary.pdf"), "summary", s));
+            jobs.push(with(
+                "summary",
+                "summary".into(),
+                PathBuf::from("summary.pdf"),
+                "summary",
+                s,
+            ));
         }
         jobs
     }
@@ -584,14 +743,23 @@ impl<'a> Model<'a> {
     fn branch_json(&self, ot: &str, okey: &str, row: usize) -> Value {
         let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
         let name = self.run.cell_text(ot, row, "name").unwrap_or_default();
-        let contact = self.run.cell_text(ot, row, "community_id").unwrap_or_default();
+        let contact = self
+            .run
+            .cell_text(ot, row, "community_id")
+            .unwrap_or_default();
         let rows = self.members_of.get(&id).cloned().unwrap_or_default();
         let mut members: Vec<Value> = rows.iter().map(|&r| self.member_row_summary(r)).collect();
         members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let subjects: Vec<(&str, String)> = rows.iter().map(|&r| ("member", self.member_id(r))).collect();
+        let subjects: Vec<(&str, String)> = rows
+            .iter()
+            .map(|&r| ("member", self.member_id(r)))
+            .collect();
         let ids: Vec<String> = subjects.iter().map(|(_, i)| i.clone()).collect();
         let grade = self.grade("organization", &id);
-        let hours: Vec<Value> = members.iter().map(|m| json!({"label": m["name"], "value": m["hours"]})).collect();
+        let hours: Vec<Value> = members
+            .iter()
+            .map(|m| json!({"label": m["name"], "value": m["hours"]}))
+            .collect();
         json!({
             "id": id, "name": name,
             "contact_community": {"id": contact, "name": self.community_name(&contact)},
@@ -627,11 +795,20 @@ impl<'a> Model<'a> {
     }
 
     fn community_json(&self, id: &str, row: usize) -> Value {
-        let name = self.run.cell_text("communities", row, "name").unwrap_or_default();
-        let district = self.run.cell_text("communities", row, "district").unwrap_or_default();
+        let name = self
+            .run
+            .cell_text("communities", row, "name")
+            .unwrap_or_default();
+        let district = self
+            .run
+            .cell_text("communities", row, "district")
+            .unwrap_or_default();
         let services = self.services_of(None, Some(id)).unwrap_or_default();
         let year = self.run.as_of.year();
-        let services: Vec<_> = services.into_iter().filter(|(d, _, _)| d.year() == year && *d <= self.run.as_of).collect();
+        let services: Vec<_> = services
+            .into_iter()
+            .filter(|(d, _, _)| d.year() == year && *d <= self.run.as_of)
+            .collect();
         let t = self.data.tables.get("services");
         let ts = self.policy.schema.tables.get("services");
         let mut by_member: BTreeMap<usize, (f64, i64)> = BTreeMap::new();
@@ -644,7 +821,10 @@ impl<'a> Model<'a> {
                     e.0 += h;
                     e.1 += 1;
                 }
-                let cat = self.run.cell_text("services", *r, "category").unwrap_or_default();
+                let cat = self
+                    .run
+                    .cell_text("services", *r, "category")
+                    .unwrap_or_default();
                 *by_category.entry(cat).or_default() += h;
             }
         }
@@ -655,8 +835,15 @@ impl<'a> Model<'a> {
             .iter()
             .map(|(&r, (h, n))| {
                 let branch = self.run.cell_text(mt, r, &bc).unwrap_or_default();
-                let bname = self.run.subject_row("organization", &branch).and_then(|b| self.run.cell_text(ot, b, "name")).unwrap_or_default();
-                let residence = self.run.cell_text(mt, r, "residence_community_id").unwrap_or_default();
+                let bname = self
+                    .run
+                    .subject_row("organization", &branch)
+                    .and_then(|b| self.run.cell_text(ot, b, "name"))
+                    .unwrap_or_default();
+                let residence = self
+                    .run
+                    .cell_text(mt, r, "residence_community_id")
+                    .unwrap_or_default();
                 json!({
                     "id": self.member_id(r),
                     "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
@@ -670,7 +857,13 @@ impl<'a> Model<'a> {
         members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         let mut from: BTreeMap<String, (String, i64, f64)> = BTreeMap::new();
         for m in &members {
-            let e = from.entry(m["branch"]["id"].as_str().unwrap_or("").to_string()).or_insert((m["branch"]["name"].as_str().unwrap_or("").to_string(), 0, 0.0));
+            let e = from
+                .entry(m["branch"]["id"].as_str().unwrap_or("").to_string())
+                .or_insert((
+                    m["branch"]["name"].as_str().unwrap_or("").to_string(),
+                    0,
+                    0.0,
+                ));
             e.1 += 1;
             e.2 += m["hours"].as_f64().unwrap_or(0.0);
         }
@@ -678,7 +871,12 @@ impl<'a> Model<'a> {
             .run
             .subjects("member")
             .into_iter()
-            .filter(|&r| self.run.cell_text(mt, r, "residence_community_id").as_deref() == Some(id))
+            .filter(|&r| {
+                self.run
+                    .cell_text(mt, r, "residence_community_id")
+                    .as_deref()
+                    == Some(id)
+            })
             .count();
         let total: f64 = by_category.values().sum();
         json!({
@@ -694,20 +892,31 @@ impl<'a> Model<'a> {
     }
 
     fn summary_json(&self, ot: &str, okey: &str) -> Value {
-        let member_ids: Vec<String> = self.run.subjects("member").into_iter().map(|r| self.member_id(r)).collect();
-        let mut subjects: Vec<(&str, String)> = member_ids.iter().map(|i| ("member", i.clone())).collect();
+        let member_ids: Vec<String> = self
+            .run
+            .subjects("member")
+            .into_iter()
+            .map(|r| self.member_id(r))
+            .collect();
+        let mut subjects: Vec<(&str, String)> =
+            member_ids.iter().map(|i| ("member", i.clone())).collect();
         let branches: Vec<usize> = self
             .run
             .subjects("organization")
             .into_iter()
             .filter(|&r| self.run.cell_text(ot, r, "kind").as_deref() == Some("unit_branch"))
             .collect();
-        let branch_ids: Vec<String> = branches.iter().map(|&r| self.run.cell_text(ot, r, okey).unwrap_or_default()).collect();
+        let branch_ids: Vec<String> = branches
+            .iter()
+            .map(|&r| self.run.cell_text(ot, r, okey).unwrap_or_default())
+            .collect();
         subjects.extend(branch_ids.iter().map(|i| ("organization", i.clone())));
         // Most common failures.
         let mut fails: BTreeMap<(String, String), (i64, i64, String)> = BTreeMap::new();
         for f in self.findings {
-            let e = fails.entry((f.directive.to_string(), f.rule.to_string())).or_insert((0, 0, String::new()));
+            let e = fails
+                .entry((f.directive.to_string(), f.rule.to_string()))
+                .or_insert((0, 0, String::new()));
             match f.status {
                 Status::Fail => {
                     e.0 += 1;
@@ -727,14 +936,25 @@ impl<'a> Model<'a> {
                 json!({"directive": d, "rule": r, "title": title, "fails": f, "warns": w, "example": example})
             })
             .collect();
-        top.sort_by(|a, b| b["fails"].as_i64().cmp(&a["fails"].as_i64()).then(b["warns"].as_i64().cmp(&a["warns"].as_i64())).then(a["rule"].as_str().cmp(&b["rule"].as_str())));
+        top.sort_by(|a, b| {
+            b["fails"]
+                .as_i64()
+                .cmp(&a["fails"].as_i64())
+                .then(b["warns"].as_i64().cmp(&a["warns"].as_i64()))
+                .then(a["rule"].as_str().cmp(&b["rule"].as_str()))
+        });
         top.truncate(10);
         let mut ranked: Vec<Value> = branches
             .iter()
             .map(|&row| {
                 let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
                 let rows = self.members_of.get(&id).cloned().unwrap_or_default();
-                let failing = rows.iter().filter(|&&r| Tally::of(self.findings_of("member", &self.member_id(r))).fails > 0).count() as i64;
+                let failing = rows
+                    .iter()
+                    .filter(|&&r| {
+                        Tally::of(self.findings_of("member", &self.member_id(r))).fails > 0
+                    })
+                    .count() as i64;
                 let n = rows.len() as i64;
                 let own = Tally::of(self.findings_of("organization", &id));
                 json!({
@@ -747,7 +967,10 @@ impl<'a> Model<'a> {
             })
             .collect();
         ranked.sort_by(|a, b| {
-            b["pass_rate"].as_f64().partial_cmp(&a["pass_rate"].as_f64()).unwrap_or(std::cmp::Ordering::Equal)
+            b["pass_rate"]
+                .as_f64()
+                .partial_cmp(&a["pass_rate"].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a["own_fails"].as_i64().cmp(&b["own_fails"].as_i64()))
                 .then(a["id"].as_str().cmp(&b["id"].as_str()))
         });
@@ -757,7 +980,12 @@ impl<'a> Model<'a> {
         let compliance = self.compliance(&subjects);
         let statuses: BTreeMap<&str, i64> = Status::ALL
             .iter()
-            .map(|s| (s.name(), self.findings.iter().filter(|f| f.status == *s).count() as i64))
+            .map(|s| {
+                (
+                    s.name(),
+                    self.findings.iter().filter(|f| f.status == *s).count() as i64,
+                )
+            })
             .collect();
         json!({
             "members": member_ids.len(),
@@ -807,8 +1035,17 @@ fn json_text(v: &Value) -> String {
     match v {
         Value::Null => "无".into(),
         Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "是".into() } else { "否".into() },
-        Value::Number(n) => n.as_f64().map(script::format_number).unwrap_or_else(|| n.to_string()),
+        Value::Bool(b) => {
+            if *b {
+                "是".into()
+            } else {
+                "否".into()
+            }
+        }
+        Value::Number(n) => n
+            .as_f64()
+            .map(script::format_number)
+            .unwrap_or_else(|| n.to_string()),
         Value::Array(a) => {
             if a.is_empty() {
                 "无".into()
@@ -824,7 +1061,13 @@ fn json_text(v: &Value) -> String {
 pub fn file_name(id: &str, name: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect::<String>()
     };
     let mut base = clean(id);
@@ -835,19 +1078,39 @@ pub fn file_name(id: &str, name: &str) -> String {
     let base: String = base.trim_matches(['_', '.']).chars().take(80).collect();
     let upper = base.to_ascii_uppercase();
     let stem = upper.split('.').next().unwrap_or("");
-    let reserved = ["CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "LPT1", "LPT2", "LPT3"];
-    let base = if base.is_empty() || reserved.contains(&stem) { format!("_{base}") } else { base };
+    let reserved = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "LPT1", "LPT2", "LPT3",
+    ];
+    let base = if base.is_empty() || reserved.contains(&stem) {
+        format!("_{base}")
+    } else {
+        base
+    };
     format!("{base}.pdf")
 }
 
 /// Every string in a report's data, with where it sits (for the glyph check).
 pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
-    fn walk(v: &Value, path: &mut Vec<String>, fonts: &typst::Fonts, report: &str, out: &mut Vec<GlyphProblem>) {
+    fn walk(
+        v: &Value,
+        path: &mut Vec<String>,
+        fonts: &typst::Fonts,
+        report: &str,
+        out: &mut Vec<GlyphProblem>,
+    ) {
         match v {
             Value::String(s) => {
                 for c in s.chars() {
-                    if !fonts.covers(c) && !out.iter().any(|p| p.character == c && p.field == path.join(".")) {
-                        out.push(GlyphProblem { report: report.to_string(), field: path.join("."), character: c });
+                    if !fonts.covers(c)
+                        && !out
+                            .iter()
+                            .any(|p| p.character == c && p.field == path.join("."))
+                    {
+                        out.push(GlyphProblem {
+                            report: report.to_string(),
+                            field: path.join("."),
+                            character: c,
+                        });
                     }
                 }
             }
@@ -881,15 +1144,25 @@ pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
 pub fn templates(dir: &Path) -> Result<tera::Tera> {
     let mut t = tera::Tera::default();
     let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read templates folder {}", dir.display()))? {
+    for e in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read templates folder {}", dir.display()))?
+    {
         let p = e?.path();
-        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".tera")) {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".tera"))
+        {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             files.push((p, Some(name)));
         }
     }
     files.sort();
-    t.add_template_files(files).map_err(|e| anyhow!("{}", tera_error(&e)))?;
+    t.add_template_files(files)
+        .map_err(|e| anyhow!("{}", tera_error(&e)))?;
     t.autoescape_on(vec![".typ.tera"]);
     t.set_escape_fn(typst::escape_markup);
     t.register_filter("str", |v: &Value, _: &HashMap<String, Value>| {
@@ -906,7 +1179,9 @@ pub fn templates(dir: &Path) -> Result<tera::Tera> {
             other => json_text(other),
         }))
     });
-    t.register_filter("text", |v: &Value, _: &HashMap<String, Value>| Ok(Value::String(json_text(v))));
+    t.register_filter("text", |v: &Value, _: &HashMap<String, Value>| {
+        Ok(Value::String(json_text(v)))
+    });
     Ok(t)
 }
 
@@ -925,7 +1200,8 @@ pub fn tera_error(e: &tera::Error) -> String {
 pub fn render_typst(tera: &tera::Tera, job: &Job) -> Result<String> {
     let name = format!("{}.typ.tera", job.kind);
     let ctx = tera::Context::from_value(job.context.clone()).map_err(|e| anyhow!("{e}"))?;
-    tera.render(&name, &ctx).map_err(|e| anyhow!("template {name}: {}", tera_error(&e)))
+    tera.render(&name, &ctx)
+        .map_err(|e| anyhow!("template {name}: {}", tera_error(&e)))
 }
 
 /// What a report run produced.
@@ -953,16 +1229,26 @@ pub struct RenderOptions<'a> {
 pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
-    let glyph_problems: Vec<GlyphProblem> = jobs.iter().flat_map(|j| check_glyphs(j, opts.fonts)).collect();
+    let glyph_problems: Vec<GlyphProblem> = jobs
+        .iter()
+        .flat_map(|j| check_glyphs(j, opts.fonts))
+        .collect();
     if opts.strict && !glyph_problems.is_empty() {
         return Err(anyhow!(
             "{} character(s) cannot be printed with the loaded fonts (--strict):\n  {}",
             glyph_problems.len(),
-            glyph_problems.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("\n  ")
+            glyph_problems
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
         ));
     }
     // Render all sources first: a broken template stops before any PDF is written.
-    let sources: Vec<String> = jobs.iter().map(|j| render_typst(&tera, j)).collect::<Result<_>>()?;
+    let sources: Vec<String> = jobs
+        .iter()
+        .map(|j| render_typst(&tera, j))
+        .collect::<Result<_>>()?;
     let compiler = typst::Compiler::new(opts.templates, opts.fonts);
     let files: Vec<(PathBuf, u64)> = jobs
         .par_iter()
@@ -970,9 +1256,12 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
         .map(|(job, src)| -> Result<(PathBuf, u64)> {
             let path = opts.out.join(&job.file);
             let ident = format!("rulebook-{}-{}", job.kind, job.id);
-            let pdf = compiler
-                .pdf(src, &ident, opts.date)
-                .with_context(|| format!("report {} {} (template {}.typ.tera)", job.kind, job.id, job.kind))?;
+            let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
+                format!(
+                    "report {} {} (template {}.typ.tera)",
+                    job.kind, job.id, job.kind
+                )
+            })?;
             crate::output::write_bytes(&path, &pdf)?;
             if opts.keep_typst {
                 crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
@@ -983,7 +1272,11 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
             Ok((job.file.clone(), pdf.len() as u64))
         })
         .collect::<Result<_>>()?;
-    Ok(Rendered { files, glyph_problems, seconds: started.elapsed().as_secs_f64() })
+    Ok(Rendered {
+        files,
+        glyph_problems,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[cfg(test)]

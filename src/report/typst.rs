@@ -63,14 +63,21 @@ struct Resolver {
 impl Resolver {
     fn path_of(&self, id: FileId) -> FileResult<PathBuf> {
         if !matches!(id.root(), VirtualRoot::Project) {
-            return Err(FileError::Other(Some("packages are not available to report templates".into())));
+            return Err(FileError::Other(Some(
+                "packages are not available to report templates".into(),
+            )));
         }
         let path = id
             .vpath()
             .realize(&self.root)
             .map_err(|_| FileError::AccessDenied)?;
-        let canon = path.canonicalize().map_err(|e| FileError::from_io(e, &path))?;
-        let root = self.root.canonicalize().map_err(|e| FileError::from_io(e, &self.root))?;
+        let canon = path
+            .canonicalize()
+            .map_err(|e| FileError::from_io(e, &path))?;
+        let root = self
+            .root
+            .canonicalize()
+            .map_err(|e| FileError::from_io(e, &self.root))?;
         if !canon.starts_with(&root) {
             return Err(FileError::AccessDenied);
         }
@@ -117,20 +124,32 @@ impl Fonts {
                 .with_context(|| format!("reading fonts in {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "ttf" | "otf" | "ttc" | "otc"))
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(
+                            e.to_ascii_lowercase().as_str(),
+                            "ttf" | "otf" | "ttc" | "otc"
+                        )
+                    })
                 })
                 .collect();
             files.sort();
             for f in files {
-                let bytes = Bytes::new(std::fs::read(&f).with_context(|| format!("reading font {}", f.display()))?);
+                let bytes = Bytes::new(
+                    std::fs::read(&f).with_context(|| format!("reading font {}", f.display()))?,
+                );
                 let found: Vec<Font> = Font::iter(bytes.clone()).collect();
                 if found.is_empty() {
-                    return Err(anyhow!("{} is not a font Typst can read (WOFF/WOFF2 are not supported; use TTF or OTF)", f.display()));
+                    return Err(anyhow!(
+                        "{} is not a font Typst can read (WOFF/WOFF2 are not supported; use TTF or OTF)",
+                        f.display()
+                    ));
                 }
                 for face in &found {
-                    names.push(format!("{} {:?}", face.info().family, face.info().variant.weight));
+                    names.push(format!(
+                        "{} {:?}",
+                        face.info().family,
+                        face.info().variant.weight
+                    ));
                 }
                 faces.extend(found);
                 data.push(bytes);
@@ -139,7 +158,10 @@ impl Fonts {
         if data.is_empty() {
             return Err(anyhow!(
                 "no fonts found in {}; reports need a CJK font (report-templates/fonts/)",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         Ok(Fonts { data, names, faces })
@@ -147,7 +169,12 @@ impl Fonts {
 
     /// Whether some loaded font has a glyph for `c`.
     pub fn covers(&self, c: char) -> bool {
-        c.is_whitespace() || c.is_control() || self.faces.iter().any(|f| f.info().coverage.contains(c as u32))
+        c.is_whitespace()
+            || c.is_control()
+            || self
+                .faces
+                .iter()
+                .any(|f| f.info().coverage.contains(c as u32))
     }
 }
 
@@ -163,23 +190,40 @@ impl Compiler {
         let reports = Arc::new(RwLock::new(HashMap::new()));
         let engine = TypstEngine::builder()
             .fonts(fonts.data.iter().cloned())
-            .add_file_resolver(Resolver { root: templates.to_path_buf(), reports: reports.clone() })
+            .add_file_resolver(Resolver {
+                root: templates.to_path_buf(),
+                reports: reports.clone(),
+            })
             .comemo_evict_max_age(Some(10))
             .build();
-        Compiler { engine, reports, counter: Default::default() }
+        Compiler {
+            engine,
+            reports,
+            counter: Default::default(),
+        }
     }
 
     /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
     /// `date` pins the PDF's creation date.
     pub fn pdf(&self, source: &str, ident: &str, date: chrono::NaiveDateTime) -> Result<Vec<u8>> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let vpath = VirtualPath::new(format!("/__report_{n}.typ")).map_err(|e| anyhow!("{e:?}"))?;
         let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
         let src = Source::new(id, source.to_string());
-        self.reports.write().map_err(|_| anyhow!("lock"))?.insert(id, src.clone());
-        let result = self.engine.compile::<_, typst::layout::PagedDocument>(id);
-        self.reports.write().map_err(|_| anyhow!("lock"))?.remove(&id);
-        let doc = result.output.map_err(|e| anyhow!("{}", describe_typst_error(&e, &src)))?;
+        self.reports
+            .write()
+            .map_err(|_| anyhow!("lock"))?
+            .insert(id, src.clone());
+        let result = self.engine.compile::<_, typst_layout::PagedDocument>(id);
+        self.reports
+            .write()
+            .map_err(|_| anyhow!("lock"))?
+            .remove(&id);
+        let doc = result
+            .output
+            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src)))?;
         let ts = typst::foundations::Datetime::from_ymd_hms(
             chrono::Datelike::year(&date),
             chrono::Datelike::month(&date) as u8,
@@ -195,7 +239,13 @@ impl Compiler {
             ..Default::default()
         };
         typst_pdf::pdf(&doc, &options).map_err(|errs| {
-            anyhow!("PDF export failed: {}", errs.iter().map(|e| e.message.to_string()).collect::<Vec<_>>().join("; "))
+            anyhow!(
+                "PDF export failed: {}",
+                errs.iter()
+                    .map(|e| e.message.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         })
     }
 }
@@ -206,9 +256,31 @@ fn describe_typst_error(e: &typst_as_lib::TypstAsLibError, src: &Source) -> Stri
         typst_as_lib::TypstAsLibError::TypstSource(diags) => diags
             .iter()
             .map(|d| {
-                let line = src.range(d.span).map(|r| src.lines().byte_to_line(r.start).map_or(0, |l| l + 1)).unwrap_or(0);
-                let text = src.text().lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
-                format!("generated Typst line {line}: {} (`{text}`)", d.message)
+                let range = match d.span.get() {
+                    typst::syntax::DiagSpanKind::Number { id, num, sub_range }
+                        if id == src.id() =>
+                    {
+                        src.range(num, sub_range)
+                    }
+                    typst::syntax::DiagSpanKind::Range { id, range } if id == src.id() => {
+                        Some(range)
+                    }
+                    _ => None,
+                };
+                match range {
+                    Some(r) => {
+                        let line = src.text()[..r.start.min(src.text().len())]
+                            .matches('\n')
+                            .count()
+                            + 1;
+                        let text = src.text().lines().nth(line - 1).unwrap_or("").trim();
+                        format!("generated Typst line {line}: {} (`{text}`)", d.message)
+                    }
+                    None => match d.span.id() {
+                        Some(id) => format!("{}: {}", id.vpath().get_without_slash(), d.message),
+                        None => d.message.to_string(),
+                    },
+                }
             })
             .collect::<Vec<_>>()
             .join("; "),

@@ -1,0 +1,329 @@
+//! PDF reports: snapshots of the rendered Typst source, the Chinese text extracted from the
+//! PDFs, hostile names printed literally, byte-identical output, the glyph check, and clear
+//! errors from broken templates.
+
+mod common;
+
+use common::*;
+use rulebook::report::{self, Level};
+use std::path::Path;
+
+fn text_of(pdf: &Path) -> String {
+    let bytes = std::fs::read(pdf).unwrap();
+    let text = pdf_extract::extract_text_from_mem(&bytes).unwrap();
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn jobs_for(data: &Path) -> (Vec<report::Job>, tera::Tera) {
+    let set = rulebook::policy::load(&policies()).unwrap();
+    let ds = rulebook::data::load(data, &set.schema, &Default::default()).unwrap();
+    let run = rulebook::eval::prepare(&set, &ds, None).unwrap();
+    let findings = run.findings();
+    let model = report::Model::new(&run, &findings);
+    let mut jobs = model.jobs(Level::All);
+    // The hash changes with every policy edit; keep snapshots about the content.
+    for j in jobs.iter_mut() {
+        j.context["policy"]["hash"] = "HASH".into();
+    }
+    (
+        jobs,
+        report::templates(&root().join("report-templates")).unwrap(),
+    )
+}
+
+#[test]
+fn typst_source_snapshots() {
+    let (jobs, tera) = jobs_for(&root().join("samples/hubei-2020"));
+    for (kind, id, name) in [
+        ("member", "M017", "member_M017"),
+        ("branch", "B02", "branch_B02"),
+        ("community", "C02", "community_C02"),
+        ("summary", "summary", "summary"),
+    ] {
+        let job = jobs.iter().find(|j| j.kind == kind && j.id == id).unwrap();
+        let src = report::render_typst(&tera, job).unwrap();
+        insta::assert_snapshot!(name, src);
+    }
+}
+
+#[test]
+fn pdfs_contain_the_chinese_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rulebook()
+        .args(["report", "--data", "samples/hubei-2020", "--quiet", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    for sub in ["members", "branches", "communities"] {
+        assert!(
+            dir.path().join(sub).read_dir().unwrap().count() > 0,
+            "{sub}"
+        );
+    }
+    assert_eq!(dir.path().join("members").read_dir().unwrap().count(), 60);
+    assert_eq!(dir.path().join("branches").read_dir().unwrap().count(), 5);
+    assert_eq!(
+        dir.path().join("communities").read_dir().unwrap().count(),
+        6
+    );
+    assert!(
+        dir.path().join("findings.json").is_file() && dir.path().join("findings.csv").is_file()
+    );
+
+    let member = text_of(&dir.path().join("members/M017-何雪梅.pdf"));
+    for s in [
+        "下沉党员社区服务个人考核表",
+        "何雪梅",
+        "基本合格",
+        "党员每年在社区服务20小时",
+        "还需6.5小时",
+        "以每年为一周期",
+        "附录",
+    ] {
+        assert!(member.contains(s), "member PDF lacks {s}");
+    }
+    let rare = text_of(&dir.path().join("members/M001-张喆.pdf"));
+    assert!(rare.contains("张喆"), "rare given-name characters print");
+    let branch = text_of(&dir.path().join("branches/B02-省直机关某厅第二党支部.pdf"));
+    for s in ["党支部下沉社区工作考核报告", "何雪梅", "达标率", "合格"] {
+        assert!(branch.contains(s), "branch PDF lacks {s}");
+    }
+    let community = text_of(&dir.path().join("communities/C02-东亭社区.pdf"));
+    for s in ["社区下沉党员服务情况报告", "东亭社区", "服务类别"] {
+        assert!(community.contains(s), "community PDF lacks {s}");
+    }
+    let summary = text_of(&dir.path().join("summary.pdf"));
+    for s in [
+        "下沉党员社区服务考核汇总报告",
+        "各项要求达标情况",
+        "单位党支部排名",
+        "鄂直工发〔2020〕1号",
+        "参数与假设",
+    ] {
+        assert!(summary.contains(s), "summary PDF lacks {s}");
+    }
+}
+
+#[test]
+fn pdfs_are_byte_identical_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for i in 0..2 {
+        let out_dir = dir.path().join(format!("r{i}"));
+        let out = rulebook()
+            .args([
+                "report",
+                "--data",
+                "samples/hubei-2020",
+                "--quiet",
+                "--level",
+                "branch",
+                "--out",
+            ])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(&out_dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                (
+                    e.path()
+                        .strip_prefix(&out_dir)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        runs.push(files);
+    }
+    assert_eq!(runs[0].len(), 5 + 2);
+    assert_eq!(runs[0], runs[1]);
+}
+
+const HOSTILE: [&str; 4] = [
+    "#read(\"/etc/passwd\")",
+    "*王*_[1]",
+    "$x$ @ref <lbl> \\ ] [ // #import \"x\"",
+    "../../evil",
+];
+
+#[test]
+fn hostile_names_print_literally_and_stay_in_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = HOSTILE
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("H{i},\"{}\",B1,C1,in_service", n.replace('"', "\"\"")))
+        .collect();
+    let mut spec: Vec<(&str, &str)> = rows.iter().map(|r| ("members", r.as_str())).collect();
+    spec.push(("reports", "H0,C1,2020-02-10,epidemic"));
+    let data = dataset(dir.path(), &spec);
+    std::fs::write(data.join("members.csv"), {
+        let mut t = std::fs::read_to_string(data.join("members.csv")).unwrap();
+        t.push_str("../../x,\"路径\",B1,C1,in_service\n");
+        t
+    })
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = rulebook()
+        .args([
+            "report",
+            "--quiet",
+            "--level",
+            "member",
+            "--as-of",
+            "2020-12-31",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let files: Vec<_> = walkdir::WalkDir::new(dir.path())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pdf"))
+        .collect();
+    for f in &files {
+        assert!(
+            f.path().starts_with(out_dir.join("members")),
+            "{} escaped",
+            f.path().display()
+        );
+    }
+    assert_eq!(files.len(), 2 + HOSTILE.len() + 1);
+    for (i, name) in HOSTILE.iter().enumerate() {
+        let pdf = std::fs::read_dir(out_dir.join("members"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("H{i}-"))
+            })
+            .unwrap();
+        let text = text_of(&pdf);
+        let want: String = name.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(
+            text.contains(&want),
+            "{name} not printed literally in {}",
+            pdf.display()
+        );
+        assert!(!text.contains("root:"), "file contents leaked");
+    }
+}
+
+#[test]
+fn characters_without_glyphs_are_reported_and_strict_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), &[("members", "M3,王𠀀,B1,C1,in_service")]);
+    let run = |strict: bool| {
+        let mut c = rulebook();
+        c.args([
+            "report",
+            "--level",
+            "member",
+            "--as-of",
+            "2020-12-31",
+            "--quiet",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("out"));
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let out = run(false);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("member M3")
+            && stderr.contains("member.name")
+            && stderr.contains("U+20000"),
+        "{stderr}"
+    );
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(texts(&out).1.contains("--strict"));
+}
+
+#[test]
+fn broken_templates_name_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    copy_dir(&root().join("report-templates"), &templates);
+    let member = templates.join("member.typ.tera");
+    let text = std::fs::read_to_string(&member).unwrap();
+    std::fs::write(
+        &member,
+        text.replacen(
+            "{% for d in member.directives %}",
+            "{% for d in member.directives",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--level",
+            "member",
+            "--quiet",
+            "--templates",
+        ])
+        .arg(&templates)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("member.typ.tera"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn templates_cannot_read_outside_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    copy_dir(&root().join("report-templates"), &templates);
+    std::fs::write(dir.path().join("secret.txt"), "top secret").unwrap();
+    let summary = templates.join("summary.typ.tera");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    std::fs::write(&summary, format!("{text}\n#read(\"../secret.txt\")\n")).unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--level",
+            "summary",
+            "--quiet",
+            "--templates",
+        ])
+        .arg(&templates)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("summary"), "{stderr}");
+    assert!(!dir.path().join("out/summary.pdf").exists());
+}
