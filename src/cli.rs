@@ -34,6 +34,18 @@ pub enum Command {
     Report(ReportArgs),
     /// Generate a synthetic dataset (data contract v1) for benchmarks.
     Gen(GenArgs),
+    /// Print the JSON Schema of a kind of policy file (editor completion and validation).
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// Which policy file the schema is for.
+    #[arg(long, value_enum, default_value_t = policy::schema::SchemaKind::Directive)]
+    pub kind: policy::schema::SchemaKind,
+    /// Write all three schemas (policy, directive, assessment) into this folder instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "kind")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +158,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(a) => eval_cmd(&a),
         Command::Report(a) => report_cmd(&a),
         Command::Gen(a) => gen_cmd(&a),
+        Command::Schema(a) => schema_cmd(&a),
     }
 }
 
@@ -526,5 +539,23 @@ fn gen_cmd(a: &GenArgs) -> Result<ExitCode> {
         a.out.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema_cmd(a: &SchemaArgs) -> Result<ExitCode> {
+    let Some(dir) = &a.out else {
+        let text = policy::schema::to_json(a.kind);
+        match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("writing the schema to stdout");
+            }
+            _ => return Ok(ExitCode::SUCCESS),
+        }
+    };
+    for (name, text) in policy::schema::all() {
+        let path = dir.join(name);
+        output::write_bytes(&path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

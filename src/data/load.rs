@@ -2,7 +2,7 @@
 //! aliases, parse every cell, check keys and references, and account for every row.
 
 use super::parse;
-use super::source::{self, Encoding, RawTable, SourceKind, TableSource};
+use super::source::{self, Encoding, Row, RowSink, SourceKind, TableSource};
 use super::*;
 use crate::policy::model::ColumnType;
 use crate::policy::{ColumnSchema, Schema, TableSchema};
@@ -224,23 +224,22 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
             });
             continue;
         };
-        let file = src.display();
-        let raw = match &src.kind {
-            SourceKind::Csv => source::read_csv(&src.path, opts.encoding),
-            SourceKind::Sheet(s) => source::read_sheet(&src.path, s),
-        };
-        let raw = match raw {
-            Ok(r) => r,
-            Err(message) => {
-                fatal.push(FatalError { file, message });
-                continue;
-            }
-        };
-        match load_table(ts, &file, raw, schema, &mut ds, &loaded, &mut rejected_keys) {
+        match load_table(
+            ts,
+            src,
+            opts.encoding,
+            schema,
+            &mut ds,
+            &loaded,
+            &mut rejected_keys,
+        ) {
             Ok(t) => {
                 loaded.insert(ts.name.clone(), t);
             }
-            Err(message) => fatal.push(FatalError { file, message }),
+            Err(message) => fatal.push(FatalError {
+                file: src.display(),
+                message,
+            }),
         }
     }
     if !fatal.is_empty() {
@@ -429,7 +428,7 @@ fn reject(
     col: Option<&ColumnSchema>,
     value: Option<&str>,
     reason: String,
-    raw: &[String],
+    raw: &[&str],
 ) {
     ds.rejects.push(Reject {
         table: ts.name.clone(),
@@ -438,131 +437,147 @@ fn reject(
         column: col.map(|c| c.display()),
         value: value.map(|v| v.to_string()),
         reason,
-        raw: raw.to_vec(),
+        raw: raw
+            .iter()
+            .map(|f| {
+                if f.len() > 200 {
+                    format!("{}…", f.chars().take(100).collect::<String>())
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect(),
     });
 }
 
-fn load_table(
-    ts: &TableSchema,
-    file: &str,
-    raw: RawTable,
-    schema: &Schema,
-    ds: &mut Dataset,
-    loaded: &HashMap<String, Table>,
-    rejected_keys: &mut HashMap<String, HashMap<Sym, u32>>,
-) -> Result<Table, String> {
-    // Map headers to columns.
-    let mut field_of: Vec<Option<usize>> = vec![None; ts.columns.len()];
-    for (fi, h) in raw.header.iter().enumerate() {
-        let n = norm(h);
-        if n.is_empty() {
-            continue;
-        }
-        let ci = ts.columns.iter().position(|c| {
-            norm(&c.name) == n || norm(&c.label) == n || c.aliases.iter().any(|a| norm(a) == n)
-        });
-        match ci {
-            Some(ci) => {
-                if let Some(prev) = field_of[ci] {
-                    return Err(format!(
-                        "line {}: columns {} (`{}`) and {} (`{h}`) both mean {}; keep one",
-                        raw.header_line,
-                        prev + 1,
-                        raw.header[prev],
-                        fi + 1,
-                        ts.columns[ci].display()
-                    ));
+/// Loads one table row by row as its source streams it (a [`RowSink`]).
+struct TableLoader<'x, 'r> {
+    ts: &'x TableSchema,
+    file: &'x str,
+    schema: &'x Schema,
+    ds: &'x mut Dataset,
+    loaded: &'x HashMap<String, Table>,
+    rejected_keys: &'r HashMap<String, HashMap<Sym, u32>>,
+    my_rejected: HashMap<Sym, u32>,
+    field_of: Vec<Option<usize>>,
+    header_len: usize,
+    from_excel: bool,
+    encoding: &'static str,
+    seen_keys: FxHashMap<Sym, u32>,
+    seen_rows: FxHashMap<u64, u32>,
+    cells: Vec<Cell>,
+    t: Table,
+    read: u64,
+}
+
+impl RowSink for TableLoader<'_, '_> {
+    fn header(
+        &mut self,
+        header: &[String],
+        header_line: u32,
+        encoding: &'static str,
+        from_excel: bool,
+    ) -> Result<(), String> {
+        let ts = self.ts;
+        self.encoding = encoding;
+        self.from_excel = from_excel;
+        self.header_len = header.len();
+        let field_of = &mut self.field_of;
+        for (fi, h) in header.iter().enumerate() {
+            let n = norm(h);
+            if n.is_empty() {
+                continue;
+            }
+            let ci = ts.columns.iter().position(|c| {
+                norm(&c.name) == n || norm(&c.label) == n || c.aliases.iter().any(|a| norm(a) == n)
+            });
+            match ci {
+                Some(ci) => {
+                    if let Some(prev) = field_of[ci] {
+                        return Err(format!(
+                            "line {header_line}: columns {} (`{}`) and {} (`{h}`) both mean {}; keep one",
+                            prev + 1,
+                            header[prev],
+                            fi + 1,
+                            ts.columns[ci].display()
+                        ));
+                    }
+                    field_of[ci] = Some(fi);
                 }
-                field_of[ci] = Some(fi);
-            }
-            None => {
-                let hint = crate::diag::did_you_mean(
-                    h,
-                    ts.columns.iter().flat_map(|c| {
-                        std::iter::once(c.name.as_str()).chain(c.aliases.iter().map(|s| s.as_str()))
-                    }),
-                )
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-                ds.warnings.push(Warning {
-                    file: file.to_string(),
-                    line: Some(raw.header_line),
-                    message: format!(
-                        "column {} `{h}` is not part of table `{}`, ignored{hint}",
-                        fi + 1,
-                        ts.name
-                    ),
-                });
+                None => {
+                    let hint = crate::diag::did_you_mean(
+                        h,
+                        ts.columns.iter().flat_map(|c| {
+                            std::iter::once(c.name.as_str())
+                                .chain(c.aliases.iter().map(|s| s.as_str()))
+                        }),
+                    )
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                    self.ds.warnings.push(Warning {
+                        file: self.file.to_string(),
+                        line: Some(header_line),
+                        message: format!(
+                            "column {} `{h}` is not part of table `{}`, ignored{hint}",
+                            fi + 1,
+                            ts.name
+                        ),
+                    });
+                }
             }
         }
-    }
-    let missing: Vec<String> = ts
-        .columns
-        .iter()
-        .zip(&field_of)
-        .filter(|(c, f)| f.is_none() && c.required)
-        .map(|(c, _)| {
-            let mut words = vec![c.name.clone()];
-            words.extend(c.aliases.iter().cloned());
-            format!("{} (header: {})", c.display(), words.join(" / "))
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "line {}: required column(s) missing: {}",
-            raw.header_line,
-            missing.join("; ")
-        ));
+        let missing: Vec<String> = ts
+            .columns
+            .iter()
+            .zip(field_of.iter())
+            .filter(|(c, f)| f.is_none() && c.required)
+            .map(|(c, _)| {
+                let mut words = vec![c.name.clone()];
+                words.extend(c.aliases.iter().cloned());
+                format!("{} (header: {})", c.display(), words.join(" / "))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "line {header_line}: required column(s) missing: {}",
+                missing.join("; ")
+            ));
+        }
+        Ok(())
     }
 
-    let mut t = empty_table(ts);
-    t.file = file.to_string();
-    let read = raw.rows.len() as u64;
-    let rejects_before = ds.rejects.len();
-    let key = ts.key;
-    let mut seen_keys: FxHashMap<Sym, u32> = FxHashMap::default();
-    let mut seen_rows: FxHashMap<u64, u32> = FxHashMap::default();
-    let header_len = raw.header.len();
-    let mut cells: Vec<Cell> = Vec::with_capacity(ts.columns.len());
-    let mut my_rejected: HashMap<Sym, u32> = HashMap::new();
-    'rows: for row in &raw.rows {
-        if let Some(p) = &row.problem {
-            reject(ds, ts, file, row.line, None, None, p.clone(), &row.fields);
-            if let (Some(k), Some(fi)) = (key, key.and_then(|k| field_of[k]))
-                && let Some(v) = row.fields.get(fi)
-            {
-                let _ = k;
-                my_rejected.insert(ds.ids.intern(v), row.line);
+    fn row(&mut self, row: Row<'_>) {
+        self.read += 1;
+        let (ts, file) = (self.ts, self.file);
+        let key = ts.key;
+        if let Some(p) = row.problem {
+            if let Some(v) = key_text(key, &self.field_of, row.fields) {
+                let sym = self.ds.ids.intern(v);
+                self.my_rejected.insert(sym, row.line);
             }
-            continue;
+            reject(self.ds, ts, file, row.line, None, None, p, row.fields);
+            return;
         }
+        let header_len = self.header_len;
         if row.fields.len() > header_len && row.fields[header_len..].iter().any(|f| !f.is_empty()) {
-            reject(
-                ds,
-                ts,
-                file,
-                row.line,
-                None,
-                None,
-                format!(
-                    "the row has {} fields but the header has {}",
-                    row.fields.len(),
-                    header_len
-                ),
-                &row.fields,
+            let why = format!(
+                "the row has {} fields but the header has {}",
+                row.fields.len(),
+                header_len
             );
-            continue;
+            reject(self.ds, ts, file, row.line, None, None, why, row.fields);
+            return;
         }
-        cells.clear();
+        self.cells.clear();
         for (ci, col) in ts.columns.iter().enumerate() {
-            let text = field_of[ci]
+            let text = self.field_of[ci]
                 .and_then(|fi| row.fields.get(fi))
-                .map(|s| s.as_str())
+                .copied()
                 .unwrap_or("");
-            match parse_cell(col, text, raw.from_excel, &mut ds.ids) {
-                Ok(c) => cells.push(c),
+            match parse_cell(col, text, self.from_excel, &mut self.ds.ids) {
+                Ok(c) => self.cells.push(c),
                 Err(reason) => {
-                    let reason = if field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
+                    let reason = if self.field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
                         format!(
                             "the row has {} fields but the header has {}",
                             row.fields.len(),
@@ -571,166 +586,217 @@ fn load_table(
                     } else {
                         reason
                     };
-                    if let (Some(k), Some(fi)) = (key, key.and_then(|k| field_of[k]))
-                        && let Some(v) = row.fields.get(fi)
-                        && k != ci
+                    if key != Some(ci)
+                        && let Some(v) = key_text(key, &self.field_of, row.fields)
                     {
-                        my_rejected.insert(ds.ids.intern(v), row.line);
+                        let sym = self.ds.ids.intern(v);
+                        self.my_rejected.insert(sym, row.line);
                     }
                     reject(
-                        ds,
+                        self.ds,
                         ts,
                         file,
                         row.line,
                         Some(col),
                         Some(text),
                         reason,
-                        &row.fields,
+                        row.fields,
                     );
-                    continue 'rows;
+                    return;
                 }
             }
         }
-        // end after start
+        // A later column (end) must be after its partner (start).
         for (ci, col) in ts.columns.iter().enumerate() {
-            if let Some(ai) = col.after {
-                let later = match (&cells[ci], &cells[ai]) {
-                    (Cell::DateTime(Some(e)), Cell::DateTime(Some(s))) => Some(e > s),
-                    (Cell::Date(Some(e)), Cell::Date(Some(s))) => Some(e > s),
-                    (Cell::Number(Some(e)), Cell::Number(Some(s))) => Some(e > s),
-                    _ => None,
-                };
-                if later == Some(false) {
-                    let text = field_of[ci]
-                        .and_then(|fi| row.fields.get(fi))
-                        .cloned()
-                        .unwrap_or_default();
-                    let other = field_of[ai]
-                        .and_then(|fi| row.fields.get(fi))
-                        .cloned()
-                        .unwrap_or_default();
-                    reject(
-                        ds,
-                        ts,
-                        file,
-                        row.line,
-                        Some(col),
-                        Some(&text),
-                        format!(
-                            "{} `{text}` is not after {} `{other}` (zero or negative duration)",
-                            col.display(),
-                            ts.columns[ai].display()
-                        ),
-                        &row.fields,
-                    );
-                    continue 'rows;
-                }
+            let Some(ai) = col.after else { continue };
+            let later = match (&self.cells[ci], &self.cells[ai]) {
+                (Cell::DateTime(Some(e)), Cell::DateTime(Some(s))) => Some(e > s),
+                (Cell::Date(Some(e)), Cell::Date(Some(s))) => Some(e > s),
+                (Cell::Number(Some(e)), Cell::Number(Some(s))) => Some(e > s),
+                _ => None,
+            };
+            if later == Some(false) {
+                let text = self.field_of[ci]
+                    .and_then(|fi| row.fields.get(fi))
+                    .copied()
+                    .unwrap_or_default();
+                let other = self.field_of[ai]
+                    .and_then(|fi| row.fields.get(fi))
+                    .copied()
+                    .unwrap_or_default();
+                let why = format!(
+                    "{} `{text}` is not after {} `{other}` (zero or negative duration)",
+                    col.display(),
+                    ts.columns[ai].display()
+                );
+                reject(
+                    self.ds,
+                    ts,
+                    file,
+                    row.line,
+                    Some(col),
+                    Some(text),
+                    why,
+                    row.fields,
+                );
+                return;
             }
         }
         // Keys are unique.
         if let Some(k) = key
-            && let Cell::Id(sym) = cells[k]
+            && let Cell::Id(sym) = self.cells[k]
         {
-            if let Some(first) = seen_keys.get(&sym) {
-                let v = ds.ids.resolve(sym).to_string();
+            if let Some(first) = self.seen_keys.get(&sym) {
+                let v = self.ds.ids.resolve(sym).to_string();
                 let why = format!(
                     "duplicate key: {} `{v}` is already on line {first}",
                     ts.columns[k].display()
                 );
                 reject(
-                    ds,
+                    self.ds,
                     ts,
                     file,
                     row.line,
                     Some(&ts.columns[k]),
                     Some(&v),
                     why,
-                    &row.fields,
+                    row.fields,
                 );
-                continue;
+                return;
             }
-            seen_keys.insert(sym, row.line);
+            self.seen_keys.insert(sym, row.line);
         }
         // References resolve to loaded rows.
         for (ci, col) in ts.columns.iter().enumerate() {
-            let (Some(target), Cell::Id(sym)) = (col.references.as_deref(), &cells[ci]) else {
+            let (Some(target), Cell::Id(sym)) = (col.references.as_deref(), &self.cells[ci]) else {
                 continue;
             };
-            if sym.is_none() {
-                continue;
+            if sym.is_none() || target == ts.name {
+                continue; // self references are checked when the table is complete
             }
-            if target == ts.name {
-                continue; // self references are checked after the table is complete
-            }
-            let Some(tt) = loaded.get(target) else {
+            let Some(tt) = self.loaded.get(target) else {
                 continue;
             };
-            if !tt.key_index.contains_key(sym) {
-                let tsch = &schema.tables[target];
-                let tkey = tsch.key_name().unwrap_or("key");
-                let why = match rejected_keys.get(target).and_then(|m| m.get(sym)) {
-                    Some(line) => format!(
-                        "{} `{}` was rejected ({} line {line}), so this row cannot be evaluated",
-                        col.display(),
-                        ds.ids.resolve(*sym),
-                        tt.file
-                    ),
-                    None => format!(
-                        "unknown {}: `{}` is not a {tkey} in table `{target}` ({})",
-                        col.display(),
-                        ds.ids.resolve(*sym),
-                        if tt.file.is_empty() {
-                            "absent"
-                        } else {
-                            &tt.file
-                        }
-                    ),
-                };
-                let v = ds.ids.resolve(*sym).to_string();
-                if let Some(k) = key
-                    && let Cell::Id(ks) = cells[k]
-                {
-                    my_rejected.insert(ks, row.line);
-                }
-                reject(
-                    ds,
-                    ts,
-                    file,
-                    row.line,
-                    Some(col),
-                    Some(&v),
-                    why,
-                    &row.fields,
-                );
-                continue 'rows;
+            if tt.key_index.contains_key(sym) {
+                continue;
             }
+            let tkey = self.schema.tables[target].key_name().unwrap_or("key");
+            let v = self.ds.ids.resolve(*sym).to_string();
+            let why = match self.rejected_keys.get(target).and_then(|m| m.get(sym)) {
+                Some(line) => format!(
+                    "{} `{v}` was rejected ({} line {line}), so this row cannot be evaluated",
+                    col.display(),
+                    tt.file
+                ),
+                None => format!(
+                    "unknown {}: `{v}` is not a {tkey} in table `{target}` ({})",
+                    col.display(),
+                    if tt.file.is_empty() {
+                        "absent"
+                    } else {
+                        &tt.file
+                    }
+                ),
+            };
+            if let Some(k) = key
+                && let Cell::Id(ks) = self.cells[k]
+            {
+                self.my_rejected.insert(ks, row.line);
+            }
+            reject(
+                self.ds,
+                ts,
+                file,
+                row.line,
+                Some(col),
+                Some(&v),
+                why,
+                row.fields,
+            );
+            return;
         }
-        // Exact duplicates in event tables: a warning, the row still counts once per line.
+        // Exact duplicates in event tables: a warning; the row still counts.
         if key.is_none() {
             let mut h = rustc_hash::FxHasher::default();
-            for (ci, f) in field_of.iter().enumerate() {
-                let _ = ci;
+            for f in &self.field_of {
                 f.and_then(|fi| row.fields.get(fi))
-                    .map(|s| s.as_str())
+                    .copied()
                     .unwrap_or("")
                     .hash(&mut h);
             }
             let hv = h.finish();
-            if let Some(first) = seen_rows.get(&hv) {
-                ds.warnings.push(Warning {
+            if let Some(first) = self.seen_rows.get(&hv) {
+                self.ds.warnings.push(Warning {
                     file: file.to_string(),
                     line: Some(row.line),
                     message: format!("exact duplicate of line {first}"),
                 });
             } else {
-                seen_rows.insert(hv, row.line);
+                self.seen_rows.insert(hv, row.line);
             }
         }
-        for (col, cell) in t.columns.iter_mut().zip(cells.drain(..)) {
+        for (col, cell) in self.t.columns.iter_mut().zip(self.cells.drain(..)) {
             push(col, cell);
         }
-        t.lines.push(row.line);
+        self.t.lines.push(row.line);
     }
+}
+
+/// The key cell of a row, as text.
+fn key_text<'a>(
+    key: Option<usize>,
+    field_of: &[Option<usize>],
+    fields: &[&'a str],
+) -> Option<&'a str> {
+    key.and_then(|k| field_of[k])
+        .and_then(|fi| fields.get(fi).copied())
+}
+
+fn load_table(
+    ts: &TableSchema,
+    src: &TableSource,
+    encoding: Encoding,
+    schema: &Schema,
+    ds: &mut Dataset,
+    loaded: &HashMap<String, Table>,
+    rejected_keys: &mut HashMap<String, HashMap<Sym, u32>>,
+) -> Result<Table, String> {
+    let file = src.display();
+    let rejects_before = ds.rejects.len();
+    let mut t = empty_table(ts);
+    t.file = file.clone();
+    let mut loader = TableLoader {
+        ts,
+        file: &file,
+        schema,
+        ds,
+        loaded,
+        rejected_keys: &*rejected_keys,
+        my_rejected: HashMap::new(),
+        field_of: vec![None; ts.columns.len()],
+        header_len: 0,
+        from_excel: false,
+        encoding: "",
+        seen_keys: FxHashMap::default(),
+        seen_rows: FxHashMap::default(),
+        cells: Vec::with_capacity(ts.columns.len()),
+        t,
+        read: 0,
+    };
+    match &src.kind {
+        SourceKind::Csv => source::read_csv(&src.path, encoding, &mut loader)?,
+        SourceKind::Sheet(s) => source::read_sheet_into(&src.path, s, &mut loader)?,
+    }
+    let TableLoader {
+        mut t,
+        my_rejected,
+        read,
+        encoding,
+        ds,
+        ..
+    } = loader;
+    let key = ts.key;
+    let file = file.as_str();
     // Resolve references to row numbers.
     if let Some(k) = key
         && let ColumnData::Id(v) = &t.columns[k]
@@ -810,7 +876,7 @@ fn load_table(
     ds.stats.push(TableStats {
         table: ts.name.clone(),
         file: file.to_string(),
-        encoding: raw.encoding.to_string(),
+        encoding: encoding.to_string(),
         read,
         loaded: t.len() as u64,
         rejected,

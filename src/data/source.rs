@@ -69,18 +69,15 @@ pub struct RawRow {
 }
 
 /// Decode CSV bytes into text, per the encoding rule.
-pub fn decode(bytes: &[u8], enc: Encoding) -> (String, &'static str) {
+pub fn decode(bytes: &[u8], enc: Encoding) -> (std::borrow::Cow<'_, str>, &'static str) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let utf8 = || String::from_utf8_lossy(bytes).into_owned();
-    let gb = || {
-        let (text, _) = encoding_rs::GB18030.decode_without_bom_handling(bytes);
-        text.into_owned()
-    };
+    let utf8 = || String::from_utf8_lossy(bytes);
+    let gb = || encoding_rs::GB18030.decode_without_bom_handling(bytes).0;
     match enc {
         Encoding::Utf8 => (utf8(), "UTF-8"),
         Encoding::Gb18030 => (gb(), "GB18030"),
         Encoding::Auto => match std::str::from_utf8(bytes) {
-            Ok(s) => (s.to_string(), "UTF-8"),
+            Ok(s) => (std::borrow::Cow::Borrowed(s), "UTF-8"),
             Err(_) => {
                 // Mostly valid UTF-8 with a few broken bytes stays UTF-8 (those rows are
                 // rejected); otherwise the file is GB18030.
@@ -139,93 +136,132 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// Read a CSV file into records.
-pub fn read_csv(path: &Path, enc: Encoding) -> Result<RawTable, String> {
+/// One record as the loader sees it.
+pub struct Row<'a> {
+    /// The line a text editor shows (or Excel's row number).
+    pub line: u32,
+    pub fields: &'a [&'a str],
+    /// A problem with the row as a whole (undecodable bytes, broken quoting).
+    pub problem: Option<String>,
+}
+
+/// Receives a table's header, then its rows, one at a time.
+pub trait RowSink {
+    fn header(
+        &mut self,
+        header: &[String],
+        line: u32,
+        encoding: &'static str,
+        from_excel: bool,
+    ) -> Result<(), String>;
+    fn row(&mut self, row: Row<'_>);
+}
+
+const MAX_FIELD: usize = 1 << 20;
+
+/// A field as text (the whole file was decoded, so this only fails on a lone broken row).
+fn field_str(f: &[u8]) -> &str {
+    std::str::from_utf8(f).unwrap_or("\u{FFFD}").trim()
+}
+
+/// Stream a CSV file into `sink` without holding its rows (the bytes are read once; valid
+/// UTF-8 is used in place).
+pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
     if bytes.is_empty() {
         return Err("the file is empty (0 bytes): it needs at least a header line".into());
     }
     let (text, encoding) = decode(&bytes, enc);
+    let data = text.as_bytes();
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut header: Option<(Vec<String>, u32)> = None;
-    let mut rows = Vec::new();
-    let mut record = csv::StringRecord::new();
-    let mut lines = LineCounter::new(text.as_bytes());
+        .buffer_capacity(1 << 20)
+        .from_reader(data);
+    let mut lines = LineCounter::new(data);
+    let mut cur = csv::ByteRecord::new();
+    let mut next = csv::ByteRecord::new();
+    // The header: the first record that is not empty.
+    let header_line;
     loop {
-        let line = lines.line_at(rdr.position().byte() as usize);
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
+        let at = rdr.position().byte() as usize;
+        match rdr.read_byte_record(&mut cur) {
+            Ok(false) => return Err("the file has no header line".into()),
             Ok(true) => {
-                let line = record
-                    .position()
-                    .map(|p| lines.line_at(p.byte() as usize))
-                    .unwrap_or(line);
-                let fields: Vec<String> = record.iter().map(|f| f.trim().to_string()).collect();
-                if header.is_none() {
-                    if fields.iter().all(|f| f.is_empty()) {
-                        continue;
-                    }
-                    header = Some((fields, line));
+                if cur.iter().all(|f| field_str(f).is_empty()) {
                     continue;
                 }
-                let problem = fields.iter().any(|f| f.contains('\u{FFFD}')).then(|| {
-                    "the row has bytes that are neither UTF-8 nor GB18030 text".to_string()
-                });
-                rows.push(RawRow {
-                    line,
-                    fields,
-                    problem,
-                });
-            }
-            Err(e) => {
-                let line = e
-                    .position()
-                    .map(|p| lines.line_at(p.byte() as usize))
-                    .unwrap_or(line);
-                let msg = match e.kind() {
-                    csv::ErrorKind::Utf8 { .. } => "the row is not valid text".to_string(),
-                    _ => format!("the row cannot be read as CSV: {e}"),
-                };
-                if header.is_none() {
-                    return Err(format!("line {line}: {msg}"));
+                header_line = lines.line_at(cur.position().map_or(at, |p| p.byte() as usize));
+                let header: Vec<String> = cur.iter().map(|f| field_str(f).to_string()).collect();
+                if header.iter().any(|h| h.contains('\u{FFFD}')) {
+                    return Err(format!(
+                        "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
+                    ));
                 }
-                rows.push(RawRow {
+                sink.header(&header, header_line, encoding, false)?;
+                break;
+            }
+            Err(e) => return Err(format!("the header cannot be read as CSV: {e}")),
+        }
+    }
+    let header_len = cur.len();
+    let mut read = |rec: &mut csv::ByteRecord| -> Result<bool, String> {
+        rdr.read_byte_record(rec)
+            .map_err(|e| format!("the row cannot be read as CSV: {e}"))
+    };
+    let mut have = read(&mut cur);
+    loop {
+        match have {
+            Ok(false) => break,
+            Err(msg) => {
+                let line = lines.line_at(data.len());
+                sink.row(Row {
                     line,
-                    fields: Vec::new(),
+                    fields: &[],
                     problem: Some(msg),
                 });
+                break;
             }
+            Ok(true) => {}
         }
-    }
-    // An unterminated quote swallows the rest of the file into one field: say so.
-    let (header, header_line) = header.ok_or_else(|| "the file has no header line".to_string())?;
-    let header_len = header.len();
-    if let Some(last) = rows.last_mut()
-        && last.problem.is_none()
-        && last.fields.len() < header_len
-        && last.fields.iter().any(|f| f.contains('\n'))
-    {
-        last.problem = Some(format!(
-            "a quote opened on line {} is never closed, so the rest of the file was read as one field",
-            last.line
-        ));
-    }
-    for r in rows.iter_mut() {
-        if r.problem.is_none() && r.fields.iter().any(|f| f.len() > 1 << 20) {
-            r.problem = Some("a field is longer than 1 MiB (an unclosed quote?)".into());
-            r.fields.clear();
+        let line = lines.line_at(cur.position().map_or(0, |p| p.byte() as usize));
+        let next_have = read(&mut next);
+        let is_last = matches!(next_have, Ok(false));
+        let mut f2: Vec<&str> = Vec::with_capacity(header_len);
+        let mut problem = None;
+        for f in cur.iter() {
+            if f.len() > MAX_FIELD {
+                problem = Some("a field is longer than 1 MiB (an unclosed quote?)".to_string());
+            }
+            f2.push(field_str(f));
         }
+        if problem.is_none() && f2.iter().any(|f| f.contains('\u{FFFD}')) {
+            problem = Some("the row has bytes that are neither UTF-8 nor GB18030 text".to_string());
+        }
+        let start = cur
+            .position()
+            .map_or(0, |p| p.byte() as usize)
+            .min(data.len());
+        if problem.is_none()
+            && is_last
+            && data[start..].iter().filter(|&&b| b == b'"').count() % 2 == 1
+        {
+            problem = Some(format!(
+                "a quote opened on line {line} is never closed, so the rest of the file was read as one field"
+            ));
+        }
+        // A line of only empty fields (`,,,`) holds nothing: it is skipped like a blank line.
+        if problem.is_some() || f2.iter().any(|f| !f.is_empty()) {
+            sink.row(Row {
+                line,
+                fields: &f2,
+                problem,
+            });
+        }
+        std::mem::swap(&mut cur, &mut next);
+        have = next_have;
     }
-    Ok(RawTable {
-        header,
-        header_line,
-        rows,
-        encoding,
-        from_excel: false,
-    })
+    Ok(())
 }
 
 /// Sheet names of an XLSX workbook.
@@ -236,6 +272,21 @@ pub fn sheet_names(path: &Path) -> Result<Vec<String>, String> {
 
 fn xlsx_error(e: &str) -> String {
     format!("cannot open as an Excel workbook (.xlsx): {e}")
+}
+
+/// Stream one sheet of a workbook into `sink`; row numbers are those Excel shows.
+pub fn read_sheet_into(path: &Path, sheet: &str, sink: &mut dyn RowSink) -> Result<(), String> {
+    let t = read_sheet(path, sheet)?;
+    sink.header(&t.header, t.header_line, t.encoding, true)?;
+    for r in t.rows {
+        let fields: Vec<&str> = r.fields.iter().map(|s| s.as_str()).collect();
+        sink.row(Row {
+            line: r.line,
+            fields: &fields,
+            problem: r.problem,
+        });
+    }
+    Ok(())
 }
 
 /// Read one sheet of a workbook; row numbers are those Excel shows.
@@ -314,10 +365,37 @@ mod tests {
     #[test]
     fn decoding_picks_utf8_or_gb18030() {
         let (t, e) = decode("\u{FEFF}党员编号".as_bytes(), Encoding::Auto);
-        assert_eq!((t.as_str(), e), ("党员编号", "UTF-8"));
+        assert_eq!((&*t, e), ("党员编号", "UTF-8"));
         let (gbk, _, _) = encoding_rs::GBK.encode("党员编号,姓名");
         let (t, e) = decode(&gbk, Encoding::Auto);
-        assert_eq!((t.as_str(), e), ("党员编号,姓名", "GB18030"));
+        assert_eq!((&*t, e), ("党员编号,姓名", "GB18030"));
+    }
+
+    /// Collects rows for tests.
+    #[derive(Default)]
+    struct Collect {
+        header: Vec<String>,
+        rows: Vec<(u32, Vec<String>, Option<String>)>,
+    }
+
+    impl RowSink for Collect {
+        fn header(&mut self, h: &[String], _: u32, _: &'static str, _: bool) -> Result<(), String> {
+            self.header = h.to_vec();
+            Ok(())
+        }
+        fn row(&mut self, r: Row<'_>) {
+            self.rows.push((
+                r.line,
+                r.fields.iter().map(|s| s.to_string()).collect(),
+                r.problem,
+            ));
+        }
+    }
+
+    fn read(p: &Path) -> Collect {
+        let mut c = Collect::default();
+        read_csv(p, Encoding::Auto, &mut c).unwrap();
+        c
     }
 
     #[test]
@@ -326,17 +404,26 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("t.csv");
         std::fs::write(&p, "a,b\n1,\"x\ny\"\n2,z\n").unwrap();
-        let t = read_csv(&p, Encoding::Auto).unwrap();
+        let t = read(&p);
         assert_eq!(t.header, vec!["a", "b"]);
-        assert_eq!(
-            t.rows.iter().map(|r| r.line).collect::<Vec<_>>(),
-            vec![2, 4]
-        );
+        assert_eq!(t.rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 4]);
         std::fs::write(&p, "a,b\r\n1,2\r\n\r\n3,\"x\r\ny\"\r\n4,5\r\n").unwrap();
-        let t = read_csv(&p, Encoding::Auto).unwrap();
+        let t = read(&p);
         assert_eq!(
-            t.rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            t.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
             vec![2, 4, 6]
+        );
+        std::fs::write(&p, "a,b\n1,2\n3,\"4\n5,6\n").unwrap();
+        let t = read(&p);
+        assert_eq!(t.rows.len(), 2);
+        assert!(
+            t.rows[1]
+                .2
+                .as_deref()
+                .unwrap_or("")
+                .contains("never closed"),
+            "{:?}",
+            t.rows[1]
         );
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -6,6 +6,7 @@
 //! Problems come back as [`Diag`]nostics with file, line and column.
 
 pub mod model;
+pub mod schema;
 mod validate;
 
 use crate::diag::{Diag, FileId, Level, Loc, Sources};

@@ -5,6 +5,7 @@
 //! global across the set. Unknown fields are rejected so that a misspelt key is an error.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -26,24 +27,61 @@ impl DateLit {
     }
 }
 
+/// In the JSON Schema a date is a string with `format: date`: TOML-aware validators (Taplo)
+/// see a TOML date `2020-02-07` as the string `"2020-02-07"`, so both spellings validate.
+impl JsonSchema for DateLit {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Date".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date",
+            "description": "A date, `2020-02-07` (a TOML date or the same as text)."
+        })
+    }
+}
+
 /// `policy.toml`: the name and version of the set, the subjects and the data schema.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestFile {
+    /// Name of the policy set; every finding carries it.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    /// Title of the policy set, for people (defaults to `name`).
     pub title: Option<String>,
+    /// Version of the policy set (text, `"1.0.0"`); every finding carries it.
+    #[schemars(with = "String")]
     pub version: Spanned<String>,
+    /// Version of the data contract the set reads (`1`).
     pub data_contract: Option<u32>,
+    /// The source document the set encodes.
     pub source: Option<String>,
+    /// Kinds of subject findings are about (`member`, `organization`), one table each.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, SubjectDef>")]
     pub subjects: IndexMap<String, Spanned<SubjectDef>>,
+    /// Tables of the data schema, by name (a directive may add its own).
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, TableDef>")]
     pub tables: IndexMap<String, Spanned<TableDef>>,
+    /// Numbers and dates the rules use, each with dated values; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, ParamDef>")]
     pub parameters: IndexMap<String, Spanned<ParamDef>>,
+    /// Per-subject figures computed in one pass over a table; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, AggDef>")]
     pub aggregates: IndexMap<String, Spanned<AggDef>>,
+    /// Named date ranges; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, PeriodDef>")]
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
@@ -80,30 +118,37 @@ impl DirectiveFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectDef {
+    /// The table whose rows are the subjects; its key identifies a subject.
+    #[schemars(with = "String")]
     pub table: Spanned<String>,
+    /// Name for people (`党员`).
     pub label: Option<String>,
 }
 
 /// One table of the data contract (or a table a new directive adds).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableDef {
+    /// Name for people (`社区`).
     pub label: Option<String>,
     /// Other file or sheet names for this table (`党员.csv`).
     #[serde(default)]
     pub aliases: Vec<String>,
     /// The key column: unique, every other table may reference it.
+    #[schemars(with = "Option<String>")]
     pub key: Option<Spanned<String>>,
     /// An optional table may be absent from a dataset (it is then empty).
     #[serde(default)]
     pub optional: bool,
+    /// The columns by name (the English header), in contract order.
+    #[schemars(with = "IndexMap<String, ColumnDef>")]
     pub columns: IndexMap<String, Spanned<ColumnDef>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     Id,
@@ -129,11 +174,13 @@ impl ColumnType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnDef {
+    /// The kind of value: `id`, `text`, `date`, `datetime`, `bool`, `number` or `enum`.
     #[serde(rename = "type")]
     pub ty: ColumnType,
+    /// Name for people (`党员编号`).
     pub label: Option<String>,
     /// Headers that mean this column (Chinese exports).
     #[serde(default)]
@@ -142,11 +189,13 @@ pub struct ColumnDef {
     #[serde(default = "yes")]
     pub required: bool,
     /// The value must be a key of this table.
+    #[schemars(with = "Option<String>")]
     pub references: Option<Spanned<String>>,
     /// For enums: each value with the words exports use for it.
     #[serde(default)]
     pub values: IndexMap<String, Vec<String>>,
     /// The value must be later than this other column of the same row (end after start).
+    #[schemars(with = "Option<String>")]
     pub after: Option<Spanned<String>>,
 }
 
@@ -155,7 +204,7 @@ fn yes() -> bool {
 }
 
 /// Where a parameter's value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// Stated in the source document (`quote` says where).
@@ -165,48 +214,71 @@ pub enum Basis {
 }
 
 /// A parameter with dated values: each value holds from its date on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamDef {
+    /// What the parameter means, for people.
     pub label: Option<String>,
+    /// Unit shown with the value (`小时`, `天`).
     pub unit: Option<String>,
+    /// `source` (the source fixes the value; give `quote`) or `assumption` (give `reason`).
     pub basis: Basis,
+    /// The source's words that fix the value (with `basis = "source"`).
     pub quote: Option<String>,
+    /// Why this value was chosen (with `basis = "assumption"`).
     pub reason: Option<String>,
+    /// Dated values, `[{ from = 2020-01-01, value = 20 }, …]`; each holds from its date on.
+    #[schemars(with = "Vec<DatedValue>")]
     pub values: Vec<Spanned<DatedValue>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatedValue {
+    /// The first day this value holds.
     pub from: DateLit,
+    /// The value: a number, text, date, boolean or list.
+    #[schemars(with = "serde_json::Value")]
     pub value: toml::Value,
 }
 
 /// A per-subject figure computed natively in one pass over a table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggDef {
+    /// What the figure means, for people.
     pub label: Option<String>,
     /// Subject kind this aggregate is computed for (`member`, `organization`).
+    #[schemars(with = "String")]
     pub subject: Spanned<String>,
+    /// The table whose rows are counted.
+    #[schemars(with = "String")]
     pub table: Spanned<String>,
     /// Column linking a row to the subject; `a.b` follows references (`member_id.branch_id`).
+    #[schemars(with = "String")]
     pub by: Spanned<String>,
+    /// Conditions a row must meet, `[{ column = "verified", is = true }, …]`.
     #[serde(rename = "where", default)]
+    #[schemars(with = "Vec<FilterDef>")]
     pub filters: Vec<Spanned<FilterDef>>,
+    /// What to compute: `count`, `exists`, `count_days`, `days`, `sum`, `sum_hours`, `min`, `max` or `records`.
+    #[schemars(with = "AggOp")]
     pub op: Spanned<AggOp>,
     /// The column the operation reads (dates for `min`, start for `sum_hours`, …).
+    #[schemars(with = "Option<String>")]
     pub column: Option<Spanned<String>>,
     /// `sum_hours`: the end column (the duration is end − column).
+    #[schemars(with = "Option<String>")]
     pub end_column: Option<Spanned<String>>,
     /// `min`/`max`: return this column of the chosen row instead of the compared value.
+    #[schemars(with = "Option<String>")]
     pub pick: Option<Spanned<String>>,
     /// `days`/`count_days`: leave out the days of another `days` aggregate.
+    #[schemars(with = "Option<String>")]
     pub except_days: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AggOp {
     Count,
@@ -238,26 +310,40 @@ impl AggOp {
 
 /// One condition on a row. Values may be literals or references: `$subject.COLUMN`,
 /// `$param.NAME`, `$agg.NAME`, `$as_of`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterDef {
+    /// The column of the aggregate's table the condition reads.
     pub column: String,
+    /// The value equals this.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub is: Option<toml::Value>,
+    /// The value differs from this.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub is_not: Option<toml::Value>,
+    /// The value is one of these.
     #[serde(rename = "in")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub one_of: Option<Vec<toml::Value>>,
+    /// The value is none of these.
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub not_in: Option<Vec<toml::Value>>,
     /// The row's date lies in this period (and not after `--as-of`).
     pub within: Option<String>,
     /// On or after (dates: the day counts).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub from: Option<toml::Value>,
     /// On or before.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub until: Option<toml::Value>,
     /// ISO weekdays 1 = Monday … 7 = Sunday (a list, or `$param.NAME`).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub weekday: Option<toml::Value>,
     /// Time of day at or after `HH:MM` (or `$param.NAME`).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub time_from: Option<toml::Value>,
     /// Time of day before `HH:MM` (or `$param.NAME`).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub time_before: Option<toml::Value>,
     /// The value is present (`true`) or empty (`false`).
     pub present: Option<bool>,
@@ -265,42 +351,67 @@ pub struct FilterDef {
 
 /// A named span of dates. `start`/`end` are dates, `$` references, or Rhai expressions over
 /// `as_of` and parameters (evaluated once per run).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodDef {
+    /// Name for people (`年度考核周期`).
     pub label: Option<String>,
+    /// First day: a date, a reference (`$param.NAME`, `$agg.NAME`, `$as_of`) or a Rhai expression over `as_of` and parameters.
+    #[schemars(with = "String")]
     pub start: Spanned<String>,
+    /// Last day, written like `start`.
+    #[schemars(with = "String")]
     pub end: Spanned<String>,
 }
 
 /// A file in `directives/`: one directive with its clauses and rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectiveFile {
+    /// The directive: key, title, issuer, dates and the clauses quoted from it.
+    #[schemars(with = "DirectiveDef")]
     pub directive: Spanned<DirectiveDef>,
+    /// The rules (`[[rule]]`), one table per version of a rule.
     #[serde(default, rename = "rule")]
+    #[schemars(with = "Vec<RuleDef>")]
     pub rules: Vec<Spanned<RuleDef>>,
+    /// Tables of the data schema, by name (a directive may add its own).
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, TableDef>")]
     pub tables: IndexMap<String, Spanned<TableDef>>,
+    /// Numbers and dates the rules use, each with dated values; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, ParamDef>")]
     pub parameters: IndexMap<String, Spanned<ParamDef>>,
+    /// Per-subject figures computed in one pass over a table; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, AggDef>")]
     pub aggregates: IndexMap<String, Spanned<AggDef>>,
+    /// Named date ranges; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, PeriodDef>")]
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectiveDef {
     /// Stable key every finding carries (`service-hours-20`).
+    #[schemars(with = "String")]
     pub key: Spanned<String>,
+    /// Title of the directive.
     pub title: String,
+    /// Who issued it.
     pub issuer: Option<String>,
+    /// The document number (文号).
     pub document_number: Option<String>,
+    /// Date of issue; directives are listed in this order.
     pub issued_on: Option<DateLit>,
+    /// First day the directive is in force.
     pub effective_from: Option<DateLit>,
+    /// Last day the directive is in force.
     pub effective_until: Option<DateLit>,
+    /// What the directive requires, in a sentence.
     pub summary: Option<String>,
     /// Where the text is quoted from (document and place).
     pub cited_from: Option<String>,
@@ -309,14 +420,16 @@ pub struct DirectiveDef {
     pub clauses: IndexMap<String, ClauseDef>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClauseDef {
+    /// The clause, quoted from the source.
     pub text: String,
+    /// How the clause is read, where that needs saying.
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Critical,
@@ -325,32 +438,51 @@ pub enum Severity {
 }
 
 /// A rule: one version of one check.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDef {
+    /// Rule id, the same for every version (`hours.yearly`).
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
+    /// Version of the rule: a number or text. Versions of one rule must not overlap in time.
+    #[schemars(with = "serde_json::Value")]
     pub version: Spanned<toml::Value>,
+    /// Title of the check, for people.
     pub title: String,
+    /// The subject kind the rule checks (`member`, `organization`).
+    #[schemars(with = "String")]
     pub subject: Spanned<String>,
+    /// First day this version is in force (the version in force on `--as-of` is used).
+    #[schemars(with = "Option<DateLit>")]
     pub effective_from: Option<Spanned<DateLit>>,
+    /// Last day this version is in force.
+    #[schemars(with = "Option<DateLit>")]
     pub effective_until: Option<Spanned<DateLit>>,
     /// Key of the directive's clause this rule enforces.
+    #[schemars(with = "String")]
     pub clause: Spanned<String>,
+    /// `critical`, `major` (the default) or `minor`.
     #[serde(default = "major")]
     pub severity: Severity,
     /// Name of the period the rule looks at (shown in findings).
+    #[schemars(with = "Option<String>")]
     pub period: Option<Spanned<String>>,
     /// Rhai condition; when false the finding is `not_applicable`.
+    #[schemars(with = "Option<String>")]
     pub applies: Option<Spanned<String>>,
+    /// Message of the `not_applicable` finding when `applies` is false.
     pub not_applicable_message: Option<String>,
     /// Intermediate values (Rhai), in order; later ones may use earlier ones.
     #[serde(default, rename = "let")]
+    #[schemars(with = "IndexMap<String, String>")]
     pub lets: IndexMap<String, Spanned<String>>,
     /// Names whose values are recorded in the finding's evidence.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub evidence: Vec<Spanned<String>>,
     /// Outcomes, tried in order; the first whose `when` holds decides.
     #[serde(default, rename = "case")]
+    #[schemars(with = "Vec<CaseDef>")]
     pub cases: Vec<Spanned<CaseDef>>,
 }
 
@@ -358,7 +490,7 @@ fn major() -> Severity {
     Severity::Major
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     Pass,
@@ -367,28 +499,40 @@ pub enum CaseStatus {
     NotApplicable,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseDef {
     /// Rhai condition; a case without `when` always holds (put it last).
+    #[schemars(with = "Option<String>")]
     pub when: Option<Spanned<String>>,
+    /// `pass`, `fail`, `warn` or `not_applicable`.
     pub status: CaseStatus,
     /// Chinese message; `{expr}` placeholders are Rhai expressions.
+    #[schemars(with = "String")]
     pub message: Spanned<String>,
 }
 
 /// `assessment.toml`: how findings become grades (考核评价) for members and organizations.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentFile {
+    /// Grades for members and organizations, tried in order.
     pub assessment: AssessmentDef,
+    /// Tables of the data schema, by name (a directive may add its own).
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, TableDef>")]
     pub tables: IndexMap<String, Spanned<TableDef>>,
+    /// Numbers and dates the rules use, each with dated values; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, ParamDef>")]
     pub parameters: IndexMap<String, Spanned<ParamDef>>,
+    /// Per-subject figures computed in one pass over a table; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, AggDef>")]
     pub aggregates: IndexMap<String, Spanned<AggDef>>,
+    /// Named date ranges; names are global to the set.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, PeriodDef>")]
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
@@ -403,24 +547,31 @@ impl AssessmentFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentDef {
+    /// Title of the assessment, for reports.
     pub title: Option<String>,
+    /// A note shown with the grades.
     pub note: Option<String>,
     /// Grades for members, tried in order; the first whose `when` holds applies.
     #[serde(default)]
+    #[schemars(with = "Vec<GradeDef>")]
     pub member: Vec<Spanned<GradeDef>>,
     /// Grades for organizations, tried in order.
     #[serde(default)]
+    #[schemars(with = "Vec<GradeDef>")]
     pub organization: Vec<Spanned<GradeDef>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GradeDef {
+    /// Name of the grade (`优秀`, `合格`, …).
     pub grade: String,
     /// Rhai condition; a grade without `when` always applies (put it last).
+    #[schemars(with = "Option<String>")]
     pub when: Option<Spanned<String>>,
+    /// What the grade means, shown in reports.
     pub description: Option<String>,
 }
