@@ -30,6 +30,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Evaluate a dataset and write findings.
     Eval(EvalArgs),
+    /// Explain a subject's verdicts: versions, parameters, aggregates with their rows, expressions.
+    Explain(ExplainArgs),
+    /// Run the policy tests in `policies/tests/*.toml` and report coverage; exit 1 on failure.
+    Test(TestArgs),
     /// Evaluate, grade, and render PDF assessment reports (with the findings beside them).
     Report(ReportArgs),
     /// Generate a synthetic dataset (data contract v1) for benchmarks.
@@ -83,6 +87,37 @@ pub struct CheckArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The member or organization id.
+    #[arg(long)]
+    pub subject: String,
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// `text` for a terminal, `json` for tools.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Policy folder (tests are in its `tests/` folder).
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// Fail when a rule has no test.
+    #[arg(long)]
+    pub require_coverage: bool,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Dataset folder: one CSV per table, or XLSX sheets named like tables.
     #[arg(long)]
@@ -156,6 +191,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(a) => check(&a),
         Command::Eval(a) => eval_cmd(&a),
+        Command::Test(a) => test_cmd(&a),
+        Command::Explain(a) => explain_cmd(&a),
         Command::Report(a) => report_cmd(&a),
         Command::Gen(a) => gen_cmd(&a),
         Command::Schema(a) => schema_cmd(&a),
@@ -213,6 +250,62 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn explain_cmd(a: &ExplainArgs) -> Result<ExitCode> {
+    let (set, ds) = match load_all(&DataArgs {
+        quiet: true,
+        ..a.data.clone()
+    }) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    let Some(e) = run.explain(&a.subject, a.rule.as_deref()) else {
+        eprintln!(
+            "error: no member or organization `{}` in {}",
+            a.subject,
+            a.data.data.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    if let Some(r) = &a.rule
+        && e.rules.is_empty()
+    {
+        eprintln!(
+            "error: rule `{r}` is not in force on {} for {}",
+            run.as_of, a.subject
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match a.format {
+        ExplainFormat::Text => print!("{}", eval::explain::render(&e)),
+        ExplainFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test_cmd(a: &TestArgs) -> Result<ExitCode> {
+    let Some(set) = load_policies(&a.policies, true) else {
+        return Ok(ExitCode::from(1));
+    };
+    let files = crate::policytest::test_files(&a.policies);
+    if files.is_empty() {
+        eprintln!("no test files in {}", a.policies.join("tests").display());
+    }
+    let outcome = crate::policytest::run(&set, &files)?;
+    print!("{}", crate::policytest::render(&outcome, &set));
+    let uncovered = !outcome.untested_rules(&set).is_empty();
+    if !outcome.failures.is_empty()
+        || !outcome.broken.is_empty()
+        || (a.require_coverage && uncovered)
+    {
+        if a.require_coverage && uncovered {
+            println!("--require-coverage: some rules have no test");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Load policies and data, reporting problems; `Err(code)` when the run cannot go on.
@@ -334,11 +427,14 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         output::write_atomic(out, |w| {
             let mut fw = FindingWriter::new(w, format)?;
-            run.for_each_finding(|f| {
-                summary.add(&f);
-                fw.write(&f)?;
-                Ok(())
-            })?;
+            run.for_each_finding_mapped(
+                |f| crate::findings::encode(f, format),
+                |f, bytes| {
+                    summary.add(&f);
+                    fw.write_encoded(&bytes?)?;
+                    Ok(())
+                },
+            )?;
             fw.finish()?;
             Ok(())
         })?;
@@ -346,11 +442,14 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         let stdout = std::io::stdout();
         let lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let mut fw = FindingWriter::new(lock, format)?;
-        run.for_each_finding(|f| {
-            summary.add(&f);
-            fw.write(&f)?;
-            Ok(())
-        })?;
+        run.for_each_finding_mapped(
+            |f| crate::findings::encode(f, format),
+            |f, bytes| {
+                summary.add(&f);
+                fw.write_encoded(&bytes?)?;
+                Ok(())
+            },
+        )?;
         fw.finish()?;
     } else {
         run.for_each_finding(|f| {

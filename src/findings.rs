@@ -109,14 +109,9 @@ pub enum Format {
 
 /// Writes findings as they come, in the chosen format.
 pub struct FindingWriter<W: Write> {
-    sink: Sink<W>,
+    out: W,
     format: Format,
     count: u64,
-}
-
-enum Sink<W: Write> {
-    Plain(W),
-    Csv(Box<csv::Writer<W>>),
 }
 
 const CSV_HEADER: [&str; 19] = [
@@ -143,99 +138,48 @@ const CSV_HEADER: [&str; 19] = [
 
 impl<W: Write> FindingWriter<W> {
     pub fn new(mut out: W, format: Format) -> std::io::Result<Self> {
-        let sink = match format {
-            Format::Json => {
-                out.write_all(b"[")?;
-                Sink::Plain(out)
-            }
-            Format::Jsonl => Sink::Plain(out),
+        match format {
+            Format::Json => out.write_all(b"[")?,
+            Format::Jsonl => {}
             Format::Csv => {
-                let mut w = csv::Writer::from_writer(out);
+                let mut w = csv::Writer::from_writer(Vec::new());
                 w.write_record(CSV_HEADER).map_err(std::io::Error::other)?;
-                Sink::Csv(Box::new(w))
+                out.write_all(
+                    &w.into_inner()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                )?;
             }
-        };
+        }
         Ok(FindingWriter {
-            sink,
+            out,
             format,
             count: 0,
         })
     }
 
     pub fn write(&mut self, f: &Finding) -> std::io::Result<()> {
-        match (&mut self.sink, self.format) {
-            (Sink::Plain(out), Format::Json) => {
-                out.write_all(if self.count == 0 { b"\n" } else { b",\n" })?;
-                let mut buf = Vec::new();
-                let fmt = serde_json::ser::PrettyFormatter::with_indent(b"  ");
-                let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-                f.serialize(&mut ser).map_err(std::io::Error::other)?;
-                // Indent the object by two spaces inside the array.
-                let text = String::from_utf8(buf).map_err(std::io::Error::other)?;
-                let indented = text
-                    .lines()
-                    .map(|l| format!("  {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                out.write_all(indented.as_bytes())?;
-            }
-            (Sink::Plain(out), _) => {
-                serde_json::to_writer(&mut *out, f).map_err(std::io::Error::other)?;
-                out.write_all(b"\n")?;
-            }
-            (Sink::Csv(w), _) => {
-                let evidence = serde_json::to_string(&f.evidence).unwrap_or_default();
-                let (ps, pe) = f
-                    .period
-                    .as_ref()
-                    .map(|p| {
-                        (
-                            p.start.clone().unwrap_or_default(),
-                            p.end.clone().unwrap_or_default(),
-                        )
-                    })
-                    .unwrap_or_default();
-                w.write_record([
-                    &*f.directive,
-                    &*f.rule,
-                    &*f.rule_version,
-                    &*f.subject_kind,
-                    &f.subject_id,
-                    f.subject_name.as_deref().unwrap_or(""),
-                    f.status.name(),
-                    severity_name(f.severity),
-                    &f.message,
-                    &evidence,
-                    &*f.source.document,
-                    &*f.source.clause,
-                    &*f.source.text,
-                    &ps,
-                    &pe,
-                    &*f.as_of,
-                    &*f.policy_set,
-                    &*f.policy_version,
-                    &*f.policy_hash,
-                ])
-                .map_err(std::io::Error::other)?;
-            }
+        let bytes = encode(f, self.format)?;
+        self.write_encoded(&bytes)
+    }
+
+    /// Write a finding already encoded with [`encode`] (so encoding can run in parallel).
+    pub fn write_encoded(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.format == Format::Json {
+            self.out
+                .write_all(if self.count == 0 { b"\n" } else { b",\n" })?;
         }
+        self.out.write_all(bytes)?;
         self.count += 1;
         Ok(())
     }
 
     pub fn finish(self) -> std::io::Result<W> {
-        match self.sink {
-            Sink::Plain(mut out) => {
-                if self.format == Format::Json {
-                    out.write_all(if self.count == 0 { b"]\n" } else { b"\n]\n" })?;
-                }
-                out.flush()?;
-                Ok(out)
-            }
-            Sink::Csv(w) => w
-                .into_inner()
-                .map_err(|e| std::io::Error::other(e.to_string())),
+        let mut out = self.out;
+        if self.format == Format::Json {
+            out.write_all(if self.count == 0 { b"]\n" } else { b"\n]\n" })?;
         }
+        out.flush()?;
+        Ok(out)
     }
 }
 
@@ -244,6 +188,75 @@ pub fn severity_name(s: Severity) -> &'static str {
         Severity::Critical => "critical",
         Severity::Major => "major",
         Severity::Minor => "minor",
+    }
+}
+
+/// One finding as bytes in `format`: a pretty JSON object (indented for the array), a JSON
+/// line, or a CSV record.
+pub fn encode(f: &Finding, format: Format) -> std::io::Result<Vec<u8>> {
+    match format {
+        Format::Json => {
+            let mut buf = Vec::with_capacity(1024);
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"  ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            f.serialize(&mut ser).map_err(std::io::Error::other)?;
+            // Indent the object by two spaces inside the array.
+            let mut out = Vec::with_capacity(buf.len() + buf.len() / 8);
+            out.extend_from_slice(b"  ");
+            for &b in &buf {
+                out.push(b);
+                if b == b'\n' {
+                    out.extend_from_slice(b"  ");
+                }
+            }
+            Ok(out)
+        }
+        Format::Jsonl => {
+            let mut buf = serde_json::to_vec(f).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+            Ok(buf)
+        }
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .buffer_capacity(2048)
+                .from_writer(Vec::with_capacity(1024));
+            let evidence = serde_json::to_string(&f.evidence).unwrap_or_default();
+            let (ps, pe) = f
+                .period
+                .as_ref()
+                .map(|p| {
+                    (
+                        p.start.clone().unwrap_or_default(),
+                        p.end.clone().unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_default();
+            w.write_record([
+                &*f.directive,
+                &*f.rule,
+                &*f.rule_version,
+                &*f.subject_kind,
+                &f.subject_id,
+                f.subject_name.as_deref().unwrap_or(""),
+                f.status.name(),
+                severity_name(f.severity),
+                &f.message,
+                &evidence,
+                &*f.source.document,
+                &*f.source.clause,
+                &*f.source.text,
+                &ps,
+                &pe,
+                &*f.as_of,
+                &*f.policy_set,
+                &*f.policy_version,
+                &*f.policy_hash,
+            ])
+            .map_err(std::io::Error::other)?;
+            w.into_inner()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }
     }
 }
 

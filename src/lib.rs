@@ -12,6 +12,7 @@
 //! - [`findings`]: the findings contract, output formats and the summary;
 //! - [`report`]: grades and PDF assessment reports (Tera templates → Typst → PDF);
 //! - [`script`]: the sandboxed Rhai engine and its function library;
+//! - [`policytest`]: policy tests beside the rules (`rulebook test`) and their coverage;
 //! - [`diag`]: diagnostics with file, line, column and a caret;
 //! - [`output`]: atomic file writes;
 //! - [`r#gen`]: the deterministic synthetic dataset generator;
@@ -25,5 +26,6 @@ pub mod findings;
 pub mod r#gen;
 pub mod output;
 pub mod policy;
+pub mod policytest;
 pub mod report;
 pub mod script;

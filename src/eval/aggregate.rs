@@ -106,6 +106,8 @@ pub enum Test {
 pub struct PFilter {
     pub col: usize,
     pub test: Test,
+    /// Index of the filter in the aggregate's `where` list.
+    pub src: usize,
 }
 
 /// An aggregate ready to run: filters resolved, columns as indexes.
@@ -392,7 +394,7 @@ pub fn prepare(
         }
     };
     let mut filters = Vec::new();
-    for f in &agg.filters {
+    for (src, f) in agg.filters.iter().enumerate() {
         let Some(ci) = ts.column(&f.column) else {
             continue;
         };
@@ -428,7 +430,7 @@ pub fn prepare(
             }
             Cond::Present(b) => Test::Present(*b),
         };
-        filters.push(PFilter { col: ci, test });
+        filters.push(PFilter { col: ci, test, src });
     }
     Prepared {
         op: agg.op,
@@ -440,4 +442,34 @@ pub fn prepare(
         except_days: agg.except_days.as_deref().and_then(agg_index),
         lineage,
     }
+}
+
+/// For `explain`: each row of the subject with the index (in `where`) of the first condition
+/// it fails, or `None` when it passes every condition.
+pub fn trace_rows(
+    p: &Prepared,
+    table: &Table,
+    rows: &[u32],
+    cx: &SubjectCtx,
+    vals: &Values,
+) -> Vec<(u32, Option<usize>)> {
+    let filters: Vec<(usize, usize, RTest)> = p
+        .filters
+        .iter()
+        .map(|f| (f.col, f.src, rtest(&f.test, cx)))
+        .collect();
+    rows.iter()
+        .map(|&r| {
+            let failed = filters
+                .iter()
+                .find(|(col, _, t)| !test(&table.columns[*col], r as usize, t, vals, p.table, *col))
+                .map(|(_, src, _)| *src);
+            (r, failed)
+        })
+        .collect()
+}
+
+/// The period spans as resolved for one subject (for `explain`).
+pub fn spans_of(cx: &SubjectCtx) -> Vec<Span> {
+    cx.periods.to_vec()
 }

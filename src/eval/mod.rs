@@ -4,6 +4,7 @@
 //! (directive, rule, subject id).
 
 pub mod aggregate;
+pub mod explain;
 pub mod value;
 
 use crate::data::{ColumnData, Dataset};
@@ -52,6 +53,9 @@ struct KindState {
     lineage_slot: Vec<Option<usize>>,
     n_slots: usize,
     name_col: Option<usize>,
+    /// Prepared aggregates and their row groups, by local index (kept for `explain`).
+    prepared: Vec<Prepared>,
+    groups: Vec<Groups>,
 }
 
 impl KindState {
@@ -350,6 +354,8 @@ pub fn prepare<'a>(
                 lineage_slot,
                 n_slots,
                 name_col,
+                prepared,
+                groups,
             },
         );
     }
@@ -507,27 +513,41 @@ impl<'a> Run<'a> {
 
     /// Evaluate every rule on every subject, calling `emit` with findings in order.
     pub fn for_each_finding(&self, mut emit: impl FnMut(Finding) -> Result<()>) -> Result<()> {
+        self.for_each_finding_mapped(|_| (), |f, ()| emit(f))
+    }
+
+    /// Like [`Run::for_each_finding`], with `map` (e.g. serialization) run in parallel on
+    /// each finding before `emit` receives both, in order.
+    pub fn for_each_finding_mapped<T: Send>(
+        &self,
+        map: impl Fn(&Finding) -> T + Sync,
+        mut emit: impl FnMut(Finding, T) -> Result<()>,
+    ) -> Result<()> {
         const BLOCK: usize = 16 * 1024;
         for pr in &self.rules {
             let Some(kind) = self.kinds.get(&*pr.kind) else {
                 continue;
             };
             for block in kind.order.chunks(BLOCK) {
-                let findings: Vec<Finding> = block
-                    .par_chunks(512)
+                let findings: Vec<(Finding, T)> = block
+                    .par_chunks(256)
                     .map_init(
                         || self.base.clone(),
                         |scope, chunk| {
                             chunk
                                 .iter()
-                                .map(|&s| self.eval_rule(pr, kind, s as usize, scope))
+                                .map(|&s| {
+                                    let f = self.eval_rule(pr, kind, s as usize, scope);
+                                    let t = map(&f);
+                                    (f, t)
+                                })
                                 .collect::<Vec<_>>()
                         },
                     )
                     .flatten()
                     .collect();
-                for f in findings {
-                    emit(f)?;
+                for (f, t) in findings {
+                    emit(f, t)?;
                 }
             }
         }
@@ -645,6 +665,39 @@ impl<'a> Run<'a> {
         ))
     }
 
+    /// Push the variables a rule reads for subject `s` into `scope`.
+    fn push_vars(&self, pr: &PreparedRule, kind: &KindState, s: usize, scope: &mut Scope<'static>) {
+        let subject_table = self.vals.table(kind.table_idx);
+        let ts = &self.policy.schema.tables[kind.table_name.as_str()];
+        let key = ts.key.unwrap_or(0);
+        let subject_id = self
+            .vals
+            .text(&Values::cell(subject_table, kind.table_idx, key, s))
+            .unwrap_or("")
+            .to_string();
+        let period = self.period_of(pr, kind, s);
+        let values = kind.subject_values(s);
+        for (name, src) in &pr.vars {
+            let v = match src {
+                VarSource::SubjectId => {
+                    Dynamic::from(rhai::ImmutableString::from(subject_id.as_str()))
+                }
+                VarSource::SubjectCol(c) => {
+                    self.vals
+                        .to_dynamic(&Values::cell(subject_table, kind.table_idx, *c, s))
+                }
+                VarSource::Agg(l) => self.agg_dynamic(&values[*l], kind, *l),
+                VarSource::PeriodStart => period.and_then(|p| p.0).map_or(Dynamic::UNIT, |d| {
+                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
+                }),
+                VarSource::PeriodEnd => period.and_then(|p| p.1).map_or(Dynamic::UNIT, |d| {
+                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
+                }),
+            };
+            scope.push_dynamic(name.clone(), v);
+        }
+    }
+
     fn eval_rule(
         &self,
         pr: &PreparedRule,
@@ -669,26 +722,7 @@ impl<'a> Run<'a> {
                 .map(|t| t.to_string())
         });
         let period = self.period_of(pr, kind, s);
-        let values = kind.subject_values(s);
-        for (name, src) in &pr.vars {
-            let v = match src {
-                VarSource::SubjectId => {
-                    Dynamic::from(rhai::ImmutableString::from(subject_id.as_str()))
-                }
-                VarSource::SubjectCol(c) => {
-                    self.vals
-                        .to_dynamic(&Values::cell(subject_table, kind.table_idx, *c, s))
-                }
-                VarSource::Agg(l) => self.agg_dynamic(&values[*l], kind, *l),
-                VarSource::PeriodStart => period.and_then(|p| p.0).map_or(Dynamic::UNIT, |d| {
-                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
-                }),
-                VarSource::PeriodEnd => period.and_then(|p| p.1).map_or(Dynamic::UNIT, |d| {
-                    Dynamic::from(rhai::ImmutableString::from(date_text(d)))
-                }),
-            };
-            scope.push_dynamic(name.clone(), v);
-        }
+        self.push_vars(pr, kind, s, scope);
         let mut finding = Finding {
             directive: pr.directive.clone(),
             rule: pr.id.clone(),

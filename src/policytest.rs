@@ -1,0 +1,382 @@
+//! Policy tests (`rulebook test`): cases written beside the rules in `policies/tests/*.toml`,
+//! each a tiny inline dataset, an `as_of` date and the expected status (and optionally
+//! evidence or message text) per rule and subject; plus coverage of rules, rule versions and
+//! dated parameter values.
+
+use crate::data::{self, LoadOptions};
+use crate::eval;
+use crate::findings::{Finding, Status};
+use crate::policy::PolicySet;
+use anyhow::{Context, Result, anyhow};
+use chrono::NaiveDate;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// A file of test cases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// Tables shared by every case of the file (CSV text with a header line).
+    #[serde(default)]
+    pub data: IndexMap<String, String>,
+    #[serde(default, rename = "case")]
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// The clause of the source the case checks, quoted.
+    pub clause: Option<String>,
+    pub as_of: toml::value::Datetime,
+    /// Tables of this case; they replace the file's tables of the same name.
+    #[serde(default)]
+    pub data: IndexMap<String, String>,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub rule: String,
+    pub subject: String,
+    pub status: Status,
+    /// Evidence values that must match exactly.
+    #[serde(default)]
+    pub evidence: IndexMap<String, toml::Value>,
+    /// Text the message must contain.
+    pub message_contains: Option<String>,
+}
+
+/// One expectation that did not hold.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub file: String,
+    pub case: String,
+    pub rule: String,
+    pub subject: String,
+    pub expected: String,
+    pub actual: String,
+    pub message: String,
+}
+
+/// What the tests exercised.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    /// Rule ids with at least one expectation.
+    pub rules_tested: BTreeSet<String>,
+    /// (rule id, version) evaluated in some case.
+    pub versions_run: BTreeSet<(String, String)>,
+    /// (parameter, from-date) in force in some case.
+    pub params_run: BTreeSet<(String, NaiveDate)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub files: usize,
+    pub cases: usize,
+    pub expectations: usize,
+    pub failures: Vec<Failure>,
+    /// Cases that could not run (bad data, unknown rule), with why.
+    pub broken: Vec<String>,
+    pub coverage: Coverage,
+}
+
+impl Outcome {
+    /// Rules (ids) of the set with no expectation in any test.
+    pub fn untested_rules(&self, policy: &PolicySet) -> Vec<String> {
+        let all: BTreeSet<&str> = policy.rules.iter().map(|r| r.id.as_str()).collect();
+        all.into_iter()
+            .filter(|r| !self.coverage.rules_tested.contains(*r))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Rule versions never evaluated by a test.
+    pub fn unexercised_versions(&self, policy: &PolicySet) -> Vec<(String, String)> {
+        policy
+            .rules
+            .iter()
+            .map(|r| (r.id.clone(), r.version.clone()))
+            .filter(|k| !self.coverage.versions_run.contains(k))
+            .collect()
+    }
+
+    /// Dated parameter values never in force in a test.
+    pub fn unexercised_params(&self, policy: &PolicySet) -> Vec<(String, NaiveDate)> {
+        policy
+            .params
+            .values()
+            .flat_map(|p| p.values.iter().map(move |(d, _)| (p.name.clone(), *d)))
+            .filter(|k| !self.coverage.params_run.contains(k))
+            .collect()
+    }
+}
+
+/// The test files of a policy folder (`tests/*.toml`), sorted.
+pub fn test_files(policies: &Path) -> Vec<PathBuf> {
+    let dir = policies.join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn toml_matches(actual: &serde_json::Value, want: &toml::Value) -> bool {
+    match (actual, want) {
+        (serde_json::Value::Number(a), toml::Value::Integer(b)) => a.as_f64() == Some(*b as f64),
+        (serde_json::Value::Number(a), toml::Value::Float(b)) => {
+            a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+        }
+        (serde_json::Value::String(a), toml::Value::String(b)) => a == b,
+        (serde_json::Value::String(a), toml::Value::Datetime(b)) => *a == b.to_string(),
+        (serde_json::Value::Bool(a), toml::Value::Boolean(b)) => a == b,
+        (serde_json::Value::Array(a), toml::Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| toml_matches(x, y))
+        }
+        (serde_json::Value::Null, toml::Value::String(b)) => b.is_empty(),
+        _ => false,
+    }
+}
+
+/// Run every test file of the policy set.
+pub fn run(policy: &PolicySet, files: &[PathBuf]) -> Result<Outcome> {
+    let mut out = Outcome {
+        files: files.len(),
+        ..Default::default()
+    };
+    for file in files {
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {shown}"))?;
+        let tf: TestFile = toml::from_str(&text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
+            anyhow!("{shown}:{line}:{col}: {}", e.message())
+        })?;
+        for case in &tf.cases {
+            out.cases += 1;
+            match run_case(policy, &tf, case, &mut out.coverage) {
+                Ok(findings) => {
+                    for ex in &case.expect {
+                        out.expectations += 1;
+                        out.coverage.rules_tested.insert(ex.rule.clone());
+                        check(&shown, case, ex, &findings, &mut out.failures);
+                    }
+                }
+                Err(e) => out
+                    .broken
+                    .push(format!("{shown}: case \"{}\": {e:#}", case.name)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn run_case(
+    policy: &PolicySet,
+    tf: &TestFile,
+    case: &Case,
+    cov: &mut Coverage,
+) -> Result<Vec<Finding>> {
+    let as_of = crate::policy::parse_date(&case.as_of.to_string())
+        .ok_or_else(|| anyhow!("as_of `{}` is not a date", case.as_of))?;
+    let dir = tempfile::tempdir()?;
+    let mut tables: IndexMap<&str, &str> = IndexMap::new();
+    for (k, v) in tf.data.iter().chain(case.data.iter()) {
+        tables.insert(k, v);
+    }
+    for (name, ts) in &policy.schema.tables {
+        let header: Vec<&str> = ts.columns.iter().map(|c| c.name.as_str()).collect();
+        let body = match tables.get(name.as_str()) {
+            Some(t) => t.trim().to_string() + "\n",
+            None if ts.optional => continue,
+            None => header.join(",") + "\n",
+        };
+        std::fs::write(dir.path().join(format!("{name}.csv")), body)?;
+    }
+    for name in tables.keys() {
+        if !policy.schema.tables.contains_key(*name) {
+            return Err(anyhow!("table `{name}` is not part of the policy set"));
+        }
+    }
+    let ds = data::load(dir.path(), &policy.schema, &LoadOptions::default()).map_err(|errs| {
+        anyhow!(
+            "{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    if let Some(r) = ds.rejects.first() {
+        return Err(anyhow!(
+            "test data row rejected: {}:{}: {}{}",
+            r.file,
+            r.line,
+            r.column
+                .as_deref()
+                .map(|c| format!("{c}: "))
+                .unwrap_or_default(),
+            r.reason
+        ));
+    }
+    let run = eval::prepare(policy, &ds, Some(as_of))?;
+    for r in run.rules() {
+        cov.versions_run.insert((r.id.clone(), r.version.clone()));
+    }
+    for (name, v) in &run.params {
+        if let Some(from) = v.from {
+            cov.params_run.insert((name.clone(), from));
+        }
+    }
+    Ok(run.findings())
+}
+
+fn check(file: &str, case: &Case, ex: &Expect, findings: &[Finding], failures: &mut Vec<Failure>) {
+    let fail = |expected: String, actual: String, message: String, failures: &mut Vec<Failure>| {
+        failures.push(Failure {
+            file: file.to_string(),
+            case: case.name.clone(),
+            rule: ex.rule.clone(),
+            subject: ex.subject.clone(),
+            expected,
+            actual,
+            message,
+        })
+    };
+    let Some(f) = findings
+        .iter()
+        .find(|f| *f.rule == ex.rule && f.subject_id == ex.subject)
+    else {
+        let known: BTreeSet<&str> = findings.iter().map(|f| &*f.rule).collect();
+        let why = if known.contains(ex.rule.as_str()) {
+            format!("no subject `{}`", ex.subject)
+        } else {
+            format!(
+                "rule `{}` is not in force on {} (or does not exist)",
+                ex.rule, case.as_of
+            )
+        };
+        fail(ex.status.name().into(), "no finding".into(), why, failures);
+        return;
+    };
+    if f.status != ex.status {
+        fail(
+            ex.status.name().into(),
+            f.status.name().into(),
+            f.message.clone(),
+            failures,
+        );
+    }
+    for (k, want) in &ex.evidence {
+        let got = f
+            .evidence
+            .get(k)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        if !toml_matches(&got, want) {
+            fail(
+                format!("evidence {k} = {want}"),
+                format!("evidence {k} = {got}"),
+                f.message.clone(),
+                failures,
+            );
+        }
+    }
+    if let Some(t) = &ex.message_contains
+        && !f.message.contains(t.as_str())
+    {
+        fail(
+            format!("message containing \"{t}\""),
+            format!("\"{}\"", f.message),
+            String::new(),
+            failures,
+        );
+    }
+}
+
+/// The report printed by `rulebook test`.
+pub fn render(outcome: &Outcome, policy: &PolicySet) -> String {
+    let mut s = String::new();
+    for f in &outcome.failures {
+        s.push_str(&format!(
+            "FAIL {}: case \"{}\": {} {}\n  expected: {}\n  actual:   {}\n",
+            f.file, f.case, f.rule, f.subject, f.expected, f.actual
+        ));
+        if !f.message.is_empty() {
+            s.push_str(&format!("  message:  {}\n", f.message));
+        }
+    }
+    for b in &outcome.broken {
+        s.push_str(&format!("BROKEN {b}\n"));
+    }
+    let untested = outcome.untested_rules(policy);
+    let versions = outcome.unexercised_versions(policy);
+    let params = outcome.unexercised_params(policy);
+    let total_rules: BTreeSet<&str> = policy.rules.iter().map(|r| r.id.as_str()).collect();
+    s.push_str(&format!(
+        "\ncoverage: {}/{} rules tested, {}/{} rule versions run, {}/{} dated parameter values in force\n",
+        total_rules.len() - untested.len(),
+        total_rules.len(),
+        policy.rules.len() - versions.len(),
+        policy.rules.len(),
+        policy.params.values().map(|p| p.values.len()).sum::<usize>() - params.len(),
+        policy.params.values().map(|p| p.values.len()).sum::<usize>(),
+    ));
+    if !untested.is_empty() {
+        s.push_str(&format!("  rules with no test: {}\n", untested.join(", ")));
+    }
+    if !versions.is_empty() {
+        let v: Vec<String> = versions.iter().map(|(r, v)| format!("{r} v{v}")).collect();
+        s.push_str(&format!("  rule versions never run: {}\n", v.join(", ")));
+    }
+    if !params.is_empty() {
+        let v: Vec<String> = params
+            .iter()
+            .map(|(p, d)| format!("{p} (from {d})"))
+            .collect();
+        s.push_str(&format!(
+            "  parameter values never in force: {}\n",
+            v.join(", ")
+        ));
+    }
+    s.push_str(&format!(
+        "expectations: {} passed, {} failed\n({} files, {} cases{})\n",
+        outcome.expectations
+            - outcome
+                .failures
+                .iter()
+                .map(|f| (&f.file, &f.case, &f.rule, &f.subject))
+                .collect::<BTreeSet<_>>()
+                .len(),
+        outcome
+            .failures
+            .iter()
+            .map(|f| (&f.file, &f.case, &f.rule, &f.subject))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        outcome.files,
+        outcome.cases,
+        if outcome.broken.is_empty() {
+            String::new()
+        } else {
+            format!(", {} broken", outcome.broken.len())
+        }
+    ));
+    s
+}
