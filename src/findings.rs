@@ -62,7 +62,10 @@ impl Status {
 pub struct SourceRef {
     /// Document number, or the title where it has none.
     pub document: Arc<str>,
+    /// The directive's title and issuer (in the policy set; not repeated in every finding).
+    #[serde(skip)]
     pub title: Arc<str>,
+    #[serde(skip)]
     pub issuer: Option<Arc<str>>,
     pub clause: Arc<str>,
     /// The clause, quoted from the source.

@@ -112,7 +112,7 @@ fn parse_date(s: &str) -> Res<NaiveDate> {
 }
 
 fn date_str(d: NaiveDate) -> ImmutableString {
-    d.format("%Y-%m-%d").to_string().into()
+    crate::data::parse::date_text(d).into()
 }
 
 fn register_functions(e: &mut Engine) {

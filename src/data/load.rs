@@ -6,9 +6,67 @@ use super::source::{self, Encoding, Row, RowSink, SourceKind, TableSource};
 use super::*;
 use crate::policy::model::ColumnType;
 use crate::policy::{ColumnSchema, Schema, TableSchema};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+
+/// Ids seen while loading one table: the dataset's ids (read-only, shared by tables loading
+/// in parallel) plus ids new to this table, numbered locally and merged afterwards.
+struct Ids<'g> {
+    global: &'g Interner,
+    local: Interner,
+}
+
+const LOCAL: u32 = 1 << 31;
+
+impl Ids<'_> {
+    fn intern(&mut self, s: &str) -> Sym {
+        match self.global.get(s) {
+            Some(sym) => sym,
+            None => Sym(self.local.intern(s).0 | LOCAL),
+        }
+    }
+
+    fn resolve(&self, sym: Sym) -> &str {
+        if !sym.is_none() && sym.0 & LOCAL != 0 {
+            self.local.resolve(Sym(sym.0 & !LOCAL))
+        } else {
+            self.global.resolve(sym)
+        }
+    }
+}
+
+/// A [`Part`] without its borrow of the dataset's ids, ready to merge.
+struct Done {
+    local: Interner,
+    rejects: Vec<Reject>,
+    warnings: Vec<Warning>,
+    stats: Option<TableStats>,
+    rejected_keys: HashMap<Sym, u32>,
+}
+
+impl Part<'_> {
+    fn done(self) -> Done {
+        Done {
+            local: self.ids.local,
+            rejects: self.rejects,
+            warnings: self.warnings,
+            stats: self.stats,
+            rejected_keys: self.rejected_keys,
+        }
+    }
+}
+
+/// What loading one table produced besides the table itself.
+struct Part<'g> {
+    ids: Ids<'g>,
+    rejects: Vec<Reject>,
+    warnings: Vec<Warning>,
+    stats: Option<TableStats>,
+    /// Keys of this table's rejected rows (for messages of tables that reference them).
+    rejected_keys: HashMap<Sym, u32>,
+}
 
 /// Options for loading a dataset.
 #[derive(Debug, Clone, Default)]
@@ -211,35 +269,79 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
     let mut loaded: HashMap<String, Table> = HashMap::new();
     // Keys of rejected rows, so dependents can say why a reference fails.
     let mut rejected_keys: HashMap<String, HashMap<Sym, u32>> = HashMap::new();
-    for ts in dependency_order(schema) {
-        let Some(src) = sources.get(&ts.name) else {
-            loaded.insert(ts.name.clone(), empty_table(ts));
-            ds.stats.push(TableStats {
-                table: ts.name.clone(),
-                file: "(absent, optional)".into(),
-                encoding: String::new(),
-                read: 0,
-                loaded: 0,
-                rejected: 0,
-            });
-            continue;
+    // Tables load in waves: every table whose referenced tables are loaded goes into the
+    // next wave, and the tables of a wave load in parallel.
+    let mut remaining: Vec<&TableSchema> = dependency_order(schema);
+    while !remaining.is_empty() {
+        let ready = |t: &&TableSchema| {
+            t.columns
+                .iter()
+                .filter_map(|c| c.references.as_deref())
+                .all(|r| r == t.name || loaded.contains_key(r) || !schema.tables.contains_key(r))
         };
-        match load_table(
-            ts,
-            src,
-            opts.encoding,
-            schema,
-            &mut ds,
-            &loaded,
-            &mut rejected_keys,
-        ) {
-            Ok(t) => {
-                loaded.insert(ts.name.clone(), t);
+        let mut wave: Vec<&TableSchema> = remaining.iter().copied().filter(ready).collect();
+        if wave.is_empty() {
+            wave.push(remaining[0]); // a reference cycle: load one at a time
+        }
+        remaining.retain(|t| !wave.iter().any(|w| w.name == t.name));
+        let global = &ds.ids;
+        let results: Vec<(&TableSchema, Result<(Table, Done), String>)> = wave
+            .par_iter()
+            .map(|ts| {
+                let part = Part {
+                    ids: Ids {
+                        global,
+                        local: Interner::default(),
+                    },
+                    rejects: Vec::new(),
+                    warnings: Vec::new(),
+                    stats: None,
+                    rejected_keys: HashMap::new(),
+                };
+                let r = match sources.get(&ts.name) {
+                    None => {
+                        let mut part = part;
+                        part.stats = Some(TableStats {
+                            table: ts.name.clone(),
+                            file: "(absent, optional)".into(),
+                            encoding: String::new(),
+                            read: 0,
+                            loaded: 0,
+                            rejected: 0,
+                        });
+                        Ok((empty_table(ts), part))
+                    }
+                    Some(src) => load_table(
+                        ts,
+                        src,
+                        opts.encoding,
+                        schema,
+                        part,
+                        &loaded,
+                        &rejected_keys,
+                    ),
+                };
+                (*ts, r.map(|(t, p)| (t, p.done())))
+            })
+            .collect();
+        for (ts, r) in results {
+            match r {
+                Ok((mut t, part)) => {
+                    let keys = merge(&mut ds, ts, &mut t, part);
+                    rejected_keys.insert(ts.name.clone(), keys);
+                    loaded.insert(ts.name.clone(), t);
+                }
+                Err(message) => fatal.push(FatalError {
+                    file: sources
+                        .get(&ts.name)
+                        .map(|s| s.display())
+                        .unwrap_or_default(),
+                    message,
+                }),
             }
-            Err(message) => fatal.push(FatalError {
-                file: src.display(),
-                message,
-            }),
+        }
+        if !fatal.is_empty() {
+            break;
         }
     }
     if !fatal.is_empty() {
@@ -262,6 +364,45 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
         (order.get(a.table.as_str()), a.line).cmp(&(order.get(b.table.as_str()), b.line))
     });
     Ok(ds)
+}
+
+/// Fold a table's part into the dataset: give its new ids dataset-wide numbers, and keep
+/// its rejects, warnings and counts. Returns the keys of its rejected rows.
+fn merge(ds: &mut Dataset, ts: &TableSchema, t: &mut Table, part: Done) -> HashMap<Sym, u32> {
+    let map: Vec<Sym> = part
+        .local
+        .strings()
+        .iter()
+        .map(|s| ds.ids.intern(s))
+        .collect();
+    let remap = |s: Sym| {
+        if !s.is_none() && s.0 & LOCAL != 0 {
+            map[(s.0 & !LOCAL) as usize]
+        } else {
+            s
+        }
+    };
+    if !map.is_empty() {
+        for c in t.columns.iter_mut() {
+            if let ColumnData::Id(v) = c {
+                for s in v.iter_mut() {
+                    *s = remap(*s);
+                }
+            }
+        }
+        if let Some(k) = ts.key
+            && let ColumnData::Id(v) = &t.columns[k]
+        {
+            t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+        }
+    }
+    ds.rejects.extend(part.rejects);
+    ds.warnings.extend(part.warnings);
+    ds.stats.extend(part.stats);
+    part.rejected_keys
+        .into_iter()
+        .map(|(k, v)| (remap(k), v))
+        .collect()
 }
 
 fn empty_table(ts: &TableSchema) -> Table {
@@ -315,13 +456,30 @@ fn push(col: &mut ColumnData, cell: Cell) {
     }
 }
 
+/// The words (names and aliases, as written and normalized) of an enum or bool column.
+fn column_words(col: &ColumnSchema) -> Option<FxHashMap<String, u8>> {
+    if !matches!(col.ty, ColumnType::Enum | ColumnType::Bool) || col.values.is_empty() {
+        return None;
+    }
+    let mut m = FxHashMap::default();
+    for (i, (k, aliases)) in col.values.iter().enumerate() {
+        for w in std::iter::once(k).chain(aliases) {
+            m.entry(w.trim().to_string()).or_insert(i as u8);
+            m.entry(norm(w)).or_insert(i as u8);
+        }
+    }
+    Some(m)
+}
+
 /// Parse one cell; `Err` is the reason it cannot be read.
 fn parse_cell(
     col: &ColumnSchema,
+    words: Option<&FxHashMap<String, u8>>,
     text: &str,
     excel: bool,
-    ids: &mut Interner,
+    ids: &mut Ids,
 ) -> Result<Cell, String> {
+    let word = |t: &str| words.and_then(|w| w.get(t).or_else(|| w.get(&norm(t))).copied());
     let empty = text.is_empty();
     if empty && col.required {
         return Err("a value is required here but the cell is empty".into());
@@ -362,19 +520,16 @@ fn parse_cell(
         ColumnType::Bool => Cell::Bool(if empty {
             None
         } else {
-            let n = norm(text);
-            let alias = col
-                .values
-                .iter()
-                .find(|(_, al)| al.iter().any(|a| norm(a) == n))
-                .map(|(k, _)| k.as_str());
-            Some(match alias {
-                Some("true") => true,
-                Some("false") => false,
-                _ => parse::parse_bool(text).ok_or_else(|| {
-                    format!("`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否")
-                })?,
-            })
+            Some(
+                match parse::parse_bool(text)
+                    .or_else(|| word(text).map(|i| col.values[i as usize].0 == "true"))
+                {
+                    Some(b) => b,
+                    None => parse::parse_bool(text).ok_or_else(|| {
+                        format!("`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否")
+                    })?,
+                },
+            )
         }),
         ColumnType::Number => Cell::Number(if empty {
             None
@@ -384,36 +539,31 @@ fn parse_cell(
         ColumnType::Enum => Cell::Enum(if empty {
             None
         } else {
-            let n = norm(text);
-            let idx = col
-                .values
-                .iter()
-                .position(|(k, al)| norm(k) == n || al.iter().any(|a| norm(a) == n))
-                .ok_or_else(|| {
-                    let allowed: Vec<String> = col
-                        .values
-                        .iter()
-                        .map(|(k, al)| {
-                            if al.is_empty() {
-                                k.clone()
-                            } else {
-                                format!("{k} ({})", al.join("/"))
-                            }
-                        })
-                        .collect();
-                    let hint = crate::diag::did_you_mean(
-                        text,
-                        col.values.iter().flat_map(|(k, al)| {
-                            std::iter::once(k.as_str()).chain(al.iter().map(|s| s.as_str()))
-                        }),
-                    )
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-                    format!(
-                        "`{text}` is not one of the allowed values: {}{hint}",
-                        allowed.join(", ")
-                    )
-                })?;
+            let idx = word(text).ok_or_else(|| {
+                let allowed: Vec<String> = col
+                    .values
+                    .iter()
+                    .map(|(k, al)| {
+                        if al.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{k} ({})", al.join("/"))
+                        }
+                    })
+                    .collect();
+                let hint = crate::diag::did_you_mean(
+                    text,
+                    col.values.iter().flat_map(|(k, al)| {
+                        std::iter::once(k.as_str()).chain(al.iter().map(|s| s.as_str()))
+                    }),
+                )
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+                format!(
+                    "`{text}` is not one of the allowed values: {}{hint}",
+                    allowed.join(", ")
+                )
+            })?;
             Some(idx as u8)
         }),
     })
@@ -421,7 +571,7 @@ fn parse_cell(
 
 #[allow(clippy::too_many_arguments)]
 fn reject(
-    ds: &mut Dataset,
+    rejects: &mut Vec<Reject>,
     ts: &TableSchema,
     file: &str,
     line: u32,
@@ -430,7 +580,7 @@ fn reject(
     reason: String,
     raw: &[&str],
 ) {
-    ds.rejects.push(Reject {
+    rejects.push(Reject {
         table: ts.name.clone(),
         file: file.to_string(),
         line,
@@ -453,12 +603,10 @@ fn reject(
 /// Loads one table row by row as its source streams it (a [`RowSink`]).
 struct TableLoader<'x, 'r> {
     ts: &'x TableSchema,
-    file: &'x str,
+    file: String,
     schema: &'x Schema,
-    ds: &'x mut Dataset,
-    loaded: &'x HashMap<String, Table>,
+    part: Part<'x>,
     rejected_keys: &'r HashMap<String, HashMap<Sym, u32>>,
-    my_rejected: HashMap<Sym, u32>,
     field_of: Vec<Option<usize>>,
     header_len: usize,
     from_excel: bool,
@@ -468,6 +616,10 @@ struct TableLoader<'x, 'r> {
     cells: Vec<Cell>,
     t: Table,
     read: u64,
+    /// Per column: enum/bool words.
+    words: Vec<Option<FxHashMap<String, u8>>>,
+    /// Per column: the already loaded table it references.
+    targets: Vec<Option<&'x Table>>,
 }
 
 impl RowSink for TableLoader<'_, '_> {
@@ -514,7 +666,7 @@ impl RowSink for TableLoader<'_, '_> {
                     )
                     .map(|h| format!(" ({h})"))
                     .unwrap_or_default();
-                    self.ds.warnings.push(Warning {
+                    self.part.warnings.push(Warning {
                         file: self.file.to_string(),
                         line: Some(header_line),
                         message: format!(
@@ -548,14 +700,24 @@ impl RowSink for TableLoader<'_, '_> {
 
     fn row(&mut self, row: Row<'_>) {
         self.read += 1;
-        let (ts, file) = (self.ts, self.file);
+        let ts = self.ts;
+        let file: &str = &self.file;
         let key = ts.key;
         if let Some(p) = row.problem {
             if let Some(v) = key_text(key, &self.field_of, row.fields) {
-                let sym = self.ds.ids.intern(v);
-                self.my_rejected.insert(sym, row.line);
+                let sym = self.part.ids.intern(v);
+                self.part.rejected_keys.insert(sym, row.line);
             }
-            reject(self.ds, ts, file, row.line, None, None, p, row.fields);
+            reject(
+                &mut self.part.rejects,
+                ts,
+                file,
+                row.line,
+                None,
+                None,
+                p,
+                row.fields,
+            );
             return;
         }
         let header_len = self.header_len;
@@ -565,7 +727,16 @@ impl RowSink for TableLoader<'_, '_> {
                 row.fields.len(),
                 header_len
             );
-            reject(self.ds, ts, file, row.line, None, None, why, row.fields);
+            reject(
+                &mut self.part.rejects,
+                ts,
+                file,
+                row.line,
+                None,
+                None,
+                why,
+                row.fields,
+            );
             return;
         }
         self.cells.clear();
@@ -574,7 +745,13 @@ impl RowSink for TableLoader<'_, '_> {
                 .and_then(|fi| row.fields.get(fi))
                 .copied()
                 .unwrap_or("");
-            match parse_cell(col, text, self.from_excel, &mut self.ds.ids) {
+            match parse_cell(
+                col,
+                self.words[ci].as_ref(),
+                text,
+                self.from_excel,
+                &mut self.part.ids,
+            ) {
                 Ok(c) => self.cells.push(c),
                 Err(reason) => {
                     let reason = if self.field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
@@ -589,11 +766,11 @@ impl RowSink for TableLoader<'_, '_> {
                     if key != Some(ci)
                         && let Some(v) = key_text(key, &self.field_of, row.fields)
                     {
-                        let sym = self.ds.ids.intern(v);
-                        self.my_rejected.insert(sym, row.line);
+                        let sym = self.part.ids.intern(v);
+                        self.part.rejected_keys.insert(sym, row.line);
                     }
                     reject(
-                        self.ds,
+                        &mut self.part.rejects,
                         ts,
                         file,
                         row.line,
@@ -630,7 +807,7 @@ impl RowSink for TableLoader<'_, '_> {
                     ts.columns[ai].display()
                 );
                 reject(
-                    self.ds,
+                    &mut self.part.rejects,
                     ts,
                     file,
                     row.line,
@@ -647,13 +824,13 @@ impl RowSink for TableLoader<'_, '_> {
             && let Cell::Id(sym) = self.cells[k]
         {
             if let Some(first) = self.seen_keys.get(&sym) {
-                let v = self.ds.ids.resolve(sym).to_string();
+                let v = self.part.ids.resolve(sym).to_string();
                 let why = format!(
                     "duplicate key: {} `{v}` is already on line {first}",
                     ts.columns[k].display()
                 );
                 reject(
-                    self.ds,
+                    &mut self.part.rejects,
                     ts,
                     file,
                     row.line,
@@ -674,14 +851,14 @@ impl RowSink for TableLoader<'_, '_> {
             if sym.is_none() || target == ts.name {
                 continue; // self references are checked when the table is complete
             }
-            let Some(tt) = self.loaded.get(target) else {
+            let Some(tt) = self.targets[ci] else {
                 continue;
             };
             if tt.key_index.contains_key(sym) {
                 continue;
             }
             let tkey = self.schema.tables[target].key_name().unwrap_or("key");
-            let v = self.ds.ids.resolve(*sym).to_string();
+            let v = self.part.ids.resolve(*sym).to_string();
             let why = match self.rejected_keys.get(target).and_then(|m| m.get(sym)) {
                 Some(line) => format!(
                     "{} `{v}` was rejected ({} line {line}), so this row cannot be evaluated",
@@ -701,10 +878,10 @@ impl RowSink for TableLoader<'_, '_> {
             if let Some(k) = key
                 && let Cell::Id(ks) = self.cells[k]
             {
-                self.my_rejected.insert(ks, row.line);
+                self.part.rejected_keys.insert(ks, row.line);
             }
             reject(
-                self.ds,
+                &mut self.part.rejects,
                 ts,
                 file,
                 row.line,
@@ -726,7 +903,7 @@ impl RowSink for TableLoader<'_, '_> {
             }
             let hv = h.finish();
             if let Some(first) = self.seen_rows.get(&hv) {
-                self.ds.warnings.push(Warning {
+                self.part.warnings.push(Warning {
                     file: file.to_string(),
                     line: Some(row.line),
                     message: format!("exact duplicate of line {first}"),
@@ -752,27 +929,24 @@ fn key_text<'a>(
         .and_then(|fi| fields.get(fi).copied())
 }
 
-fn load_table(
-    ts: &TableSchema,
+fn load_table<'x>(
+    ts: &'x TableSchema,
     src: &TableSource,
     encoding: Encoding,
-    schema: &Schema,
-    ds: &mut Dataset,
-    loaded: &HashMap<String, Table>,
-    rejected_keys: &mut HashMap<String, HashMap<Sym, u32>>,
-) -> Result<Table, String> {
+    schema: &'x Schema,
+    part: Part<'x>,
+    loaded: &'x HashMap<String, Table>,
+    rejected_keys: &HashMap<String, HashMap<Sym, u32>>,
+) -> Result<(Table, Part<'x>), String> {
     let file = src.display();
-    let rejects_before = ds.rejects.len();
     let mut t = empty_table(ts);
     t.file = file.clone();
     let mut loader = TableLoader {
         ts,
-        file: &file,
+        file: file.clone(),
         schema,
-        ds,
-        loaded,
-        rejected_keys: &*rejected_keys,
-        my_rejected: HashMap::new(),
+        part,
+        rejected_keys,
         field_of: vec![None; ts.columns.len()],
         header_len: 0,
         from_excel: false,
@@ -782,6 +956,17 @@ fn load_table(
         cells: Vec::with_capacity(ts.columns.len()),
         t,
         read: 0,
+        words: ts.columns.iter().map(column_words).collect(),
+        targets: ts
+            .columns
+            .iter()
+            .map(|c| {
+                c.references
+                    .as_deref()
+                    .filter(|r| *r != ts.name)
+                    .and_then(|r| loaded.get(r))
+            })
+            .collect(),
     };
     match &src.kind {
         SourceKind::Csv => source::read_csv(&src.path, encoding, &mut loader)?,
@@ -789,10 +974,9 @@ fn load_table(
     }
     let TableLoader {
         mut t,
-        my_rejected,
         read,
         encoding,
-        ds,
+        mut part,
         ..
     } = loader;
     let key = ts.key;
@@ -828,16 +1012,16 @@ fn load_table(
                     keep[i] = false;
                     any_drop = true;
                     rows.push(u32::MAX);
-                    ds.rejects.push(Reject {
+                    part.rejects.push(Reject {
                         table: ts.name.clone(),
                         file: file.to_string(),
                         line: t.lines[i],
                         column: Some(col.display()),
-                        value: Some(ds.ids.resolve(*s).to_string()),
+                        value: Some(part.ids.resolve(*s).to_string()),
                         reason: format!(
                             "unknown {}: `{}` is not in table `{}`",
                             col.display(),
-                            ds.ids.resolve(*s),
+                            part.ids.resolve(*s),
                             ts.name
                         ),
                         raw: Vec::new(),
@@ -871,9 +1055,8 @@ fn load_table(
             t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         }
     }
-    rejected_keys.insert(ts.name.clone(), my_rejected);
-    let rejected = (ds.rejects.len() - rejects_before) as u64;
-    ds.stats.push(TableStats {
+    let rejected = part.rejects.len() as u64;
+    part.stats = Some(TableStats {
         table: ts.name.clone(),
         file: file.to_string(),
         encoding: encoding.to_string(),
@@ -882,5 +1065,5 @@ fn load_table(
         rejected,
     });
     debug_assert_eq!(read, t.len() as u64 + rejected);
-    Ok(t)
+    Ok((t, part))
 }

@@ -28,8 +28,8 @@ impl Sym {
 /// All ids of a dataset, interned once.
 #[derive(Debug, Default)]
 pub struct Interner {
-    map: FxHashMap<Box<str>, Sym>,
-    strs: Vec<Box<str>>,
+    map: FxHashMap<std::sync::Arc<str>, Sym>,
+    strs: Vec<std::sync::Arc<str>>,
 }
 
 impl Interner {
@@ -38,9 +38,15 @@ impl Interner {
             return id;
         }
         let id = Sym(self.strs.len() as u32);
-        self.strs.push(s.into());
-        self.map.insert(s.into(), id);
+        let shared: std::sync::Arc<str> = s.into();
+        self.strs.push(shared.clone());
+        self.map.insert(shared, id);
         id
+    }
+
+    /// The interned strings, in id order.
+    pub fn strings(&self) -> &[std::sync::Arc<str>] {
+        &self.strs
     }
 
     pub fn get(&self, s: &str) -> Option<Sym> {

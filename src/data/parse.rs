@@ -10,6 +10,45 @@ fn num(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
+/// `YYYY-MM-DD` text of a date (fast; the evaluator formats millions of them).
+pub fn date_text(d: NaiveDate) -> String {
+    use chrono::Datelike;
+    let mut s = String::with_capacity(10);
+    push_date(&mut s, d.year(), d.month(), d.day());
+    s
+}
+
+/// `YYYY-MM-DD HH:MM:SS` text of a date-time.
+pub fn datetime_text(d: NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    let mut s = String::with_capacity(19);
+    push_date(&mut s, d.year(), d.month(), d.day());
+    for (sep, v) in [(' ', d.hour()), (':', d.minute()), (':', d.second())] {
+        s.push(sep);
+        push2(&mut s, v);
+    }
+    s
+}
+
+fn push2(s: &mut String, v: u32) {
+    s.push(char::from(b'0' + (v / 10 % 10) as u8));
+    s.push(char::from(b'0' + (v % 10) as u8));
+}
+
+fn push_date(s: &mut String, y: i32, m: u32, d: u32) {
+    if (0..=9999).contains(&y) {
+        let y = y as u32;
+        push2(s, y / 100);
+        push2(s, y % 100);
+    } else {
+        s.push_str(&format!("{y:04}"));
+    }
+    s.push('-');
+    push2(s, m);
+    s.push('-');
+    push2(s, d);
+}
+
 /// `YYYY-MM-DD`, `YYYY/M/D` (also `YYYY-M-D`, `YYYY/MM/DD`).
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
@@ -69,10 +108,14 @@ pub fn excel_serial_date(s: &str) -> Option<NaiveDateTime> {
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, `是`/`否` (and `y`/`n`, `t`/`f`), any case.
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "y" | "t" | "是" | "1.0" => Some(true),
-        "false" | "0" | "no" | "n" | "f" | "否" | "0.0" => Some(false),
-        _ => None,
+    let s = s.trim();
+    let is = |w: &[&str]| w.iter().any(|x| s.eq_ignore_ascii_case(x));
+    if is(&["true", "1", "yes", "y", "t", "是", "1.0"]) {
+        Some(true)
+    } else if is(&["false", "0", "no", "n", "f", "否", "0.0"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -127,6 +170,22 @@ mod tests {
         assert_eq!(parse_number("6.5"), Some(6.5));
         assert_eq!(parse_number("NaN"), None);
         assert_eq!(parse_number("inf"), None);
+    }
+
+    #[test]
+    fn fast_date_text_matches_chrono() {
+        let dt = NaiveDate::from_ymd_opt(2020, 2, 7)
+            .unwrap()
+            .and_hms_opt(9, 5, 3)
+            .unwrap();
+        assert_eq!(
+            date_text(dt.date()),
+            dt.date().format("%Y-%m-%d").to_string()
+        );
+        assert_eq!(
+            datetime_text(dt),
+            dt.format("%Y-%m-%d %H:%M:%S").to_string()
+        );
     }
 
     #[test]

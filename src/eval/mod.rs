@@ -107,7 +107,7 @@ pub struct Run<'a> {
 }
 
 fn date_text(d: NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    crate::data::parse::date_text(d)
 }
 
 fn toml_date(v: &toml::Value) -> Option<NaiveDate> {

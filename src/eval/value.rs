@@ -156,11 +156,11 @@ impl<'a> Values<'a> {
         match s {
             Scalar::None => Dynamic::UNIT,
             Scalar::Date(d) => {
-                Dynamic::from(ImmutableString::from(d.format("%Y-%m-%d").to_string()))
+                Dynamic::from(ImmutableString::from(crate::data::parse::date_text(*d)))
             }
-            Scalar::DateTime(d) => Dynamic::from(ImmutableString::from(
-                d.format("%Y-%m-%d %H:%M:%S").to_string(),
-            )),
+            Scalar::DateTime(d) => {
+                Dynamic::from(ImmutableString::from(crate::data::parse::datetime_text(*d)))
+            }
             Scalar::Bool(b) => Dynamic::from(*b),
             Scalar::Num(x) => Dynamic::from(*x),
             Scalar::Int(i) => Dynamic::from(*i),

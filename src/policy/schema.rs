@@ -43,15 +43,6 @@ impl SchemaKind {
         }
     }
 
-    /// The policy files the schema is for, relative to the policy folder (a glob).
-    pub fn policy_files(self) -> &'static str {
-        match self {
-            SchemaKind::Manifest => "policy.toml",
-            SchemaKind::Directive => "directives/*.toml",
-            SchemaKind::Assessment => "assessment.toml",
-        }
-    }
-
     fn title(self) -> &'static str {
         match self {
             SchemaKind::Manifest => "rulebook manifest (policy.toml)",
