@@ -37,6 +37,9 @@ impl Ids<'_> {
     }
 }
 
+/// A loaded table and what came with it, or why the file cannot be read.
+type Loaded = Result<(Table, Done), String>;
+
 /// A [`Part`] without its borrow of the dataset's ids, ready to merge.
 struct Done {
     local: Interner,
@@ -285,7 +288,7 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
         }
         remaining.retain(|t| !wave.iter().any(|w| w.name == t.name));
         let global = &ds.ids;
-        let results: Vec<(&TableSchema, Result<(Table, Done), String>)> = wave
+        let results: Vec<(&TableSchema, Loaded)> = wave
             .par_iter()
             .map(|ts| {
                 let part = Part {
@@ -564,7 +567,7 @@ fn parse_cell(
                     allowed.join(", ")
                 )
             })?;
-            Some(idx as u8)
+            Some(idx)
         }),
     })
 }
