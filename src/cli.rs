@@ -32,6 +32,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Explain a subject's verdicts: versions, parameters, aggregates with their rows, expressions.
     Explain(ExplainArgs),
+    /// Impact of a policy change: every subject whose verdict differs between two policy sets.
+    Diff(DiffArgs),
     /// Run the policy tests in `policies/tests/*.toml` and report coverage; exit 1 on failure.
     Test(TestArgs),
     /// Evaluate, grade, and render PDF assessment reports (with the findings beside them).
@@ -99,6 +101,28 @@ pub struct ExplainArgs {
     /// `text` for a terminal, `json` for tools.
     #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
     pub format: ExplainFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The old policy set: a folder, or a git revision of the policies folder (`main`, `HEAD~1`).
+    #[arg(long)]
+    pub base: String,
+    /// `text` for a terminal, `markdown` for a review comment, `json` for tools.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// Exit 3 when any verdict changes (for CI).
+    #[arg(long)]
+    pub fail_on_change: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -193,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(a) => eval_cmd(&a),
         Command::Test(a) => test_cmd(&a),
         Command::Explain(a) => explain_cmd(&a),
+        Command::Diff(a) => diff_cmd(&a),
         Command::Report(a) => report_cmd(&a),
         Command::Gen(a) => gen_cmd(&a),
         Command::Schema(a) => schema_cmd(&a),
@@ -250,6 +275,80 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
+    let tmp = tempfile::tempdir()?;
+    let base_dir = match crate::diff::resolve_base(&a.base, &a.data.policies, tmp.path()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let Some(new) = load_policies(&a.data.policies, true) else {
+        return Ok(ExitCode::from(1));
+    };
+    let Some(old) = load_policies(&base_dir, true) else {
+        eprintln!("(the base policy set `{}` does not load)", a.base);
+        return Ok(ExitCode::from(1));
+    };
+    // The data is read with the new schema; the old one must agree on it.
+    let ds = match data::load(
+        &a.data.data,
+        &new.schema,
+        &LoadOptions {
+            encoding: a.data.encoding,
+        },
+    ) {
+        Ok(ds) => ds,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {}: {}", e.file, e.message);
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let ds_old = match data::load(
+        &a.data.data,
+        &old.schema,
+        &LoadOptions {
+            encoding: a.data.encoding,
+        },
+    ) {
+        Ok(ds) => ds,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error (base policy set): {}: {}", e.file, e.message);
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let as_of = a.data.as_of.or_else(|| ds.latest_date());
+    let run_new = eval::prepare(&new, &ds, as_of)?;
+    let run_old = eval::prepare(&old, &ds_old, as_of)?;
+    let (fa, fb) = (run_old.findings(), run_new.findings());
+    let changes = crate::diff::compare(&fa, &fb);
+    let impact = crate::diff::Impact::new(
+        format!("{} {} ({})", a.base, old.version, old.short_hash()),
+        format!(
+            "{} {} ({})",
+            a.data.policies.display(),
+            new.version,
+            new.short_hash()
+        ),
+        fb.len(),
+        changes,
+    );
+    match a.format {
+        DiffFormat::Text => print!("{}", impact.render_text()),
+        DiffFormat::Markdown => print!("{}", impact.render_markdown()),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&impact)?),
+    }
+    if a.fail_on_change && !impact.changes.is_empty() {
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain_cmd(a: &ExplainArgs) -> Result<ExitCode> {

@@ -12,6 +12,7 @@
 //! - [`findings`]: the findings contract, output formats and the summary;
 //! - [`report`]: grades and PDF assessment reports (Tera templates → Typst → PDF);
 //! - [`script`]: the sandboxed Rhai engine and its function library;
+//! - [`diff`]: the impact of a policy change on a dataset (`rulebook diff`);
 //! - [`policytest`]: policy tests beside the rules (`rulebook test`) and their coverage;
 //! - [`diag`]: diagnostics with file, line, column and a caret;
 //! - [`output`]: atomic file writes;
@@ -21,6 +22,7 @@
 pub mod cli;
 pub mod data;
 pub mod diag;
+pub mod diff;
 pub mod eval;
 pub mod findings;
 pub mod r#gen;

@@ -184,3 +184,173 @@ fn explain_in_a_terminal_and_unknown_subjects() {
     assert_eq!(out.status.code(), Some(1));
     assert!(texts(&out).1.contains("no member or organization `NOPE`"));
 }
+
+/// Members whose verified hours in the 2020 cycle (2020-07-01..2020-12-31) lie in [lo, hi),
+/// computed straight from the sample CSV, independently of the engine.
+fn members_with_hours_between(lo: f64, hi: f64) -> Vec<String> {
+    let mut rdr = csv::Reader::from_path(root().join("samples/hubei-2020/services.csv")).unwrap();
+    let mut hours: std::collections::BTreeMap<String, f64> = Default::default();
+    let dt = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let (start, end) = (dt(&r[3]), dt(&r[4]));
+        let d = start.date().to_string();
+        if &r[7] == "true" && ("2020-07-01".."2021-01-01").contains(&d.as_str()) {
+            *hours.entry(r[1].to_string()).or_default() +=
+                (end - start).num_minutes() as f64 / 60.0;
+        }
+    }
+    hours
+        .into_iter()
+        .filter(|(_, h)| *h >= lo && *h < hi)
+        .map(|(m, _)| m)
+        .collect()
+}
+
+#[test]
+fn diff_lists_exactly_the_members_a_raised_hour_requirement_affects() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policies_copy(dir.path());
+    let file = pol.join("directives/service-hours-20.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "values = [{ from = 2020-01-01, value = 20 }]",
+            "values = [{ from = 2020-01-01, value = 22 }]",
+        ),
+    )
+    .unwrap();
+    let out = rulebook()
+        .args([
+            "diff",
+            "--base",
+            "policies",
+            "--data",
+            "samples/hubei-2020",
+            "--format",
+            "json",
+            "--policies",
+        ])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let impact: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let changed: Vec<String> = impact["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["rule"], "hours.yearly");
+            assert_eq!(c["before"], "pass");
+            assert_eq!(c["after"], "fail");
+            c["subject_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let expected = members_with_hours_between(20.0, 22.0);
+    assert!(!expected.is_empty());
+    assert_eq!(changed, expected);
+    assert_eq!(
+        impact["counts"]["service-hours-20 / hours.yearly"]["pass→fail"],
+        expected.len()
+    );
+
+    // Markdown for a review comment, and an exit code for CI.
+    let out = rulebook()
+        .args([
+            "diff",
+            "--base",
+            "policies",
+            "--data",
+            "samples/hubei-2020",
+            "--format",
+            "markdown",
+            "--fail-on-change",
+            "--policies",
+        ])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let md = texts(&out).0;
+    assert!(
+        md.contains("| service-hours-20 | `hours.yearly` | pass→fail:"),
+        "{md}"
+    );
+    // No change, no failure.
+    let out = rulebook()
+        .args([
+            "diff",
+            "--base",
+            "policies",
+            "--data",
+            "samples/hubei-2020",
+            "--fail-on-change",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn diff_against_a_git_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policies_copy(dir.path());
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "policies"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.org",
+        "commit",
+        "-qm",
+        "base",
+    ]);
+    let file = pol.join("directives/service-hours-20.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "values = [{ from = 2020-01-01, value = 20 }]",
+            "values = [{ from = 2020-01-01, value = 22 }]",
+        ),
+    )
+    .unwrap();
+    let out = rulebook()
+        .args([
+            "diff",
+            "--base",
+            "HEAD",
+            "--data",
+            "samples/hubei-2020",
+            "--policies",
+        ])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{} finding(s) changed",
+            members_with_hours_between(20.0, 22.0).len()
+        )),
+        "{stdout}"
+    );
+}

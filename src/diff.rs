@@ -1,0 +1,255 @@
+//! Impact of a policy change (`rulebook diff`): evaluate the old and the new policy set on the
+//! same data and list every subject whose status changed, grouped by directive and rule,
+//! with counts per transition (pass→fail …) and both messages. The old set may be a folder or
+//! a git revision of the policies folder.
+
+use crate::findings::{Finding, Status};
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One subject whose verdict changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub directive: String,
+    pub rule: String,
+    pub subject_kind: String,
+    pub subject_id: String,
+    pub subject_name: Option<String>,
+    /// `None` when the rule did not exist (or was not in force) on that side.
+    pub before: Option<Status>,
+    pub after: Option<Status>,
+    pub before_message: Option<String>,
+    pub after_message: Option<String>,
+}
+
+impl Change {
+    pub fn transition(&self) -> String {
+        let name = |s: Option<Status>| s.map_or("(none)", |s| s.name());
+        format!("{}→{}", name(self.before), name(self.after))
+    }
+}
+
+/// Changes grouped by (directive, rule), with counts per transition.
+#[derive(Debug, Default, Serialize)]
+pub struct Impact {
+    pub base: String,
+    pub new: String,
+    pub subjects_compared: usize,
+    pub changes: Vec<Change>,
+    pub counts: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+/// Compare findings of the old and new policy sets.
+pub fn compare(base: &[Finding], new: &[Finding]) -> Vec<Change> {
+    type Key = (String, String, String, String);
+    let key = |f: &Finding| -> Key {
+        (
+            f.directive.to_string(),
+            f.rule.to_string(),
+            f.subject_kind.to_string(),
+            f.subject_id.clone(),
+        )
+    };
+    let old: BTreeMap<Key, &Finding> = base.iter().map(|f| (key(f), f)).collect();
+    let newm: BTreeMap<Key, &Finding> = new.iter().map(|f| (key(f), f)).collect();
+    let mut keys: Vec<&Key> = old.keys().chain(newm.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let (a, b) = (old.get(k), newm.get(k));
+        let (sa, sb) = (a.map(|f| f.status), b.map(|f| f.status));
+        if sa == sb {
+            continue;
+        }
+        out.push(Change {
+            directive: k.0.clone(),
+            rule: k.1.clone(),
+            subject_kind: k.2.clone(),
+            subject_id: k.3.clone(),
+            subject_name: b.or(a).and_then(|f| f.subject_name.clone()),
+            before: sa,
+            after: sb,
+            before_message: a.map(|f| f.message.clone()),
+            after_message: b.map(|f| f.message.clone()),
+        });
+    }
+    out
+}
+
+impl Impact {
+    pub fn new(
+        base: String,
+        new: String,
+        subjects_compared: usize,
+        changes: Vec<Change>,
+    ) -> Impact {
+        let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for c in &changes {
+            *counts
+                .entry(format!("{} / {}", c.directive, c.rule))
+                .or_default()
+                .entry(c.transition())
+                .or_default() += 1;
+        }
+        Impact {
+            base,
+            new,
+            subjects_compared,
+            changes,
+            counts,
+        }
+    }
+
+    fn groups(&self) -> BTreeMap<(String, String), Vec<&Change>> {
+        let mut g: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
+        for c in &self.changes {
+            g.entry((c.directive.clone(), c.rule.clone()))
+                .or_default()
+                .push(c);
+        }
+        g
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = format!(
+            "impact of {} → {}: {} finding(s) changed\n",
+            self.base,
+            self.new,
+            self.changes.len()
+        );
+        for ((d, r), cs) in self.groups() {
+            let counts = &self.counts[&format!("{d} / {r}")];
+            let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            s.push_str(&format!("\n{r} [{d}]: {}\n", summary.join(", ")));
+            for c in cs {
+                s.push_str(&format!(
+                    "  {} {}{}: {}\n      before: {}\n      after:  {}\n",
+                    c.subject_kind,
+                    c.subject_id,
+                    c.subject_name
+                        .as_ref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default(),
+                    c.transition(),
+                    c.before_message.as_deref().unwrap_or("—"),
+                    c.after_message.as_deref().unwrap_or("—"),
+                ));
+            }
+        }
+        s
+    }
+
+    pub fn render_markdown(&self) -> String {
+        let mut s = format!(
+            "### Policy change impact\n\n`{}` → `{}`: **{} finding(s) changed**.\n\n",
+            self.base,
+            self.new,
+            self.changes.len()
+        );
+        if self.changes.is_empty() {
+            s.push_str("No subject's verdict changes.\n");
+            return s;
+        }
+        s.push_str("| directive | rule | changes |\n|---|---|---|\n");
+        for ((d, r), _) in self.groups() {
+            let counts = &self.counts[&format!("{d} / {r}")];
+            let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+            s.push_str(&format!("| {d} | `{r}` | {} |\n", summary.join(", ")));
+        }
+        for ((d, r), cs) in self.groups() {
+            s.push_str(&format!(
+                "\n<details><summary><code>{r}</code> ({d}): {} subject(s)</summary>\n\n",
+                cs.len()
+            ));
+            s.push_str("| subject | change | before | after |\n|---|---|---|---|\n");
+            for c in cs {
+                let cell = |t: &Option<String>| t.as_deref().unwrap_or("—").replace('|', "\\|");
+                s.push_str(&format!(
+                    "| {} {} | {} | {} | {} |\n",
+                    c.subject_id,
+                    c.subject_name.as_deref().unwrap_or(""),
+                    c.transition(),
+                    cell(&c.before_message),
+                    cell(&c.after_message)
+                ));
+            }
+            s.push_str("\n</details>\n");
+        }
+        s
+    }
+}
+
+/// The old policy set as a folder: `base` itself if it is one, otherwise a git revision of
+/// the folder `policies` (checked out into `into`).
+pub fn resolve_base(base: &str, policies: &Path, into: &Path) -> Result<PathBuf> {
+    let p = Path::new(base);
+    if p.is_dir() {
+        return Ok(p.to_path_buf());
+    }
+    let dir = policies
+        .canonicalize()
+        .with_context(|| format!("policy folder {}", policies.display()))?;
+    let git = |args: &[&str]| -> Result<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let prefix = git(&["rev-parse", "--show-prefix"]).map_err(|_| {
+        anyhow!("--base `{base}` is neither a folder nor a git revision ({} is not in a git repository)", policies.display())
+    })?;
+    let prefix = prefix.trim().trim_end_matches('/').to_string();
+    git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{base}^{{commit}}"),
+    ])
+    .map_err(|_| anyhow!("--base `{base}` is neither a folder nor a git revision"))?;
+    let top = git(&["rev-parse", "--show-toplevel"])?.trim().to_string();
+    let files = git(&[
+        "ls-tree",
+        "-r",
+        "--full-name",
+        "--name-only",
+        base,
+        "--",
+        ".",
+    ])?;
+    let mut n = 0;
+    for f in files.lines().filter(|l| !l.is_empty()) {
+        let rel = f.strip_prefix(&format!("{prefix}/")).unwrap_or(f);
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&top)
+            .args(["show", &format!("{base}:{f}")])
+            .output()?;
+        if !out.status.success() {
+            bail!("git show {base}:{f} failed");
+        }
+        let dest = into.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&dest, out.stdout)?;
+        n += 1;
+    }
+    if n == 0 {
+        bail!("revision `{base}` has no files under {prefix}/");
+    }
+    Ok(into.to_path_buf())
+}
