@@ -508,6 +508,11 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         ),
     };
     let run = eval::prepare(&set, &ds, Some(as_of))?;
+    if !a.data.quiet {
+        for n in &run.waiver_notes {
+            eprintln!("warning: {n}");
+        }
+    }
     let t_prepare = t0.elapsed();
     let mut summary = Summary::default();
     let format = a.format.unwrap_or(
@@ -620,6 +625,11 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    if !a.data.quiet {
+        for n in &run.waiver_notes {
+            eprintln!("warning: {n}");
+        }
+    }
     let findings = run.findings();
     let mut summary = Summary::default();
     for f in &findings {

@@ -354,3 +354,60 @@ fn diff_against_a_git_revision() {
         "{stdout}"
     );
 }
+
+#[test]
+fn waivers_turn_matching_findings_into_waived_and_report_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(
+        dir.path(),
+        &[(
+            "services",
+            "S1,M1,C1,2020-08-01 08:00,2020-08-01 10:00,patrol,community,true",
+        )],
+    );
+    std::fs::write(
+        data.join("豁免记录.csv"),
+        "对象编号,文件,规则,豁免理由,批准人,生效日期,失效日期\n\
+         M1,service-hours-20,hours.yearly,因病住院三个月,某厅机关党委,2020-07-01,2021-06-30\n\
+         M2,service-hours-20,,驻村扶贫,某厅机关党委,2020-01-01,2020-06-30\n\
+         M9,service-hours-20,,不存在的党员,某厅机关党委,2020-01-01,\n\
+         B1,dual-registration-2020-07,dual.org-registration,联系社区撤并,某区委组织部,2020-07-01,\n",
+    )
+    .unwrap();
+    let out = rulebook()
+        .args([
+            "eval",
+            "--format",
+            "json",
+            "--as-of",
+            "2020-12-31",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let f: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let m1 = finding(&f, "hours.yearly", "M1");
+    assert_eq!(m1["status"], "waived");
+    assert!(
+        m1["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("已豁免：因病住院三个月"),
+        "{}",
+        m1["message"]
+    );
+    assert_eq!(m1["evidence"]["waiver"]["original_status"], "fail");
+    assert_eq!(status(&f, "dual.org-registration", "B1"), "waived");
+    // Expired: M2's finding stays a failure, and the run says why the waiver was not used.
+    assert_eq!(status(&f, "hours.yearly", "M2"), "fail");
+    assert!(stderr.contains("expired on 2020-06-30"), "{stderr}");
+    assert!(
+        stderr.contains("unknown member or organization `M9`"),
+        "{stderr}"
+    );
+    // A waiver covers only its own directive.
+    assert_eq!(status(&f, "epidemic.report-residence", "M1"), "fail");
+}

@@ -104,6 +104,107 @@ pub struct Run<'a> {
     policy_name: Arc<str>,
     policy_version: Arc<str>,
     policy_hash: Arc<str>,
+    /// Waivers in force on `as_of`, by subject id.
+    waivers: std::collections::HashMap<String, Vec<Waiver>>,
+    /// Waivers that were not applied, and why (expired, not yet valid, unknown target).
+    pub waiver_notes: Vec<String>,
+}
+
+/// An approved exemption (a row of the `waivers` table).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Waiver {
+    pub subject_id: String,
+    pub directive: String,
+    pub rule: Option<String>,
+    pub reason: String,
+    pub approved_by: String,
+    pub valid_from: String,
+    pub valid_until: Option<String>,
+    pub file: String,
+    pub line: u32,
+}
+
+/// Read the `waivers` table (if the policy set declares it): those in force on `as_of` by
+/// subject, and notes on the others.
+fn read_waivers(
+    policy: &PolicySet,
+    data: &Dataset,
+    as_of: NaiveDate,
+    subject_known: &dyn Fn(&str) -> bool,
+) -> (std::collections::HashMap<String, Vec<Waiver>>, Vec<String>) {
+    let mut active: std::collections::HashMap<String, Vec<Waiver>> = Default::default();
+    let mut notes = Vec::new();
+    let (Some(ts), Some(t)) = (
+        policy.schema.tables.get("waivers"),
+        data.tables.get("waivers"),
+    ) else {
+        return (active, notes);
+    };
+    let tidx = policy.schema.tables.get_index_of("waivers").unwrap_or(0);
+    let col = |name: &str, r: usize| -> Option<String> {
+        let ci = ts.column(name)?;
+        match Values::cell(t, tidx, ci, r) {
+            Scalar::None => None,
+            Scalar::Date(d) => Some(date_text(d)),
+            Scalar::Id(i) => Some(data.ids.resolve(i).to_string()),
+            Scalar::TextRef(..) | Scalar::Str(_) => match &t.columns[ci] {
+                ColumnData::Text(v) => Some(v[r].clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    for r in 0..t.len() {
+        let w = Waiver {
+            subject_id: col("subject_id", r).unwrap_or_default(),
+            directive: col("directive", r).unwrap_or_default(),
+            rule: col("rule", r),
+            reason: col("reason", r).unwrap_or_default(),
+            approved_by: col("approved_by", r).unwrap_or_default(),
+            valid_from: col("valid_from", r).unwrap_or_default(),
+            valid_until: col("valid_until", r),
+            file: t.file.clone(),
+            line: t.lines[r],
+        };
+        let at = format!("{}:{}", w.file, w.line);
+        let from = crate::policy::parse_date(&w.valid_from);
+        let until = w.valid_until.as_deref().and_then(crate::policy::parse_date);
+        if !subject_known(&w.subject_id) {
+            notes.push(format!(
+                "{at}: waiver for unknown member or organization `{}` not applied",
+                w.subject_id
+            ));
+        } else if policy.directive(&w.directive).is_none() {
+            notes.push(format!(
+                "{at}: waiver names unknown directive `{}`; not applied",
+                w.directive
+            ));
+        } else if let Some(rule) = w.rule.as_deref().filter(|r| {
+            !policy
+                .rules
+                .iter()
+                .any(|x| x.id == *r && x.directive == w.directive)
+        }) {
+            notes.push(format!(
+                "{at}: waiver names rule `{rule}`, which directive `{}` does not have; not applied",
+                w.directive
+            ));
+        } else if until.is_some_and(|u| u < as_of) {
+            notes.push(format!(
+                "{at}: waiver for `{}` expired on {}; not applied",
+                w.subject_id,
+                w.valid_until.clone().unwrap_or_default()
+            ));
+        } else if from.is_some_and(|f| f > as_of) {
+            notes.push(format!(
+                "{at}: waiver for `{}` is valid only from {}; not applied",
+                w.subject_id, w.valid_from
+            ));
+        } else {
+            active.entry(w.subject_id.clone()).or_default().push(w);
+        }
+    }
+    (active, notes)
 }
 
 fn date_text(d: NaiveDate) -> String {
@@ -415,7 +516,18 @@ pub fn prepare<'a>(
         });
     }
 
+    let subject_known = |id: &str| {
+        data.ids.get(id).is_some_and(|sym| {
+            policy
+                .subjects
+                .values()
+                .any(|sk| data.tables[sk.table.as_str()].key_index.contains_key(&sym))
+        })
+    };
+    let (waivers, waiver_notes) = read_waivers(policy, data, as_of, &subject_known);
     Ok(Run {
+        waivers,
+        waiver_notes,
         policy,
         data,
         as_of,
@@ -770,6 +882,28 @@ impl<'a> Run<'a> {
                     .evidence
                     .insert("error".into(), serde_json::Value::String(e));
             }
+        }
+        if matches!(finding.status, Status::Fail | Status::Warn)
+            && let Some(w) = self.waivers.get(&finding.subject_id).and_then(|ws| {
+                ws.iter().find(|w| {
+                    w.directive == rule.directive && w.rule.as_deref().is_none_or(|r| r == rule.id)
+                })
+            })
+        {
+            let until = w.valid_until.as_deref().unwrap_or("长期");
+            finding.message = format!(
+                "已豁免：{}（{}批准，{} 至 {}）。原结果（{}）：{}",
+                w.reason,
+                w.approved_by,
+                w.valid_from,
+                until,
+                finding.status.chinese(),
+                finding.message
+            );
+            let mut info = serde_json::to_value(w).unwrap_or_default();
+            info["original_status"] = finding.status.name().into();
+            finding.evidence.insert("waiver".into(), info);
+            finding.status = Status::Waived;
         }
         finding
     }

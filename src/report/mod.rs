@@ -384,6 +384,16 @@ impl<'a> Model<'a> {
             "sources": sources,
             "totals": {"read": self.data.total_read(), "loaded": self.data.total_loaded(), "rejected": self.data.total_rejected()},
             "directives": directives,
+            "waivers": self.findings.iter().filter(|f| f.status == Status::Waived).map(|f| json!({
+                "subject_id": f.subject_id,
+                "subject_name": f.subject_name,
+                "rule": f.rule.to_string(),
+                "reason": f.evidence.get("waiver").and_then(|w| w.get("reason")).cloned(),
+                "approved_by": f.evidence.get("waiver").and_then(|w| w.get("approved_by")).cloned(),
+                "valid_from": f.evidence.get("waiver").and_then(|w| w.get("valid_from")).cloned(),
+                "valid_until": f.evidence.get("waiver").and_then(|w| w.get("valid_until")).cloned(),
+            })).collect::<Vec<_>>(),
+            "waiver_notes": self.run.waiver_notes,
         })
     }
 
