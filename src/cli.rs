@@ -86,6 +86,9 @@ pub struct CheckArgs {
     /// Policy folder.
     #[arg(long, default_value = "policies")]
     pub policies: PathBuf,
+    /// Explain a diagnostic code (`RB0201`) with an example and the fix.
+    #[arg(long, value_name = "CODE")]
+    pub explain: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -240,11 +243,65 @@ pub fn load_policies(dir: &Path, quiet: bool) -> Option<PolicySet> {
     }
 }
 
+/// Rules no test case expects a verdict of (read from `tests/*.toml` without running them).
+fn untested_rules(set: &PolicySet) -> Vec<String> {
+    let mut tested = std::collections::BTreeSet::new();
+    for f in crate::policytest::test_files(&set.root) {
+        if let Ok(tf) = std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                toml::from_str::<crate::policytest::TestFile>(&t).map_err(|e| e.to_string())
+            })
+        {
+            for c in &tf.cases {
+                for e in &c.expect {
+                    tested.insert(e.rule.clone());
+                }
+            }
+        }
+    }
+    let mut ids: Vec<String> = set
+        .rules
+        .iter()
+        .map(|r| r.id.clone())
+        .filter(|r| !tested.contains(r))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 fn check(a: &CheckArgs) -> Result<ExitCode> {
+    if let Some(code) = &a.explain {
+        return Ok(match policy::codes::explain(code) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no diagnostic code `{code}`; codes are RB0001 … RB0504");
+                ExitCode::from(1)
+            }
+        });
+    }
     let dir = a.dir.as_ref().unwrap_or(&a.policies);
     match policy::load(dir) {
         Ok(set) => {
             print!("{}", set.render_warnings());
+            let untested = untested_rules(&set);
+            if !untested.is_empty() {
+                print!(
+                    "{}",
+                    crate::diag::Diag::warning(
+                        "RB0503",
+                        format!("rules with no test: {}", untested.join(", "))
+                    )
+                    .help(
+                        "add cases to policies/tests/*.toml; see `rulebook check --explain RB0503`"
+                    )
+                    .render(&set.sources)
+                );
+            }
             let versions = set.rules.len();
             let mut ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
             ids.sort();
@@ -266,7 +323,7 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
                 set.params.len(),
                 assumptions,
                 set.aggregates.len(),
-                set.warnings.len()
+                set.warnings.len() + usize::from(!untested.is_empty())
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -188,3 +188,53 @@ fn missing_policy_folder_is_an_error() {
         texts(&out).0
     );
 }
+
+#[test]
+fn codes_are_explained_with_an_example_and_the_fix() {
+    let out = rulebook()
+        .args(["check", "--explain", "RB0301"])
+        .output()
+        .unwrap();
+    let (stdout, _) = texts(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("rule versions overlap")
+            && stdout.contains("Example")
+            && stdout.contains("Fix"),
+        "{stdout}"
+    );
+    let out = rulebook()
+        .args(["check", "--explain", "RB9999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_warns_about_untested_rules_and_version_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policies_copy(dir.path());
+    std::fs::remove_file(pol.join("tests/service-hours-20.toml")).unwrap();
+    let file = pol.join("directives/service-hours-20.toml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text = text.replace(
+        "id = \"hours.yearly\"\nversion = 1\n",
+        "id = \"hours.yearly\"\nversion = 1\neffective_until = 2021-12-31\n",
+    );
+    text.push_str("\n[[rule]]\nid = \"hours.yearly\"\nversion = 2\ntitle = \"v2\"\nsubject = \"member\"\neffective_from = 2022-03-01\nclause = \"yearly-hours\"\n[[rule.case]]\nstatus = \"pass\"\nmessage = \"ok\"\n");
+    std::fs::write(&file, text).unwrap();
+    let out = rulebook().arg("check").arg(&pol).output().unwrap();
+    let (stdout, _) = texts(&out);
+    assert!(
+        out.status.success(),
+        "warnings do not fail the check: {stdout}"
+    );
+    assert!(
+        stdout.contains("warning[RB0503]: rules with no test: hours.yearly"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning[RB0504]") && stdout.contains("from 2022-01-01 to 2022-02-28"),
+        "{stdout}"
+    );
+}

@@ -5,6 +5,7 @@
 //! and periods, directives with their quoted clauses, and rules with compiled expressions.
 //! Problems come back as [`Diag`]nostics with file, line and column.
 
+pub mod codes;
 pub mod model;
 pub mod schema;
 mod validate;

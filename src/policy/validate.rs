@@ -2067,6 +2067,24 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
             }
             let a_end = a.effective_until.unwrap_or(NaiveDate::MAX);
             let b_start = b.effective_from.unwrap_or(NaiveDate::MIN);
+            if a_end < b_start && a_end.succ_opt().is_some_and(|next| next < b_start) {
+                cx.err(
+                    Diag::warning(
+                        "RB0504",
+                        format!(
+                            "no version of rule `{id}` is in force from {} to {}",
+                            a_end.succ_opt().unwrap_or(a_end),
+                            b_start.pred_opt().unwrap_or(b_start)
+                        ),
+                    )
+                    .at(Some(b.loc.clone()))
+                    .help(format!(
+                        "if that is not intended, start version {} on {}",
+                        b.version,
+                        a_end.succ_opt().unwrap_or(a_end)
+                    )),
+                );
+            }
             if a_end >= b_start {
                 cx.err(
                     Diag::error(
