@@ -350,36 +350,19 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         eprintln!("(the base policy set `{}` does not load)", a.base);
         return Ok(ExitCode::from(1));
     };
-    // The data is read with the new schema; the old one must agree on it.
-    let ds = match data::load(
-        &a.data.data,
-        &new.schema,
-        &LoadOptions {
-            encoding: a.data.encoding,
-        },
-    ) {
+    // The data is read with each policy set's schema (they may declare different tables).
+    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding, "") {
         Ok(ds) => ds,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {}: {}", e.file, e.message);
-            }
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
-    let ds_old = match data::load(
+    let ds_old = match load_data(
         &a.data.data,
         &old.schema,
-        &LoadOptions {
-            encoding: a.data.encoding,
-        },
+        a.data.encoding,
+        " (base policy set)",
     ) {
         Ok(ds) => ds,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error (base policy set): {}: {}", e.file, e.message);
-            }
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let as_of = a.data.as_of.or_else(|| ds.latest_date());
     let run_new = eval::prepare(&new, &ds, as_of)?;
@@ -469,25 +452,7 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
     let Some(set) = load_policies(&a.policies, a.quiet) else {
         return Err(ExitCode::from(1));
     };
-    let ds = match data::load(
-        &a.data,
-        &set.schema,
-        &LoadOptions {
-            encoding: a.encoding,
-        },
-    ) {
-        Ok(ds) => ds,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {}: {}", e.file, e.message);
-            }
-            eprintln!(
-                "the data cannot be evaluated: {} file problem(s)",
-                errors.len()
-            );
-            return Err(ExitCode::from(2));
-        }
-    };
+    let ds = load_data(&a.data, &set.schema, a.encoding, "")?;
     if !a.quiet {
         report_data_problems(&ds);
     }
@@ -498,6 +463,25 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
         return Err(ExitCode::from(1));
     }
     Ok((set, ds))
+}
+
+/// Load a dataset, printing file problems; `Err(exit code 2)` when it cannot be loaded.
+fn load_data(
+    dir: &Path,
+    schema: &policy::Schema,
+    encoding: Encoding,
+    what: &str,
+) -> std::result::Result<Dataset, ExitCode> {
+    data::load(dir, schema, &LoadOptions { encoding }).map_err(|errors| {
+        for e in &errors {
+            eprintln!("error{what}: {}: {}", e.file, e.message);
+        }
+        eprintln!(
+            "the data cannot be evaluated: {} file problem(s)",
+            errors.len()
+        );
+        ExitCode::from(2)
+    })
 }
 
 fn report_data_problems(ds: &Dataset) {

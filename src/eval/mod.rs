@@ -777,16 +777,22 @@ impl<'a> Run<'a> {
         ))
     }
 
+    /// The key of subject row `s`.
+    fn subject_id(&self, kind: &KindState, s: usize) -> String {
+        let key = self.policy.schema.tables[kind.table_name.as_str()]
+            .key
+            .unwrap_or(0);
+        let table = self.vals.table(kind.table_idx);
+        self.vals
+            .text(&Values::cell(table, kind.table_idx, key, s))
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// Push the variables a rule reads for subject `s` into `scope`.
     fn push_vars(&self, pr: &PreparedRule, kind: &KindState, s: usize, scope: &mut Scope<'static>) {
         let subject_table = self.vals.table(kind.table_idx);
-        let ts = &self.policy.schema.tables[kind.table_name.as_str()];
-        let key = ts.key.unwrap_or(0);
-        let subject_id = self
-            .vals
-            .text(&Values::cell(subject_table, kind.table_idx, key, s))
-            .unwrap_or("")
-            .to_string();
+        let subject_id = self.subject_id(kind, s);
         let period = self.period_of(pr, kind, s);
         let values = kind.subject_values(s);
         for (name, src) in &pr.vars {
@@ -821,13 +827,7 @@ impl<'a> Run<'a> {
         let base_len = self.base.len();
         scope.rewind(base_len);
         let subject_table = self.vals.table(kind.table_idx);
-        let ts = &self.policy.schema.tables[kind.table_name.as_str()];
-        let key = ts.key.unwrap_or(0);
-        let subject_id = self
-            .vals
-            .text(&Values::cell(subject_table, kind.table_idx, key, s))
-            .unwrap_or("")
-            .to_string();
+        let subject_id = self.subject_id(kind, s);
         let subject_name = kind.name_col.and_then(|c| {
             self.vals
                 .text(&Values::cell(subject_table, kind.table_idx, c, s))
