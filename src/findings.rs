@@ -270,6 +270,8 @@ pub struct Summary {
     /// Subjects failing each directive (a subject fails when any of its findings fails).
     pub failing_subjects: BTreeMap<String, u64>,
     pub total: u64,
+    #[serde(skip)]
+    failed: std::collections::HashSet<(Arc<str>, Arc<str>, String)>,
 }
 
 impl Summary {
@@ -281,6 +283,18 @@ impl Summary {
             .entry(f.status)
             .or_default() += 1;
         self.total += 1;
+        if f.status == Status::Fail
+            && self.failed.insert((
+                f.directive.clone(),
+                f.subject_kind.clone(),
+                f.subject_id.clone(),
+            ))
+        {
+            *self
+                .failing_subjects
+                .entry(f.directive.to_string())
+                .or_default() += 1;
+        }
     }
 
     pub fn count(&self, status: Status) -> u64 {
@@ -330,19 +344,25 @@ pub fn render_summary(
     for c in cols {
         s.push_str(&format!(" {:>8}", short(c)));
     }
-    s.push('\n');
+    s.push_str(&format!(" {:>16}\n", "failing subjects"));
     for (d, m) in &summary.counts {
         s.push_str(&format!("{:<34}", truncate(d, 34)));
         for c in cols {
             s.push_str(&format!(" {:>8}", m.get(&c).copied().unwrap_or(0)));
         }
-        s.push('\n');
+        s.push_str(&format!(
+            " {:>16}\n",
+            summary.failing_subjects.get(d).copied().unwrap_or(0)
+        ));
     }
     s.push_str(&format!("{:<34}", "total"));
     for c in cols {
         s.push_str(&format!(" {:>8}", summary.count(c)));
     }
-    s.push_str(&format!("\n{} findings\n", summary.total));
+    s.push_str(&format!(
+        "\n{} findings (a subject fails a directive when any of its findings under it fails)\n",
+        summary.total
+    ));
     s
 }
 
