@@ -468,8 +468,3 @@ pub fn trace_rows(
         })
         .collect()
 }
-
-/// The period spans as resolved for one subject (for `explain`).
-pub fn spans_of(cx: &SubjectCtx) -> Vec<Span> {
-    cx.periods.to_vec()
-}

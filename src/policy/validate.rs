@@ -1,7 +1,7 @@
 //! Turns parsed policy files into a checked [`PolicySet`]: resolves names, checks types,
 //! dates and versions, compiles Rhai, and reports every problem with its place.
 
-use super::model::{self, AggOp, CaseStatus, ColumnType, DirectiveFile, FilterDef, ManifestFile};
+use super::model::{self, AggOp, ColumnType, DirectiveFile, FilterDef, ManifestFile};
 use super::*;
 use crate::diag::{Diag, FileId, Loc, Sources, did_you_mean};
 use rhai::{AST, Dynamic, Engine, Scope};
@@ -422,7 +422,6 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
         .collect();
     for (d, file) in decls {
         for (name, t) in &d.tables {
-            let t_loc = cx.loc(*file, t);
             let t = t.get_ref();
             let mut columns = Vec::new();
             for (cname, c) in &t.columns {
@@ -532,7 +531,6 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
                 },
                 None => None,
             };
-            let _ = t_loc;
             tables.insert(
                 name.clone(),
                 TableSchema {
@@ -672,8 +670,7 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
                     );
                     continue;
                 };
-                if let Some(prev) = seen.get(&date) {
-                    let _ = prev;
+                if seen.contains_key(&date) {
                     cx.err(
                         Diag::error("RB0201", format!("parameter `{name}` has two values from {date}"))
                             .at(Some(Loc::new(*file, v.span())))
@@ -1928,7 +1925,6 @@ fn build_rule(
             });
         }
     }
-    let _ = CaseStatus::Pass;
     Some(Rule {
         id,
         version,
