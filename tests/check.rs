@@ -238,3 +238,20 @@ fn check_warns_about_untested_rules_and_version_gaps() {
         "{stdout}"
     );
 }
+
+#[test]
+fn misspelt_helper_function_is_suggested() {
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen(
+            "{hours_text(verified_hours)}，达到",
+            "{hours_txt(verified_hours)}，达到",
+            1,
+        )
+    });
+    assert_eq!(code, 0, "a warning, not an error: {out}");
+    assert!(
+        out.contains("warning[RB0404]: unknown function `hours_txt`")
+            && out.contains("did you mean `hours_text`?"),
+        "{out}"
+    );
+}

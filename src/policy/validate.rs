@@ -15,6 +15,99 @@ struct Ctx<'a> {
     sources: &'a Sources,
     diags: Vec<Diag>,
     engine: &'a Engine,
+    /// Names of every function an expression may call (built-in, registered, helpers).
+    functions: HashSet<String>,
+}
+
+/// Rhai keywords and built-ins that look like calls but are not registered functions.
+const CALL_KEYWORDS: &[&str] = &[
+    "if",
+    "while",
+    "for",
+    "loop",
+    "switch",
+    "fn",
+    "return",
+    "let",
+    "const",
+    "in",
+    "do",
+    "until",
+    "catch",
+    "try",
+    "throw",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+    "zh",
+];
+
+/// Function names callable from expressions: the engine's (with its packages) and helpers'.
+fn function_names(engine: &Engine, helpers: &AST) -> HashSet<String> {
+    let mut out: HashSet<String> = engine
+        .gen_fn_signatures(true)
+        .iter()
+        .filter_map(|sig| {
+            sig.split('(').next().map(|n| {
+                n.trim()
+                    .trim_start_matches("get$")
+                    .trim_start_matches("set$")
+                    .to_string()
+            })
+        })
+        .filter(|n| {
+            n.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+        })
+        .collect();
+    out.extend(helpers.iter_functions().map(|f| f.name.to_string()));
+    out.extend(CALL_KEYWORDS.iter().map(|s| s.to_string()));
+    out
+}
+
+/// Names called in an expression (`name(` outside string literals), with byte offsets.
+fn called_names(src: &str) -> Vec<(String, usize)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' || c == b'`' || c == b'\'' {
+            let q = c;
+            i += 1;
+            while i < b.len() && b[i] != q {
+                if b[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let mut j = i;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'(' && (start == 0 || b[start - 1] != b'#') {
+                out.push((src[start..i].to_string(), start));
+            }
+            continue;
+        }
+        i += 1;
+    }
+    out
 }
 
 impl Ctx<'_> {
@@ -40,6 +133,7 @@ pub(super) fn build(
         sources: &sources,
         diags,
         engine: &engine,
+        functions: HashSet::new(),
     };
 
     // 1. Parse every file.
@@ -77,6 +171,7 @@ pub(super) fn build(
 
     // 2. Helpers.
     let helpers = compile_helpers(&mut cx, &helper_files);
+    cx.functions = function_names(&engine, &helpers);
 
     // 3. Gather declarations from all files, names global.
     let mut decls: Vec<(model::Declarations, FileId)> =
@@ -1606,12 +1701,30 @@ fn compile_at(
 ) -> Option<Expr> {
     let scope = compile_scope(names);
     match cx.engine.compile_with_scope(&scope, src) {
-        Ok(ast) => Some(Expr {
-            src: src.to_string(),
-            loc: Loc::new(file, start..start + src.len()),
-            ast: helpers.merge(&ast),
-            idents: identifiers(src),
-        }),
+        Ok(ast) => {
+            let defined: Vec<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+            for (name, off) in called_names(src) {
+                if cx.functions.contains(&name) || defined.contains(&name) {
+                    continue;
+                }
+                let mut d =
+                    Diag::warning("RB0404", format!("unknown function `{name}` in expression"))
+                        .at(Some(Loc::new(file, start + off..start + off + name.len())))
+                        .label("no built-in or helper function has this name");
+                if let Some(h) = did_you_mean(&name, cx.functions.iter().map(|s| s.as_str())) {
+                    d = d.help(h);
+                } else {
+                    d = d.help("helper functions are defined in policies/helpers/*.rhai");
+                }
+                cx.err(d);
+            }
+            Some(Expr {
+                src: src.to_string(),
+                loc: Loc::new(file, start..start + src.len()),
+                ast: helpers.merge(&ast),
+                idents: identifiers(src),
+            })
+        }
         Err(e) => {
             let pos = e.position();
             let text = cx.sources.text(file);
