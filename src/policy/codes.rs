@@ -134,6 +134,11 @@ pub const CODES: &[(&str, &str, &str)] = &[
         "helpers/*.rhai may only define functions (fn name(args) { … }); statements outside a function would run before every expression.\n\nFix: put the code into a function.",
     ),
     (
+        "RB0404",
+        "unknown function",
+        "Warning: an expression calls a function that is neither built in nor defined in policies/helpers/*.rhai, usually a typo; the rule would give `error` findings when it runs. The message suggests the closest name.\n\nExample:\n    message = \"{hours_txt(verified_hours)}\"\n\nFix: {hours_text(verified_hours)}.",
+    ),
+    (
         "RB0501",
         "parameter not used",
         "Warning: no rule, aggregate, period or grade uses the parameter.\n\nFix: remove it, or use it.",
