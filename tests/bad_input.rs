@@ -332,3 +332,20 @@ fn bad_as_of_and_missing_folder_are_usage_errors() {
         texts(&out).1
     );
 }
+
+#[test]
+fn a_title_line_above_the_header_is_skipped_with_a_warning() {
+    let (_d, data) = with(&[]);
+    let text = "党员报到情况表（2020年）\r\n,,,\r\n党员编号,报到社区编号,报到日期,报到类型\r\nM1,C1,2020年2月7日,疫情防控\r\nM2,C2,2020.2.8,疫情防控\r\n";
+    let (bytes, _, _) = encoding_rs::GBK.encode(text);
+    std::fs::remove_file(data.join("reports.csv")).unwrap();
+    std::fs::write(data.join("报到记录.csv"), &bytes).unwrap();
+    let (code, stdout, stderr, rejects) = eval(&data);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("报到记录.csv:1: line before the header skipped"),
+        "{stderr}"
+    );
+    assert!(rejects.is_empty(), "{rejects:?}");
+    assert_eq!(counts(&stdout, "reports"), (2, 2, 0));
+}

@@ -511,6 +511,8 @@ fn parse_cell(
             Some(
                 parse::parse_datetime(text)
                     .or_else(|| excel.then(|| parse::excel_serial_date(text)).flatten())
+                    // A spreadsheet date cell at midnight is shown as a bare date.
+                    .or_else(|| excel.then(|| parse::parse_date(text).map(|d| d.and_time(chrono::NaiveTime::MIN))).flatten())
                     .ok_or_else(|| {
                         if parse::parse_date(text).is_some() {
                             format!("`{text}` has a date but no time; write 2020-02-07 09:30")
@@ -626,6 +628,26 @@ struct TableLoader<'x, 'r> {
 }
 
 impl RowSink for TableLoader<'_, '_> {
+    fn is_header(&self, fields: &[String]) -> bool {
+        let names: Vec<String> = fields.iter().map(|f| norm(f)).collect();
+        self.ts.columns.iter().filter(|c| c.required).all(|c| {
+            names.iter().any(|n| {
+                *n == norm(&c.name)
+                    || *n == norm(&c.label)
+                    || c.aliases.iter().any(|a| norm(a) == *n)
+            })
+        })
+    }
+
+    fn skipped(&mut self, line: u32, text: &str) {
+        let shown: String = text.chars().take(60).collect();
+        self.part.warnings.push(Warning {
+            file: self.file.clone(),
+            line: Some(line),
+            message: format!("line before the header skipped (a title?): `{shown}`"),
+        });
+    }
+
     fn header(
         &mut self,
         header: &[String],

@@ -52,6 +52,14 @@ fn push_date(s: &mut String, y: i32, m: u32, d: u32) {
 /// `YYYY-MM-DD`, `YYYY/M/D` (also `YYYY-M-D`, `YYYY/MM/DD`).
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
+    // `2020年8月1日` (spreadsheets set to Chinese date formats) and `2020.8.1`.
+    if s.contains('年') || s.contains('.') {
+        let t = s.replace(['年', '月', '.'], "-");
+        let t = t.trim_end_matches('日');
+        if t != s && !t.contains('.') {
+            return parse_date(t);
+        }
+    }
     let sep = if s.contains('-') { '-' } else { '/' };
     let mut it = s.split(sep);
     let y = it.next()?;
@@ -138,6 +146,8 @@ mod tests {
         assert_eq!(parse_date("2020-02-30"), None);
         assert_eq!(parse_date("20-8-1"), None);
         assert_eq!(parse_date("2020-08-01x"), None);
+        assert_eq!(parse_date("2020年8月1日"), Some(d));
+        assert_eq!(parse_date("2020.8.1"), Some(d));
         assert_eq!(parse_date(""), None);
         assert_eq!(parse_date_lenient("2020-08-01 00:00:00"), Some(d));
         assert_eq!(parse_date_lenient("2020-08-01 09:00"), None);

@@ -147,6 +147,13 @@ pub struct Row<'a> {
 
 /// Receives a table's header, then its rows, one at a time.
 pub trait RowSink {
+    /// Whether these fields can be the header (exports often put a title line above it).
+    fn is_header(&self, _fields: &[String]) -> bool {
+        true
+    }
+    /// A line before the header that was skipped (a title), for a warning.
+    fn skipped(&mut self, _line: u32, _text: &str) {}
+
     fn header(
         &mut self,
         header: &[String],
@@ -181,17 +188,56 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
     let mut lines = LineCounter::new(data);
     let mut cur = csv::ByteRecord::new();
     let mut next = csv::ByteRecord::new();
-    // The header: the first record that is not empty.
-    let header_line;
+    // The header: the first non-empty record the sink accepts among the first few (title
+    // lines above it are skipped with a warning); if none fits, the first non-empty one, so
+    // the sink can say which columns are missing.
+    const LOOK: usize = 5;
+    let mut candidates: Vec<(u32, Vec<String>)> = Vec::new();
+    {
+        let mut probe = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(data);
+        let mut rec = csv::ByteRecord::new();
+        let mut probe_lines = LineCounter::new(data);
+        while candidates.len() < LOOK {
+            match probe.read_byte_record(&mut rec) {
+                Ok(true) => {
+                    if rec.iter().all(|f| field_str(f).is_empty()) {
+                        continue;
+                    }
+                    let line = probe_lines.line_at(rec.position().map_or(0, |p| p.byte() as usize));
+                    candidates.push((line, rec.iter().map(|f| field_str(f).to_string()).collect()));
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    if candidates.is_empty() {
+                        return Err(format!("the header cannot be read as CSV: {e}"));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Err("the file has no header line".into());
+    }
+    let pick = candidates
+        .iter()
+        .position(|(_, f)| sink.is_header(f))
+        .unwrap_or(0);
+    let header_line = candidates[pick].0;
+    for (line, fields) in &candidates[..pick] {
+        sink.skipped(*line, &fields.join(","));
+    }
+    // Move the real reader past the header.
     loop {
-        let at = rdr.position().byte() as usize;
         match rdr.read_byte_record(&mut cur) {
-            Ok(false) => return Err("the file has no header line".into()),
             Ok(true) => {
-                if cur.iter().all(|f| field_str(f).is_empty()) {
+                let line = lines.line_at(cur.position().map_or(0, |p| p.byte() as usize));
+                if line < header_line || cur.iter().all(|f| field_str(f).is_empty()) {
                     continue;
                 }
-                header_line = lines.line_at(cur.position().map_or(at, |p| p.byte() as usize));
                 let header: Vec<String> = cur.iter().map(|f| field_str(f).to_string()).collect();
                 if header.iter().any(|h| h.contains('\u{FFFD}')) {
                     return Err(format!(
@@ -201,6 +247,7 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
                 sink.header(&header, header_line, encoding, false)?;
                 break;
             }
+            Ok(false) => return Err("the file has no header line".into()),
             Err(e) => return Err(format!("the header cannot be read as CSV: {e}")),
         }
     }
@@ -276,7 +323,26 @@ fn xlsx_error(e: &str) -> String {
 
 /// Stream one sheet of a workbook into `sink`; row numbers are those Excel shows.
 pub fn read_sheet_into(path: &Path, sheet: &str, sink: &mut dyn RowSink) -> Result<(), String> {
-    let t = read_sheet(path, sheet)?;
+    let mut t = read_sheet(path, sheet)?;
+    // A title row above the header: take the first of the first rows that is a header.
+    if !sink.is_header(&t.header)
+        && let Some(k) = t
+            .rows
+            .iter()
+            .take(4)
+            .position(|r| sink.is_header(&r.fields))
+    {
+        let mut skipped = vec![(t.header_line, t.header.join(","))];
+        let mut rest = t.rows.split_off(k);
+        let new_header = rest.remove(0);
+        skipped.extend(t.rows.iter().map(|r| (r.line, r.fields.join(","))));
+        for (line, text) in skipped {
+            sink.skipped(line, &text);
+        }
+        t.header = new_header.fields;
+        t.header_line = new_header.line;
+        t.rows = rest;
+    }
     sink.header(&t.header, t.header_line, t.encoding, true)?;
     for r in t.rows {
         let fields: Vec<&str> = r.fields.iter().map(|s| s.as_str()).collect();
