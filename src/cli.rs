@@ -570,32 +570,11 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     );
     let to_stdout = a.out.is_none() && a.format.is_some();
     if let Some(out) = &a.out {
-        output::write_atomic(out, |w| {
-            let mut fw = FindingWriter::new(w, format)?;
-            run.for_each_finding_mapped(
-                |f| crate::findings::encode(f, format),
-                |f, bytes| {
-                    summary.add(&f);
-                    fw.write_encoded(&bytes?)?;
-                    Ok(())
-                },
-            )?;
-            fw.finish()?;
-            Ok(())
-        })?;
+        output::write_atomic(out, |w| write_findings(&run, w, format, &mut summary))?;
     } else if to_stdout {
         let stdout = std::io::stdout();
-        let lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-        let mut fw = FindingWriter::new(lock, format)?;
-        run.for_each_finding_mapped(
-            |f| crate::findings::encode(f, format),
-            |f, bytes| {
-                summary.add(&f);
-                fw.write_encoded(&bytes?)?;
-                Ok(())
-            },
-        )?;
-        fw.finish()?;
+        let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        write_findings(&run, &mut lock, format, &mut summary)?;
     } else {
         run.for_each_finding(|f| {
             summary.add(&f);
@@ -767,6 +746,26 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stream every finding of `run` to `w` (encoded in parallel), counting them in `summary`.
+fn write_findings(
+    run: &eval::Run,
+    w: &mut dyn Write,
+    format: Format,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut fw = FindingWriter::new(w, format)?;
+    run.for_each_finding_mapped(
+        |f| crate::findings::encode(f, format),
+        |f, bytes| {
+            summary.add(&f);
+            fw.write_encoded(&bytes?)?;
+            Ok(())
+        },
+    )?;
+    fw.finish()?;
+    Ok(())
 }
 
 fn gen_cmd(a: &GenArgs) -> Result<ExitCode> {

@@ -446,19 +446,23 @@ impl<'a> Model<'a> {
         })
     }
 
+    /// A subject's findings under one directive.
+    fn findings_under(&self, kind: &str, id: &str, directive: &str) -> Vec<&'a Finding> {
+        self.findings_of(kind, id)
+            .iter()
+            .filter(|f| *f.directive == *directive)
+            .copied()
+            .collect()
+    }
+
     /// Findings of a subject grouped by directive, with the worst status of each.
     fn directive_sections(&self, kind: &str, id: &str) -> Vec<Value> {
         let mut out = Vec::new();
         for d in &self.policy.directives {
-            let fs: Vec<&&Finding> = self
-                .findings_of(kind, id)
-                .iter()
-                .filter(|f| *f.directive == d.key)
-                .collect();
-            if fs.is_empty() {
+            let fs = self.findings_under(kind, id, &d.key);
+            let Some(worst) = worst_status(fs.iter().map(|f| f.status)) else {
                 continue;
-            }
-            let worst = worst_status(fs.iter().map(|f| f.status));
+            };
             out.push(json!({
                 "key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer,
                 "status": worst.name(), "status_cn": worst.chinese(),
@@ -608,16 +612,14 @@ impl<'a> Model<'a> {
             let (mut applicable, mut failing, mut warning) = (0i64, 0i64, 0i64);
             let mut any = false;
             for (kind, id) in subjects {
-                let fs: Vec<&&Finding> = self
-                    .findings_of(kind, id)
-                    .iter()
-                    .filter(|f| *f.directive == d.key)
-                    .collect();
-                if fs.is_empty() {
+                let Some(worst) = worst_status(
+                    self.findings_under(kind, id, &d.key)
+                        .iter()
+                        .map(|f| f.status),
+                ) else {
                     continue;
-                }
+                };
                 any = true;
-                let worst = worst_status(fs.iter().map(|f| f.status));
                 match worst {
                     Status::NotApplicable => continue,
                     Status::Fail | Status::Error => failing += 1,
@@ -1012,7 +1014,8 @@ impl<'a> Model<'a> {
     }
 }
 
-fn worst_status(it: impl Iterator<Item = Status>) -> Status {
+/// The worst status (error > fail > warn > waived > pass > not applicable); `None` if empty.
+fn worst_status(it: impl Iterator<Item = Status>) -> Option<Status> {
     let rank = |s: Status| match s {
         Status::Error => 5,
         Status::Fail => 4,
@@ -1021,7 +1024,7 @@ fn worst_status(it: impl Iterator<Item = Status>) -> Status {
         Status::Pass => 1,
         Status::NotApplicable => 0,
     };
-    it.max_by_key(|s| rank(*s)).unwrap_or(Status::NotApplicable)
+    it.max_by_key(|s| rank(*s))
 }
 
 fn round2(x: f64) -> f64 {
