@@ -349,3 +349,18 @@ fn a_title_line_above_the_header_is_skipped_with_a_warning() {
     assert!(rejects.is_empty(), "{rejects:?}");
     assert_eq!(counts(&stdout, "reports"), (2, 2, 0));
 }
+
+#[test]
+fn any_rejected_key_row_explains_its_dependents() {
+    // M3 has an extra field: rejected; its report then says why it cannot be evaluated.
+    let (_d, data) = with(&[
+        ("members", "M3,王五,B1,C1,in_service,extra"),
+        ("reports", "M3,C1,2020-02-10,epidemic"),
+    ]);
+    let (_, _, _, rejects) = eval(&data);
+    let r = rejects
+        .iter()
+        .find(|r| &r[1] == "reports.csv")
+        .expect("report of M3 rejected");
+    assert!(r[5].contains("was rejected (members.csv line 4)"), "{r:?}");
+}

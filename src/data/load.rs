@@ -728,21 +728,8 @@ impl RowSink for TableLoader<'_, '_> {
         let ts = self.ts;
         let file: &str = &self.file;
         let key = ts.key;
-        if let Some(p) = row.problem {
-            if let Some(v) = key_text(key, &self.field_of, row.fields) {
-                let sym = self.part.ids.intern(v);
-                self.part.rejected_keys.insert(sym, row.line);
-            }
-            reject(
-                &mut self.part.rejects,
-                ts,
-                file,
-                row.line,
-                None,
-                None,
-                p,
-                row.fields,
-            );
+        if let Some(p) = &row.problem {
+            self.reject_row(&row, None, None, p.clone(), true);
             return;
         }
         let header_len = self.header_len;
@@ -752,16 +739,7 @@ impl RowSink for TableLoader<'_, '_> {
                 row.fields.len(),
                 header_len
             );
-            reject(
-                &mut self.part.rejects,
-                ts,
-                file,
-                row.line,
-                None,
-                None,
-                why,
-                row.fields,
-            );
+            self.reject_row(&row, None, None, why, true);
             return;
         }
         self.cells.clear();
@@ -788,22 +766,7 @@ impl RowSink for TableLoader<'_, '_> {
                     } else {
                         reason
                     };
-                    if key != Some(ci)
-                        && let Some(v) = key_text(key, &self.field_of, row.fields)
-                    {
-                        let sym = self.part.ids.intern(v);
-                        self.part.rejected_keys.insert(sym, row.line);
-                    }
-                    reject(
-                        &mut self.part.rejects,
-                        ts,
-                        file,
-                        row.line,
-                        Some(col),
-                        Some(text),
-                        reason,
-                        row.fields,
-                    );
+                    self.reject_row(&row, Some(ci), Some(text), reason, true);
                     return;
                 }
             }
@@ -831,16 +794,7 @@ impl RowSink for TableLoader<'_, '_> {
                     col.display(),
                     ts.columns[ai].display()
                 );
-                reject(
-                    &mut self.part.rejects,
-                    ts,
-                    file,
-                    row.line,
-                    Some(col),
-                    Some(text),
-                    why,
-                    row.fields,
-                );
+                self.reject_row(&row, Some(ci), Some(text), why, true);
                 return;
             }
         }
@@ -854,16 +808,8 @@ impl RowSink for TableLoader<'_, '_> {
                     "duplicate key: {} `{v}` is already on line {first}",
                     ts.columns[k].display()
                 );
-                reject(
-                    &mut self.part.rejects,
-                    ts,
-                    file,
-                    row.line,
-                    Some(&ts.columns[k]),
-                    Some(&v),
-                    why,
-                    row.fields,
-                );
+                // The key stays valid (its first row is loaded): do not record it.
+                self.reject_row(&row, Some(k), Some(&v), why, false);
                 return;
             }
             self.seen_keys.insert(sym, row.line);
@@ -900,21 +846,7 @@ impl RowSink for TableLoader<'_, '_> {
                     }
                 ),
             };
-            if let Some(k) = key
-                && let Cell::Id(ks) = self.cells[k]
-            {
-                self.part.rejected_keys.insert(ks, row.line);
-            }
-            reject(
-                &mut self.part.rejects,
-                ts,
-                file,
-                row.line,
-                Some(col),
-                Some(&v),
-                why,
-                row.fields,
-            );
+            self.reject_row(&row, Some(ci), Some(&v), why, true);
             return;
         }
         // Exact duplicates in event tables: a warning; the row still counts.
@@ -941,6 +873,40 @@ impl RowSink for TableLoader<'_, '_> {
             push(col, cell);
         }
         self.t.lines.push(row.line);
+    }
+}
+
+impl TableLoader<'_, '_> {
+    /// Reject a row; with `record_key`, remember its key as rejected so rows of other
+    /// tables that reference it can say why they fail.
+    fn reject_row(
+        &mut self,
+        row: &Row<'_>,
+        col: Option<usize>,
+        value: Option<&str>,
+        reason: String,
+        record_key: bool,
+    ) {
+        let key = self.ts.key;
+        if record_key
+            && let Some(v) = key_text(key, &self.field_of, row.fields)
+            && !v.is_empty()
+            && (col.is_none() || col != key)
+        {
+            let sym = self.part.ids.intern(v);
+            self.part.rejected_keys.insert(sym, row.line);
+        }
+        let col = col.map(|c| &self.ts.columns[c]);
+        reject(
+            &mut self.part.rejects,
+            self.ts,
+            &self.file,
+            row.line,
+            col,
+            value,
+            reason,
+            row.fields,
+        );
     }
 }
 

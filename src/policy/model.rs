@@ -96,27 +96,24 @@ pub struct Declarations {
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
-impl ManifestFile {
-    pub fn take_decls(&mut self) -> Declarations {
-        Declarations {
-            tables: std::mem::take(&mut self.tables),
-            parameters: std::mem::take(&mut self.parameters),
-            aggregates: std::mem::take(&mut self.aggregates),
-            periods: std::mem::take(&mut self.periods),
+/// Every policy file type repeats the declaration fields (see [`Declarations`]); this hands
+/// them over in one shape.
+macro_rules! impl_take_decls {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn take_decls(&mut self) -> Declarations {
+                Declarations {
+                    tables: std::mem::take(&mut self.tables),
+                    parameters: std::mem::take(&mut self.parameters),
+                    aggregates: std::mem::take(&mut self.aggregates),
+                    periods: std::mem::take(&mut self.periods),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl DirectiveFile {
-    pub fn take_decls(&mut self) -> Declarations {
-        Declarations {
-            tables: std::mem::take(&mut self.tables),
-            parameters: std::mem::take(&mut self.parameters),
-            aggregates: std::mem::take(&mut self.aggregates),
-            periods: std::mem::take(&mut self.periods),
-        }
-    }
-}
+impl_take_decls!(ManifestFile, DirectiveFile, AssessmentFile);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -534,17 +531,6 @@ pub struct AssessmentFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, PeriodDef>")]
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
-}
-
-impl AssessmentFile {
-    pub fn take_decls(&mut self) -> Declarations {
-        Declarations {
-            tables: std::mem::take(&mut self.tables),
-            parameters: std::mem::take(&mut self.parameters),
-            aggregates: std::mem::take(&mut self.aggregates),
-            periods: std::mem::take(&mut self.periods),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
