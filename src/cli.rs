@@ -351,7 +351,7 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     // The data is read with each policy set's schema (they may declare different tables).
-    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding, "") {
+    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding, "", false) {
         Ok(ds) => ds,
         Err(code) => return Ok(code),
     };
@@ -360,6 +360,7 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         &old.schema,
         a.data.encoding,
         " (base policy set)",
+        false,
     ) {
         Ok(ds) => ds,
         Err(code) => return Ok(code),
@@ -452,7 +453,7 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
     let Some(set) = load_policies(&a.policies, a.quiet) else {
         return Err(ExitCode::from(1));
     };
-    let ds = load_data(&a.data, &set.schema, a.encoding, "")?;
+    let ds = load_data(&a.data, &set.schema, a.encoding, "", show_progress(a.quiet))?;
     if !a.quiet {
         report_data_problems(&ds);
     }
@@ -465,14 +466,25 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
     Ok((set, ds))
 }
 
+/// Progress bars go to stderr when it is a terminal, unless `--quiet`.
+pub fn show_progress(quiet: bool) -> bool {
+    !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 /// Load a dataset, printing file problems; `Err(exit code 2)` when it cannot be loaded.
 fn load_data(
     dir: &Path,
     schema: &policy::Schema,
     encoding: Encoding,
     what: &str,
+    progress: bool,
 ) -> std::result::Result<Dataset, ExitCode> {
-    data::load(dir, schema, &LoadOptions { encoding }).map_err(|errors| {
+    let opts = LoadOptions {
+        encoding,
+        progress,
+        ..Default::default()
+    };
+    data::load(dir, schema, &opts).map_err(|errors| {
         for e in &errors {
             eprintln!("error{what}: {}: {}", e.file, e.message);
         }

@@ -2,7 +2,7 @@
 //! aliases, parse every cell, check keys and references, and account for every row.
 
 use super::parse;
-use super::source::{self, Encoding, Row, RowSink, SourceKind, TableSource};
+use super::source::{self, Chunking, Encoding, Row, SourceKind, TableSink, TableSource};
 use super::*;
 use crate::policy::model::ColumnType;
 use crate::policy::{ColumnSchema, Schema, TableSchema};
@@ -11,59 +11,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-/// Ids seen while loading one table: the dataset's ids (read-only, shared by tables loading
-/// in parallel) plus ids new to this table, numbered locally and merged afterwards.
-struct Ids<'g> {
-    global: &'g Interner,
-    local: Interner,
-}
-
+/// Ids new to a table are numbered locally with this bit set, then merged into the
+/// dataset's ids once the table is loaded (tables of a wave load in parallel).
 const LOCAL: u32 = 1 << 31;
 
-impl Ids<'_> {
-    fn intern(&mut self, s: &str) -> Sym {
-        match self.global.get(s) {
-            Some(sym) => sym,
-            None => Sym(self.local.intern(s).0 | LOCAL),
-        }
-    }
-
-    fn resolve(&self, sym: Sym) -> &str {
-        if !sym.is_none() && sym.0 & LOCAL != 0 {
-            self.local.resolve(Sym(sym.0 & !LOCAL))
-        } else {
-            self.global.resolve(sym)
-        }
-    }
-}
-
-/// A loaded table and what came with it, or why the file cannot be read.
-type Loaded = Result<(Table, Done), String>;
-
-/// A [`Part`] without its borrow of the dataset's ids, ready to merge.
+/// What loading one table produced besides the table itself.
 struct Done {
     local: Interner,
-    rejects: Vec<Reject>,
-    warnings: Vec<Warning>,
-    stats: Option<TableStats>,
-    rejected_keys: HashMap<Sym, u32>,
-}
-
-impl Part<'_> {
-    fn done(self) -> Done {
-        Done {
-            local: self.ids.local,
-            rejects: self.rejects,
-            warnings: self.warnings,
-            stats: self.stats,
-            rejected_keys: self.rejected_keys,
-        }
-    }
-}
-
-/// What loading one table produced besides the table itself.
-struct Part<'g> {
-    ids: Ids<'g>,
     rejects: Vec<Reject>,
     warnings: Vec<Warning>,
     stats: Option<TableStats>,
@@ -71,10 +25,17 @@ struct Part<'g> {
     rejected_keys: HashMap<Sym, u32>,
 }
 
+/// A loaded table and what came with it, or why the file cannot be read.
+type Loaded = Result<(Table, Done), String>;
+
 /// Options for loading a dataset.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub encoding: Encoding,
+    /// How CSV files are cut for parallel reading.
+    pub chunking: Chunking,
+    /// Show a progress bar (bytes read) on stderr.
+    pub progress: bool,
 }
 
 fn norm(s: &str) -> String {
@@ -261,6 +222,21 @@ fn dependency_order(schema: &Schema) -> Vec<&TableSchema> {
 pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, Vec<FatalError>> {
     let mut warnings = Vec::new();
     let sources = discover(dir, schema, &mut warnings)?;
+    let bar = opts.progress.then(|| {
+        let total: u64 = sources
+            .values()
+            .filter_map(|s| std::fs::metadata(&s.path).ok())
+            .map(|m| m.len())
+            .sum();
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "loading   {bar:40} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     let mut ds = Dataset {
         tables: IndexMap::new(),
         ids: Interner::default(),
@@ -291,40 +267,36 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
         let results: Vec<(&TableSchema, Loaded)> = wave
             .par_iter()
             .map(|ts| {
-                let part = Part {
-                    ids: Ids {
-                        global,
-                        local: Interner::default(),
-                    },
-                    rejects: Vec::new(),
-                    warnings: Vec::new(),
-                    stats: None,
-                    rejected_keys: HashMap::new(),
-                };
                 let r = match sources.get(&ts.name) {
-                    None => {
-                        let mut part = part;
-                        part.stats = Some(TableStats {
-                            table: ts.name.clone(),
-                            file: "(absent, optional)".into(),
-                            encoding: String::new(),
-                            read: 0,
-                            loaded: 0,
-                            rejected: 0,
-                        });
-                        Ok((empty_table(ts), part))
-                    }
+                    None => Ok((
+                        empty_table(ts),
+                        Done {
+                            local: Interner::default(),
+                            rejects: Vec::new(),
+                            warnings: Vec::new(),
+                            stats: Some(TableStats {
+                                table: ts.name.clone(),
+                                file: "(absent, optional)".into(),
+                                encoding: String::new(),
+                                read: 0,
+                                loaded: 0,
+                                rejected: 0,
+                            }),
+                            rejected_keys: HashMap::new(),
+                        },
+                    )),
                     Some(src) => load_table(
                         ts,
                         src,
-                        opts.encoding,
+                        opts,
                         schema,
-                        part,
+                        global,
                         &loaded,
                         &rejected_keys,
+                        bar.as_ref(),
                     ),
                 };
-                (*ts, r.map(|(t, p)| (t, p.done())))
+                (*ts, r)
             })
             .collect();
         for (ts, r) in results {
@@ -346,6 +318,9 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
         if !fatal.is_empty() {
             break;
         }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
     if !fatal.is_empty() {
         return Err(fatal);
@@ -426,36 +401,12 @@ fn empty_table(ts: &TableSchema) -> Table {
 fn empty_column(ty: ColumnType) -> ColumnData {
     match ty {
         ColumnType::Id => ColumnData::Id(Vec::new()),
-        ColumnType::Text => ColumnData::Text(Vec::new()),
+        ColumnType::Text => ColumnData::Text(TextColumn::default()),
         ColumnType::Date => ColumnData::Date(Vec::new()),
         ColumnType::Datetime => ColumnData::DateTime(Vec::new()),
         ColumnType::Bool => ColumnData::Bool(Vec::new()),
         ColumnType::Number => ColumnData::Number(Vec::new()),
         ColumnType::Enum => ColumnData::Enum(Vec::new()),
-    }
-}
-
-/// A parsed cell.
-enum Cell {
-    Id(Sym),
-    Text(String),
-    Date(Option<NaiveDate>),
-    DateTime(Option<NaiveDateTime>),
-    Bool(Option<bool>),
-    Number(Option<f64>),
-    Enum(Option<u8>),
-}
-
-fn push(col: &mut ColumnData, cell: Cell) {
-    match (col, cell) {
-        (ColumnData::Id(v), Cell::Id(x)) => v.push(x),
-        (ColumnData::Text(v), Cell::Text(x)) => v.push(x),
-        (ColumnData::Date(v), Cell::Date(x)) => v.push(x),
-        (ColumnData::DateTime(v), Cell::DateTime(x)) => v.push(x),
-        (ColumnData::Bool(v), Cell::Bool(x)) => v.push(x),
-        (ColumnData::Number(v), Cell::Number(x)) => v.push(x),
-        (ColumnData::Enum(v), Cell::Enum(x)) => v.push(x),
-        _ => unreachable!("cell type follows the column type"),
     }
 }
 
@@ -474,23 +425,30 @@ fn column_words(col: &ColumnSchema) -> Option<FxHashMap<String, u8>> {
     Some(m)
 }
 
-/// Parse one cell; `Err` is the reason it cannot be read.
-fn parse_cell(
+/// Parse one cell and push it onto its column; `Err` is the reason it cannot be read.
+#[allow(clippy::too_many_arguments)]
+fn push_cell(
     col: &ColumnSchema,
     words: Option<&FxHashMap<String, u8>>,
     text: &str,
     excel: bool,
-    ids: &mut Ids,
-) -> Result<Cell, String> {
+    global: &Interner,
+    local: &mut Interner,
+    out: &mut ColumnData,
+) -> Result<(), String> {
     let word = |t: &str| words.and_then(|w| w.get(t).or_else(|| w.get(&norm(t))).copied());
     let empty = text.is_empty();
     if empty && col.required {
         return Err("a value is required here but the cell is empty".into());
     }
-    Ok(match col.ty {
-        ColumnType::Id => Cell::Id(if empty { Sym::NONE } else { ids.intern(text) }),
-        ColumnType::Text => Cell::Text(text.to_string()),
-        ColumnType::Date => Cell::Date(if empty {
+    match out {
+        ColumnData::Id(v) => v.push(if empty {
+            Sym::NONE
+        } else {
+            intern(global, local, text)
+        }),
+        ColumnData::Text(v) => v.push(text),
+        ColumnData::Date(v) => v.push(if empty {
             None
         } else {
             Some(
@@ -505,7 +463,7 @@ fn parse_cell(
                     })?,
             )
         }),
-        ColumnType::Datetime => Cell::DateTime(if empty {
+        ColumnData::DateTime(v) => v.push(if empty {
             None
         } else {
             Some(
@@ -522,7 +480,7 @@ fn parse_cell(
                     })?,
             )
         }),
-        ColumnType::Bool => Cell::Bool(if empty {
+        ColumnData::Bool(v) => v.push(if empty {
             None
         } else {
             Some(
@@ -530,18 +488,20 @@ fn parse_cell(
                     .or_else(|| word(text).map(|i| col.values[i as usize].0 == "true"))
                 {
                     Some(b) => b,
-                    None => parse::parse_bool(text).ok_or_else(|| {
-                        format!("`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否")
-                    })?,
+                    None => {
+                        return Err(format!(
+                            "`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否"
+                        ));
+                    }
                 },
             )
         }),
-        ColumnType::Number => Cell::Number(if empty {
+        ColumnData::Number(v) => v.push(if empty {
             None
         } else {
             Some(parse::parse_number(text).ok_or_else(|| format!("`{text}` is not a number"))?)
         }),
-        ColumnType::Enum => Cell::Enum(if empty {
+        ColumnData::Enum(v) => v.push(if empty {
             None
         } else {
             let idx = word(text).ok_or_else(|| {
@@ -571,9 +531,11 @@ fn parse_cell(
             })?;
             Some(idx)
         }),
-    })
+    }
+    Ok(())
 }
 
+/// A rejected row.
 #[allow(clippy::too_many_arguments)]
 fn reject(
     rejects: &mut Vec<Reject>,
@@ -583,7 +545,7 @@ fn reject(
     col: Option<&ColumnSchema>,
     value: Option<&str>,
     reason: String,
-    raw: &[&str],
+    raw: Vec<String>,
 ) {
     rejects.push(Reject {
         table: ts.name.clone(),
@@ -592,42 +554,112 @@ fn reject(
         column: col.map(|c| c.display()),
         value: value.map(|v| v.to_string()),
         reason,
-        raw: raw
-            .iter()
-            .map(|f| {
-                if f.len() > 200 {
-                    format!("{}…", f.chars().take(100).collect::<String>())
-                } else {
-                    f.to_string()
-                }
-            })
-            .collect(),
+        raw,
     });
 }
 
-/// Loads one table row by row as its source streams it (a [`RowSink`]).
-struct TableLoader<'x, 'r> {
+/// A row's fields as kept with a reject (long fields shortened).
+fn raw_fields(fields: &[&str]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|f| {
+            if f.len() > 200 {
+                format!("{}…", f.chars().take(100).collect::<String>())
+            } else {
+                f.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Rows of one piece of a table's file, parsed on one thread; pieces are absorbed in file
+/// order into the table's own piece.
+struct Piece {
+    /// Ids new to this table (symbols carry the `LOCAL` bit).
+    local: Interner,
+    columns: Vec<ColumnData>,
+    /// Target rows of references to other (already loaded) tables.
+    refs: Vec<Option<Vec<u32>>>,
+    lines: Vec<u32>,
+    /// Per loaded row: the hash of its key (keys kept as text) or of all its fields (tables
+    /// without a key), for finding duplicates once all pieces are in.
+    hashes: Vec<u64>,
+    rejects: Vec<Reject>,
+    warnings: Vec<Warning>,
+    /// Keys of rejected rows (for messages of tables that reference them).
+    rejected_keys: HashMap<Sym, u32>,
+    read: u64,
+}
+
+impl Piece {
+    fn reserve(&mut self, rows: usize) {
+        for c in self.columns.iter_mut() {
+            c.reserve(rows);
+        }
+        for r in self.refs.iter_mut().flatten() {
+            r.reserve(rows);
+        }
+        self.lines.reserve(rows);
+    }
+
+    /// Drop the cells pushed for a row that is then rejected.
+    fn truncate(&mut self, n: usize) {
+        for c in self.columns.iter_mut() {
+            c.truncate(n);
+        }
+        for r in self.refs.iter_mut().flatten() {
+            r.truncate(n);
+        }
+        self.hashes.truncate(n);
+    }
+}
+
+/// Loads one table: the header maps columns, then rows are parsed piece by piece.
+struct TableLoader<'x> {
     ts: &'x TableSchema,
     file: String,
     schema: &'x Schema,
-    part: Part<'x>,
-    rejected_keys: &'r HashMap<String, HashMap<Sym, u32>>,
+    global: &'x Interner,
+    /// Keys of rejected rows of tables already loaded (by table).
+    rejected_keys: &'x HashMap<String, HashMap<Sym, u32>>,
     field_of: Vec<Option<usize>>,
     header_len: usize,
     from_excel: bool,
     encoding: &'static str,
-    seen_keys: FxHashMap<Sym, u32>,
-    seen_rows: FxHashMap<u64, u32>,
-    cells: Vec<Cell>,
-    t: Table,
-    read: u64,
     /// Per column: enum/bool words.
     words: Vec<Option<FxHashMap<String, u8>>>,
-    /// Per column: the already loaded table it references.
+    /// Per column: the already loaded table it references (not this table).
     targets: Vec<Option<&'x Table>>,
+    /// The key is kept as text, not interned: no table references it.
+    text_key: bool,
+    /// Hash exact rows (tables without a key) to warn about duplicates.
+    hash_rows: bool,
+    header_warnings: Vec<Warning>,
+    acc: Option<Piece>,
+    /// Rows expected in all (from the first window), to size the table once.
+    reserve: usize,
+    progress: Option<&'x indicatif::ProgressBar>,
 }
 
-impl RowSink for TableLoader<'_, '_> {
+/// An id as a symbol: the dataset's, or one new to this table.
+fn intern(global: &Interner, local: &mut Interner, s: &str) -> Sym {
+    match global.get(s) {
+        Some(sym) => sym,
+        None => Sym(local.intern(s).0 | LOCAL),
+    }
+}
+
+fn resolve<'a>(global: &'a Interner, local: &'a Interner, sym: Sym) -> &'a str {
+    if !sym.is_none() && sym.0 & LOCAL != 0 {
+        local.resolve(Sym(sym.0 & !LOCAL))
+    } else {
+        global.resolve(sym)
+    }
+}
+
+impl TableSink for TableLoader<'_> {
+    type Piece = Piece;
+
     fn is_header(&self, fields: &[String]) -> bool {
         let names: Vec<String> = fields.iter().map(|f| norm(f)).collect();
         self.ts.columns.iter().filter(|c| c.required).all(|c| {
@@ -641,7 +673,7 @@ impl RowSink for TableLoader<'_, '_> {
 
     fn skipped(&mut self, line: u32, text: &str) {
         let shown: String = text.chars().take(60).collect();
-        self.part.warnings.push(Warning {
+        self.header_warnings.push(Warning {
             file: self.file.clone(),
             line: Some(line),
             message: format!("line before the header skipped (a title?): `{shown}`"),
@@ -691,7 +723,7 @@ impl RowSink for TableLoader<'_, '_> {
                     )
                     .map(|h| format!(" ({h})"))
                     .unwrap_or_default();
-                    self.part.warnings.push(Warning {
+                    self.header_warnings.push(Warning {
                         file: self.file.to_string(),
                         line: Some(header_line),
                         message: format!(
@@ -723,13 +755,21 @@ impl RowSink for TableLoader<'_, '_> {
         Ok(())
     }
 
-    fn row(&mut self, row: Row<'_>) {
-        self.read += 1;
+    fn reserve(&mut self, rows: usize) {
+        self.reserve = rows;
+    }
+
+    fn piece(&self, rows: usize) -> Piece {
+        let mut p = self.empty_piece();
+        p.reserve(rows);
+        p
+    }
+
+    fn row(&self, p: &mut Piece, row: Row<'_>) {
+        p.read += 1;
         let ts = self.ts;
-        let file: &str = &self.file;
-        let key = ts.key;
-        if let Some(p) = &row.problem {
-            self.reject_row(&row, None, None, p.clone(), true);
+        if let Some(problem) = &row.problem {
+            self.reject_row(p, &row, None, None, problem.clone(), true);
             return;
         }
         let header_len = self.header_len;
@@ -739,98 +779,91 @@ impl RowSink for TableLoader<'_, '_> {
                 row.fields.len(),
                 header_len
             );
-            self.reject_row(&row, None, None, why, true);
+            self.reject_row(p, &row, None, None, why, true);
             return;
         }
-        self.cells.clear();
-        for (ci, col) in ts.columns.iter().enumerate() {
-            let text = self.field_of[ci]
+        let n = p.lines.len();
+        let text_of = |ci: usize| -> &str {
+            self.field_of[ci]
                 .and_then(|fi| row.fields.get(fi))
                 .copied()
-                .unwrap_or("");
-            match parse_cell(
+                .unwrap_or("")
+        };
+        for (ci, col) in ts.columns.iter().enumerate() {
+            let text = text_of(ci);
+            if let Err(reason) = push_cell(
                 col,
                 self.words[ci].as_ref(),
                 text,
                 self.from_excel,
-                &mut self.part.ids,
+                self.global,
+                &mut p.local,
+                &mut p.columns[ci],
             ) {
-                Ok(c) => self.cells.push(c),
-                Err(reason) => {
-                    let reason = if self.field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
-                        format!(
-                            "the row has {} fields but the header has {}",
-                            row.fields.len(),
-                            header_len
-                        )
-                    } else {
-                        reason
-                    };
-                    self.reject_row(&row, Some(ci), Some(text), reason, true);
-                    return;
-                }
+                p.truncate(n);
+                let reason = if self.field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
+                    format!(
+                        "the row has {} fields but the header has {}",
+                        row.fields.len(),
+                        header_len
+                    )
+                } else {
+                    reason
+                };
+                self.reject_row(p, &row, Some(ci), Some(text), reason, true);
+                return;
             }
         }
         // A later column (end) must be after its partner (start).
         for (ci, col) in ts.columns.iter().enumerate() {
             let Some(ai) = col.after else { continue };
-            let later = match (&self.cells[ci], &self.cells[ai]) {
-                (Cell::DateTime(Some(e)), Cell::DateTime(Some(s))) => Some(e > s),
-                (Cell::Date(Some(e)), Cell::Date(Some(s))) => Some(e > s),
-                (Cell::Number(Some(e)), Cell::Number(Some(s))) => Some(e > s),
+            let later = match (&p.columns[ci], &p.columns[ai]) {
+                (ColumnData::DateTime(e), ColumnData::DateTime(s)) => {
+                    e[n].zip(s[n]).map(|(e, s)| e > s)
+                }
+                (ColumnData::Date(e), ColumnData::Date(s)) => e[n].zip(s[n]).map(|(e, s)| e > s),
+                (ColumnData::Number(e), ColumnData::Number(s)) => {
+                    e[n].zip(s[n]).map(|(e, s)| e > s)
+                }
                 _ => None,
             };
             if later == Some(false) {
-                let text = self.field_of[ci]
-                    .and_then(|fi| row.fields.get(fi))
-                    .copied()
-                    .unwrap_or_default();
-                let other = self.field_of[ai]
-                    .and_then(|fi| row.fields.get(fi))
-                    .copied()
-                    .unwrap_or_default();
+                p.truncate(n);
+                let (text, other) = (text_of(ci), text_of(ai));
                 let why = format!(
                     "{} `{text}` is not after {} `{other}` (zero or negative duration)",
                     col.display(),
                     ts.columns[ai].display()
                 );
-                self.reject_row(&row, Some(ci), Some(text), why, true);
+                self.reject_row(p, &row, Some(ci), Some(text), why, true);
                 return;
             }
         }
-        // Keys are unique.
-        if let Some(k) = key
-            && let Cell::Id(sym) = self.cells[k]
-        {
-            if let Some(first) = self.seen_keys.get(&sym) {
-                let v = self.part.ids.resolve(sym).to_string();
-                let why = format!(
-                    "duplicate key: {} `{v}` is already on line {first}",
-                    ts.columns[k].display()
-                );
-                // The key stays valid (its first row is loaded): do not record it.
-                self.reject_row(&row, Some(k), Some(&v), why, false);
-                return;
-            }
-            self.seen_keys.insert(sym, row.line);
-        }
-        // References resolve to loaded rows.
+        // References resolve to loaded rows of other tables (references within the table
+        // are checked when it is complete).
         for (ci, col) in ts.columns.iter().enumerate() {
-            let (Some(target), Cell::Id(sym)) = (col.references.as_deref(), &self.cells[ci]) else {
+            let Some(tt) = self.targets[ci] else { continue };
+            let ColumnData::Id(v) = &p.columns[ci] else {
                 continue;
             };
-            if sym.is_none() || target == ts.name {
-                continue; // self references are checked when the table is complete
-            }
-            let Some(tt) = self.targets[ci] else {
-                continue;
-            };
-            if tt.key_index.contains_key(sym) {
+            let sym = v[n];
+            if sym.is_none() {
+                if let Some(r) = &mut p.refs[ci] {
+                    r.push(u32::MAX);
+                }
                 continue;
             }
+            if let Some(&target_row) = tt.key_index.get(&sym) {
+                if let Some(r) = &mut p.refs[ci] {
+                    r.push(target_row);
+                }
+                continue;
+            }
+            let target = col.references.as_deref().unwrap_or_default();
             let tkey = self.schema.tables[target].key_name().unwrap_or("key");
-            let v = self.part.ids.resolve(*sym).to_string();
-            let why = match self.rejected_keys.get(target).and_then(|m| m.get(sym)) {
+            let v = resolve(self.global, &p.local, sym).to_string();
+            p.truncate(n);
+            let why = match self.rejected_keys.get(target).and_then(|m| m.get(&sym)) {
                 Some(line) => format!(
                     "{} `{v}` was rejected ({} line {line}), so this row cannot be evaluated",
                     col.display(),
@@ -846,41 +879,178 @@ impl RowSink for TableLoader<'_, '_> {
                     }
                 ),
             };
-            self.reject_row(&row, Some(ci), Some(&v), why, true);
+            self.reject_row(p, &row, Some(ci), Some(&v), why, true);
             return;
         }
-        // Exact duplicates in event tables: a warning; the row still counts.
-        if key.is_none() {
+        // Hashes to find duplicate keys (kept as text) or exact duplicate rows later.
+        if self.text_key
+            && let Some(k) = ts.key
+        {
+            p.hashes.push(hash_one(text_of(k)));
+        } else if self.hash_rows {
             let mut h = rustc_hash::FxHasher::default();
-            for f in &self.field_of {
-                f.and_then(|fi| row.fields.get(fi))
-                    .copied()
-                    .unwrap_or("")
-                    .hash(&mut h);
+            for ci in 0..ts.columns.len() {
+                text_of(ci).hash(&mut h);
             }
-            let hv = h.finish();
-            if let Some(first) = self.seen_rows.get(&hv) {
-                self.part.warnings.push(Warning {
-                    file: file.to_string(),
-                    line: Some(row.line),
-                    message: format!("exact duplicate of line {first}"),
-                });
-            } else {
-                self.seen_rows.insert(hv, row.line);
+            p.hashes.push(mix(h.finish()));
+        }
+        p.lines.push(row.line);
+    }
+
+    fn absorb(&mut self, mut p: Piece) {
+        let Some(acc) = &mut self.acc else {
+            p.reserve(self.reserve.saturating_sub(p.lines.len()));
+            self.acc = Some(p);
+            return;
+        };
+        // This piece's new ids get the table's local numbers.
+        if !p.local.is_empty() {
+            let map: Vec<Sym> = p
+                .local
+                .strings()
+                .iter()
+                .map(|s| Sym(acc.local.intern(s).0 | LOCAL))
+                .collect();
+            let remap = |s: Sym| {
+                if !s.is_none() && s.0 & LOCAL != 0 {
+                    map[(s.0 & !LOCAL) as usize]
+                } else {
+                    s
+                }
+            };
+            for c in p.columns.iter_mut() {
+                if let ColumnData::Id(v) = c {
+                    for s in v.iter_mut() {
+                        *s = remap(*s);
+                    }
+                }
+            }
+            p.rejected_keys = p
+                .rejected_keys
+                .into_iter()
+                .map(|(k, v)| (remap(k), v))
+                .collect();
+        }
+        for (a, b) in acc.columns.iter_mut().zip(p.columns) {
+            a.append(b);
+        }
+        for (a, b) in acc.refs.iter_mut().zip(p.refs) {
+            if let (Some(a), Some(mut b)) = (a.as_mut(), b) {
+                a.append(&mut b);
             }
         }
-        for (col, cell) in self.t.columns.iter_mut().zip(self.cells.drain(..)) {
-            push(col, cell);
+        acc.lines.append(&mut p.lines);
+        acc.hashes.append(&mut p.hashes);
+        acc.rejects.append(&mut p.rejects);
+        acc.warnings.append(&mut p.warnings);
+        acc.rejected_keys.extend(p.rejected_keys);
+        acc.read += p.read;
+    }
+
+    fn progress(&self, bytes: u64) {
+        if let Some(pb) = self.progress {
+            pb.inc(bytes);
         }
-        self.t.lines.push(row.line);
     }
 }
 
-impl TableLoader<'_, '_> {
+/// A well-mixed 64-bit hash of a string.
+fn hash_one(s: &str) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    s.hash(&mut h);
+    mix(h.finish())
+}
+
+/// Spread the bits of a hash (FxHash's low bits are weak).
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x
+}
+
+/// Pairs `(later, first)` of rows with equal hashes: each later row with the first row of
+/// its hash. Sorted by the later row. Runs in parallel on large inputs.
+fn equal_hashes(hashes: &[u64]) -> Vec<(u32, u32)> {
+    const BITS: u32 = 10;
+    let n = hashes.len();
+    if n < 2 {
+        return Vec::new();
+    }
+    let buckets = 1usize << BITS;
+    let bucket = |h: u64| (h >> (64 - BITS)) as usize;
+    // Row numbers grouped by bucket (counting sort keeps row order within a bucket).
+    let mut start = vec![0u32; buckets + 1];
+    for &h in hashes {
+        start[bucket(h) + 1] += 1;
+    }
+    for b in 0..buckets {
+        start[b + 1] += start[b];
+    }
+    let mut fill = start.clone();
+    let mut rows = vec![0u32; n];
+    for (i, &h) in hashes.iter().enumerate() {
+        let b = bucket(h);
+        rows[fill[b] as usize] = i as u32;
+        fill[b] += 1;
+    }
+    let mut out: Vec<(u32, u32)> = (0..buckets)
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let mut v: Vec<(u64, u32)> = rows[start[b] as usize..start[b + 1] as usize]
+                .iter()
+                .map(|&r| (hashes[r as usize], r))
+                .collect();
+            v.sort_unstable();
+            let mut found = Vec::new();
+            let mut i = 0;
+            while i < v.len() {
+                let mut j = i + 1;
+                while j < v.len() && v[j].0 == v[i].0 {
+                    found.push((v[j].1, v[i].1));
+                    j += 1;
+                }
+                i = j;
+            }
+            found
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+impl TableLoader<'_> {
+    fn empty_piece(&self) -> Piece {
+        Piece {
+            local: Interner::default(),
+            columns: self
+                .ts
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(ci, c)| {
+                    if self.text_key && self.ts.key == Some(ci) {
+                        ColumnData::Text(TextColumn::default())
+                    } else {
+                        empty_column(c.ty)
+                    }
+                })
+                .collect(),
+            refs: self.targets.iter().map(|t| t.map(|_| Vec::new())).collect(),
+            lines: Vec::new(),
+            hashes: Vec::new(),
+            rejects: Vec::new(),
+            warnings: Vec::new(),
+            rejected_keys: HashMap::new(),
+            read: 0,
+        }
+    }
+
     /// Reject a row; with `record_key`, remember its key as rejected so rows of other
     /// tables that reference it can say why they fail.
     fn reject_row(
-        &mut self,
+        &self,
+        p: &mut Piece,
         row: &Row<'_>,
         col: Option<usize>,
         value: Option<&str>,
@@ -889,23 +1059,24 @@ impl TableLoader<'_, '_> {
     ) {
         let key = self.ts.key;
         if record_key
+            && !self.text_key
             && let Some(v) = key_text(key, &self.field_of, row.fields)
             && !v.is_empty()
             && (col.is_none() || col != key)
         {
-            let sym = self.part.ids.intern(v);
-            self.part.rejected_keys.insert(sym, row.line);
+            let sym = intern(self.global, &mut p.local, v);
+            p.rejected_keys.insert(sym, row.line);
         }
         let col = col.map(|c| &self.ts.columns[c]);
         reject(
-            &mut self.part.rejects,
+            &mut p.rejects,
             self.ts,
             &self.file,
             row.line,
             col,
             value,
             reason,
-            row.fields,
+            raw_fields(row.fields),
         );
     }
 }
@@ -920,33 +1091,55 @@ fn key_text<'a>(
         .and_then(|fi| fields.get(fi).copied())
 }
 
+/// A loaded row's cells as text (for a row rejected after loading, e.g. a duplicate key).
+fn row_text(
+    t: &Table,
+    ts: &TableSchema,
+    r: usize,
+    global: &Interner,
+    local: &Interner,
+) -> Vec<String> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| match c {
+            ColumnData::Id(v) => resolve(global, local, v[r]).to_string(),
+            ColumnData::Text(v) => v.get(r).to_string(),
+            ColumnData::Date(v) => v[r].map(parse::date_text).unwrap_or_default(),
+            ColumnData::DateTime(v) => v[r].map(parse::datetime_text).unwrap_or_default(),
+            ColumnData::Bool(v) => v[r].map(|b| b.to_string()).unwrap_or_default(),
+            ColumnData::Number(v) => v[r].map(|x| x.to_string()).unwrap_or_default(),
+            ColumnData::Enum(v) => v[r]
+                .and_then(|i| ts.columns[ci].values.get(i as usize))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn load_table<'x>(
     ts: &'x TableSchema,
     src: &TableSource,
-    encoding: Encoding,
+    opts: &LoadOptions,
     schema: &'x Schema,
-    part: Part<'x>,
+    global: &'x Interner,
     loaded: &'x HashMap<String, Table>,
-    rejected_keys: &HashMap<String, HashMap<Sym, u32>>,
-) -> Result<(Table, Part<'x>), String> {
+    rejected_keys: &'x HashMap<String, HashMap<Sym, u32>>,
+    progress: Option<&'x indicatif::ProgressBar>,
+) -> Result<(Table, Done), String> {
     let file = src.display();
-    let mut t = empty_table(ts);
-    t.file = file.clone();
+    let text_key = ts.key.is_some_and(|k| ts.columns[k].ty == ColumnType::Id) && !ts.indexed;
     let mut loader = TableLoader {
         ts,
         file: file.clone(),
         schema,
-        part,
+        global,
         rejected_keys,
         field_of: vec![None; ts.columns.len()],
         header_len: 0,
         from_excel: false,
         encoding: "",
-        seen_keys: FxHashMap::default(),
-        seen_rows: FxHashMap::default(),
-        cells: Vec::with_capacity(ts.columns.len()),
-        t,
-        read: 0,
         words: ts.columns.iter().map(column_words).collect(),
         targets: ts
             .columns
@@ -958,71 +1151,180 @@ fn load_table<'x>(
                     .and_then(|r| loaded.get(r))
             })
             .collect(),
+        text_key,
+        hash_rows: ts.key.is_none(),
+        header_warnings: Vec::new(),
+        acc: None,
+        reserve: 0,
+        progress,
     };
     match &src.kind {
-        SourceKind::Csv => source::read_csv(&src.path, encoding, &mut loader)?,
+        SourceKind::Csv => {
+            loader.encoding =
+                source::read_csv(&src.path, opts.encoding, opts.chunking, &mut loader)?;
+        }
         SourceKind::Sheet(s) => source::read_sheet_into(&src.path, s, &mut loader)?,
     }
-    let TableLoader {
-        mut t,
+    let encoding = loader.encoding;
+    let acc = match loader.acc.take() {
+        Some(p) => p,
+        None => loader.empty_piece(),
+    };
+    let Piece {
+        local,
+        columns,
+        refs,
+        lines,
+        hashes,
+        mut rejects,
+        warnings: row_warnings,
+        rejected_keys: my_rejected_keys,
         read,
-        encoding,
-        mut part,
-        ..
-    } = loader;
-    let key = ts.key;
-    let file = file.as_str();
-    // Resolve references to row numbers.
-    if let Some(k) = key
-        && let ColumnData::Id(v) = &t.columns[k]
-    {
-        t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
-    }
-    let mut keep = vec![true; t.len()];
-    let mut any_drop = false;
-    for (ci, col) in ts.columns.iter().enumerate() {
-        let Some(target) = col.references.as_deref() else {
-            continue;
+    } = acc;
+    let mut warnings = loader.header_warnings;
+    let mut t = Table {
+        name: ts.name.clone(),
+        file: file.clone(),
+        lines,
+        columns,
+        key_index: FxHashMap::default(),
+        refs,
+    };
+    let mut keep: Vec<bool> = Vec::new();
+    let drop_row = |keep: &mut Vec<bool>, i: usize, n: usize| {
+        if keep.is_empty() {
+            keep.resize(n, true);
+        }
+        keep[i] = false;
+    };
+    let n = t.len();
+    // Keys are unique: a later row with a key already loaded is rejected.
+    if let Some(k) = ts.key {
+        let key_col = &ts.columns[k];
+        let mut dup = |i: usize, first: usize, v: &str, keep: &mut Vec<bool>| {
+            rejects.push(Reject {
+                table: ts.name.clone(),
+                file: file.clone(),
+                line: t.lines[i],
+                column: Some(key_col.display()),
+                value: Some(v.to_string()),
+                reason: format!(
+                    "duplicate key: {} `{v}` is already on line {}",
+                    key_col.display(),
+                    t.lines[first]
+                ),
+                raw: row_text(&t, ts, i, global, &local),
+            });
+            drop_row(keep, i, n);
         };
-        let ColumnData::Id(v) = &t.columns[ci] else {
-            continue;
-        };
-        let index = if target == ts.name {
-            Some(&t.key_index)
-        } else {
-            loaded.get(target).map(|tt| &tt.key_index)
-        };
-        let Some(index) = index else { continue };
-        let mut rows = Vec::with_capacity(v.len());
-        for (i, s) in v.iter().enumerate() {
-            match index.get(s) {
-                Some(r) => rows.push(*r),
-                None if s.is_none() => rows.push(u32::MAX),
-                None => {
-                    // Only possible for self references.
-                    keep[i] = false;
-                    any_drop = true;
-                    rows.push(u32::MAX);
-                    part.rejects.push(Reject {
-                        table: ts.name.clone(),
-                        file: file.to_string(),
-                        line: t.lines[i],
-                        column: Some(col.display()),
-                        value: Some(part.ids.resolve(*s).to_string()),
-                        reason: format!(
-                            "unknown {}: `{}` is not in table `{}`",
-                            col.display(),
-                            part.ids.resolve(*s),
-                            ts.name
-                        ),
-                        raw: Vec::new(),
-                    });
+        match &t.columns[k] {
+            ColumnData::Id(v) => {
+                let mut seen: FxHashMap<Sym, u32> = FxHashMap::default();
+                seen.reserve(n);
+                for (i, s) in v.iter().enumerate() {
+                    if s.is_none() {
+                        continue;
+                    }
+                    if let Some(&first) = seen.get(s) {
+                        dup(i, first as usize, resolve(global, &local, *s), &mut keep);
+                    } else {
+                        seen.insert(*s, i as u32);
+                    }
                 }
             }
+            ColumnData::Text(v) => {
+                // Equal hashes are checked on the text: rows with the same key as an earlier
+                // kept row are duplicates.
+                let mut firsts: HashMap<u32, Vec<u32>> = HashMap::new();
+                for (later, first) in equal_hashes(&hashes) {
+                    let text = v.get(later as usize);
+                    let group = firsts.entry(first).or_insert_with(|| vec![first]);
+                    match group.iter().find(|&&f| v.get(f as usize) == text) {
+                        Some(&f) => dup(later as usize, f as usize, text, &mut keep),
+                        None => group.push(later),
+                    }
+                }
+            }
+            _ => {}
         }
-        t.refs[ci] = Some(rows);
     }
-    if any_drop {
+    // Exact duplicates in event tables: a warning; the row still counts.
+    if loader.hash_rows {
+        for (later, first) in equal_hashes(&hashes) {
+            warnings.push(Warning {
+                file: file.clone(),
+                line: Some(t.lines[later as usize]),
+                message: format!("exact duplicate of line {}", t.lines[first as usize]),
+            });
+        }
+    }
+    drop(hashes);
+    warnings.extend(row_warnings);
+    // References within the table, once it is complete.
+    let self_refs: Vec<usize> = ts
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.references.as_deref() == Some(ts.name.as_str()))
+        .map(|(ci, _)| ci)
+        .collect();
+    if !self_refs.is_empty() {
+        let key = ts.key.unwrap_or(0);
+        let index: FxHashMap<Sym, u32> = match &t.columns[key] {
+            ColumnData::Id(v) => v
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep.is_empty() || keep[*i])
+                .map(|(i, s)| (*s, i as u32))
+                .collect(),
+            _ => FxHashMap::default(),
+        };
+        for ci in self_refs {
+            let col = &ts.columns[ci];
+            let ColumnData::Id(v) = &t.columns[ci] else {
+                continue;
+            };
+            let mut rows = Vec::with_capacity(v.len());
+            for (i, s) in v.iter().enumerate() {
+                match index.get(s) {
+                    Some(r) => rows.push(*r),
+                    None if s.is_none() => rows.push(u32::MAX),
+                    None => {
+                        rows.push(u32::MAX);
+                        if !keep.is_empty() && !keep[i] {
+                            continue;
+                        }
+                        let text = resolve(global, &local, *s).to_string();
+                        rejects.push(Reject {
+                            table: ts.name.clone(),
+                            file: file.clone(),
+                            line: t.lines[i],
+                            column: Some(col.display()),
+                            value: Some(text.clone()),
+                            reason: format!(
+                                "unknown {}: `{text}` is not in table `{}`",
+                                col.display(),
+                                ts.name
+                            ),
+                            raw: row_text(&t, ts, i, global, &local),
+                        });
+                        drop_row(&mut keep, i, n);
+                    }
+                }
+            }
+            t.refs[ci] = Some(rows);
+        }
+    }
+    if !keep.is_empty() {
+        // Row numbers shift: references within the table point at the new numbers.
+        let mut new_row = vec![u32::MAX; n];
+        let mut next = 0u32;
+        for i in 0..n {
+            if keep[i] {
+                new_row[i] = next;
+                next += 1;
+            }
+        }
         for c in t.columns.iter_mut() {
             c.retain(&keep);
         }
@@ -1032,29 +1334,46 @@ fn load_table<'x>(
             i += 1;
             k
         });
-        for r in t.refs.iter_mut().flatten() {
+        for (ci, r) in t.refs.iter_mut().enumerate() {
+            let Some(r) = r else { continue };
             let mut i = 0;
             r.retain(|_| {
                 let k = keep[i];
                 i += 1;
                 k
             });
-        }
-        if let Some(k) = key
-            && let ColumnData::Id(v) = &t.columns[k]
-        {
-            t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+            if ts.columns[ci].references.as_deref() == Some(ts.name.as_str()) {
+                for x in r.iter_mut() {
+                    if *x != u32::MAX {
+                        *x = new_row[*x as usize];
+                    }
+                }
+            }
         }
     }
-    let rejected = part.rejects.len() as u64;
-    part.stats = Some(TableStats {
+    if let Some(k) = ts.key
+        && let ColumnData::Id(v) = &t.columns[k]
+    {
+        t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+    }
+    let rejected = rejects.len() as u64;
+    let stats = TableStats {
         table: ts.name.clone(),
-        file: file.to_string(),
+        file: file.clone(),
         encoding: encoding.to_string(),
         read,
         loaded: t.len() as u64,
         rejected,
-    });
+    };
     debug_assert_eq!(read, t.len() as u64 + rejected);
-    Ok((t, part))
+    Ok((
+        t,
+        Done {
+            local,
+            rejects,
+            warnings,
+            stats: Some(stats),
+            rejected_keys: my_rejected_keys,
+        },
+    ))
 }

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 pub use load::{LoadOptions, load};
-pub use source::Encoding;
+pub use source::{Chunking, Encoding};
 
 /// An interned id (`M001`, `C03`): cheap to compare and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +49,14 @@ impl Interner {
         &self.strs
     }
 
+    pub fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strs.is_empty()
+    }
+
     pub fn get(&self, s: &str) -> Option<Sym> {
         self.map.get(s).copied()
     }
@@ -62,11 +70,75 @@ impl Interner {
     }
 }
 
+/// Text cells stored end to end in one buffer (no allocation per cell).
+#[derive(Debug, Clone, Default)]
+pub struct TextColumn {
+    buf: String,
+    ends: Vec<usize>,
+}
+
+impl TextColumn {
+    pub fn get(&self, row: usize) -> &str {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        &self.buf[start..self.ends[row]]
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.ends.push(self.buf.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+
+    fn truncate(&mut self, n: usize) {
+        if n < self.ends.len() {
+            self.ends.truncate(n);
+            self.buf.truncate(self.ends.last().copied().unwrap_or(0));
+        }
+    }
+
+    fn append(&mut self, other: TextColumn) {
+        let base = self.buf.len();
+        self.buf.push_str(&other.buf);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    fn retain(&mut self, keep: &[bool]) {
+        let mut out = TextColumn::default();
+        for (r, k) in keep.iter().enumerate() {
+            if *k {
+                out.push(self.get(r));
+            }
+        }
+        *self = out;
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for TextColumn {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut c = TextColumn::default();
+        for s in iter {
+            c.push(s.as_ref());
+        }
+        c
+    }
+}
+
 /// The values of one column.
 #[derive(Debug, Clone)]
 pub enum ColumnData {
     Id(Vec<Sym>),
-    Text(Vec<String>),
+    Text(TextColumn),
     Date(Vec<Option<NaiveDate>>),
     DateTime(Vec<Option<NaiveDateTime>>),
     Bool(Vec<Option<bool>>),
@@ -92,6 +164,49 @@ impl ColumnData {
         self.len() == 0
     }
 
+    /// Room for `n` more rows.
+    fn reserve(&mut self, n: usize) {
+        match self {
+            ColumnData::Id(v) => v.reserve(n),
+            ColumnData::Text(v) => {
+                v.ends.reserve(n);
+                v.buf.reserve(n * 8);
+            }
+            ColumnData::Date(v) => v.reserve(n),
+            ColumnData::DateTime(v) => v.reserve(n),
+            ColumnData::Bool(v) => v.reserve(n),
+            ColumnData::Number(v) => v.reserve(n),
+            ColumnData::Enum(v) => v.reserve(n),
+        }
+    }
+
+    /// Drop rows from `n` on.
+    fn truncate(&mut self, n: usize) {
+        match self {
+            ColumnData::Id(v) => v.truncate(n),
+            ColumnData::Text(v) => v.truncate(n),
+            ColumnData::Date(v) => v.truncate(n),
+            ColumnData::DateTime(v) => v.truncate(n),
+            ColumnData::Bool(v) => v.truncate(n),
+            ColumnData::Number(v) => v.truncate(n),
+            ColumnData::Enum(v) => v.truncate(n),
+        }
+    }
+
+    /// Add the rows of `other` (a column of the same type).
+    fn append(&mut self, other: ColumnData) {
+        match (self, other) {
+            (ColumnData::Id(a), ColumnData::Id(mut b)) => a.append(&mut b),
+            (ColumnData::Text(a), ColumnData::Text(b)) => a.append(b),
+            (ColumnData::Date(a), ColumnData::Date(mut b)) => a.append(&mut b),
+            (ColumnData::DateTime(a), ColumnData::DateTime(mut b)) => a.append(&mut b),
+            (ColumnData::Bool(a), ColumnData::Bool(mut b)) => a.append(&mut b),
+            (ColumnData::Number(a), ColumnData::Number(mut b)) => a.append(&mut b),
+            (ColumnData::Enum(a), ColumnData::Enum(mut b)) => a.append(&mut b),
+            _ => debug_assert!(false, "columns of one table keep their types"),
+        }
+    }
+
     /// Keep only the rows where `keep` is true.
     fn retain(&mut self, keep: &[bool]) {
         fn r<T>(v: &mut Vec<T>, keep: &[bool]) {
@@ -104,7 +219,7 @@ impl ColumnData {
         }
         match self {
             ColumnData::Id(v) => r(v, keep),
-            ColumnData::Text(v) => r(v, keep),
+            ColumnData::Text(v) => v.retain(keep),
             ColumnData::Date(v) => r(v, keep),
             ColumnData::DateTime(v) => r(v, keep),
             ColumnData::Bool(v) => r(v, keep),

@@ -2,6 +2,7 @@
 //! person sees: CSV in UTF-8 (BOM allowed) or GB18030/GBK, and sheets of XLSX workbooks.
 
 use calamine::{Data, Reader};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// How to decode CSV bytes.
@@ -117,15 +118,19 @@ impl<'a> LineCounter<'a> {
         }
     }
 
+    /// A counter for text whose first byte is on line `line`.
+    fn starting(text: &'a [u8], line: u32) -> Self {
+        LineCounter { text, pos: 0, line }
+    }
+
     fn line_at(&mut self, mut offset: usize) -> u32 {
         while offset < self.text.len() && matches!(self.text[offset], b'\r' | b'\n') {
             offset += 1;
         }
         let offset = offset.min(self.text.len());
         if offset < self.pos {
-            // Offsets normally grow; recount from the start if not.
-            self.pos = 0;
-            self.line = 1;
+            // Offsets only grow.
+            return self.line;
         }
         self.line += self.text[self.pos..offset]
             .iter()
@@ -145,8 +150,12 @@ pub struct Row<'a> {
     pub problem: Option<String>,
 }
 
-/// Receives a table's header, then its rows, one at a time.
-pub trait RowSink {
+/// Receives a table's header, then its rows. Rows are handled in *pieces*: each piece
+/// collects consecutive rows on its own (pieces of a large file are filled in parallel),
+/// then the pieces are absorbed in file order.
+pub trait TableSink: Sync {
+    type Piece: Send;
+
     /// Whether these fields can be the header (exports often put a title line above it).
     fn is_header(&self, _fields: &[String]) -> bool {
         true
@@ -161,7 +170,35 @@ pub trait RowSink {
         encoding: &'static str,
         from_excel: bool,
     ) -> Result<(), String>;
-    fn row(&mut self, row: Row<'_>);
+
+    /// An empty piece, with room for about `rows` rows.
+    fn piece(&self, rows: usize) -> Self::Piece;
+    /// About `rows` rows are coming in all (a hint, given before the first piece).
+    fn reserve(&mut self, _rows: usize) {}
+    /// One row into a piece (called from several threads, on different pieces).
+    fn row(&self, piece: &mut Self::Piece, row: Row<'_>);
+    /// A filled piece, in file order.
+    fn absorb(&mut self, piece: Self::Piece);
+    /// `bytes` more of the file have been read (for progress bars).
+    fn progress(&self, _bytes: u64) {}
+}
+
+/// How a CSV file is cut for parallel reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// Bytes read at a time (the file is never held whole unless it needs the slow path).
+    pub window: usize,
+    /// Bytes per piece parsed on one thread.
+    pub piece: usize,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking {
+            window: 16 << 20,
+            piece: 512 << 10,
+        }
+    }
 }
 
 const MAX_FIELD: usize = 1 << 20;
@@ -171,28 +208,351 @@ fn field_str(f: &[u8]) -> &str {
     std::str::from_utf8(f).unwrap_or("\u{FFFD}").trim()
 }
 
-/// Stream a CSV file into `sink` without holding its rows (the bytes are read once; valid
-/// UTF-8 is used in place).
-pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if bytes.is_empty() {
+/// Read a CSV file into `sink`; returns the encoding used (`UTF-8`, `GB18030`).
+///
+/// The fast path reads the file in windows, cuts each window into pieces at line breaks and
+/// parses the pieces in parallel; it applies while the text has no quote characters and no
+/// bare carriage returns, where every line is one record. From the first window that has
+/// either, the rest of the file is read by the `csv` crate on one thread. Both paths give the
+/// same rows, line numbers and problems.
+pub fn read_csv<S: TableSink>(
+    path: &Path,
+    enc: Encoding,
+    chunking: Chunking,
+    sink: &mut S,
+) -> Result<&'static str, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let window = chunking.window.max(64);
+    let mut cur: Vec<u8> = Vec::with_capacity(window);
+    let mut eof = fill(&mut file, &mut cur, window)?;
+    if cur.is_empty() {
         return Err("the file is empty (0 bytes): it needs at least a header line".into());
     }
-    let (text, encoding) = decode(&bytes, enc);
-    let data = text.as_bytes();
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(data);
-    let mut lines = LineCounter::new(data);
-    let mut cur = csv::ByteRecord::new();
-    let mut next = csv::ByteRecord::new();
+    if cur.starts_with(b"\xEF\xBB\xBF") {
+        cur.drain(..3);
+    }
+    let mut decided = match enc {
+        Encoding::Utf8 => Some("UTF-8"),
+        Encoding::Gb18030 => Some("GB18030"),
+        Encoding::Auto => None,
+    };
+    // The first window must hold whole lines.
+    while !eof && memchr::memrchr(b'\n', &cur).is_none() {
+        eof = fill(&mut file, &mut cur, window)?;
+    }
+    let first_end = window_end(&cur, eof);
+    if !is_simple(&cur[..first_end]) {
+        // Quotes or bare CRs from the start: the whole file on the slow path.
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest)
+            .map_err(|e| format!("cannot read the file: {e}"))?;
+        cur.extend_from_slice(&rest);
+        sink.progress(cur.len() as u64);
+        let (text, name) = decode(&cur, decided.map_or(enc, encoding_of));
+        read_csv_text(text.as_bytes(), name, sink)?;
+        return Ok(name);
+    }
+    decide(&mut decided, &cur[..first_end], enc);
+    // The header, from the first window.
+    let text0 = decode_piece(&cur[..first_end], decided);
+    let (header_line, body_start) = simple_header(&text0, sink)?;
+    let body_start = raw_offset_after_lines(&cur[..first_end], &text0, body_start);
+    let mut line = header_line + 1;
+    let mut start = body_start;
+    let mut next: Vec<u8> = Vec::with_capacity(window);
+    let mut first_window = true;
+    loop {
+        let end = window_end(&cur, eof);
+        let body = &cur[start..end];
+        // Cut into pieces at line breaks; each knows its first line.
+        let mut cuts = vec![0usize];
+        while *cuts.last().unwrap_or(&0) < body.len() {
+            let from = cuts.last().copied().unwrap_or(0) + chunking.piece.max(1);
+            let cut = if from >= body.len() {
+                body.len()
+            } else {
+                memchr::memchr(b'\n', &body[from..]).map_or(body.len(), |i| from + i + 1)
+            };
+            cuts.push(cut);
+        }
+        let ranges: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+        let simple = ranges.par_iter().all(|&(a, b)| is_simple(&body[a..b]));
+        if !simple {
+            // The rest of the file (from this window's first line) on the slow path.
+            let mut rest = cur[start..].to_vec();
+            file.read_to_end(&mut rest)
+                .map_err(|e| format!("cannot read the file: {e}"))?;
+            decide(&mut decided, &rest, enc);
+            let (text, _) = decode(&rest, decided.map_or(enc, encoding_of));
+            let sink_ref: &S = sink;
+            let mut piece = sink_ref.piece(0);
+            csv_rows(text.as_bytes(), line, usize::MAX, &mut |row| {
+                sink_ref.row(&mut piece, row)
+            });
+            sink.absorb(piece);
+            sink.progress(rest.len() as u64);
+            return Ok(decided.unwrap_or("UTF-8"));
+        }
+        decide(&mut decided, body, enc);
+        let newlines: Vec<u32> = ranges
+            .par_iter()
+            .map(|&(a, b)| memchr::memchr_iter(b'\n', &body[a..b]).count() as u32)
+            .collect();
+        let mut first_lines = Vec::with_capacity(ranges.len());
+        let mut l = line;
+        for n in &newlines {
+            first_lines.push(l);
+            l += n;
+        }
+        let window_lines = l - line;
+        if first_window {
+            // Size the table from the first window's lines per byte.
+            let len = file.metadata().map_or(0, |m| m.len()) as f64;
+            let est = len * f64::from(window_lines) / (end.max(1) as f64) * 1.02;
+            sink.reserve(est as usize);
+            first_window = false;
+        }
+        // Parse the pieces while the next window is read.
+        next.clear();
+        next.extend_from_slice(&cur[end..]);
+        let sink_ref: &S = sink;
+        let (pieces, read) = rayon::join(
+            || {
+                ranges
+                    .par_iter()
+                    .zip(first_lines.par_iter().zip(newlines.par_iter()))
+                    .map(|(&(a, b), (&first, &n))| {
+                        let text = decode_piece(&body[a..b], decided);
+                        let mut piece = sink_ref.piece(n as usize + 1);
+                        simple_rows(&text, first, &mut |row| sink_ref.row(&mut piece, row));
+                        piece
+                    })
+                    .collect::<Vec<_>>()
+            },
+            || {
+                if eof {
+                    Ok(true)
+                } else {
+                    fill(&mut file, &mut next, window)
+                }
+            },
+        );
+        for p in pieces {
+            sink.absorb(p);
+        }
+        sink.progress((end - start) as u64);
+        eof = read?;
+        line += window_lines;
+        std::mem::swap(&mut cur, &mut next);
+        start = 0;
+        if cur.is_empty() && eof {
+            break;
+        }
+        while !eof && memchr::memrchr(b'\n', &cur).is_none() {
+            eof = fill(&mut file, &mut cur, window)?;
+        }
+    }
+    Ok(decided.unwrap_or("UTF-8"))
+}
+
+/// Append up to `n` bytes from `file`; true at the end of the file.
+fn fill(file: &mut std::fs::File, buf: &mut Vec<u8>, n: usize) -> Result<bool, String> {
+    use std::io::Read;
+    let before = buf.len();
+    let got = file
+        .by_ref()
+        .take(n as u64)
+        .read_to_end(buf)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    debug_assert_eq!(buf.len(), before + got);
+    Ok(got < n)
+}
+
+/// Where the whole lines of a window end.
+fn window_end(buf: &[u8], eof: bool) -> usize {
+    if eof {
+        buf.len()
+    } else {
+        memchr::memrchr(b'\n', buf).map_or(buf.len(), |i| i + 1)
+    }
+}
+
+/// True when every line is one record: no quotes, and CR only before LF.
+fn is_simple(bytes: &[u8]) -> bool {
+    if memchr::memchr(b'"', bytes).is_some() {
+        return false;
+    }
+    memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
+}
+
+fn encoding_of(name: &'static str) -> Encoding {
+    if name == "GB18030" {
+        Encoding::Gb18030
+    } else {
+        Encoding::Utf8
+    }
+}
+
+/// With `--encoding auto`, decide at the first bytes that are not ASCII (ASCII reads the
+/// same either way).
+fn decide(decided: &mut Option<&'static str>, bytes: &[u8], enc: Encoding) {
+    if decided.is_none() && !bytes.is_ascii() {
+        *decided = Some(decode_name(bytes, enc));
+    }
+}
+
+/// The encoding `decode` would choose for these bytes.
+fn decode_name(bytes: &[u8], enc: Encoding) -> &'static str {
+    match enc {
+        Encoding::Utf8 => "UTF-8",
+        Encoding::Gb18030 => "GB18030",
+        Encoding::Auto => {
+            if std::str::from_utf8(bytes).is_ok() {
+                return "UTF-8";
+            }
+            let mut good = 0usize;
+            let mut bad = 0usize;
+            for chunk in bytes.utf8_chunks() {
+                good += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+                if !chunk.invalid().is_empty() {
+                    bad += 1;
+                }
+            }
+            if good >= 10 * bad.max(1) {
+                "UTF-8"
+            } else {
+                "GB18030"
+            }
+        }
+    }
+}
+
+/// Decode a piece (whole lines) with the encoding decided so far.
+fn decode_piece<'a>(bytes: &'a [u8], decided: Option<&'static str>) -> std::borrow::Cow<'a, str> {
+    match decided {
+        Some("GB18030") => encoding_rs::GB18030.decode_without_bom_handling(bytes).0,
+        _ => match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        },
+    }
+}
+
+/// The raw byte offset of the start of the line at text offset `text_off` (offsets after a
+/// line break; line breaks are the same bytes in raw and decoded text).
+fn raw_offset_after_lines(raw: &[u8], text: &str, text_off: usize) -> usize {
+    if text_off >= text.len() {
+        return raw.len();
+    }
+    let n = memchr::memchr_iter(b'\n', &text.as_bytes()[..text_off]).count();
+    if n == 0 {
+        return 0;
+    }
+    memchr::memchr_iter(b'\n', raw)
+        .nth(n - 1)
+        .map_or(raw.len(), |i| i + 1)
+}
+
+/// Split a line into trimmed fields; the problem if the row cannot be taken as it is.
+fn split_line<'t>(line: &'t str, fields: &mut Vec<&'t str>) -> Option<String> {
+    fields.clear();
+    let mut problem = None;
+    for f in line.split(',') {
+        if f.len() > MAX_FIELD {
+            problem = Some("a field is longer than 1 MiB (an unclosed quote?)".to_string());
+        }
+        fields.push(f.trim());
+    }
+    problem
+}
+
+/// The header of a simple (quote-free) text: the first of the first five non-empty lines
+/// that the sink accepts (title lines above it are reported as skipped). Returns the header
+/// line number and the text offset where the body starts.
+fn simple_header<S: TableSink>(text: &str, sink: &mut S) -> Result<(u32, usize), String> {
+    const LOOK: usize = 5;
+    let mut candidates: Vec<(u32, Vec<String>, usize)> = Vec::new();
+    let mut pos = 0;
+    let mut line = 1u32;
+    let mut fields = Vec::new();
+    while pos < text.len() && candidates.len() < LOOK {
+        let end = memchr::memchr(b'\n', &text.as_bytes()[pos..]).map_or(text.len(), |i| pos + i);
+        let l = text[pos..end].strip_suffix('\r').unwrap_or(&text[pos..end]);
+        split_line(l, &mut fields);
+        if !l.is_empty() && fields.iter().any(|f| !f.is_empty()) {
+            candidates.push((
+                line,
+                fields.iter().map(|f| f.to_string()).collect(),
+                (end + 1).min(text.len()),
+            ));
+        }
+        pos = end + 1;
+        line += 1;
+    }
+    if candidates.is_empty() {
+        return Err("the file has no header line".into());
+    }
+    let pick = candidates
+        .iter()
+        .position(|(_, f, _)| sink.is_header(f))
+        .unwrap_or(0);
+    for (l, f, _) in &candidates[..pick] {
+        sink.skipped(*l, &f.join(","));
+    }
+    let (header_line, header, body) = &candidates[pick];
+    if header.iter().any(|h| h.contains('\u{FFFD}')) {
+        return Err(format!(
+            "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
+        ));
+    }
+    sink.header(header, *header_line, "UTF-8", false)?;
+    Ok((*header_line, *body))
+}
+
+/// Rows of simple text (every line one record), the first line numbered `first`.
+fn simple_rows(text: &str, first: u32, row: &mut dyn FnMut(Row<'_>)) {
+    let bytes = text.as_bytes();
+    // U+FFFD marks bytes that could not be decoded; most pieces have none.
+    let damaged = memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_some();
+    let mut fields: Vec<&str> = Vec::new();
+    let mut pos = 0;
+    let mut line = first;
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let l = &text[pos..end];
+        let l = l.strip_suffix('\r').unwrap_or(l);
+        if !l.is_empty() {
+            let mut problem = split_line(l, &mut fields);
+            if problem.is_none() && damaged && l.contains('\u{FFFD}') {
+                problem =
+                    Some("the row has bytes that are neither UTF-8 nor GB18030 text".to_string());
+            }
+            // A line of only empty fields (`,,,`) holds nothing: it is skipped like a blank line.
+            if problem.is_some() || fields.iter().any(|f| !f.is_empty()) {
+                row(Row {
+                    line,
+                    fields: &fields,
+                    problem,
+                });
+            }
+        }
+        pos = end + 1;
+        line += 1;
+    }
+}
+
+/// Read decoded CSV text (header and rows) with the `csv` crate, on one thread.
+pub fn read_csv_text<S: TableSink>(
+    data: &[u8],
+    encoding: &'static str,
+    sink: &mut S,
+) -> Result<(), String> {
     // The header: the first non-empty record the sink accepts among the first few (title
     // lines above it are skipped with a warning); if none fits, the first non-empty one, so
     // the sink can say which columns are missing.
     const LOOK: usize = 5;
-    let mut candidates: Vec<(u32, Vec<String>)> = Vec::new();
+    let mut candidates: Vec<(u32, Vec<String>, usize)> = Vec::new();
     {
         let mut probe = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -207,7 +567,12 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
                         continue;
                     }
                     let line = probe_lines.line_at(rec.position().map_or(0, |p| p.byte() as usize));
-                    candidates.push((line, rec.iter().map(|f| field_str(f).to_string()).collect()));
+                    let after = probe.position().byte() as usize;
+                    candidates.push((
+                        line,
+                        rec.iter().map(|f| field_str(f).to_string()).collect(),
+                        after,
+                    ));
                 }
                 Ok(false) => break,
                 Err(e) => {
@@ -224,34 +589,39 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
     }
     let pick = candidates
         .iter()
-        .position(|(_, f)| sink.is_header(f))
+        .position(|(_, f, _)| sink.is_header(f))
         .unwrap_or(0);
-    let header_line = candidates[pick].0;
-    for (line, fields) in &candidates[..pick] {
+    for (line, fields, _) in &candidates[..pick] {
         sink.skipped(*line, &fields.join(","));
     }
-    // Move the real reader past the header.
-    loop {
-        match rdr.read_byte_record(&mut cur) {
-            Ok(true) => {
-                let line = lines.line_at(cur.position().map_or(0, |p| p.byte() as usize));
-                if line < header_line || cur.iter().all(|f| field_str(f).is_empty()) {
-                    continue;
-                }
-                let header: Vec<String> = cur.iter().map(|f| field_str(f).to_string()).collect();
-                if header.iter().any(|h| h.contains('\u{FFFD}')) {
-                    return Err(format!(
-                        "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
-                    ));
-                }
-                sink.header(&header, header_line, encoding, false)?;
-                break;
-            }
-            Ok(false) => return Err("the file has no header line".into()),
-            Err(e) => return Err(format!("the header cannot be read as CSV: {e}")),
-        }
+    let (header_line, header, after) = &candidates[pick];
+    if header.iter().any(|h| h.contains('\u{FFFD}')) {
+        return Err(format!(
+            "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
+        ));
     }
-    let header_len = cur.len();
+    sink.header(header, *header_line, encoding, false)?;
+    let after = (*after).min(data.len());
+    let line = 1 + memchr::memchr_iter(b'\n', &data[..after]).count() as u32;
+    let sink_ref: &S = sink;
+    let mut piece = sink_ref.piece(0);
+    csv_rows(&data[after..], line, header.len(), &mut |row| {
+        sink_ref.row(&mut piece, row)
+    });
+    sink.absorb(piece);
+    Ok(())
+}
+
+/// The records of decoded CSV text after the header; the text starts on line `first`.
+fn csv_rows(data: &[u8], first: u32, header_len: usize, row: &mut dyn FnMut(Row<'_>)) {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(data);
+    let mut lines = LineCounter::starting(data, first);
+    let mut cur = csv::ByteRecord::new();
+    let mut next = csv::ByteRecord::new();
     let mut read = |rec: &mut csv::ByteRecord| -> Result<bool, String> {
         rdr.read_byte_record(rec)
             .map_err(|e| format!("the row cannot be read as CSV: {e}"))
@@ -262,7 +632,7 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
             Ok(false) => break,
             Err(msg) => {
                 let line = lines.line_at(data.len());
-                sink.row(Row {
+                row(Row {
                     line,
                     fields: &[],
                     problem: Some(msg),
@@ -274,7 +644,7 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
         let line = lines.line_at(cur.position().map_or(0, |p| p.byte() as usize));
         let next_have = read(&mut next);
         let is_last = matches!(next_have, Ok(false));
-        let mut f2: Vec<&str> = Vec::with_capacity(header_len);
+        let mut f2: Vec<&str> = Vec::with_capacity(header_len.min(256));
         let mut problem = None;
         for f in cur.iter() {
             if f.len() > MAX_FIELD {
@@ -299,7 +669,7 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
         }
         // A line of only empty fields (`,,,`) holds nothing: it is skipped like a blank line.
         if problem.is_some() || f2.iter().any(|f| !f.is_empty()) {
-            sink.row(Row {
+            row(Row {
                 line,
                 fields: &f2,
                 problem,
@@ -308,7 +678,6 @@ pub fn read_csv(path: &Path, enc: Encoding, sink: &mut dyn RowSink) -> Result<()
         std::mem::swap(&mut cur, &mut next);
         have = next_have;
     }
-    Ok(())
 }
 
 /// Sheet names of an XLSX workbook.
@@ -322,7 +691,7 @@ fn xlsx_error(e: &str) -> String {
 }
 
 /// Stream one sheet of a workbook into `sink`; row numbers are those Excel shows.
-pub fn read_sheet_into(path: &Path, sheet: &str, sink: &mut dyn RowSink) -> Result<(), String> {
+pub fn read_sheet_into<S: TableSink>(path: &Path, sheet: &str, sink: &mut S) -> Result<(), String> {
     let mut t = read_sheet(path, sheet)?;
     // A title row above the header: take the first of the first rows that is a header.
     if !sink.is_header(&t.header)
@@ -344,14 +713,20 @@ pub fn read_sheet_into(path: &Path, sheet: &str, sink: &mut dyn RowSink) -> Resu
         t.rows = rest;
     }
     sink.header(&t.header, t.header_line, t.encoding, true)?;
+    let sink_ref: &S = sink;
+    let mut piece = sink_ref.piece(0);
     for r in t.rows {
         let fields: Vec<&str> = r.fields.iter().map(|s| s.as_str()).collect();
-        sink.row(Row {
-            line: r.line,
-            fields: &fields,
-            problem: r.problem,
-        });
+        sink_ref.row(
+            &mut piece,
+            Row {
+                line: r.line,
+                fields: &fields,
+                problem: r.problem,
+            },
+        );
     }
+    sink.absorb(piece);
     Ok(())
 }
 
@@ -441,27 +816,86 @@ mod tests {
     #[derive(Default)]
     struct Collect {
         header: Vec<String>,
+        header_line: u32,
+        skipped: Vec<u32>,
         rows: Vec<(u32, Vec<String>, Option<String>)>,
     }
 
-    impl RowSink for Collect {
-        fn header(&mut self, h: &[String], _: u32, _: &'static str, _: bool) -> Result<(), String> {
+    type Rows = Vec<(u32, Vec<String>, Option<String>)>;
+
+    impl TableSink for Collect {
+        type Piece = Rows;
+        fn is_header(&self, f: &[String]) -> bool {
+            f.first().is_some_and(|h| h == "a")
+        }
+        fn skipped(&mut self, line: u32, _: &str) {
+            self.skipped.push(line);
+        }
+        fn header(&mut self, h: &[String], l: u32, _: &'static str, _: bool) -> Result<(), String> {
             self.header = h.to_vec();
+            self.header_line = l;
             Ok(())
         }
-        fn row(&mut self, r: Row<'_>) {
-            self.rows.push((
+        fn piece(&self, _: usize) -> Rows {
+            Vec::new()
+        }
+        fn row(&self, p: &mut Rows, r: Row<'_>) {
+            p.push((
                 r.line,
                 r.fields.iter().map(|s| s.to_string()).collect(),
                 r.problem,
             ));
         }
+        fn absorb(&mut self, p: Rows) {
+            self.rows.extend(p);
+        }
+    }
+
+    fn read_with(p: &Path, chunking: Chunking) -> (Collect, &'static str) {
+        let mut c = Collect::default();
+        let enc = read_csv(p, Encoding::Auto, chunking, &mut c).unwrap();
+        (c, enc)
     }
 
     fn read(p: &Path) -> Collect {
-        let mut c = Collect::default();
-        read_csv(p, Encoding::Auto, &mut c).unwrap();
-        c
+        read_with(p, Chunking::default()).0
+    }
+
+    /// The fast path (tiny windows and pieces) gives what the `csv` crate gives.
+    #[test]
+    fn parallel_pieces_read_like_the_csv_crate() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        let mut body = String::from("title line,,\n\na,b,c\n");
+        for i in 0..400 {
+            match i % 7 {
+                0 => body.push_str(&format!("{i},名字{i},x\r\n")),
+                1 => body.push('\n'),
+                2 => body.push_str(",,\n"),
+                3 => body.push_str(&format!(" {i} , 值 ,\n")),
+                _ => body.push_str(&format!("{i},{i},{i},extra\n")),
+            }
+        }
+        let quoted = format!("{body}9,\"q\nq\",1\n10,b,c");
+        let gbk = encoding_rs::GBK.encode(&body).0.into_owned();
+        for (name, bytes) in [
+            ("plain", body.clone().into_bytes()),
+            ("quote late", quoted.clone().into_bytes()),
+            ("gbk", gbk),
+        ] {
+            std::fs::write(&p, &bytes).unwrap();
+            let (text, enc0) = decode(&bytes, Encoding::Auto);
+            let mut slow = Collect::default();
+            read_csv_text(text.as_bytes(), enc0, &mut slow).unwrap();
+            for (window, piece) in [(64, 1), (100, 7), (1000, 50), (1 << 20, 1 << 20)] {
+                let (fast, enc) = read_with(&p, Chunking { window, piece });
+                assert_eq!(enc, enc0, "{name}");
+                assert_eq!(fast.header, slow.header, "{name} {window}");
+                assert_eq!(fast.header_line, 3, "{name}");
+                assert_eq!(fast.skipped, vec![1], "{name}");
+                assert_eq!(fast.rows, slow.rows, "{name} {window}/{piece}");
+            }
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn read_waivers(
             Scalar::Date(d) => Some(date_text(d)),
             Scalar::Id(i) => Some(data.ids.resolve(i).to_string()),
             Scalar::TextRef(..) | Scalar::Str(_) => match &t.columns[ci] {
-                ColumnData::Text(v) => Some(v[r].clone()),
+                ColumnData::Text(v) => Some(v.get(r).to_string()),
                 _ => None,
             },
             _ => None,

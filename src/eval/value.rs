@@ -61,7 +61,7 @@ impl<'a> Values<'a> {
                 }
             }
             ColumnData::Text(v) => {
-                if v[row].is_empty() {
+                if v.get(row).is_empty() {
                     Scalar::None
                 } else {
                     Scalar::TextRef(tidx as u16, ci as u16, row as u32)
@@ -106,7 +106,7 @@ impl<'a> Values<'a> {
         match s {
             Scalar::Id(i) => Some(self.data.ids.resolve(*i)),
             Scalar::TextRef(t, c, r) => match &self.tables[*t as usize].columns[*c as usize] {
-                ColumnData::Text(v) => Some(v[*r as usize].as_str()),
+                ColumnData::Text(v) => Some(v.get(*r as usize)),
                 _ => None,
             },
             Scalar::Str(s) => Some(s),

@@ -69,6 +69,9 @@ pub struct TableSchema {
     pub key: Option<usize>,
     pub optional: bool,
     pub columns: Vec<ColumnSchema>,
+    /// Its keys are looked up by id (a subject table, or referenced by another table), so
+    /// they are interned and indexed; other keys are kept as text and only checked unique.
+    pub indexed: bool,
 }
 
 impl TableSchema {

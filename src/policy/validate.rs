@@ -182,8 +182,20 @@ pub(super) fn build(
     if let Some((a, id)) = assessment_file.as_mut() {
         decls.push((a.take_decls(), *id));
     }
-    let schema = build_schema(&mut cx, &decls);
+    let mut schema = build_schema(&mut cx, &decls);
     let subjects = build_subjects(&mut cx, &manifest, manifest_file, &schema);
+    // Keys that are looked up by id: subject tables and referenced tables.
+    let referenced: Vec<String> = schema
+        .tables
+        .values()
+        .flat_map(|t| t.columns.iter().filter_map(|c| c.references.clone()))
+        .chain(subjects.values().map(|s| s.table.clone()))
+        .collect();
+    for name in referenced {
+        if let Some(t) = schema.tables.get_mut(&name) {
+            t.indexed = true;
+        }
+    }
     let params = build_params(&mut cx, &decls);
     let mut periods_raw = Vec::new();
     for (d, file) in &decls {
@@ -635,6 +647,7 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
                     key,
                     optional: t.optional,
                     columns,
+                    indexed: false,
                 },
             );
         }
