@@ -411,15 +411,42 @@ fn empty_column(ty: ColumnType) -> ColumnData {
 }
 
 /// The words (names and aliases, as written and normalized) of an enum or bool column.
-fn column_words(col: &ColumnSchema) -> Option<FxHashMap<String, u8>> {
+#[derive(Default)]
+struct Words {
+    /// Words of up to 15 bytes, packed into an integer (quick to hash and compare).
+    short: FxHashMap<u128, u8>,
+    long: FxHashMap<String, u8>,
+}
+
+impl Words {
+    fn insert(&mut self, w: String, i: u8) {
+        match super::pack(&w) {
+            Some(k) => {
+                self.short.entry(k).or_insert(i);
+            }
+            None => {
+                self.long.entry(w).or_insert(i);
+            }
+        }
+    }
+
+    fn get(&self, w: &str) -> Option<u8> {
+        match super::pack(w) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(w).copied(),
+        }
+    }
+}
+
+fn column_words(col: &ColumnSchema) -> Option<Words> {
     if !matches!(col.ty, ColumnType::Enum | ColumnType::Bool) || col.values.is_empty() {
         return None;
     }
-    let mut m = FxHashMap::default();
+    let mut m = Words::default();
     for (i, (k, aliases)) in col.values.iter().enumerate() {
         for w in std::iter::once(k).chain(aliases) {
-            m.entry(w.trim().to_string()).or_insert(i as u8);
-            m.entry(norm(w)).or_insert(i as u8);
+            m.insert(w.trim().to_string(), i as u8);
+            m.insert(norm(w), i as u8);
         }
     }
     Some(m)
@@ -429,14 +456,15 @@ fn column_words(col: &ColumnSchema) -> Option<FxHashMap<String, u8>> {
 #[allow(clippy::too_many_arguments)]
 fn push_cell(
     col: &ColumnSchema,
-    words: Option<&FxHashMap<String, u8>>,
+    words: Option<&Words>,
     text: &str,
     excel: bool,
     global: &Interner,
     local: &mut Interner,
     out: &mut ColumnData,
+    last: &mut Option<(u128, Sym)>,
 ) -> Result<(), String> {
-    let word = |t: &str| words.and_then(|w| w.get(t).or_else(|| w.get(&norm(t))).copied());
+    let word = |t: &str| words.and_then(|w| w.get(t).or_else(|| w.get(&norm(t))));
     let empty = text.is_empty();
     if empty && col.required {
         return Err("a value is required here but the cell is empty".into());
@@ -445,7 +473,15 @@ fn push_cell(
         ColumnData::Id(v) => v.push(if empty {
             Sym::NONE
         } else {
-            intern(global, local, text)
+            match (super::pack(text), *last) {
+                (Some(k), Some((lk, sym))) if k == lk => sym,
+                (Some(k), _) => {
+                    let sym = intern(global, local, text);
+                    *last = Some((k, sym));
+                    sym
+                }
+                (None, _) => intern(global, local, text),
+            }
         }),
         ColumnData::Text(v) => v.push(text),
         ColumnData::Date(v) => v.push(if empty {
@@ -589,6 +625,8 @@ struct Piece {
     /// Keys of rejected rows (for messages of tables that reference them).
     rejected_keys: HashMap<Sym, u32>,
     read: u64,
+    /// Per column: the last id and its symbol (rows of one member usually come together).
+    last: Vec<Option<(u128, Sym)>>,
 }
 
 impl Piece {
@@ -627,7 +665,7 @@ struct TableLoader<'x> {
     from_excel: bool,
     encoding: &'static str,
     /// Per column: enum/bool words.
-    words: Vec<Option<FxHashMap<String, u8>>>,
+    words: Vec<Option<Words>>,
     /// Per column: the already loaded table it references (not this table).
     targets: Vec<Option<&'x Table>>,
     /// The key is kept as text, not interned: no table references it.
@@ -636,6 +674,8 @@ struct TableLoader<'x> {
     hash_rows: bool,
     header_warnings: Vec<Warning>,
     acc: Option<Piece>,
+    /// Emptied pieces, to be filled again.
+    pool: std::sync::Mutex<Vec<Piece>>,
     /// Rows expected in all (from the first window), to size the table once.
     reserve: usize,
     progress: Option<&'x indicatif::ProgressBar>,
@@ -760,7 +800,12 @@ impl TableSink for TableLoader<'_> {
     }
 
     fn piece(&self, rows: usize) -> Piece {
-        let mut p = self.empty_piece();
+        let mut p = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_else(|| self.empty_piece());
         p.reserve(rows);
         p
     }
@@ -799,6 +844,7 @@ impl TableSink for TableLoader<'_> {
                 self.global,
                 &mut p.local,
                 &mut p.columns[ci],
+                &mut p.last[ci],
             ) {
                 p.truncate(n);
                 let reason = if self.field_of[ci].is_some_and(|fi| fi >= row.fields.len()) {
@@ -931,20 +977,28 @@ impl TableSink for TableLoader<'_> {
                 .map(|(k, v)| (remap(k), v))
                 .collect();
         }
-        for (a, b) in acc.columns.iter_mut().zip(p.columns) {
+        for (a, b) in acc.columns.iter_mut().zip(p.columns.iter_mut()) {
             a.append(b);
         }
-        for (a, b) in acc.refs.iter_mut().zip(p.refs) {
-            if let (Some(a), Some(mut b)) = (a.as_mut(), b) {
-                a.append(&mut b);
+        for (a, b) in acc.refs.iter_mut().zip(p.refs.iter_mut()) {
+            if let (Some(a), Some(b)) = (a.as_mut(), b.as_mut()) {
+                a.append(b);
             }
         }
         acc.lines.append(&mut p.lines);
         acc.hashes.append(&mut p.hashes);
         acc.rejects.append(&mut p.rejects);
         acc.warnings.append(&mut p.warnings);
-        acc.rejected_keys.extend(p.rejected_keys);
+        acc.rejected_keys.extend(p.rejected_keys.drain());
         acc.read += p.read;
+        // The emptied piece keeps its buffers for the next window (fresh memory costs more
+        // than parsing: the kernel zeroes every new page).
+        p.read = 0;
+        p.local = Interner::default();
+        p.last.iter_mut().for_each(|l| *l = None);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(p);
+        }
     }
 
     fn progress(&self, bytes: u64) {
@@ -1043,6 +1097,7 @@ impl TableLoader<'_> {
             warnings: Vec::new(),
             rejected_keys: HashMap::new(),
             read: 0,
+            last: vec![None; self.ts.columns.len()],
         }
     }
 
@@ -1155,6 +1210,7 @@ fn load_table<'x>(
         hash_rows: ts.key.is_none(),
         header_warnings: Vec::new(),
         acc: None,
+        pool: Default::default(),
         reserve: 0,
         progress,
     };
@@ -1180,6 +1236,7 @@ fn load_table<'x>(
         warnings: row_warnings,
         rejected_keys: my_rejected_keys,
         read,
+        ..
     } = acc;
     let mut warnings = loader.header_warnings;
     let mut t = Table {

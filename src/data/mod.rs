@@ -26,21 +26,46 @@ impl Sym {
 }
 
 /// All ids of a dataset, interned once.
+///
+/// Ids of up to 15 bytes (nearly all: `M00000001`, `CM000175`) are looked up by their bytes
+/// packed into one integer, which is much faster to hash and compare than a string.
 #[derive(Debug, Default)]
 pub struct Interner {
-    map: FxHashMap<std::sync::Arc<str>, Sym>,
+    short: FxHashMap<u128, Sym>,
+    long: FxHashMap<std::sync::Arc<str>, Sym>,
     strs: Vec<std::sync::Arc<str>>,
+}
+
+/// The bytes of a short string and its length in one integer.
+#[inline]
+pub(crate) fn pack(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() > 15 {
+        return None;
+    }
+    let mut k = (b.len() as u128) << 120;
+    for (i, &c) in b.iter().enumerate() {
+        k |= u128::from(c) << (8 * i);
+    }
+    Some(k)
 }
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> Sym {
-        if let Some(&id) = self.map.get(s) {
+        if let Some(id) = self.get(s) {
             return id;
         }
         let id = Sym(self.strs.len() as u32);
         let shared: std::sync::Arc<str> = s.into();
         self.strs.push(shared.clone());
-        self.map.insert(shared, id);
+        match pack(s) {
+            Some(k) => {
+                self.short.insert(k, id);
+            }
+            None => {
+                self.long.insert(shared, id);
+            }
+        }
         id
     }
 
@@ -57,8 +82,12 @@ impl Interner {
         self.strs.is_empty()
     }
 
+    #[inline]
     pub fn get(&self, s: &str) -> Option<Sym> {
-        self.map.get(s).copied()
+        match pack(s) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(s).copied(),
+        }
     }
 
     pub fn resolve(&self, id: Sym) -> &str {
@@ -107,10 +136,13 @@ impl TextColumn {
         }
     }
 
-    fn append(&mut self, other: TextColumn) {
+    /// Move the rows of `other` here (it keeps its buffers, empty, for reuse).
+    fn append(&mut self, other: &mut TextColumn) {
         let base = self.buf.len();
         self.buf.push_str(&other.buf);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+        other.buf.clear();
+        other.ends.clear();
     }
 
     fn retain(&mut self, keep: &[bool]) {
@@ -194,15 +226,17 @@ impl ColumnData {
     }
 
     /// Add the rows of `other` (a column of the same type).
-    fn append(&mut self, other: ColumnData) {
+    /// Move the rows of `other` (a column of the same type) here; `other` keeps its
+    /// buffers, empty, for reuse.
+    fn append(&mut self, other: &mut ColumnData) {
         match (self, other) {
-            (ColumnData::Id(a), ColumnData::Id(mut b)) => a.append(&mut b),
+            (ColumnData::Id(a), ColumnData::Id(b)) => a.append(b),
             (ColumnData::Text(a), ColumnData::Text(b)) => a.append(b),
-            (ColumnData::Date(a), ColumnData::Date(mut b)) => a.append(&mut b),
-            (ColumnData::DateTime(a), ColumnData::DateTime(mut b)) => a.append(&mut b),
-            (ColumnData::Bool(a), ColumnData::Bool(mut b)) => a.append(&mut b),
-            (ColumnData::Number(a), ColumnData::Number(mut b)) => a.append(&mut b),
-            (ColumnData::Enum(a), ColumnData::Enum(mut b)) => a.append(&mut b),
+            (ColumnData::Date(a), ColumnData::Date(b)) => a.append(b),
+            (ColumnData::DateTime(a), ColumnData::DateTime(b)) => a.append(b),
+            (ColumnData::Bool(a), ColumnData::Bool(b)) => a.append(b),
+            (ColumnData::Number(a), ColumnData::Number(b)) => a.append(b),
+            (ColumnData::Enum(a), ColumnData::Enum(b)) => a.append(b),
             _ => debug_assert!(false, "columns of one table keep their types"),
         }
     }

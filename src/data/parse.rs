@@ -49,8 +49,35 @@ fn push_date(s: &mut String, y: i32, m: u32, d: u32) {
     push2(s, d);
 }
 
+/// Digits at `b[i..i + n]` as a number.
+#[inline]
+fn digits(b: &[u8], i: usize, n: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b.get(i..i + n)? {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// The common `YYYY-MM-DD` exactly (millions of cells), without the general parser.
+#[inline]
+fn iso_date(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(b, 0, 4)? as i32, digits(b, 5, 2)?, digits(b, 8, 2)?)
+}
+
 /// `YYYY-MM-DD`, `YYYY/M/D` (also `YYYY-M-D`, `YYYY/MM/DD`).
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    if s.len() == 10
+        && let Some(d) = iso_date(s.as_bytes())
+    {
+        return Some(d);
+    }
     let s = s.trim();
     // `2020年8月1日` (spreadsheets set to Chinese date formats) and `2020.8.1`.
     if s.contains('年') || s.contains('.') {
@@ -88,6 +115,25 @@ fn parse_time(s: &str) -> Option<NaiveTime> {
 
 /// `YYYY-MM-DD HH:MM[:SS]`, `YYYY/M/D H:MM[:SS]`, `YYYY-MM-DDTHH:MM[:SS]`.
 pub fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
+    // `YYYY-MM-DD HH:MM[:SS]` exactly, without the general parser.
+    let b = s.as_bytes();
+    if (b.len() == 16 || b.len() == 19)
+        && matches!(b.get(10), Some(b' ' | b'T'))
+        && b[13] == b':'
+        && (b.len() == 16 || b[16] == b':')
+        && let Some(date) = iso_date(b)
+    {
+        let sec = if b.len() == 19 {
+            digits(b, 17, 2)
+        } else {
+            Some(0)
+        };
+        if let (Some(h), Some(m), Some(sec)) = (digits(b, 11, 2), digits(b, 14, 2), sec)
+            && let Some(t) = NaiveTime::from_hms_opt(h, m, sec)
+        {
+            return Some(NaiveDateTime::new(date, t));
+        }
+    }
     let s = s.trim();
     let (d, t) = s.split_once(['T', ' '])?;
     let date = parse_date(d)?;
