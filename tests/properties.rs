@@ -34,8 +34,11 @@ const TABLES: [&str; 10] = [
     "org_registrations",
 ];
 
-/// A sample table: header and rows.
-fn sample_table(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+/// A table as text: header and rows.
+type TextTable = (Vec<String>, Vec<Vec<String>>);
+
+/// A sample table.
+fn sample_table(name: &str) -> TextTable {
     let path = root().join(format!("samples/hubei-2020/{name}.csv"));
     let mut r = csv::Reader::from_path(&path).unwrap();
     let header = r.headers().unwrap().iter().map(String::from).collect();
@@ -47,8 +50,8 @@ fn sample_table(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
 }
 
 /// The samples' tables, read once.
-fn samples() -> &'static Vec<(Vec<String>, Vec<Vec<String>>)> {
-    static S: OnceLock<Vec<(Vec<String>, Vec<Vec<String>>)>> = OnceLock::new();
+fn samples() -> &'static Vec<TextTable> {
+    static S: OnceLock<Vec<TextTable>> = OnceLock::new();
     S.get_or_init(|| TABLES.iter().map(|t| sample_table(t)).collect())
 }
 
