@@ -32,6 +32,10 @@ struct Case {
     rejects: Vec<ExpectedReject>,
     #[serde(default)]
     counts: BTreeMap<String, [u64; 3]>,
+    /// A known bug in the loader: the case says what should happen, but is run only by the
+    /// ignored test `known_bug_cases` until the bug is fixed.
+    #[serde(default)]
+    known_bug: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,12 +91,46 @@ fn generate(what: &str, data: &Path) {
             let rows: Vec<Vec<&str>> = rows.iter().map(|r| r.split(',').collect()).collect();
             std::fs::write(data.join("services.xlsx"), workbook("服务记录", &rows)).unwrap();
         }
+        // Workbooks whose second row's first cell has a reference no spreadsheet can have:
+        // past u32 (8 letters), far past Excel's 16,384 columns (6 letters), or past its
+        // 1,048,576 rows.
+        "xlsx-cell-column-overflow" => bad_reference(data, "AAAAAAAA2"),
+        "xlsx-cell-far-column" => bad_reference(data, "ZZZZZZ2"),
+        "xlsx-cell-far-row" => bad_reference(data, "A4000000000"),
         other => panic!("cases.toml: unknown generator `{other}`"),
     }
 }
 
+/// `services.xlsx` with one good row whose first cell claims to be at `reference`.
+fn bad_reference(data: &Path, reference: &str) {
+    let header = "service_id,member_id,community_id,start,end,category,tasked_by,verified";
+    let row = "S9001,M001,C01,2020-08-01 08:00,2020-08-01 10:00,patrol,community,true";
+    let rows = vec![header.split(',').collect(), row.split(',').collect()];
+    std::fs::write(
+        data.join("services.xlsx"),
+        workbook_with("services", &rows, &|r, c| {
+            if (r, c) == (1, 0) {
+                reference.to_string()
+            } else {
+                cell_ref(r, c)
+            }
+        }),
+    )
+    .unwrap();
+}
+
+/// `A1`-style reference of a 0-based row and column (columns up to Z).
+fn cell_ref(row: usize, col: usize) -> String {
+    format!("{}{}", (b'A' + col as u8) as char, row + 1)
+}
+
 /// A minimal .xlsx with one sheet of inline-string cells.
 pub fn workbook(sheet: &str, rows: &[Vec<&str>]) -> Vec<u8> {
+    workbook_with(sheet, rows, &cell_ref)
+}
+
+/// A minimal .xlsx with one sheet of inline-string cells, at the references `at` gives.
+fn workbook_with(sheet: &str, rows: &[Vec<&str>], at: &dyn Fn(usize, usize) -> String) -> Vec<u8> {
     fn xml_escape(s: &str) -> String {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -106,10 +144,9 @@ pub fn workbook(sheet: &str, rows: &[Vec<&str>]) -> Vec<u8> {
     for (i, row) in rows.iter().enumerate() {
         cells.push_str(&format!(r#"<row r="{}">"#, i + 1));
         for (j, v) in row.iter().enumerate() {
-            let col = (b'A' + j as u8) as char;
             cells.push_str(&format!(
-                r#"<c r="{col}{}" t="inlineStr"><is><t>{}</t></is></c>"#,
-                i + 1,
+                r#"<c r="{}" t="inlineStr"><is><t>{}</t></is></c>"#,
+                at(i, j),
                 xml_escape(v)
             ));
         }
@@ -215,7 +252,14 @@ fn run(case: &Case) -> Vec<String> {
     }
 
     let rejects_file = tmp.path().join("rejects.csv");
-    let out = rulebook()
+    // Under a 4 GiB address-space limit, so that input which makes the loader allocate
+    // without bound fails fast instead of taking the machine's memory.
+    let bin = assert_cmd::cargo::cargo_bin("rulebook");
+    let out = std::process::Command::new("sh")
+        .current_dir(root())
+        .arg("-c")
+        .arg("ulimit -v 4194304 && exec \"$0\" \"$@\"")
+        .arg(&bin)
         .args(["eval", "--as-of", "2020-12-31", "--data"])
         .arg(&data)
         .arg("--rejects")
@@ -334,7 +378,22 @@ fn run(case: &Case) -> Vec<String> {
 fn every_corpus_case_behaves_as_cases_toml_says() {
     let cases = cases();
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases.iter().filter(|c| c.known_bug.is_none()) {
+        for p in run(case) {
+            failures.push(format!("[{}] {p}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The cases of known loader bugs (`known_bug` in cases.toml): they fail until fixed.
+#[test]
+#[ignore = "bug: a crafted XLSX cell reference panics the loader (debug) or makes it allocate \
+            tens of GB (release) in calamine's worksheet_range; see known_bug in cases.toml"]
+fn known_bug_cases() {
+    let cases = cases();
+    let mut failures = Vec::new();
+    for case in cases.iter().filter(|c| c.known_bug.is_some()) {
         for p in run(case) {
             failures.push(format!("[{}] {p}", case.name));
         }
