@@ -15,7 +15,9 @@ use typst_as_lib::TypstEngine;
 use typst_as_lib::file_resolver::FileResolver;
 
 /// Escape text for Typst markup: every character with a markup meaning gets a backslash,
-/// line breaks become spaces. `#read("x")` prints as `#read("x")`.
+/// line breaks (every character Typst takes as one: LF, CR, VT, FF, NEL, U+2028, U+2029) and
+/// tabs become spaces, other control characters are dropped. `#read("x")` prints as
+/// `#read("x")`.
 pub fn escape_markup(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -26,7 +28,9 @@ pub fn escape_markup(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '\n' | '\r' | '\t' => out.push(' '),
+            '\n' | '\r' | '\t' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                out.push(' ')
+            }
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -297,6 +301,12 @@ mod tests {
         assert_eq!(escape_markup("#read(\"x\")"), "\\#read\\(\\\"x\\\"\\)");
         assert_eq!(escape_markup("*王*_[1]"), "\\*王\\*\\_\\[1\\]");
         assert_eq!(escape_markup("a\nb"), "a b");
+        // Unicode line and paragraph separators are line breaks to Typst (U+2029 twice
+        // would start a new paragraph, and either ends a heading): spaces too.
+        assert_eq!(
+            escape_markup("a\u{2028}b\u{2029}c\u{85}d\u{0B}e"),
+            "a b c d e"
+        );
         assert_eq!(escape_markup("张三"), "张三");
     }
 
