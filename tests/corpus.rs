@@ -32,10 +32,6 @@ struct Case {
     rejects: Vec<ExpectedReject>,
     #[serde(default)]
     counts: BTreeMap<String, [u64; 3]>,
-    /// A known bug in the loader: the case says what should happen, but is run only by the
-    /// ignored test `known_bug_cases` until the bug is fixed.
-    #[serde(default)]
-    known_bug: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,22 +374,7 @@ fn run(case: &Case) -> Vec<String> {
 fn every_corpus_case_behaves_as_cases_toml_says() {
     let cases = cases();
     let mut failures = Vec::new();
-    for case in cases.iter().filter(|c| c.known_bug.is_none()) {
-        for p in run(case) {
-            failures.push(format!("[{}] {p}", case.name));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// The cases of known loader bugs (`known_bug` in cases.toml): they fail until fixed.
-#[test]
-#[ignore = "bug: a crafted XLSX cell reference panics the loader (debug) or makes it allocate \
-            tens of GB (release) in calamine's worksheet_range; see known_bug in cases.toml"]
-fn known_bug_cases() {
-    let cases = cases();
-    let mut failures = Vec::new();
-    for case in cases.iter().filter(|c| c.known_bug.is_some()) {
+    for case in &cases {
         for p in run(case) {
             failures.push(format!("[{}] {p}", case.name));
         }

@@ -697,8 +697,10 @@ fn csv_rows(data: &[u8], first: u32, header_len: usize, row: &mut dyn FnMut(Row<
 
 /// Sheet names of an XLSX workbook.
 pub fn sheet_names(path: &Path) -> Result<Vec<String>, String> {
-    let wb = calamine::open_workbook_auto(path).map_err(|e| xlsx_error(&e.to_string()))?;
-    Ok(wb.sheet_names().to_vec())
+    guarded("the workbook", || {
+        let wb = calamine::open_workbook_auto(path).map_err(|e| xlsx_error(&e.to_string()))?;
+        Ok(wb.sheet_names().to_vec())
+    })
 }
 
 fn xlsx_error(e: &str) -> String {
@@ -745,35 +747,147 @@ pub fn read_sheet_into<S: TableSink>(path: &Path, sheet: &str, sink: &mut S) -> 
     Ok(())
 }
 
+/// Excel's grid: 1,048,576 rows and 16,384 columns (the last cell is XFD1048576).
+const EXCEL_ROWS: u32 = 1 << 20;
+const EXCEL_COLS: u32 = 1 << 14;
+/// Columns a table row may use; a cell further right makes its row a problem row.
+const MAX_COLS: u32 = 1024;
+
+/// A column number (0 based) as Excel's letters.
+fn column_name(mut c: u32) -> String {
+    let mut s = Vec::new();
+    loop {
+        s.push(b'A' + (c % 26) as u8);
+        if c < 26 {
+            break;
+        }
+        c = c / 26 - 1;
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_default()
+}
+
+/// Run calamine on a workbook someone sent: a panic inside it (a malformed file) becomes an
+/// error, and its message is not printed.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r.unwrap_or_else(|_| {
+        Err(format!(
+            "{what} cannot be read: a cell reference is malformed or beyond Excel's grid (the last cell is XFD1048576); the file is damaged"
+        ))
+    })
+}
+
+/// The non-empty cells of a sheet with their (row, column), checked against Excel's grid.
+/// XLSX sheets are streamed cell by cell, so a damaged file cannot make the reader allocate
+/// a grid up to a far-away cell reference.
+/// A cell's (row, column) and value.
+type SheetCell = ((u32, u32), Data);
+
+fn sheet_cells(path: &Path, sheet: &str) -> Result<Vec<SheetCell>, String> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut cells = Vec::new();
+    let mut add = |(r, c): (u32, u32), v: Data| -> Result<(), String> {
+        if r >= EXCEL_ROWS || c >= EXCEL_COLS {
+            return Err(format!(
+                "sheet `{sheet}`: cell {}{} is beyond Excel's grid (the last cell is XFD1048576); the file is damaged",
+                column_name(c),
+                u64::from(r) + 1
+            ));
+        }
+        if !matches!(v, Data::Empty) {
+            cells.push(((r, c), v));
+        }
+        Ok(())
+    };
+    if ext == "xlsx" || ext == "xlsm" {
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(path)
+            .map_err(|e: calamine::XlsxError| xlsx_error(&e.to_string()))?;
+        let mut rdr = wb
+            .worksheet_cells_reader(sheet)
+            .map_err(|e| format!("cannot read sheet `{sheet}`: {e}"))?;
+        while let Some(cell) = rdr
+            .next_cell()
+            .map_err(|e| format!("cannot read sheet `{sheet}`: {e}"))?
+        {
+            add(cell.get_position(), Data::from(cell.get_value().clone()))?;
+        }
+    } else {
+        let mut wb = calamine::open_workbook_auto(path).map_err(|e| xlsx_error(&e.to_string()))?;
+        let range = wb
+            .worksheet_range(sheet)
+            .map_err(|e| format!("cannot read sheet `{sheet}`: {e}"))?;
+        for (r, c, v) in range.used_cells() {
+            let (r0, c0) = range.start().unwrap_or((0, 0));
+            add((r0 + r as u32, c0 + c as u32), v.clone())?;
+        }
+    }
+    Ok(cells)
+}
+
 /// Read one sheet of a workbook; row numbers are those Excel shows.
 pub fn read_sheet(path: &Path, sheet: &str) -> Result<RawTable, String> {
-    let mut wb = calamine::open_workbook_auto(path).map_err(|e| xlsx_error(&e.to_string()))?;
-    let range = wb
-        .worksheet_range(sheet)
-        .map_err(|e| format!("cannot read sheet `{sheet}`: {e}"))?;
-    let first_row = range.start().map(|(r, _)| r).unwrap_or(0);
-    let first_col = range.start().map(|(_, c)| c).unwrap_or(0) as usize;
+    let mut cells = guarded(&format!("sheet `{sheet}`"), || sheet_cells(path, sheet))?;
+    cells.sort_by_key(|(pos, _)| *pos);
+    cells.dedup_by_key(|(pos, _)| *pos);
     let mut header: Option<(Vec<String>, u32)> = None;
     let mut rows = Vec::new();
-    for (i, row) in range.rows().enumerate() {
-        let line = first_row + i as u32 + 1;
-        let mut fields: Vec<String> = std::iter::repeat_n(String::new(), first_col)
-            .chain(row.iter().map(cell_text))
-            .collect();
+    let mut i = 0;
+    while i < cells.len() {
+        let r = cells[i].0.0;
+        let mut j = i;
+        while j < cells.len() && cells[j].0.0 == r {
+            j += 1;
+        }
+        let row = &cells[i..j];
+        i = j;
+        let line = r + 1;
+        let last = row.last().map_or(0, |((_, c), _)| *c);
+        let mut problem = row.iter().find_map(|(_, v)| match v {
+            Data::Error(e) => Some(format!("the sheet has an error cell ({e:?})")),
+            _ => None,
+        });
+        let mut fields: Vec<String> = Vec::new();
+        if last >= MAX_COLS {
+            problem = Some(format!(
+                "the row has a value in column {} ({}), beyond the table's columns",
+                column_name(last),
+                last + 1
+            ));
+            fields.extend(row.iter().map(|(_, v)| cell_text(v)));
+        } else {
+            fields.resize(last as usize + 1, String::new());
+            for ((_, c), v) in row {
+                fields[*c as usize] = cell_text(v);
+            }
+        }
         while fields.last().is_some_and(|f| f.is_empty()) {
             fields.pop();
         }
-        if fields.is_empty() {
+        if fields.is_empty() && problem.is_none() {
             continue;
         }
         if header.is_none() {
             header = Some((fields, line));
             continue;
         }
-        let problem = row.iter().find_map(|c| match c {
-            Data::Error(e) => Some(format!("the sheet has an error cell ({e:?})")),
-            _ => None,
-        });
         rows.push(RawRow {
             line,
             fields,

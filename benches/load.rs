@@ -1,0 +1,54 @@
+//! Micro-benchmarks of loading: cell parsers, and a whole generated dataset (20,000 members,
+//! about 1 million rows) read, checked and indexed.
+//!
+//! `cargo bench --bench load` (the dataset is generated once into a temporary folder).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rulebook::data::{self, LoadOptions};
+use std::hint::black_box;
+use std::path::Path;
+
+fn parsers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    g.bench_function("datetime iso", |b| {
+        b.iter(|| data::parse::parse_datetime(black_box("2020-02-10 14:30:00")))
+    });
+    g.bench_function("datetime slashes", |b| {
+        b.iter(|| data::parse::parse_datetime(black_box("2020/2/10 9:30")))
+    });
+    g.bench_function("date chinese", |b| {
+        b.iter(|| data::parse::parse_date(black_box("2020年8月1日")))
+    });
+    g.finish();
+}
+
+fn dataset(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let out = dir.path().join("m20000");
+    rulebook::r#gen::generate(&rulebook::r#gen::GenOptions {
+        members: 20_000,
+        seed: 42,
+        out: out.clone(),
+        year: 2020,
+    })
+    .expect("generate the dataset");
+    let policy = rulebook::policy::load(Path::new("policies")).expect("the shipped policy set");
+    let bytes: u64 = std::fs::read_dir(&out)
+        .expect("dataset folder")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("20k members", |b| {
+        b.iter(|| {
+            let ds = data::load(&out, &policy.schema, &LoadOptions::default()).expect("loads");
+            black_box(ds.total_read())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsers, dataset);
+criterion_main!(benches);
