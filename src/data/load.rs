@@ -374,6 +374,18 @@ fn merge(ds: &mut Dataset, ts: &TableSchema, t: &mut Table, part: Done) -> HashM
             t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         }
     }
+    // Rows by key symbol, dense, for the tables loaded after this one.
+    if let Some(k) = ts.key
+        && let ColumnData::Id(v) = &t.columns[k]
+    {
+        let mut by_sym = vec![u32::MAX; ds.ids.len()];
+        for (i, s) in v.iter().enumerate() {
+            if let Some(slot) = by_sym.get_mut(s.0 as usize) {
+                *slot = i as u32;
+            }
+        }
+        t.row_by_sym = by_sym;
+    }
     ds.rejects.extend(part.rejects);
     ds.warnings.extend(part.warnings);
     ds.stats.extend(part.stats);
@@ -390,6 +402,7 @@ fn empty_table(ts: &TableSchema) -> Table {
         lines: Vec::new(),
         columns: ts.columns.iter().map(|c| empty_column(c.ty)).collect(),
         key_index: FxHashMap::default(),
+        row_by_sym: Vec::new(),
         refs: ts
             .columns
             .iter()
@@ -627,6 +640,8 @@ struct Piece {
     read: u64,
     /// Per column: the last id and its symbol (rows of one member usually come together).
     last: Vec<Option<(u128, Sym)>>,
+    /// Per reference column: the last symbol and the row it points at.
+    last_ref: Vec<Option<(Sym, u32)>>,
 }
 
 impl Piece {
@@ -638,6 +653,7 @@ impl Piece {
             r.reserve(rows);
         }
         self.lines.reserve(rows);
+        self.hashes.reserve(rows);
     }
 
     /// Drop the cells pushed for a row that is then rejected.
@@ -673,7 +689,7 @@ struct TableLoader<'x> {
     /// Hash exact rows (tables without a key) to warn about duplicates.
     hash_rows: bool,
     header_warnings: Vec<Warning>,
-    acc: Option<Piece>,
+    acc: std::sync::Mutex<Option<Piece>>,
     /// Emptied pieces, to be filled again.
     pool: std::sync::Mutex<Vec<Piece>>,
     /// Rows expected in all (from the first window), to size the table once.
@@ -899,7 +915,16 @@ impl TableSink for TableLoader<'_> {
                 }
                 continue;
             }
-            if let Some(&target_row) = tt.key_index.get(&sym) {
+            let found = match p.last_ref[ci] {
+                Some((s, row)) if s == sym => Some(row),
+                _ => tt
+                    .row_by_sym
+                    .get(sym.0 as usize)
+                    .copied()
+                    .filter(|r| *r != u32::MAX),
+            };
+            if let Some(target_row) = found {
+                p.last_ref[ci] = Some((sym, target_row));
                 if let Some(r) = &mut p.refs[ci] {
                     r.push(target_row);
                 }
@@ -943,10 +968,21 @@ impl TableSink for TableLoader<'_> {
         p.lines.push(row.line);
     }
 
-    fn absorb(&mut self, mut p: Piece) {
-        let Some(acc) = &mut self.acc else {
-            p.reserve(self.reserve.saturating_sub(p.lines.len()));
-            self.acc = Some(p);
+    fn absorb(&self, mut p: Piece) {
+        let Ok(mut guard) = self.acc.lock() else {
+            return;
+        };
+        let Some(acc) = guard.as_mut() else {
+            // The first piece becomes the table, sized for the rows to come.
+            let rows = p.lines.len().max(1);
+            let more = self.reserve.saturating_sub(rows);
+            p.reserve(more);
+            for c in p.columns.iter_mut() {
+                if let ColumnData::Text(t) = c {
+                    t.reserve_bytes(more * t.bytes_len().div_ceil(rows));
+                }
+            }
+            *guard = Some(p);
             return;
         };
         // This piece's new ids get the table's local numbers.
@@ -996,6 +1032,7 @@ impl TableSink for TableLoader<'_> {
         p.read = 0;
         p.local = Interner::default();
         p.last.iter_mut().for_each(|l| *l = None);
+        p.last_ref.iter_mut().for_each(|l| *l = None);
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(p);
         }
@@ -1026,13 +1063,14 @@ fn mix(mut x: u64) -> u64 {
 /// Pairs `(later, first)` of rows with equal hashes: each later row with the first row of
 /// its hash. Sorted by the later row. Runs in parallel on large inputs.
 fn equal_hashes(hashes: &[u64]) -> Vec<(u32, u32)> {
-    const BITS: u32 = 10;
     let n = hashes.len();
     if n < 2 {
         return Vec::new();
     }
-    let buckets = 1usize << BITS;
-    let bucket = |h: u64| (h >> (64 - BITS)) as usize;
+    // About 256 rows a bucket: each bucket sorts quickly in cache.
+    let bits = (usize::BITS - (n / 256).leading_zeros()).clamp(4, 20);
+    let buckets = 1usize << bits;
+    let bucket = |h: u64| (h >> (64 - bits)) as usize;
     // Row numbers grouped by bucket (counting sort keeps row order within a bucket).
     let mut start = vec![0u32; buckets + 1];
     for &h in hashes {
@@ -1098,6 +1136,7 @@ impl TableLoader<'_> {
             rejected_keys: HashMap::new(),
             read: 0,
             last: vec![None; self.ts.columns.len()],
+            last_ref: vec![None; self.ts.columns.len()],
         }
     }
 
@@ -1209,7 +1248,7 @@ fn load_table<'x>(
         text_key,
         hash_rows: ts.key.is_none(),
         header_warnings: Vec::new(),
-        acc: None,
+        acc: Default::default(),
         pool: Default::default(),
         reserve: 0,
         progress,
@@ -1222,7 +1261,7 @@ fn load_table<'x>(
         SourceKind::Sheet(s) => source::read_sheet_into(&src.path, s, &mut loader)?,
     }
     let encoding = loader.encoding;
-    let acc = match loader.acc.take() {
+    let acc = match loader.acc.lock().ok().and_then(|mut a| a.take()) {
         Some(p) => p,
         None => loader.empty_piece(),
     };
@@ -1245,6 +1284,7 @@ fn load_table<'x>(
         lines,
         columns,
         key_index: FxHashMap::default(),
+        row_by_sym: Vec::new(),
         refs,
     };
     let mut keep: Vec<bool> = Vec::new();

@@ -125,6 +125,15 @@ impl TextColumn {
         self.ends.is_empty()
     }
 
+    /// Bytes of text held.
+    pub fn bytes_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn reserve_bytes(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|r| self.get(r))
     }
@@ -200,10 +209,7 @@ impl ColumnData {
     fn reserve(&mut self, n: usize) {
         match self {
             ColumnData::Id(v) => v.reserve(n),
-            ColumnData::Text(v) => {
-                v.ends.reserve(n);
-                v.buf.reserve(n * 8);
-            }
+            ColumnData::Text(v) => v.ends.reserve(n),
             ColumnData::Date(v) => v.reserve(n),
             ColumnData::DateTime(v) => v.reserve(n),
             ColumnData::Bool(v) => v.reserve(n),
@@ -283,6 +289,9 @@ pub struct Table {
     pub columns: Vec<ColumnData>,
     /// Key value → row, for tables with a key.
     pub key_index: FxHashMap<Sym, u32>,
+    /// The same as a dense array by symbol number (`u32::MAX`: no row), for fast lookups
+    /// while later tables load; symbols added after this table loaded are past its end.
+    pub row_by_sym: Vec<u32>,
     /// For each reference column, the row it points at in the referenced table.
     pub refs: Vec<Option<Vec<u32>>>,
 }

@@ -162,6 +162,11 @@ pub fn excel_serial_date(s: &str) -> Option<NaiveDateTime> {
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, `是`/`否` (and `y`/`n`, `t`/`f`), any case.
 pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" => return Some(true),
+        "false" => return Some(false),
+        _ => {}
+    }
     let s = s.trim();
     let is = |w: &[&str]| w.iter().any(|x| s.eq_ignore_ascii_case(x));
     if is(&["true", "1", "yes", "y", "t", "是", "1.0"]) {

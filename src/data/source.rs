@@ -177,8 +177,8 @@ pub trait TableSink: Sync {
     fn reserve(&mut self, _rows: usize) {}
     /// One row into a piece (called from several threads, on different pieces).
     fn row(&self, piece: &mut Self::Piece, row: Row<'_>);
-    /// A filled piece, in file order.
-    fn absorb(&mut self, piece: Self::Piece);
+    /// A filled piece, in file order (while later pieces are being filled).
+    fn absorb(&self, piece: Self::Piece);
     /// `bytes` more of the file have been read (for progress bars).
     fn progress(&self, _bytes: u64) {}
 }
@@ -224,7 +224,8 @@ pub fn read_csv<S: TableSink>(
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
     let window = chunking.window.max(64);
-    let mut cur: Vec<u8> = Vec::with_capacity(window);
+    // Room for a window plus the partial line carried over, so buffers are never regrown.
+    let mut cur: Vec<u8> = Vec::with_capacity(2 * window);
     let mut eof = fill(&mut file, &mut cur, window)?;
     if cur.is_empty() {
         return Err("the file is empty (0 bytes): it needs at least a header line".into());
@@ -260,8 +261,10 @@ pub fn read_csv<S: TableSink>(
     let body_start = raw_offset_after_lines(&cur[..first_end], &text0, body_start);
     let mut line = header_line + 1;
     let mut start = body_start;
-    let mut next: Vec<u8> = Vec::with_capacity(window);
+    let mut next: Vec<u8> = Vec::with_capacity(2 * window);
     let mut first_window = true;
+    // Pieces parsed but not yet absorbed: they are absorbed while the next window is parsed.
+    let mut pending: Vec<S::Piece> = Vec::new();
     loop {
         let end = window_end(&cur, eof);
         let body = &cur[start..end];
@@ -280,6 +283,9 @@ pub fn read_csv<S: TableSink>(
         let simple = ranges.par_iter().all(|&(a, b)| is_simple(&body[a..b]));
         if !simple {
             // The rest of the file (from this window's first line) on the slow path.
+            for p in pending.drain(..) {
+                sink.absorb(p);
+            }
             let mut rest = cur[start..].to_vec();
             file.read_to_end(&mut rest)
                 .map_err(|e| format!("cannot read the file: {e}"))?;
@@ -313,11 +319,12 @@ pub fn read_csv<S: TableSink>(
             sink.reserve(est as usize);
             first_window = false;
         }
-        // Parse the pieces while the next window is read.
+        // Parse the pieces while the previous ones are absorbed and the next window is read.
         next.clear();
         next.extend_from_slice(&cur[end..]);
         let sink_ref: &S = sink;
-        let (pieces, read) = rayon::join(
+        let previous = std::mem::take(&mut pending);
+        let (pieces, ((), read)) = rayon::join(
             || {
                 ranges
                     .par_iter()
@@ -331,16 +338,19 @@ pub fn read_csv<S: TableSink>(
                     .collect::<Vec<_>>()
             },
             || {
-                if eof {
-                    Ok(true)
-                } else {
-                    fill(&mut file, &mut next, window)
-                }
+                rayon::join(
+                    || previous.into_iter().for_each(|p| sink_ref.absorb(p)),
+                    || {
+                        if eof {
+                            Ok(true)
+                        } else {
+                            fill(&mut file, &mut next, window)
+                        }
+                    },
+                )
             },
         );
-        for p in pieces {
-            sink.absorb(p);
-        }
+        pending = pieces;
         sink.progress((end - start) as u64);
         eof = read?;
         line += window_lines;
@@ -352,6 +362,9 @@ pub fn read_csv<S: TableSink>(
         while !eof && memchr::memrchr(b'\n', &cur).is_none() {
             eof = fill(&mut file, &mut cur, window)?;
         }
+    }
+    for p in pending {
+        sink.absorb(p);
     }
     Ok(decided.unwrap_or("UTF-8"))
 }
@@ -947,7 +960,7 @@ mod tests {
         header: Vec<String>,
         header_line: u32,
         skipped: Vec<u32>,
-        rows: Vec<(u32, Vec<String>, Option<String>)>,
+        rows: std::sync::Mutex<Vec<(u32, Vec<String>, Option<String>)>>,
     }
 
     type Rows = Vec<(u32, Vec<String>, Option<String>)>;
@@ -975,8 +988,8 @@ mod tests {
                 r.problem,
             ));
         }
-        fn absorb(&mut self, p: Rows) {
-            self.rows.extend(p);
+        fn absorb(&self, p: Rows) {
+            self.rows.lock().unwrap().extend(p);
         }
     }
 
@@ -1022,7 +1035,11 @@ mod tests {
                 assert_eq!(fast.header, slow.header, "{name} {window}");
                 assert_eq!(fast.header_line, 3, "{name}");
                 assert_eq!(fast.skipped, vec![1], "{name}");
-                assert_eq!(fast.rows, slow.rows, "{name} {window}/{piece}");
+                assert_eq!(
+                    *fast.rows.lock().unwrap(),
+                    *slow.rows.lock().unwrap(),
+                    "{name} {window}/{piece}"
+                );
             }
         }
     }
@@ -1035,24 +1052,34 @@ mod tests {
         std::fs::write(&p, "a,b\n1,\"x\ny\"\n2,z\n").unwrap();
         let t = read(&p);
         assert_eq!(t.header, vec!["a", "b"]);
-        assert_eq!(t.rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(
+            t.rows
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            vec![2, 4]
+        );
         std::fs::write(&p, "a,b\r\n1,2\r\n\r\n3,\"x\r\ny\"\r\n4,5\r\n").unwrap();
         let t = read(&p);
         assert_eq!(
-            t.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            t.rows
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
             vec![2, 4, 6]
         );
         std::fs::write(&p, "a,b\n1,2\n3,\"4\n5,6\n").unwrap();
         let t = read(&p);
-        assert_eq!(t.rows.len(), 2);
+        let rows = t.rows.lock().unwrap();
+        assert_eq!(rows.len(), 2);
         assert!(
-            t.rows[1]
-                .2
-                .as_deref()
-                .unwrap_or("")
-                .contains("never closed"),
+            rows[1].2.as_deref().unwrap_or("").contains("never closed"),
             "{:?}",
-            t.rows[1]
+            rows[1]
         );
         std::fs::remove_dir_all(&dir).ok();
     }
