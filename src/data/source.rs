@@ -960,7 +960,7 @@ mod tests {
         header: Vec<String>,
         header_line: u32,
         skipped: Vec<u32>,
-        rows: std::sync::Mutex<Vec<(u32, Vec<String>, Option<String>)>>,
+        rows: std::sync::Mutex<Rows>,
     }
 
     type Rows = Vec<(u32, Vec<String>, Option<String>)>;
