@@ -55,7 +55,7 @@ struct KindState {
     name_col: Option<usize>,
     /// Prepared aggregates and their row groups, by local index (kept for `explain`).
     prepared: Vec<Prepared>,
-    groups: Vec<Groups>,
+    groups: Vec<Arc<Groups>>,
 }
 
 impl KindState {
@@ -402,45 +402,68 @@ pub fn prepare<'a>(
                 )
             })
             .collect();
-        let groups: Vec<Groups> = topo
+        // Rows grouped by subject, once per (table, path): aggregates over the same rows
+        // share their groups.
+        let mut shared: std::collections::HashMap<(&str, &[String]), Arc<Groups>> =
+            Default::default();
+        let groups: Vec<Arc<Groups>> = topo
             .iter()
-            .map(|g| aggregate::group(data, policy, &policy.aggregates[*g], &sk.table, n))
-            .collect();
-        let n_local = topo.len();
-        let results: Vec<(Vec<AggValue>, Vec<Vec<u32>>)> = (0..n)
-            .into_par_iter()
-            .with_min_len(256)
-            .map(|s| {
-                let mut values = vec![AggValue::Unit; n_local];
-                let mut lineage = vec![Vec::new(); n_slots];
-                let mut spans: Vec<Span> = vec![None; periods.len()];
-                for (l, p) in prepared.iter().enumerate() {
-                    for (i, pv) in periods.iter().enumerate() {
-                        spans[i] = subject_span(policy, pv, i, &values, &agg_index, as_of, true);
-                    }
-                    let cx = SubjectCtx {
-                        subject_row: s,
-                        subject_table: table,
-                        subject_table_idx: table_idx,
-                        values: &values,
-                        periods: &spans,
-                    };
-                    let t = vals.table(p.table);
-                    let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
-                    values[l] = v;
-                    if let Some(slot) = lineage_slot[l] {
-                        lineage[slot] = used;
-                    }
-                }
-                (values, lineage)
+            .map(|g| {
+                let a = &policy.aggregates[*g];
+                shared
+                    .entry((a.table.as_str(), a.by.as_slice()))
+                    .or_insert_with(|| Arc::new(aggregate::group(data, policy, a, &sk.table, n)))
+                    .clone()
             })
             .collect();
-        let mut values = Vec::with_capacity(n * n_local);
-        let mut lineage = Vec::with_capacity(n * n_slots);
-        for (v, l) in results {
-            values.extend(v);
-            lineage.extend(l);
-        }
+        let n_local = topo.len();
+        // Each period's bounds that come from this kind's aggregates, resolved once.
+        let bound_aggs: Vec<(Option<usize>, Option<usize>)> = policy
+            .periods
+            .values()
+            .map(|p| {
+                let of = |b: &Bound| match b {
+                    Bound::Ref(ValueRef::Agg(a)) => agg_index(a),
+                    _ => None,
+                };
+                (of(&p.start), of(&p.end))
+            })
+            .collect();
+        let mut values = vec![AggValue::Unit; n * n_local];
+        let mut lineage: Vec<Vec<u32>> = vec![Vec::new(); n * n_slots];
+        const CHUNK: usize = 256;
+        values
+            .par_chunks_mut(CHUNK * n_local.max(1))
+            .zip(lineage.par_chunks_mut((CHUNK * n_slots).max(1)))
+            .enumerate()
+            .for_each(|(c, (vchunk, lchunk))| {
+                let mut spans: Vec<Span> = vec![None; periods.len()];
+                for k in 0..CHUNK {
+                    let s = c * CHUNK + k;
+                    if s >= n || n_local == 0 {
+                        break;
+                    }
+                    let values = &mut vchunk[k * n_local..(k + 1) * n_local];
+                    for (l, p) in prepared.iter().enumerate() {
+                        for (i, pv) in periods.iter().enumerate() {
+                            spans[i] = span_of(pv, bound_aggs[i], values, as_of);
+                        }
+                        let cx = SubjectCtx {
+                            subject_row: s,
+                            subject_table: table,
+                            subject_table_idx: table_idx,
+                            values,
+                            periods: &spans,
+                        };
+                        let t = vals.table(p.table);
+                        let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
+                        values[l] = v;
+                        if let Some(slot) = lineage_slot[l] {
+                            lchunk[k * n_slots + slot] = used;
+                        }
+                    }
+                }
+            });
         let name_col = ts.column("name");
         kinds.insert(
             kname.clone(),
@@ -567,6 +590,32 @@ fn topo_order(policy: &PolicySet, mine: &[usize]) -> Vec<usize> {
         visit(g, policy, &mut state, &mut out);
     }
     out
+}
+
+/// A period's dates for one subject (clipped at `--as-of`), its bounds from aggregates
+/// already resolved to local aggregate indexes (as [`subject_span`] with `clip`).
+fn span_of(
+    pv: &PeriodValue,
+    (start_agg, end_agg): (Option<usize>, Option<usize>),
+    values: &[AggValue],
+    as_of: NaiveDate,
+) -> Span {
+    let bound = |agg: Option<usize>, fixed: Option<NaiveDate>| -> Option<NaiveDate> {
+        if !pv.per_subject {
+            return fixed;
+        }
+        match agg {
+            Some(l) => match &values[l] {
+                AggValue::Scalar(Scalar::Date(d)) => Some(*d),
+                AggValue::Scalar(Scalar::DateTime(d)) => Some(d.date()),
+                _ => None,
+            },
+            None => fixed,
+        }
+    };
+    let (s, e) = (bound(start_agg, pv.start)?, bound(end_agg, pv.end)?);
+    let e = e.min(as_of);
+    (s <= e).then_some((s, e))
 }
 
 /// A period's dates for one subject. With `clip`, the end is not after `--as-of`.
