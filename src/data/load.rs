@@ -830,7 +830,13 @@ impl TableSink for TableLoader<'_> {
         p.read += 1;
         let ts = self.ts;
         if let Some(problem) = &row.problem {
-            self.reject_row(p, &row, None, None, problem.clone(), true);
+            // A field too long to read names its column.
+            let col = row
+                .fields
+                .iter()
+                .position(|f| f.len() > 1 << 20)
+                .and_then(|fi| self.field_of.iter().position(|x| *x == Some(fi)));
+            self.reject_row(p, &row, col, None, problem.clone(), true);
             return;
         }
         let header_len = self.header_len;
