@@ -1263,28 +1263,36 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
         .map(|j| render_typst(&tera, j))
         .collect::<Result<_>>()?;
     let compiler = typst::Compiler::new(opts.templates, opts.fonts);
-    let files: Vec<(PathBuf, u64)> = jobs
-        .par_iter()
-        .zip(sources.par_iter())
-        .map(|(job, src)| -> Result<(PathBuf, u64)> {
-            let path = opts.out.join(&job.file);
-            let ident = format!("rulebook-{}-{}", job.kind, job.id);
-            let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
-                format!(
-                    "report {} {} (template {}.typ.tera)",
-                    job.kind, job.id, job.kind
-                )
-            })?;
-            crate::output::write_bytes(&path, &pdf)?;
-            if opts.keep_typst {
-                crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
-            }
-            if let Some(p) = opts.progress {
-                p.inc(1);
-            }
-            Ok((job.file.clone(), pdf.len() as u64))
-        })
-        .collect::<Result<_>>()?;
+    // Typst recurses deeply on long documents (a branch of many members): its threads get
+    // large stacks (address space only; pages are used as the stack grows).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(256 << 20)
+        .thread_name(|i| format!("render-{i}"))
+        .build()
+        .context("starting the rendering threads")?;
+    let files: Vec<(PathBuf, u64)> = pool.install(|| {
+        jobs.par_iter()
+            .zip(sources.par_iter())
+            .map(|(job, src)| -> Result<(PathBuf, u64)> {
+                let path = opts.out.join(&job.file);
+                let ident = format!("rulebook-{}-{}", job.kind, job.id);
+                let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
+                    format!(
+                        "report {} {} (template {}.typ.tera)",
+                        job.kind, job.id, job.kind
+                    )
+                })?;
+                crate::output::write_bytes(&path, &pdf)?;
+                if opts.keep_typst {
+                    crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+                }
+                if let Some(p) = opts.progress {
+                    p.inc(1);
+                }
+                Ok((job.file.clone(), pdf.len() as u64))
+            })
+            .collect::<Result<_>>()
+    })?;
     Ok(Rendered {
         files,
         glyph_problems,
