@@ -576,10 +576,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         write_findings(&run, &mut lock, format, &mut summary)?;
     } else {
-        run.for_each_finding(|f| {
-            summary.add(&f);
-            Ok(())
-        })?;
+        run.stream(None, &mut summary, |_, _| Ok(()))?;
     }
     let t_rules = t0.elapsed();
     if a.timings {
@@ -756,14 +753,10 @@ fn write_findings(
     summary: &mut Summary,
 ) -> Result<()> {
     let mut fw = FindingWriter::new(w, format)?;
-    run.for_each_finding_mapped(
-        |f| crate::findings::encode(f, format),
-        |f, bytes| {
-            summary.add(&f);
-            fw.write_encoded(&bytes?)?;
-            Ok(())
-        },
-    )?;
+    run.stream(Some(format), summary, |bytes, n| {
+        fw.write_run(bytes, n)?;
+        Ok(())
+    })?;
     fw.finish()?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use crate::data::TableStats;
 use crate::policy::model::Severity;
 use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -32,6 +33,18 @@ impl Status {
         Status::Error,
         Status::Waived,
     ];
+
+    /// The status at `i` in declaration order (`status as usize` gives the index back).
+    pub fn from_index(i: usize) -> Status {
+        match i {
+            0 => Status::Pass,
+            1 => Status::Fail,
+            2 => Status::Warn,
+            3 => Status::NotApplicable,
+            4 => Status::Error,
+            _ => Status::Waived,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -176,6 +189,22 @@ impl<W: Write> FindingWriter<W> {
         Ok(())
     }
 
+    /// Write `n` findings encoded one after another with [`encode_into`] (for JSON, each
+    /// begins with its `,` separator; the first finding of the array drops it).
+    pub fn write_run(&mut self, bytes: &[u8], n: u64) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let bytes = if self.format == Format::Json && self.count == 0 {
+            bytes.strip_prefix(b",").unwrap_or(bytes)
+        } else {
+            bytes
+        };
+        self.out.write_all(bytes)?;
+        self.count += n;
+        Ok(())
+    }
+
     pub fn finish(self) -> std::io::Result<W> {
         let mut out = self.out;
         if self.format == Format::Json {
@@ -197,68 +226,363 @@ pub fn severity_name(s: Severity) -> &'static str {
 /// One finding as bytes in `format`: a pretty JSON object (indented for the array), a JSON
 /// line, or a CSV record.
 pub fn encode(f: &Finding, format: Format) -> std::io::Result<Vec<u8>> {
-    match format {
-        Format::Json => {
-            let mut buf = Vec::with_capacity(1024);
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"  ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            f.serialize(&mut ser).map_err(std::io::Error::other)?;
-            // Indent the object by two spaces inside the array.
-            let mut out = Vec::with_capacity(buf.len() + buf.len() / 8);
-            out.extend_from_slice(b"  ");
-            for &b in &buf {
-                out.push(b);
-                if b == b'\n' {
-                    out.extend_from_slice(b"  ");
-                }
-            }
-            Ok(out)
-        }
-        Format::Jsonl => {
-            let mut buf = serde_json::to_vec(f).map_err(std::io::Error::other)?;
-            buf.push(b'\n');
-            Ok(buf)
-        }
-        Format::Csv => {
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(false)
-                .buffer_capacity(2048)
-                .from_writer(Vec::with_capacity(1024));
-            let evidence = serde_json::to_string(&f.evidence).unwrap_or_default();
-            let (ps, pe) = f
+    let mut out = Vec::with_capacity(1024);
+    let mut scratch = Vec::new();
+    encode_into(
+        &mut out,
+        &mut scratch,
+        &f.parts(),
+        &f.evidence,
+        format,
+        false,
+    );
+    Ok(out)
+}
+
+/// The fields of a finding, borrowed, for encoding without building a [`Finding`].
+pub struct FindingParts<'a> {
+    pub directive: &'a str,
+    pub rule: &'a str,
+    pub rule_version: &'a str,
+    pub subject_kind: &'a str,
+    pub subject_id: &'a str,
+    pub subject_name: Option<&'a str>,
+    pub status: Status,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub source: &'a SourceRef,
+    /// Name, start, end.
+    pub period: Option<(&'a str, Option<&'a str>, Option<&'a str>)>,
+    pub as_of: &'a str,
+    pub policy_set: &'a str,
+    pub policy_version: &'a str,
+    pub policy_hash: &'a str,
+}
+
+impl Finding {
+    pub fn parts(&self) -> FindingParts<'_> {
+        FindingParts {
+            directive: &self.directive,
+            rule: &self.rule,
+            rule_version: &self.rule_version,
+            subject_kind: &self.subject_kind,
+            subject_id: &self.subject_id,
+            subject_name: self.subject_name.as_deref(),
+            status: self.status,
+            severity: self.severity,
+            message: &self.message,
+            source: &self.source,
+            period: self
                 .period
                 .as_ref()
-                .map(|p| {
-                    (
-                        p.start.clone().unwrap_or_default(),
-                        p.end.clone().unwrap_or_default(),
-                    )
-                })
+                .map(|p| (&*p.name, p.start.as_deref(), p.end.as_deref())),
+            as_of: &self.as_of,
+            policy_set: &self.policy_set,
+            policy_version: &self.policy_version,
+            policy_hash: &self.policy_hash,
+        }
+    }
+}
+
+/// Something that writes itself as a JSON value with a serde_json [`Formatter`] (so the bytes
+/// are exactly serde_json's).
+pub trait WriteJson {
+    fn write_json<F: Formatter>(&self, f: &mut F, out: &mut Vec<u8>);
+}
+
+impl WriteJson for serde_json::Map<String, serde_json::Value> {
+    fn write_json<F: Formatter>(&self, f: &mut F, out: &mut Vec<u8>) {
+        json::map(f, out, self);
+    }
+}
+
+/// Append one finding to `out` as [`encode`] gives it; with `separator`, a JSON finding
+/// starts with `,` (see [`FindingWriter::write_run`]). `scratch` is reused between calls.
+pub fn encode_into<E: WriteJson>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    p: &FindingParts,
+    evidence: &E,
+    format: Format,
+    separator: bool,
+) {
+    match format {
+        Format::Jsonl => {
+            write_finding(&mut CompactFormatter, out, p, evidence);
+            out.push(b'\n');
+        }
+        Format::Json => {
+            scratch.clear();
+            write_finding(
+                &mut PrettyFormatter::with_indent(b"  "),
+                scratch,
+                p,
+                evidence,
+            );
+            // Indent the object by two spaces inside the array.
+            if separator {
+                out.extend_from_slice(b",\n");
+            }
+            out.reserve(scratch.len() + scratch.len() / 8);
+            out.extend_from_slice(b"  ");
+            let mut rest = &scratch[..];
+            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                out.extend_from_slice(&rest[..=i]);
+                out.extend_from_slice(b"  ");
+                rest = &rest[i + 1..];
+            }
+            out.extend_from_slice(rest);
+        }
+        Format::Csv => {
+            scratch.clear();
+            evidence.write_json(&mut CompactFormatter, scratch);
+            let (ps, pe) = p
+                .period
+                .map(|(_, s, e)| (s.unwrap_or(""), e.unwrap_or("")))
                 .unwrap_or_default();
-            w.write_record([
-                &*f.directive,
-                &*f.rule,
-                &*f.rule_version,
-                &*f.subject_kind,
-                &f.subject_id,
-                f.subject_name.as_deref().unwrap_or(""),
-                f.status.name(),
-                severity_name(f.severity),
-                &f.message,
-                &evidence,
-                &*f.source.document,
-                &*f.source.clause,
-                &*f.source.text,
-                &ps,
-                &pe,
-                &*f.as_of,
-                &*f.policy_set,
-                &*f.policy_version,
-                &*f.policy_hash,
-            ])
-            .map_err(std::io::Error::other)?;
-            w.into_inner()
-                .map_err(|e| std::io::Error::other(e.to_string()))
+            let fields: [&[u8]; 19] = [
+                p.directive.as_bytes(),
+                p.rule.as_bytes(),
+                p.rule_version.as_bytes(),
+                p.subject_kind.as_bytes(),
+                p.subject_id.as_bytes(),
+                p.subject_name.unwrap_or("").as_bytes(),
+                p.status.name().as_bytes(),
+                severity_name(p.severity).as_bytes(),
+                p.message.as_bytes(),
+                scratch,
+                p.source.document.as_bytes(),
+                p.source.clause.as_bytes(),
+                p.source.text.as_bytes(),
+                ps.as_bytes(),
+                pe.as_bytes(),
+                p.as_of.as_bytes(),
+                p.policy_set.as_bytes(),
+                p.policy_version.as_bytes(),
+                p.policy_hash.as_bytes(),
+            ];
+            for (i, field) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                csv_field(out, field);
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
+/// A CSV field as the `csv` crate writes it by default: quoted (with `"` doubled) when it
+/// holds a delimiter, a quote or a line break.
+fn csv_field(out: &mut Vec<u8>, field: &[u8]) {
+    if !field
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// The finding object, field by field as `#[derive(Serialize)]` on [`Finding`] writes it.
+fn write_finding<F: Formatter, E: WriteJson>(
+    f: &mut F,
+    o: &mut Vec<u8>,
+    p: &FindingParts,
+    evidence: &E,
+) {
+    use json::{key, str};
+    let _ = f.begin_object(o);
+    let text_fields = [
+        ("directive", p.directive),
+        ("rule", p.rule),
+        ("rule_version", p.rule_version),
+        ("subject_kind", p.subject_kind),
+        ("subject_id", p.subject_id),
+    ];
+    for (i, (k, v)) in text_fields.into_iter().enumerate() {
+        key(f, o, k, i == 0);
+        str(f, o, v);
+        let _ = f.end_object_value(o);
+    }
+    key(f, o, "subject_name", false);
+    match p.subject_name {
+        Some(n) => str(f, o, n),
+        None => {
+            let _ = f.write_null(o);
+        }
+    }
+    let _ = f.end_object_value(o);
+    for (k, v) in [
+        ("status", p.status.name()),
+        ("severity", severity_name(p.severity)),
+        ("message", p.message),
+    ] {
+        key(f, o, k, false);
+        str(f, o, v);
+        let _ = f.end_object_value(o);
+    }
+    key(f, o, "evidence", false);
+    evidence.write_json(f, o);
+    let _ = f.end_object_value(o);
+    key(f, o, "source", false);
+    let _ = f.begin_object(o);
+    for (i, (k, v)) in [
+        ("document", &*p.source.document),
+        ("clause", &*p.source.clause),
+        ("text", &*p.source.text),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        key(f, o, k, i == 0);
+        str(f, o, v);
+        let _ = f.end_object_value(o);
+    }
+    let _ = f.end_object(o);
+    let _ = f.end_object_value(o);
+    key(f, o, "period", false);
+    match p.period {
+        None => {
+            let _ = f.write_null(o);
+        }
+        Some((name, start, end)) => {
+            let _ = f.begin_object(o);
+            key(f, o, "name", true);
+            str(f, o, name);
+            let _ = f.end_object_value(o);
+            for (k, v) in [("start", start), ("end", end)] {
+                key(f, o, k, false);
+                match v {
+                    Some(v) => str(f, o, v),
+                    None => {
+                        let _ = f.write_null(o);
+                    }
+                }
+                let _ = f.end_object_value(o);
+            }
+            let _ = f.end_object(o);
+        }
+    }
+    let _ = f.end_object_value(o);
+    for (k, v) in [
+        ("as_of", p.as_of),
+        ("policy_set", p.policy_set),
+        ("policy_version", p.policy_version),
+        ("policy_hash", p.policy_hash),
+    ] {
+        key(f, o, k, false);
+        str(f, o, v);
+        let _ = f.end_object_value(o);
+    }
+    let _ = f.end_object(o);
+}
+
+/// JSON pieces written with a serde_json [`Formatter`] into a byte buffer (writing to a `Vec`
+/// cannot fail), byte for byte as serde_json writes them.
+pub mod json {
+    use super::{CharEscape, Formatter};
+
+    /// A string, escaped as serde_json escapes it.
+    pub fn str<F: Formatter>(f: &mut F, o: &mut Vec<u8>, s: &str) {
+        let _ = f.begin_string(o);
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc = match b {
+                b'"' => CharEscape::Quote,
+                b'\\' => CharEscape::ReverseSolidus,
+                0x08 => CharEscape::Backspace,
+                0x0c => CharEscape::FormFeed,
+                b'\n' => CharEscape::LineFeed,
+                b'\r' => CharEscape::CarriageReturn,
+                b'\t' => CharEscape::Tab,
+                0..=0x1f => CharEscape::AsciiControl(b),
+                _ => continue,
+            };
+            if start < i {
+                let _ = f.write_string_fragment(o, &s[start..i]);
+            }
+            let _ = f.write_char_escape(o, esc);
+            start = i + 1;
+        }
+        if start < bytes.len() {
+            let _ = f.write_string_fragment(o, &s[start..]);
+        }
+        let _ = f.end_string(o);
+    }
+
+    /// An object key (with the separator before it) and the `:` after it.
+    pub fn key<F: Formatter>(f: &mut F, o: &mut Vec<u8>, k: &str, first: bool) {
+        let _ = f.begin_object_key(o, first);
+        str(f, o, k);
+        let _ = f.end_object_key(o);
+        let _ = f.begin_object_value(o);
+    }
+
+    /// A number as serde_json writes a finite `f64` (`null` otherwise).
+    pub fn f64<F: Formatter>(f: &mut F, o: &mut Vec<u8>, x: f64) {
+        let _ = if x.is_finite() {
+            f.write_f64(o, x)
+        } else {
+            f.write_null(o)
+        };
+    }
+
+    pub fn map<F: Formatter>(
+        f: &mut F,
+        o: &mut Vec<u8>,
+        m: &serde_json::Map<String, serde_json::Value>,
+    ) {
+        let _ = f.begin_object(o);
+        for (i, (k, v)) in m.iter().enumerate() {
+            key(f, o, k, i == 0);
+            value(f, o, v);
+            let _ = f.end_object_value(o);
+        }
+        let _ = f.end_object(o);
+    }
+
+    pub fn value<F: Formatter>(f: &mut F, o: &mut Vec<u8>, v: &serde_json::Value) {
+        use serde_json::Value as J;
+        match v {
+            J::Null => {
+                let _ = f.write_null(o);
+            }
+            J::Bool(b) => {
+                let _ = f.write_bool(o, *b);
+            }
+            J::Number(n) => {
+                let _ = if let Some(u) = n.as_u64() {
+                    f.write_u64(o, u)
+                } else if let Some(i) = n.as_i64() {
+                    f.write_i64(o, i)
+                } else {
+                    match n.as_f64() {
+                        Some(x) if x.is_finite() => f.write_f64(o, x),
+                        _ => f.write_null(o),
+                    }
+                };
+            }
+            J::String(s) => str(f, o, s),
+            J::Array(a) => {
+                let _ = f.begin_array(o);
+                for (i, x) in a.iter().enumerate() {
+                    let _ = f.begin_array_value(o, i == 0);
+                    value(f, o, x);
+                    let _ = f.end_array_value(o);
+                }
+                let _ = f.end_array(o);
+            }
+            J::Object(m) => map(f, o, m),
         }
     }
 }
@@ -294,6 +618,28 @@ impl Summary {
                 .failing_subjects
                 .entry(f.directive.to_string())
                 .or_default() += 1;
+        }
+    }
+
+    /// Add the findings of one rule counted elsewhere: `counts` by status (in the order of
+    /// the [`Status`] variants) and the subjects that fail `directive` for the first time
+    /// (the caller keeps track of them; do not mix with [`Summary::add`] for a directive).
+    pub fn add_counts(&mut self, directive: &str, counts: &[u64; 6], newly_failing: u64) {
+        let n: u64 = counts.iter().sum();
+        if n > 0 {
+            let m = self.counts.entry(directive.to_string()).or_default();
+            for (i, &c) in counts.iter().enumerate() {
+                if c > 0 {
+                    *m.entry(Status::from_index(i)).or_default() += c;
+                }
+            }
+            self.total += n;
+        }
+        if newly_failing > 0 {
+            *self
+                .failing_subjects
+                .entry(directive.to_string())
+                .or_default() += newly_failing;
         }
     }
 

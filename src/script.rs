@@ -107,8 +107,13 @@ fn started() -> Instant {
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 fn parse_date(s: &str) -> Res<NaiveDate> {
+    parse_date_text(s).ok_or_else(|| format!("not a date: '{s}'").into())
+}
+
+/// The date the script date functions read from `s`: its first ten characters as `YYYY-MM-DD`.
+pub(crate) fn parse_date_text(s: &str) -> Option<NaiveDate> {
     let head = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(head, "%Y-%m-%d").map_err(|_| format!("not a date: '{s}'").into())
+    NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()
 }
 
 fn date_str(d: NaiveDate) -> ImmutableString {
