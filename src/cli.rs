@@ -535,6 +535,18 @@ pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
     .with_context(|| format!("writing rejects to {}", path.display()))
 }
 
+/// CPU seconds (user and system, all threads) this process has used so far, where the
+/// system tells (Linux); for `--timings` on a busy machine.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Clock ticks of 1/100 s (USER_HZ).
+    Some((utime + stime) / 100.0)
+}
+
 fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let (set, ds) = match load_all(&a.data) {
@@ -542,6 +554,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let t_load = t0.elapsed();
+    let cpu_load = cpu_seconds();
     let as_of = match a.data.as_of.or_else(|| ds.latest_date()) {
         Some(d) => d,
         None => anyhow::bail!(
@@ -555,6 +568,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         }
     }
     let t_prepare = t0.elapsed();
+    let cpu_prepare = cpu_seconds();
     let mut summary = Summary::default();
     let format = a.format.unwrap_or(
         match a
@@ -579,27 +593,36 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         run.stream(None, &mut summary, |_, _| Ok(()))?;
     }
     let t_rules = t0.elapsed();
+    let cpu_rules = cpu_seconds();
     if a.timings {
         let rows = ds.total_read();
-        eprintln!("stage               seconds      rows/s");
+        let cpu = |from: Option<f64>, to: Option<f64>| match (from, to) {
+            (Some(f), Some(t)) => format!("{:>8.2}", t - f),
+            _ => format!("{:>8}", "-"),
+        };
+        eprintln!("stage               seconds    cpu s      rows/s");
         eprintln!(
-            "load               {:>8.2} {:>11.0}",
+            "load               {:>8.2} {} {:>11.0}",
             t_load.as_secs_f64(),
+            cpu(Some(0.0), cpu_load),
             rows as f64 / t_load.as_secs_f64()
         );
         eprintln!(
-            "aggregates         {:>8.2} {:>11.0}",
+            "aggregates         {:>8.2} {} {:>11.0}",
             (t_prepare - t_load).as_secs_f64(),
+            cpu(cpu_load, cpu_prepare),
             rows as f64 / (t_prepare - t_load).as_secs_f64()
         );
         eprintln!(
-            "rules+output       {:>8.2} {:>11.0} findings/s",
+            "rules+output       {:>8.2} {} {:>11.0} findings/s",
             (t_rules - t_prepare).as_secs_f64(),
+            cpu(cpu_prepare, cpu_rules),
             summary.total as f64 / (t_rules - t_prepare).as_secs_f64()
         );
         eprintln!(
-            "total              {:>8.2} {:>11.0}",
+            "total              {:>8.2} {} {:>11.0}",
             t_rules.as_secs_f64(),
+            cpu(Some(0.0), cpu_rules),
             rows as f64 / t_rules.as_secs_f64()
         );
     }
@@ -753,8 +776,8 @@ fn write_findings(
     summary: &mut Summary,
 ) -> Result<()> {
     let mut fw = FindingWriter::new(w, format)?;
-    run.stream(Some(format), summary, |bytes, n| {
-        fw.write_run(bytes, n)?;
+    run.stream(Some(format), summary, |runs, n| {
+        fw.write_runs(runs, n)?;
         Ok(())
     })?;
     fw.finish()?;

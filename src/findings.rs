@@ -25,6 +25,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in declaration order (`status as usize` is the index).
+    pub const ALL_IN_ORDER: [Status; 6] = [
+        Status::Pass,
+        Status::Fail,
+        Status::Warn,
+        Status::NotApplicable,
+        Status::Error,
+        Status::Waived,
+    ];
+
     pub const ALL: [Status; 6] = [
         Status::Pass,
         Status::Warn,
@@ -33,18 +43,6 @@ impl Status {
         Status::Error,
         Status::Waived,
     ];
-
-    /// The status at `i` in declaration order (`status as usize` gives the index back).
-    pub fn from_index(i: usize) -> Status {
-        match i {
-            0 => Status::Pass,
-            1 => Status::Fail,
-            2 => Status::Warn,
-            3 => Status::NotApplicable,
-            4 => Status::Error,
-            _ => Status::Waived,
-        }
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -189,18 +187,29 @@ impl<W: Write> FindingWriter<W> {
         Ok(())
     }
 
-    /// Write `n` findings encoded one after another with [`encode_into`] (for JSON, each
-    /// begins with its `,` separator; the first finding of the array drops it).
-    pub fn write_run(&mut self, bytes: &[u8], n: u64) -> std::io::Result<()> {
+    /// Write `n` findings encoded one after another with [`encode_into`] or
+    /// [`encode_line`], in pieces (for JSON, each finding begins with its `,` separator; the
+    /// first finding of the array drops it). The pieces go out in one vectored write, so a
+    /// buffered writer passes large ones straight through instead of copying them.
+    pub fn write_runs(&mut self, runs: &[&[u8]], n: u64) -> std::io::Result<()> {
+        use std::io::IoSlice;
         if n == 0 {
             return Ok(());
         }
-        let bytes = if self.format == Format::Json && self.count == 0 {
-            bytes.strip_prefix(b",").unwrap_or(bytes)
-        } else {
-            bytes
-        };
-        self.out.write_all(bytes)?;
+        let mut slices: Vec<IoSlice> = Vec::with_capacity(runs.len());
+        for run in runs {
+            let run = if self.format == Format::Json && self.count == 0 && slices.is_empty() {
+                run.strip_prefix(b",").unwrap_or(run)
+            } else {
+                run
+            };
+            if !run.is_empty() {
+                slices.push(IoSlice::new(run));
+            }
+        }
+        for s in &slices {
+            self.out.write_all(s)?;
+        }
         self.count += n;
         Ok(())
     }
@@ -288,6 +297,12 @@ impl Finding {
 /// are exactly serde_json's).
 pub trait WriteJson {
     fn write_json<F: Formatter>(&self, f: &mut F, out: &mut Vec<u8>);
+
+    /// The same as `write_json` with serde_json's `CompactFormatter` (which an implementation
+    /// may write faster).
+    fn write_compact(&self, out: &mut Vec<u8>) {
+        self.write_json(&mut CompactFormatter, out);
+    }
 }
 
 impl WriteJson for serde_json::Map<String, serde_json::Value> {
@@ -335,7 +350,7 @@ pub fn encode_into<E: WriteJson>(
         }
         Format::Csv => {
             scratch.clear();
-            evidence.write_json(&mut CompactFormatter, scratch);
+            evidence.write_compact(scratch);
             let (ps, pe) = p
                 .period
                 .map(|(_, s, e)| (s.unwrap_or(""), e.unwrap_or("")))
@@ -370,6 +385,130 @@ pub fn encode_into<E: WriteJson>(
             out.push(b'\n');
         }
     }
+}
+
+/// The bytes of a JSON line that are the same for every finding of one rule, encoded once:
+/// [`encode_line`] fills in the rest.
+pub struct LineTemplate {
+    /// `{"directive":…,"subject_id":`
+    head: Vec<u8>,
+    /// By status: `,"status":"…","severity":"…","message":`
+    status: [Vec<u8>; 6],
+    /// `,"source":{…},"period":`
+    source: Vec<u8>,
+    /// `{"name":"…","start":`
+    period_head: Vec<u8>,
+    /// `,"as_of":…}` and the line end.
+    tail: Vec<u8>,
+}
+
+impl LineTemplate {
+    /// From the fields of `p` that are the same for every finding of its rule (the subject,
+    /// status, message and period dates of `p` are not used).
+    pub fn new(p: &FindingParts) -> LineTemplate {
+        use json::{key, str};
+        let f = &mut CompactFormatter;
+        let mut head = Vec::new();
+        let _ = f.begin_object(&mut head);
+        for (i, (k, v)) in [
+            ("directive", p.directive),
+            ("rule", p.rule),
+            ("rule_version", p.rule_version),
+            ("subject_kind", p.subject_kind),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            key(f, &mut head, k, i == 0);
+            str(f, &mut head, v);
+        }
+        key(f, &mut head, "subject_id", false);
+        let status = Status::ALL_IN_ORDER.map(|st| {
+            let mut o = Vec::new();
+            key(f, &mut o, "status", false);
+            str(f, &mut o, st.name());
+            key(f, &mut o, "severity", false);
+            str(f, &mut o, severity_name(p.severity));
+            key(f, &mut o, "message", false);
+            o
+        });
+        let mut source = Vec::new();
+        key(f, &mut source, "source", false);
+        let _ = f.begin_object(&mut source);
+        for (i, (k, v)) in [
+            ("document", &*p.source.document),
+            ("clause", &*p.source.clause),
+            ("text", &*p.source.text),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            key(f, &mut source, k, i == 0);
+            str(f, &mut source, v);
+        }
+        let _ = f.end_object(&mut source);
+        key(f, &mut source, "period", false);
+        let mut period_head = Vec::new();
+        let _ = f.begin_object(&mut period_head);
+        key(f, &mut period_head, "name", true);
+        str(f, &mut period_head, p.period.map_or("", |x| x.0));
+        key(f, &mut period_head, "start", false);
+        let mut tail = Vec::new();
+        for (k, v) in [
+            ("as_of", p.as_of),
+            ("policy_set", p.policy_set),
+            ("policy_version", p.policy_version),
+            ("policy_hash", p.policy_hash),
+        ] {
+            key(f, &mut tail, k, false);
+            str(f, &mut tail, v);
+        }
+        let _ = f.end_object(&mut tail);
+        tail.push(b'\n');
+        LineTemplate {
+            head,
+            status,
+            source,
+            period_head,
+            tail,
+        }
+    }
+}
+
+/// Append one finding of the template's rule as a JSON line, as
+/// `encode_into(…, Format::Jsonl, …)` would.
+pub fn encode_line<E: WriteJson>(out: &mut Vec<u8>, t: &LineTemplate, p: &FindingParts, ev: &E) {
+    use json::str;
+    let f = &mut CompactFormatter;
+    out.extend_from_slice(&t.head);
+    str(f, out, p.subject_id);
+    out.extend_from_slice(b",\"subject_name\":");
+    match p.subject_name {
+        Some(n) => str(f, out, n),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(&t.status[p.status as usize]);
+    str(f, out, p.message);
+    out.extend_from_slice(b",\"evidence\":");
+    ev.write_compact(out);
+    out.extend_from_slice(&t.source);
+    match p.period {
+        None => out.extend_from_slice(b"null"),
+        Some((_, start, end)) => {
+            out.extend_from_slice(&t.period_head);
+            match start {
+                Some(s) => str(f, out, s),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"end\":");
+            match end {
+                Some(s) => str(f, out, s),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(&t.tail);
 }
 
 /// A CSV field as the `csv` crate writes it by default: quoted (with `"` doubled) when it
@@ -496,7 +635,12 @@ pub mod json {
         let _ = f.begin_string(o);
         let bytes = s.as_bytes();
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
+            i += plain_prefix(&bytes[i..]);
+            let Some(&b) = bytes.get(i) else {
+                break;
+            };
             let esc = match b {
                 b'"' => CharEscape::Quote,
                 b'\\' => CharEscape::ReverseSolidus,
@@ -505,19 +649,48 @@ pub mod json {
                 b'\n' => CharEscape::LineFeed,
                 b'\r' => CharEscape::CarriageReturn,
                 b'\t' => CharEscape::Tab,
-                0..=0x1f => CharEscape::AsciiControl(b),
-                _ => continue,
+                _ => CharEscape::AsciiControl(b),
             };
             if start < i {
                 let _ = f.write_string_fragment(o, &s[start..i]);
             }
             let _ = f.write_char_escape(o, esc);
-            start = i + 1;
+            i += 1;
+            start = i;
         }
         if start < bytes.len() {
             let _ = f.write_string_fragment(o, &s[start..]);
         }
         let _ = f.end_string(o);
+    }
+
+    /// The length of the longest prefix of `b` that needs no escaping (no control character,
+    /// `"` or `\\`), eight bytes at a time.
+    fn plain_prefix(b: &[u8]) -> usize {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut i = 0;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let q = x ^ (ONES * b'"' as u64);
+            let s = x ^ (ONES * b'\\' as u64);
+            // A byte below 0x20, or equal to `"` or `\\`, somewhere in these eight.
+            let special =
+                (x.wrapping_sub(ONES * 0x20) | q.wrapping_sub(ONES) | s.wrapping_sub(ONES))
+                    & !x
+                    & HIGH;
+            if special != 0 {
+                break;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            if c < 0x20 || c == b'"' || c == b'\\' {
+                break;
+            }
+            i += 1;
+        }
+        i
     }
 
     /// An object key (with the separator before it) and the `:` after it.
@@ -630,7 +803,7 @@ impl Summary {
             let m = self.counts.entry(directive.to_string()).or_default();
             for (i, &c) in counts.iter().enumerate() {
                 if c > 0 {
-                    *m.entry(Status::from_index(i)).or_default() += c;
+                    *m.entry(Status::ALL_IN_ORDER[i]).or_default() += c;
                 }
             }
             self.total += n;

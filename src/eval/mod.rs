@@ -93,6 +93,17 @@ struct PreparedRule<'a> {
     kind: Arc<str>,
     /// The expressions compiled for the native evaluator.
     fast: rules::FastRule<'a>,
+    /// Where the period's start and end come from for each subject.
+    bounds: [BoundSource; 2],
+}
+
+/// A period bound as `subject_bounds` finds it.
+#[derive(Debug, Clone, Copy)]
+enum BoundSource {
+    /// The same for every subject.
+    Fixed,
+    /// An aggregate of the subject (its local index; `None`: not one of this kind's).
+    Agg(Option<usize>),
 }
 
 /// A prepared evaluation run: aggregates computed, rules ready.
@@ -527,15 +538,30 @@ pub fn prepare<'a>(
             text: r.clause.text.as_str().into(),
         });
         let fast = rules::compile(&prog, r, &vars, &base_names, policy, data, kind);
+        let period = r
+            .period
+            .as_deref()
+            .and_then(|p| policy.periods.get_index_of(p));
+        let bound = |b: &Bound| match b {
+            Bound::Ref(ValueRef::Agg(a)) => BoundSource::Agg(
+                policy
+                    .aggregates
+                    .get_index_of(a)
+                    .and_then(|g| kind.local.get(&g).copied()),
+            ),
+            _ => BoundSource::Fixed,
+        };
+        let bounds = match period.map(|i| &policy.periods[i]) {
+            Some(p) => [bound(&p.start), bound(&p.end)],
+            None => [BoundSource::Fixed; 2],
+        };
         rules.push(PreparedRule {
             rule: r,
             vars,
             fast,
+            bounds,
             source,
-            period: r
-                .period
-                .as_deref()
-                .and_then(|p| policy.periods.get_index_of(p)),
+            period,
             directive: r.directive.as_str().into(),
             id: r.id.as_str().into(),
             version: r.version.as_str().into(),
@@ -733,20 +759,21 @@ impl<'a> Run<'a> {
         kind: &KindState,
         s: usize,
     ) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
-        let i = pr.period?;
-        let agg_index = |name: &str| {
-            self.policy
-                .aggregates
-                .get_index_of(name)
-                .and_then(|g| kind.local.get(&g).copied())
+        let pv = &self.periods[pr.period?];
+        if !pv.per_subject {
+            return Some((pv.start, pv.end));
+        }
+        // As `subject_bounds` finds them, with the aggregates looked up beforehand.
+        let values = kind.subject_values(s);
+        let bound = |b: BoundSource, fixed: Option<NaiveDate>| match b {
+            BoundSource::Fixed => fixed,
+            BoundSource::Agg(l) => match l.map(|l| &values[l]) {
+                Some(AggValue::Scalar(Scalar::Date(d))) => Some(*d),
+                Some(AggValue::Scalar(Scalar::DateTime(d))) => Some(d.date()),
+                _ => None,
+            },
         };
-        Some(subject_bounds(
-            self.policy,
-            &self.periods[i],
-            i,
-            kind.subject_values(s),
-            &agg_index,
-        ))
+        Some((bound(pr.bounds[0], pv.start), bound(pr.bounds[1], pv.end)))
     }
 
     /// Push the variables a rule reads for subject `s` into `scope`.

@@ -37,6 +37,12 @@ pub(super) struct FastRule<'a> {
     /// is `records`.
     plain: bool,
     records: Vec<Record<'a>>,
+    /// Compact JSON of each evidence key with its separator: `"k":`, then `,"k":`.
+    ev_keys: Vec<Vec<u8>>,
+    /// Compact JSON before the records: `"records":{` (with its separator).
+    rec_open: Vec<u8>,
+    /// Compact JSON before each record's line numbers: `"name":{"table":…,"lines":[`.
+    rec_keys: Vec<Vec<u8>>,
 }
 
 /// Where an evidence value comes from: the latest of these `let`s already computed, else a
@@ -124,7 +130,7 @@ pub(super) fn compile<'a>(
     names.sort_unstable();
     names.dedup();
     let plain = names.len() == rule.evidence.len() && !names.contains(&"records");
-    let records = rule
+    let records: Vec<Record> = rule
         .evidence
         .iter()
         .filter_map(|name| {
@@ -142,6 +148,36 @@ pub(super) fn compile<'a>(
             })
         })
         .collect();
+    let f = &mut serde_json::ser::CompactFormatter;
+    let ev_keys = rule
+        .evidence
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let mut o = Vec::new();
+            json::key(f, &mut o, name, j == 0);
+            o
+        })
+        .collect();
+    let mut rec_open = Vec::new();
+    json::key(f, &mut rec_open, "records", rule.evidence.is_empty());
+    let _ = f.begin_object(&mut rec_open);
+    let rec_keys = records
+        .iter()
+        .enumerate()
+        .map(|(i, r): (usize, &Record)| {
+            let mut o = Vec::new();
+            json::key(f, &mut o, r.name, i == 0);
+            let _ = f.begin_object(&mut o);
+            json::key(f, &mut o, "table", true);
+            json::str(f, &mut o, r.table);
+            json::key(f, &mut o, "file", false);
+            json::str(f, &mut o, r.file);
+            json::key(f, &mut o, "lines", false);
+            let _ = f.begin_array(&mut o);
+            o
+        })
+        .collect();
     FastRule {
         applies,
         lets,
@@ -150,6 +186,9 @@ pub(super) fn compile<'a>(
         evidence,
         plain,
         records,
+        ev_keys,
+        rec_open,
+        rec_keys,
     }
 }
 
@@ -170,11 +209,21 @@ pub(super) struct Worker<'r> {
     rhai: bool,
     /// Evaluate every expression with Rhai (to check the native evaluator against it).
     rhai_only: bool,
+    /// The period's dates for the subject.
+    period: Option<(Option<chrono::NaiveDate>, Option<chrono::NaiveDate>)>,
     status: Status,
     message: String,
     /// The evidence, when it is not written straight from the values.
     map: Option<serde_json::Map<String, serde_json::Value>>,
     scratch: Vec<u8>,
+}
+
+/// Findings of consecutive subjects: encoded, counted, and the rows of those that fail.
+struct Chunk {
+    out: Vec<u8>,
+    n: u64,
+    counts: [u64; 6],
+    fails: Vec<u32>,
 }
 
 /// A value of an expression: native, or from Rhai.
@@ -219,6 +268,7 @@ impl<'a> Run<'a> {
             scope: self.base.clone(),
             rhai: false,
             rhai_only: false,
+            period: None,
             status: Status::Error,
             message: String::new(),
             map: None,
@@ -285,65 +335,145 @@ impl<'a> Run<'a> {
 
     /// Evaluate every rule on every subject: count the findings in `summary` and, with a
     /// format, pass them to `emit` encoded (runs of consecutive findings, with their number),
-    /// in order. Encoding happens in parallel, without building [`Finding`]s.
+    /// in order. Evaluation and encoding run in parallel, without building [`Finding`]s, while
+    /// the calling thread emits what is ready.
     pub fn stream(
         &self,
         format: Option<Format>,
         summary: &mut Summary,
-        mut emit: impl FnMut(&[u8], u64) -> Result<()>,
+        mut emit: impl FnMut(&[&[u8]], u64) -> Result<()>,
     ) -> Result<()> {
         let base = self.base_values();
+        // Output buffers go back here once written, to be filled again.
+        let pool: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
+        let mut counts = vec![[0u64; 6]; self.rules.len()];
+        let mut newly_failing = vec![0u64; self.rules.len()];
         // Subjects already failing each directive, by kind.
         let mut failing: std::collections::HashMap<(&str, &str), Vec<bool>> = Default::default();
-        for pr in &self.rules {
-            let Some(kind) = self.kinds.get(&*pr.kind) else {
-                continue;
-            };
-            let mut counts = [0u64; 6];
-            let mut newly_failing = 0u64;
-            let failed = failing
-                .entry((&*pr.directive, &*pr.kind))
-                .or_insert_with(|| vec![false; kind.n]);
-            for block in kind.order.chunks(BLOCK) {
-                let runs: Vec<(Vec<u8>, [u64; 6], Vec<u32>)> = block
-                    .par_chunks(CHUNK)
-                    .map_init(
-                        || self.worker(),
-                        |w, chunk| {
-                            let mut out = Vec::new();
-                            let mut counts = [0u64; 6];
-                            let mut fails = Vec::new();
-                            for &s in chunk {
-                                self.evaluate(pr, kind, s as usize, &base, w);
-                                counts[w.status as usize] += 1;
-                                if w.status == Status::Fail {
-                                    fails.push(s);
-                                }
-                                if let Some(format) = format {
-                                    self.encode(pr, kind, s as usize, &base, w, format, &mut out);
-                                }
-                            }
-                            (out, counts, fails)
-                        },
-                    )
-                    .collect();
-                for ((out, c, fails), chunk) in runs.into_iter().zip(block.chunks(CHUNK)) {
-                    if format.is_some() {
-                        emit(&out, chunk.len() as u64)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Chunk>)>(2);
+        std::thread::scope(|scope| {
+            let (base, pool) = (&base, &pool);
+            let producer = scope.spawn(move || {
+                for (ri, pr) in self.rules.iter().enumerate() {
+                    let Some(kind) = self.kinds.get(&*pr.kind) else {
+                        continue;
+                    };
+                    let template = (format == Some(Format::Jsonl)).then(|| self.template(pr));
+                    for block in kind.order.chunks(BLOCK) {
+                        let chunks: Vec<Chunk> = block
+                            .par_chunks(CHUNK)
+                            .map_init(
+                                || self.worker(),
+                                |w, subjects| {
+                                    let mut c = Chunk {
+                                        out: Vec::new(),
+                                        n: subjects.len() as u64,
+                                        counts: [0; 6],
+                                        fails: Vec::new(),
+                                    };
+                                    if format.is_some() {
+                                        c.out = pool
+                                            .lock()
+                                            .map(|mut p| p.pop())
+                                            .ok()
+                                            .flatten()
+                                            .unwrap_or_default();
+                                        c.out.reserve(subjects.len() * 1536);
+                                    }
+                                    for &s in subjects {
+                                        self.evaluate(pr, kind, s as usize, base, w);
+                                        c.counts[w.status as usize] += 1;
+                                        if w.status == Status::Fail {
+                                            c.fails.push(s);
+                                        }
+                                        if let Some(format) = format {
+                                            self.encode(
+                                                pr,
+                                                kind,
+                                                s as usize,
+                                                base,
+                                                w,
+                                                format,
+                                                template.as_ref(),
+                                                &mut c.out,
+                                            );
+                                        }
+                                    }
+                                    c
+                                },
+                            )
+                            .collect();
+                        if tx.send((ri, chunks)).is_err() {
+                            return;
+                        }
                     }
-                    for (t, c) in counts.iter_mut().zip(c) {
+                }
+            });
+            let mut result = Ok(());
+            for (ri, chunks) in rx.iter() {
+                let pr = &self.rules[ri];
+                let n = self.kinds.get(&*pr.kind).map_or(0, |k| k.n);
+                let failed = failing
+                    .entry((&*pr.directive, &*pr.kind))
+                    .or_insert_with(|| vec![false; n]);
+                if format.is_some() {
+                    let outs: Vec<&[u8]> = chunks.iter().map(|c| &c.out[..]).collect();
+                    result = emit(&outs, chunks.iter().map(|c| c.n).sum());
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                for mut c in chunks {
+                    if format.is_some() {
+                        c.out.clear();
+                        if let Ok(mut p) = pool.lock() {
+                            p.push(c.out);
+                        }
+                    }
+                    for (t, c) in counts[ri].iter_mut().zip(c.counts) {
                         *t += c;
                     }
-                    for s in fails {
+                    for s in c.fails {
                         if !std::mem::replace(&mut failed[s as usize], true) {
-                            newly_failing += 1;
+                            newly_failing[ri] += 1;
                         }
                     }
                 }
             }
-            summary.add_counts(&pr.directive, &counts, newly_failing);
+            // Stops the producer at its next block if we stopped early.
+            drop(rx);
+            if producer.join().is_err() {
+                result = Err(anyhow::anyhow!("evaluating the rules failed"));
+            }
+            result
+        })?;
+        for (ri, pr) in self.rules.iter().enumerate() {
+            summary.add_counts(&pr.directive, &counts[ri], newly_failing[ri]);
         }
         Ok(())
+    }
+
+    /// The JSON-line bytes every finding of `pr` shares.
+    fn template(&self, pr: &PreparedRule) -> findings::LineTemplate {
+        findings::LineTemplate::new(&FindingParts {
+            directive: &pr.directive,
+            rule: &pr.id,
+            rule_version: &pr.version,
+            subject_kind: &pr.kind,
+            subject_id: "",
+            subject_name: None,
+            status: Status::Pass,
+            severity: pr.rule.severity,
+            message: "",
+            source: &pr.source,
+            period: pr
+                .period
+                .map(|i| (self.periods[i].label.as_str(), None, None)),
+            as_of: &self.as_of_text,
+            policy_set: &self.policy_name,
+            policy_version: &self.policy_version,
+            policy_hash: &self.policy_hash,
+        })
     }
 
     /// The key of subject row `s`.
@@ -442,6 +572,7 @@ impl<'a> Run<'a> {
         w.vars.clear();
         let values = kind.subject_values(s);
         let period = self.period_of(pr, kind, s);
+        w.period = period;
         let table = self.vals.table(kind.table_idx);
         for (_, src) in &pr.vars {
             let v = match src {
@@ -778,7 +909,7 @@ impl<'a> Run<'a> {
             Some(m) => m,
             None => self.evidence_map(pr, kind, s, base, w),
         };
-        let period = self.period_of(pr, kind, s);
+        let period = w.period;
         Finding {
             directive: pr.directive.clone(),
             rule: pr.id.clone(),
@@ -813,9 +944,10 @@ impl<'a> Run<'a> {
         base: &[V<'r>],
         w: &mut Worker<'r>,
         format: Format,
+        template: Option<&findings::LineTemplate>,
         out: &mut Vec<u8>,
     ) {
-        let period = self.period_of(pr, kind, s);
+        let period = w.period;
         let start = period.and_then(|p| p.0).map(DateText::of);
         let end = period.and_then(|p| p.1).map(DateText::of);
         let parts = FindingParts {
@@ -842,9 +974,10 @@ impl<'a> Run<'a> {
             policy_hash: &self.policy_hash,
         };
         let mut scratch = std::mem::take(&mut w.scratch);
-        match &w.map {
-            Some(m) => findings::encode_into(out, &mut scratch, &parts, m, format, true),
-            None => {
+        match (&w.map, template) {
+            (Some(m), Some(t)) => findings::encode_line(out, t, &parts, m),
+            (Some(m), None) => findings::encode_into(out, &mut scratch, &parts, m, format, true),
+            (None, _) => {
                 let ev = FastEvidence {
                     run: self,
                     pr,
@@ -853,7 +986,10 @@ impl<'a> Run<'a> {
                     base,
                     w,
                 };
-                findings::encode_into(out, &mut scratch, &parts, &ev, format, true);
+                match template {
+                    Some(t) => findings::encode_line(out, t, &parts, &ev),
+                    None => findings::encode_into(out, &mut scratch, &parts, &ev, format, true),
+                }
             }
         }
         w.scratch = scratch;
@@ -871,6 +1007,10 @@ struct FastEvidence<'x, 'a, 'r> {
 }
 
 impl WriteJson for FastEvidence<'_, '_, '_> {
+    fn write_compact(&self, o: &mut Vec<u8>) {
+        self.compact(o);
+    }
+
     fn write_json<F: Formatter>(&self, f: &mut F, o: &mut Vec<u8>) {
         let run = self.run;
         let _ = f.begin_object(o);
@@ -917,6 +1057,39 @@ impl WriteJson for FastEvidence<'_, '_, '_> {
             let _ = f.end_object_value(o);
         }
         let _ = f.end_object(o);
+    }
+}
+
+impl FastEvidence<'_, '_, '_> {
+    /// As `write_json` with `CompactFormatter`, with the keys encoded beforehand.
+    fn compact(&self, o: &mut Vec<u8>) {
+        let fr = &self.pr.fast;
+        let f = &mut serde_json::ser::CompactFormatter;
+        o.push(b'{');
+        for (j, key) in fr.ev_keys.iter().enumerate() {
+            o.extend_from_slice(key);
+            match self.run.evidence_value(self.pr, j, self.base, self.w) {
+                Some(v) => write_v(self.run, self.kind, f, o, v),
+                None => o.extend_from_slice(b"null"),
+            }
+        }
+        if !fr.records.is_empty() {
+            o.extend_from_slice(&fr.rec_open);
+            let kind = self.kind;
+            for (r, key) in fr.records.iter().zip(&fr.rec_keys) {
+                o.extend_from_slice(key);
+                let rows = &kind.lineage[self.s * kind.n_slots + r.slot];
+                for (k, &row) in rows.iter().enumerate() {
+                    if k > 0 {
+                        o.push(b',');
+                    }
+                    let _ = f.write_u32(o, r.lines[row as usize]);
+                }
+                o.extend_from_slice(b"]}");
+            }
+            o.push(b'}');
+        }
+        o.push(b'}');
     }
 }
 
@@ -978,7 +1151,12 @@ mod tests {
                 assert!(f.lets[j].is_some(), "{} let {name}", r.id);
             }
             for (ci, c) in r.cases.iter().enumerate() {
-                assert_eq!(f.whens[ci].is_some(), c.when.is_some(), "{} case {ci}", r.id);
+                assert_eq!(
+                    f.whens[ci].is_some(),
+                    c.when.is_some(),
+                    "{} case {ci}",
+                    r.id
+                );
                 for (pi, p) in c.message.parts.iter().enumerate() {
                     if let crate::policy::Part::Expr(e) = p {
                         assert!(f.parts[ci][pi].is_some(), "{}: {}", r.id, e.src);
@@ -1000,8 +1178,10 @@ mod tests {
         ] {
             let mut streamed = Vec::new();
             let mut summary = crate::findings::Summary::default();
-            run.stream(Some(format), &mut summary, |b, _| {
-                streamed.extend_from_slice(b);
+            run.stream(Some(format), &mut summary, |runs, _| {
+                for b in runs {
+                    streamed.extend_from_slice(b);
+                }
                 Ok(())
             })
             .unwrap();
