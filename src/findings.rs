@@ -188,27 +188,16 @@ impl<W: Write> FindingWriter<W> {
     }
 
     /// Write `n` findings encoded one after another with [`encode_into`] or
-    /// [`encode_line`], in pieces (for JSON, each finding begins with its `,` separator; the
-    /// first finding of the array drops it). The pieces go out in one vectored write, so a
-    /// buffered writer passes large ones straight through instead of copying them.
+    /// [`encode_with`], in pieces (for JSON, each finding begins with its `,` separator; the
+    /// first finding of the array drops it).
     pub fn write_runs(&mut self, runs: &[&[u8]], n: u64) -> std::io::Result<()> {
-        use std::io::IoSlice;
-        if n == 0 {
-            return Ok(());
-        }
-        let mut slices: Vec<IoSlice> = Vec::with_capacity(runs.len());
-        for run in runs {
-            let run = if self.format == Format::Json && self.count == 0 && slices.is_empty() {
-                run.strip_prefix(b",").unwrap_or(run)
+        let mut first = self.format == Format::Json && self.count == 0;
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            if std::mem::take(&mut first) {
+                self.out.write_all(run.strip_prefix(b",").unwrap_or(run))?;
             } else {
-                run
-            };
-            if !run.is_empty() {
-                slices.push(IoSlice::new(run));
+                self.out.write_all(run)?;
             }
-        }
-        for s in &slices {
-            self.out.write_all(s)?;
         }
         self.count += n;
         Ok(())
@@ -387,8 +376,41 @@ pub fn encode_into<E: WriteJson>(
     }
 }
 
-/// The bytes of a JSON line that are the same for every finding of one rule, encoded once:
-/// [`encode_line`] fills in the rest.
+/// The bytes that are the same for every finding of one rule, encoded once for a format;
+/// [`encode_with`] fills in the rest.
+pub enum Template {
+    Jsonl(LineTemplate),
+    Csv(CsvTemplate),
+}
+
+impl Template {
+    /// From the fields of `p` that are the same for every finding of its rule (the subject,
+    /// status, message and period dates of `p` are not used). `None` for pretty JSON.
+    pub fn new(p: &FindingParts, format: Format) -> Option<Template> {
+        match format {
+            Format::Jsonl => Some(Template::Jsonl(LineTemplate::new(p))),
+            Format::Csv => Some(Template::Csv(CsvTemplate::new(p))),
+            Format::Json => None,
+        }
+    }
+}
+
+/// Append one finding of the template's rule, as [`encode_into`] would in the template's
+/// format.
+pub fn encode_with<E: WriteJson>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    t: &Template,
+    p: &FindingParts,
+    ev: &E,
+) {
+    match t {
+        Template::Jsonl(t) => t.encode(out, p, ev),
+        Template::Csv(t) => t.encode(out, scratch, p, ev),
+    }
+}
+
+/// A JSON line's fixed parts.
 pub struct LineTemplate {
     /// `{"directive":…,"subject_id":`
     head: Vec<u8>,
@@ -403,9 +425,7 @@ pub struct LineTemplate {
 }
 
 impl LineTemplate {
-    /// From the fields of `p` that are the same for every finding of its rule (the subject,
-    /// status, message and period dates of `p` are not used).
-    pub fn new(p: &FindingParts) -> LineTemplate {
+    fn new(p: &FindingParts) -> LineTemplate {
         use json::{key, str};
         let f = &mut CompactFormatter;
         let mut head = Vec::new();
@@ -473,42 +493,116 @@ impl LineTemplate {
             tail,
         }
     }
+
+    fn encode<E: WriteJson>(&self, out: &mut Vec<u8>, p: &FindingParts, ev: &E) {
+        use json::str;
+        let f = &mut CompactFormatter;
+        out.extend_from_slice(&self.head);
+        str(f, out, p.subject_id);
+        out.extend_from_slice(b",\"subject_name\":");
+        match p.subject_name {
+            Some(n) => str(f, out, n),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(&self.status[p.status as usize]);
+        str(f, out, p.message);
+        out.extend_from_slice(b",\"evidence\":");
+        ev.write_compact(out);
+        out.extend_from_slice(&self.source);
+        match p.period {
+            None => out.extend_from_slice(b"null"),
+            Some((_, start, end)) => {
+                out.extend_from_slice(&self.period_head);
+                match start {
+                    Some(s) => str(f, out, s),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"end\":");
+                match end {
+                    Some(s) => str(f, out, s),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(&self.tail);
+    }
 }
 
-/// Append one finding of the template's rule as a JSON line, as
-/// `encode_into(…, Format::Jsonl, …)` would.
-pub fn encode_line<E: WriteJson>(out: &mut Vec<u8>, t: &LineTemplate, p: &FindingParts, ev: &E) {
-    use json::str;
-    let f = &mut CompactFormatter;
-    out.extend_from_slice(&t.head);
-    str(f, out, p.subject_id);
-    out.extend_from_slice(b",\"subject_name\":");
-    match p.subject_name {
-        Some(n) => str(f, out, n),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(&t.status[p.status as usize]);
-    str(f, out, p.message);
-    out.extend_from_slice(b",\"evidence\":");
-    ev.write_compact(out);
-    out.extend_from_slice(&t.source);
-    match p.period {
-        None => out.extend_from_slice(b"null"),
-        Some((_, start, end)) => {
-            out.extend_from_slice(&t.period_head);
-            match start {
-                Some(s) => str(f, out, s),
-                None => out.extend_from_slice(b"null"),
-            }
-            out.extend_from_slice(b",\"end\":");
-            match end {
-                Some(s) => str(f, out, s),
-                None => out.extend_from_slice(b"null"),
-            }
-            out.push(b'}');
+/// A CSV record's fixed fields.
+pub struct CsvTemplate {
+    /// directive … subject_kind, each with its `,`.
+    head: Vec<u8>,
+    /// By status: `,status,severity,` (after the subject name).
+    status: [Vec<u8>; 6],
+    /// `,document,clause,text,` (after the evidence).
+    source: Vec<u8>,
+    /// `,as_of,…,policy_hash` and the record end.
+    tail: Vec<u8>,
+}
+
+impl CsvTemplate {
+    fn new(p: &FindingParts) -> CsvTemplate {
+        let mut head = Vec::new();
+        for v in [p.directive, p.rule, p.rule_version, p.subject_kind] {
+            csv_field(&mut head, v.as_bytes());
+            head.push(b',');
+        }
+        let status = Status::ALL_IN_ORDER.map(|st| {
+            let mut o = vec![b','];
+            csv_field(&mut o, st.name().as_bytes());
+            o.push(b',');
+            csv_field(&mut o, severity_name(p.severity).as_bytes());
+            o.push(b',');
+            o
+        });
+        let mut source = Vec::new();
+        for v in [&*p.source.document, &*p.source.clause, &*p.source.text] {
+            source.push(b',');
+            csv_field(&mut source, v.as_bytes());
+        }
+        source.push(b',');
+        let mut tail = Vec::new();
+        for v in [p.as_of, p.policy_set, p.policy_version, p.policy_hash] {
+            tail.push(b',');
+            csv_field(&mut tail, v.as_bytes());
+        }
+        tail.push(b'\n');
+        CsvTemplate {
+            head,
+            status,
+            source,
+            tail,
         }
     }
-    out.extend_from_slice(&t.tail);
+
+    fn encode<E: WriteJson>(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        p: &FindingParts,
+        ev: &E,
+    ) {
+        out.extend_from_slice(&self.head);
+        csv_field(out, p.subject_id.as_bytes());
+        out.push(b',');
+        csv_field(out, p.subject_name.unwrap_or("").as_bytes());
+        out.extend_from_slice(&self.status[p.status as usize]);
+        csv_field(out, p.message.as_bytes());
+        out.push(b',');
+        scratch.clear();
+        ev.write_compact(scratch);
+        csv_field(out, scratch);
+        out.extend_from_slice(&self.source);
+        let (ps, pe) = p
+            .period
+            .map(|(_, s, e)| (s.unwrap_or(""), e.unwrap_or("")))
+            .unwrap_or_default();
+        csv_field(out, ps.as_bytes());
+        out.push(b',');
+        csv_field(out, pe.as_bytes());
+        out.extend_from_slice(&self.tail);
+    }
 }
 
 /// A CSV field as the `csv` crate writes it by default: quoted (with `"` doubled) when it

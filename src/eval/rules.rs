@@ -358,7 +358,7 @@ impl<'a> Run<'a> {
                     let Some(kind) = self.kinds.get(&*pr.kind) else {
                         continue;
                     };
-                    let template = (format == Some(Format::Jsonl)).then(|| self.template(pr));
+                    let template = format.and_then(|f| self.template(pr, f));
                     for block in kind.order.chunks(BLOCK) {
                         let chunks: Vec<Chunk> = block
                             .par_chunks(CHUNK)
@@ -453,27 +453,30 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// The JSON-line bytes every finding of `pr` shares.
-    fn template(&self, pr: &PreparedRule) -> findings::LineTemplate {
-        findings::LineTemplate::new(&FindingParts {
-            directive: &pr.directive,
-            rule: &pr.id,
-            rule_version: &pr.version,
-            subject_kind: &pr.kind,
-            subject_id: "",
-            subject_name: None,
-            status: Status::Pass,
-            severity: pr.rule.severity,
-            message: "",
-            source: &pr.source,
-            period: pr
-                .period
-                .map(|i| (self.periods[i].label.as_str(), None, None)),
-            as_of: &self.as_of_text,
-            policy_set: &self.policy_name,
-            policy_version: &self.policy_version,
-            policy_hash: &self.policy_hash,
-        })
+    /// The bytes every finding of `pr` shares in `format`.
+    fn template(&self, pr: &PreparedRule, format: Format) -> Option<findings::Template> {
+        findings::Template::new(
+            &FindingParts {
+                directive: &pr.directive,
+                rule: &pr.id,
+                rule_version: &pr.version,
+                subject_kind: &pr.kind,
+                subject_id: "",
+                subject_name: None,
+                status: Status::Pass,
+                severity: pr.rule.severity,
+                message: "",
+                source: &pr.source,
+                period: pr
+                    .period
+                    .map(|i| (self.periods[i].label.as_str(), None, None)),
+                as_of: &self.as_of_text,
+                policy_set: &self.policy_name,
+                policy_version: &self.policy_version,
+                policy_hash: &self.policy_hash,
+            },
+            format,
+        )
     }
 
     /// The key of subject row `s`.
@@ -944,7 +947,7 @@ impl<'a> Run<'a> {
         base: &[V<'r>],
         w: &mut Worker<'r>,
         format: Format,
-        template: Option<&findings::LineTemplate>,
+        template: Option<&findings::Template>,
         out: &mut Vec<u8>,
     ) {
         let period = w.period;
@@ -975,7 +978,7 @@ impl<'a> Run<'a> {
         };
         let mut scratch = std::mem::take(&mut w.scratch);
         match (&w.map, template) {
-            (Some(m), Some(t)) => findings::encode_line(out, t, &parts, m),
+            (Some(m), Some(t)) => findings::encode_with(out, &mut scratch, t, &parts, m),
             (Some(m), None) => findings::encode_into(out, &mut scratch, &parts, m, format, true),
             (None, _) => {
                 let ev = FastEvidence {
@@ -987,7 +990,7 @@ impl<'a> Run<'a> {
                     w,
                 };
                 match template {
-                    Some(t) => findings::encode_line(out, t, &parts, &ev),
+                    Some(t) => findings::encode_with(out, &mut scratch, t, &parts, &ev),
                     None => findings::encode_into(out, &mut scratch, &parts, &ev, format, true),
                 }
             }
