@@ -5,7 +5,7 @@
 use crate::data::TableStats;
 use crate::policy::model::Severity;
 use serde::Serialize;
-use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter};
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -316,26 +316,12 @@ pub fn encode_into<E: WriteJson>(
             out.push(b'\n');
         }
         Format::Json => {
-            scratch.clear();
-            write_finding(
-                &mut PrettyFormatter::with_indent(b"  "),
-                scratch,
-                p,
-                evidence,
-            );
-            // Indent the object by two spaces inside the array.
+            // An element of the array: indented by two spaces.
             if separator {
                 out.extend_from_slice(b",\n");
             }
-            out.reserve(scratch.len() + scratch.len() / 8);
             out.extend_from_slice(b"  ");
-            let mut rest = &scratch[..];
-            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-                out.extend_from_slice(&rest[..=i]);
-                out.extend_from_slice(b"  ");
-                rest = &rest[i + 1..];
-            }
-            out.extend_from_slice(rest);
+            write_finding(&mut InArray::default(), out, p, evidence);
         }
         Format::Csv => {
             scratch.clear();
@@ -602,6 +588,88 @@ impl CsvTemplate {
         out.push(b',');
         csv_field(out, pe.as_bytes());
         out.extend_from_slice(&self.tail);
+    }
+}
+
+/// serde_json's `PrettyFormatter` with a two-space indent, for a value that is itself one
+/// level deep (an element of the findings array): every line it breaks is indented two spaces
+/// more, as if the pretty output were indented afterwards.
+struct InArray {
+    level: usize,
+    has_value: bool,
+}
+
+impl Default for InArray {
+    fn default() -> Self {
+        InArray {
+            level: 1,
+            has_value: false,
+        }
+    }
+}
+
+impl InArray {
+    fn newline(&self, w: &mut (impl ?Sized + Write), first: bool) -> std::io::Result<()> {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        for _ in 0..self.level {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, w: &mut (impl ?Sized + Write), bracket: &[u8]) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            w.write_all(b"\n")?;
+            for _ in 0..self.level {
+                w.write_all(b"  ")?;
+            }
+        }
+        w.write_all(bracket)
+    }
+}
+
+impl Formatter for InArray {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
