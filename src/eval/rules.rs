@@ -1142,11 +1142,15 @@ mod tests {
     }
 
     fn check(data: &Path) {
-        let set = crate::policy::load(Path::new("policies")).unwrap_or_else(|_| panic!("policies"));
+        check_with(Path::new("policies"), data, true);
+    }
+
+    fn check_with(policies: &Path, data: &Path, all_native: bool) {
+        let set = crate::policy::load(policies).unwrap_or_else(|_| panic!("policies"));
         let ds = crate::data::load(data, &set.schema, &Default::default()).unwrap();
         let run = super::super::prepare(&set, &ds, None).unwrap();
         // Every expression of the shipped rules compiles for the native evaluator.
-        for pr in &run.rules {
+        for pr in run.rules.iter().filter(|_| all_native) {
             let r = pr.rule;
             let f = &pr.fast;
             assert_eq!(f.applies.is_some(), r.applies.is_some(), "{} applies", r.id);
@@ -1218,6 +1222,187 @@ mod tests {
     fn native_evaluation_matches_rhai_on_the_samples() {
         check(Path::new("samples/hubei-2020"));
     }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// Expressions the native evaluator leaves to Rhai half-way through a rule (loops,
+    /// `type_of`, arrays in messages), errors, waivers, odd evidence names, escapes.
+    #[test]
+    fn mixed_native_and_rhai_evaluation_matches_rhai() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pol, data) = (dir.path().join("policies"), dir.path().join("data"));
+        copy_dir(Path::new("policies"), &pol);
+        copy_dir(Path::new("samples/hubei-2020"), &data);
+        std::fs::write(pol.join("helpers/zz.rhai"), TORTURE_HELPERS).unwrap();
+        std::fs::write(pol.join("directives/zz-torture.toml"), TORTURE_RULES).unwrap();
+        std::fs::write(data.join("waivers.csv"), TORTURE_WAIVERS).unwrap();
+        check_with(&pol, &data, false);
+    }
+
+    const TORTURE_HELPERS: &str = r#"
+fn count_up(n) { let i = 0; while i < n { i += 1; } i }
+fn twice(x) { x * 2 }
+fn label(x) {
+    if x > 10 { "多" } else if x > 0 { "少" } else { "无" }
+}
+fn nothing(x) { }
+fn semi(x) { x + 1; }
+"#;
+
+    const TORTURE_WAIVERS: &str =
+        "subject_id,directive,rule,reason,approved_by,valid_from,valid_until
+M001,service-hours-20,hours.yearly,因病住院三个月,某厅机关党委,2020-07-01,2021-06-30
+M002,zz-torture,,\"特殊\"\"情况\"\",测试\",某厅机关党委,2020-01-01,
+M003,zz-torture,zz.records,驻村扶贫,某厅机关党委,2020-01-01,
+B01,dual-registration-2020-07,,联系社区撤并,某区委组织部,2020-07-01,
+";
+
+    const TORTURE_RULES: &str = r#"
+[directive]
+key = "zz-torture"
+title = "测试用指令"
+issuer = "测试"
+issued_on = 2020-01-01
+effective_from = 2020-01-01
+cited_from = "测试"
+summary = "测试各种表达式。"
+
+[directive.clauses.c1]
+text = "第一条，含\"引号\"、反斜杠\\和换行\n第二行"
+
+[parameters.zz_list]
+label = "列表参数"
+basis = "assumption"
+reason = "测试"
+values = [{ from = 2020-01-01, value = [1, 2, 3] }]
+
+[parameters.zz_ratio]
+label = "比例"
+basis = "assumption"
+reason = "测试"
+values = [{ from = 2020-01-01, value = 0.1 }]
+
+[parameters.zz_later]
+label = "以后才有"
+basis = "assumption"
+reason = "测试"
+values = [{ from = 2030-01-01, value = 5 }]
+
+[[rule]]
+id = "zz.loops"
+version = 2
+title = "循环与辅助函数"
+subject = "member"
+effective_from = 2020-01-01
+clause = "c1"
+severity = "minor"
+period = "sinking"
+evidence = ["n", "m", "services_sinking", "zz_list", "zz_later", "lbl", "s1", "s2"]
+
+[rule.let]
+lbl = "label(services_sinking)"
+n = "count_up(services_sinking)"
+m = "twice(n) + twice(0.5)"
+s1 = "semi(1)"
+s2 = "nothing(1)"
+
+[[rule.case]]
+when = "n != services_sinking"
+status = "fail"
+message = "不一致"
+
+[[rule.case]]
+when = "m > 10 && zz_list.len() > 2"
+status = "warn"
+message = "多：{m}，{lbl}，{zz_list}，{zz_later}，{type_of(m)}"
+
+[[rule.case]]
+status = "pass"
+message = "{n} 次，{label(n)}，{if n > 3 { \"大\" }}，{`${n}/${m}/${zz_ratio}`}"
+
+[[rule]]
+id = "zz.errors"
+version = 1
+title = "出错"
+subject = "member"
+effective_from = 2020-01-01
+clause = "c1"
+severity = "major"
+applies = "if employment == \"retired\" { 1 } else { employment == \"in_service\" }"
+evidence = ["verified_hours", "q"]
+
+[rule.let]
+q = "if verified_hours > 30.0 { services_sinking / 0 } else { verified_hours / 0 }"
+
+[[rule.case]]
+when = "q > 1.0"
+status = "fail"
+message = "q = {q}，{days_between(first_epidemic_report, \"2020-12-31\")}"
+
+[[rule.case]]
+when = "verified_hours == 20"
+status = "warn"
+message = "正好 20：{verified_hours}"
+
+[[rule.case]]
+when = "services_sinking - 9223372036854775807 - 10 > 0"
+status = "warn"
+message = "溢出"
+
+[[rule]]
+id = "zz.records"
+version = 1
+title = "证据名重复"
+subject = "member"
+effective_from = 2020-01-01
+clause = "c1"
+severity = "critical"
+period = "epidemic"
+evidence = ["first_epidemic_report", "records", "first_epidemic_report", "checkin_only_days", "name"]
+
+[rule.let]
+records = "checkin_only_days.len() * 1000000000000000000"
+
+[[rule.case]]
+when = "present(first_epidemic_report) && checkin_only_days.len() > 0"
+status = "fail"
+message = "{name}（{subject_id}）{zh(employment)}：{checkin_only_days}；{join(checkin_only_days, \",\")}；{period_start}—{period_end}；{as_of}"
+
+[[rule.case]]
+when = "name + \"x\" > \"\" || name - \"a\" == \"\""
+status = "warn"
+message = "{name + subject_id}；{-verified_hours}；{!present(name)}；{3 % 2}；{7.5 % 2}；{1 / 3}；{1.0 / 3}；{round_to(verified_hours, 1)}；{ratio(2, 3)}"
+
+[[rule]]
+id = "zz.org"
+version = 1
+title = "组织"
+subject = "organization"
+effective_from = 2020-01-01
+clause = "c1"
+severity = "minor"
+evidence = ["kind", "community_id", "subject_id"]
+
+[[rule.case]]
+when = "kind == \"unit_branch\" && community_id >= \"C03\""
+status = "fail"
+message = "{name}：{kind}，{zh(kind)}，{community_id}"
+
+[[rule.case]]
+status = "pass"
+message = "好"
+"#;
 
     #[test]
     fn native_evaluation_matches_rhai_on_generated_data() {
