@@ -790,7 +790,7 @@ impl<'a> Run<'a> {
         use std::fmt::Write;
         match v {
             V::Unit => out.push('无'),
-            V::Float(x) => out.push_str(&script::format_number(*x)),
+            V::Float(x) => script::push_number(out, *x),
             V::Bool(b) => out.push(if *b { '是' } else { '否' }),
             V::Int(i) => {
                 let _ = write!(out, "{i}");
