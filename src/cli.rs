@@ -547,6 +547,18 @@ pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
     .with_context(|| format!("writing rejects to {}", path.display()))
 }
 
+/// CPU seconds (user and system, all threads) this process has used so far, where the
+/// system tells (Linux); for `--timings` on a busy machine.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Clock ticks of 1/100 s (USER_HZ).
+    Some((utime + stime) / 100.0)
+}
+
 fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let (set, ds) = match load_all(&a.data) {
@@ -554,7 +566,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let t_load = t0.elapsed();
-    let c_load = cpu_seconds();
+    let cpu_load = cpu_seconds();
     let as_of = match a.data.as_of.or_else(|| ds.latest_date()) {
         Some(d) => d,
         None => anyhow::bail!(
@@ -568,7 +580,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         }
     }
     let t_prepare = t0.elapsed();
-    let c_prepare = cpu_seconds();
+    let cpu_prepare = cpu_seconds();
     let mut summary = Summary::default();
     let format = a.format.unwrap_or(
         match a
@@ -590,40 +602,39 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         write_findings(&run, &mut lock, format, &mut summary)?;
     } else {
-        run.for_each_finding(|f| {
-            summary.add(&f);
-            Ok(())
-        })?;
+        run.stream(None, &mut summary, |_, _| Ok(()))?;
     }
     let t_rules = t0.elapsed();
-    let c_rules = cpu_seconds();
+    let cpu_rules = cpu_seconds();
     if a.timings {
         let rows = ds.total_read();
-        let (l, p, r) = (
+        let cpu = |from: Option<f64>, to: Option<f64>| match (from, to) {
+            (Some(f), Some(t)) => format!("{:>8.2}", t - f),
+            _ => format!("{:>8}", "-"),
+        };
+        eprintln!("stage               seconds    cpu s      rows/s");
+        eprintln!(
+            "load               {:>8.2} {} {:>11.0}",
             t_load.as_secs_f64(),
+            cpu(Some(0.0), cpu_load),
+            rows as f64 / t_load.as_secs_f64()
+        );
+        eprintln!(
+            "aggregates         {:>8.2} {} {:>11.0}",
             (t_prepare - t_load).as_secs_f64(),
+            cpu(cpu_load, cpu_prepare),
+            rows as f64 / (t_prepare - t_load).as_secs_f64()
+        );
+        eprintln!(
+            "rules+output       {:>8.2} {} {:>11.0} findings/s",
             (t_rules - t_prepare).as_secs_f64(),
-        );
-        eprintln!("stage               seconds  cpu_seconds      rows/s");
-        eprintln!(
-            "load               {l:>8.2} {:>12.2} {:>11.0}",
-            c_load,
-            rows as f64 / l
+            cpu(cpu_prepare, cpu_rules),
+            summary.total as f64 / (t_rules - t_prepare).as_secs_f64()
         );
         eprintln!(
-            "aggregates         {p:>8.2} {:>12.2} {:>11.0}",
-            c_prepare - c_load,
-            rows as f64 / p
-        );
-        eprintln!(
-            "rules+output       {r:>8.2} {:>12.2} {:>11.0} findings/s",
-            c_rules - c_prepare,
-            summary.total as f64 / r
-        );
-        eprintln!(
-            "total              {:>8.2} {:>12.2} {:>11.0}",
+            "total              {:>8.2} {} {:>11.0}",
             t_rules.as_secs_f64(),
-            c_rules,
+            cpu(Some(0.0), cpu_rules),
             rows as f64 / t_rules.as_secs_f64()
         );
     }
@@ -777,14 +788,10 @@ fn write_findings(
     summary: &mut Summary,
 ) -> Result<()> {
     let mut fw = FindingWriter::new(w, format)?;
-    run.for_each_finding_mapped(
-        |f| crate::findings::encode(f, format),
-        |f, bytes| {
-            summary.add(&f);
-            fw.write_encoded(&bytes?)?;
-            Ok(())
-        },
-    )?;
+    run.stream(Some(format), summary, |runs, n| {
+        fw.write_runs(runs, n)?;
+        Ok(())
+    })?;
     fw.finish()?;
     Ok(())
 }
@@ -827,20 +834,4 @@ fn schema_cmd(a: &SchemaArgs) -> Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`
-/// (0 where that file does not exist). `--timings` shows them beside wall-clock seconds,
-/// which depend on what else the machine is doing.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the stat line; clock ticks are 100 per second
-    // on Linux.
-    (ticks(11) + ticks(12)) / 100.0
 }

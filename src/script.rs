@@ -107,8 +107,13 @@ fn started() -> Instant {
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 fn parse_date(s: &str) -> Res<NaiveDate> {
+    parse_date_text(s).ok_or_else(|| format!("not a date: '{s}'").into())
+}
+
+/// The date the script date functions read from `s`: its first ten characters as `YYYY-MM-DD`.
+pub(crate) fn parse_date_text(s: &str) -> Option<NaiveDate> {
     let head = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(head, "%Y-%m-%d").map_err(|_| format!("not a date: '{s}'").into())
+    NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()
 }
 
 fn date_str(d: NaiveDate) -> ImmutableString {
@@ -188,15 +193,26 @@ fn register_functions(e: &mut Engine) {
 
 /// A number as people read it: `20`, `6.5`, `13.33`.
 pub fn format_number(x: f64) -> String {
+    let mut s = String::new();
+    push_number(&mut s, x);
+    s
+}
+
+/// [`format_number`], appended to `out`.
+pub fn push_number(out: &mut String, x: f64) {
+    use std::fmt::Write;
     if !x.is_finite() {
-        return x.to_string();
+        let _ = write!(out, "{x}");
+        return;
     }
     let r = (x * 100.0).round() / 100.0;
     if r == r.trunc() {
-        format!("{}", r as i64)
+        let _ = write!(out, "{}", r as i64);
     } else {
-        let s = format!("{r:.2}");
-        s.trim_end_matches('0').to_string()
+        let start = out.len();
+        let _ = write!(out, "{r:.2}");
+        let kept = out[start..].trim_end_matches('0').len();
+        out.truncate(start + kept);
     }
 }
 

@@ -171,7 +171,7 @@ impl Run<'_> {
         let aggregates = self.trace_aggregates(kind, row, &idents);
         // Re-run the rule, recording each expression.
         let mut steps = Vec::new();
-        let finding = self.eval_rule(pr, kind, row, &mut self.base.clone());
+        let finding = self.eval_rule(pr, kind, row);
         let mut scope = self.base.clone();
         self.push_vars(pr, kind, row, &mut scope);
         let show = |r: &Result<Dynamic, String>| match r {

@@ -5,11 +5,13 @@
 
 pub mod aggregate;
 pub mod explain;
+mod fast;
+mod rules;
 pub mod value;
 
 use crate::data::{ColumnData, Dataset};
-use crate::findings::{Finding, PeriodRef, SourceRef, Status};
-use crate::policy::{Bound, Expr, Part, PolicySet, Rule, ValueRef, case_status_name};
+use crate::findings::{Finding, SourceRef};
+use crate::policy::{Bound, Expr, PolicySet, Rule, ValueRef};
 use crate::script;
 use aggregate::{AggValue, Groups, Prepared, Span, SubjectCtx};
 use anyhow::{Context, Result, anyhow, bail};
@@ -52,6 +54,8 @@ struct KindState {
     lineage: Vec<Vec<u32>>,
     lineage_slot: Vec<Option<usize>>,
     n_slots: usize,
+    /// The key column and the `name` column of the subject table.
+    key_col: usize,
     name_col: Option<usize>,
     /// Prepared aggregates and their row groups, by local index (kept for `explain`).
     prepared: Vec<Prepared>,
@@ -87,6 +91,19 @@ struct PreparedRule<'a> {
     id: Arc<str>,
     version: Arc<str>,
     kind: Arc<str>,
+    /// The expressions compiled for the native evaluator.
+    fast: rules::FastRule<'a>,
+    /// Where the period's start and end come from for each subject.
+    bounds: [BoundSource; 2],
+}
+
+/// A period bound as `subject_bounds` finds it.
+#[derive(Debug, Clone, Copy)]
+enum BoundSource {
+    /// The same for every subject.
+    Fixed,
+    /// An aggregate of the subject (its local index; `None`: not one of this kind's).
+    Agg(Option<usize>),
 }
 
 /// A prepared evaluation run: aggregates computed, rules ready.
@@ -100,6 +117,8 @@ pub struct Run<'a> {
     kinds: IndexMap<String, KindState>,
     base: Scope<'static>,
     rules: Vec<PreparedRule<'a>>,
+    /// Helper functions and tables for the native evaluator.
+    prog: fast::Program,
     as_of_text: Arc<str>,
     policy_name: Arc<str>,
     policy_version: Arc<str>,
@@ -477,12 +496,29 @@ pub fn prepare<'a>(
                 lineage,
                 lineage_slot,
                 n_slots,
+                key_col: key,
                 name_col,
                 prepared,
                 groups,
             },
         );
     }
+
+    // The native evaluator: helper functions (as parsed from their files) and `zh`'s words.
+    let helper_texts: Vec<&str> = (0..policy.sources.len())
+        .filter(|&id| policy.sources.name(id).ends_with(".rhai"))
+        .map(|id| policy.sources.text(id))
+        .collect();
+    let prog = fast::Program::new(
+        &helper_texts,
+        &policy.helpers,
+        crate::policy::enum_words(&policy.schema),
+        &policy.engine,
+    );
+    let base_names: Vec<String> = rules::base_entries(&base)
+        .into_iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect();
 
     // Rules with their variables resolved.
     let mut rules = Vec::new();
@@ -524,14 +560,31 @@ pub fn prepare<'a>(
             clause: r.clause.key.as_str().into(),
             text: r.clause.text.as_str().into(),
         });
+        let fast = rules::compile(&prog, r, &vars, &base_names, policy, data, kind);
+        let period = r
+            .period
+            .as_deref()
+            .and_then(|p| policy.periods.get_index_of(p));
+        let bound = |b: &Bound| match b {
+            Bound::Ref(ValueRef::Agg(a)) => BoundSource::Agg(
+                policy
+                    .aggregates
+                    .get_index_of(a)
+                    .and_then(|g| kind.local.get(&g).copied()),
+            ),
+            _ => BoundSource::Fixed,
+        };
+        let bounds = match period.map(|i| &policy.periods[i]) {
+            Some(p) => [bound(&p.start), bound(&p.end)],
+            None => [BoundSource::Fixed; 2],
+        };
         rules.push(PreparedRule {
             rule: r,
             vars,
+            fast,
+            bounds,
             source,
-            period: r
-                .period
-                .as_deref()
-                .and_then(|p| policy.periods.get_index_of(p)),
+            period,
             directive: r.directive.as_str().into(),
             id: r.id.as_str().into(),
             version: r.version.as_str().into(),
@@ -560,6 +613,7 @@ pub fn prepare<'a>(
         kinds,
         base,
         rules,
+        prog,
         as_of_text: date_text(as_of).into(),
         policy_name: policy.name.as_str().into(),
         policy_version: policy.version.as_str().into(),
@@ -659,62 +713,6 @@ fn subject_bounds(
 }
 
 impl<'a> Run<'a> {
-    /// Number of findings the run will produce.
-    pub fn finding_count(&self) -> usize {
-        self.rules
-            .iter()
-            .map(|r| self.kinds.get(&*r.kind).map_or(0, |k| k.n))
-            .sum()
-    }
-
-    /// The rules evaluated (versions in force on `as_of`).
-    pub fn rules(&self) -> impl Iterator<Item = &'a Rule> + '_ {
-        self.rules.iter().map(|r| r.rule)
-    }
-
-    /// Evaluate every rule on every subject, calling `emit` with findings in order.
-    pub fn for_each_finding(&self, mut emit: impl FnMut(Finding) -> Result<()>) -> Result<()> {
-        self.for_each_finding_mapped(|_| (), |f, ()| emit(f))
-    }
-
-    /// Like [`Run::for_each_finding`], with `map` (e.g. serialization) run in parallel on
-    /// each finding before `emit` receives both, in order.
-    pub fn for_each_finding_mapped<T: Send>(
-        &self,
-        map: impl Fn(&Finding) -> T + Sync,
-        mut emit: impl FnMut(Finding, T) -> Result<()>,
-    ) -> Result<()> {
-        const BLOCK: usize = 16 * 1024;
-        for pr in &self.rules {
-            let Some(kind) = self.kinds.get(&*pr.kind) else {
-                continue;
-            };
-            for block in kind.order.chunks(BLOCK) {
-                let findings: Vec<(Finding, T)> = block
-                    .par_chunks(256)
-                    .map_init(
-                        || self.base.clone(),
-                        |scope, chunk| {
-                            chunk
-                                .iter()
-                                .map(|&s| {
-                                    let f = self.eval_rule(pr, kind, s as usize, scope);
-                                    let t = map(&f);
-                                    (f, t)
-                                })
-                                .collect::<Vec<_>>()
-                        },
-                    )
-                    .flatten()
-                    .collect();
-                for (f, t) in findings {
-                    emit(f, t)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The row of subject `id` of `kind` in its table.
     pub fn subject_row(&self, kind: &str, id: &str) -> Option<usize> {
         let k = self.kinds.get(kind)?;
@@ -810,45 +808,32 @@ impl<'a> Run<'a> {
         kind: &KindState,
         s: usize,
     ) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
-        let i = pr.period?;
-        let agg_index = |name: &str| {
-            self.policy
-                .aggregates
-                .get_index_of(name)
-                .and_then(|g| kind.local.get(&g).copied())
+        let pv = &self.periods[pr.period?];
+        if !pv.per_subject {
+            return Some((pv.start, pv.end));
+        }
+        // As `subject_bounds` finds them, with the aggregates looked up beforehand.
+        let values = kind.subject_values(s);
+        let bound = |b: BoundSource, fixed: Option<NaiveDate>| match b {
+            BoundSource::Fixed => fixed,
+            BoundSource::Agg(l) => match l.map(|l| &values[l]) {
+                Some(AggValue::Scalar(Scalar::Date(d))) => Some(*d),
+                Some(AggValue::Scalar(Scalar::DateTime(d))) => Some(d.date()),
+                _ => None,
+            },
         };
-        Some(subject_bounds(
-            self.policy,
-            &self.periods[i],
-            i,
-            kind.subject_values(s),
-            &agg_index,
-        ))
-    }
-
-    /// The key of subject row `s`.
-    fn subject_id(&self, kind: &KindState, s: usize) -> String {
-        let key = self.policy.schema.tables[kind.table_name.as_str()]
-            .key
-            .unwrap_or(0);
-        let table = self.vals.table(kind.table_idx);
-        self.vals
-            .text(&Values::cell(table, kind.table_idx, key, s))
-            .unwrap_or("")
-            .to_string()
+        Some((bound(pr.bounds[0], pv.start), bound(pr.bounds[1], pv.end)))
     }
 
     /// Push the variables a rule reads for subject `s` into `scope`.
     fn push_vars(&self, pr: &PreparedRule, kind: &KindState, s: usize, scope: &mut Scope<'static>) {
         let subject_table = self.vals.table(kind.table_idx);
-        let subject_id = self.subject_id(kind, s);
+        let subject_id = self.subject_key(kind, s);
         let period = self.period_of(pr, kind, s);
         let values = kind.subject_values(s);
         for (name, src) in &pr.vars {
             let v = match src {
-                VarSource::SubjectId => {
-                    Dynamic::from(rhai::ImmutableString::from(subject_id.as_str()))
-                }
+                VarSource::SubjectId => Dynamic::from(rhai::ImmutableString::from(subject_id)),
                 VarSource::SubjectCol(c) => {
                     self.vals
                         .to_dynamic(&Values::cell(subject_table, kind.table_idx, *c, s))
@@ -865,130 +850,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn eval_rule(
-        &self,
-        pr: &PreparedRule,
-        kind: &KindState,
-        s: usize,
-        scope: &mut Scope<'static>,
-    ) -> Finding {
-        let rule = pr.rule;
-        let base_len = self.base.len();
-        scope.rewind(base_len);
-        let subject_table = self.vals.table(kind.table_idx);
-        let subject_id = self.subject_id(kind, s);
-        let subject_name = kind.name_col.and_then(|c| {
-            self.vals
-                .text(&Values::cell(subject_table, kind.table_idx, c, s))
-                .map(|t| t.to_string())
-        });
-        let period = self.period_of(pr, kind, s);
-        self.push_vars(pr, kind, s, scope);
-        let mut finding = Finding {
-            directive: pr.directive.clone(),
-            rule: pr.id.clone(),
-            rule_version: pr.version.clone(),
-            subject_kind: pr.kind.clone(),
-            subject_id,
-            subject_name,
-            status: Status::Error,
-            severity: rule.severity,
-            message: String::new(),
-            evidence: serde_json::Map::new(),
-            source: pr.source.clone(),
-            period: pr.period.map(|i| PeriodRef {
-                name: self.periods[i].label.as_str().into(),
-                start: period.and_then(|p| p.0).map(date_text),
-                end: period.and_then(|p| p.1).map(date_text),
-            }),
-            as_of: self.as_of_text.clone(),
-            policy_set: self.policy_name.clone(),
-            policy_version: self.policy_version.clone(),
-            policy_hash: self.policy_hash.clone(),
-        };
-        match self.decide(rule, scope) {
-            Ok((status, message)) => {
-                finding.status = status;
-                finding.message = message;
-                for name in &rule.evidence {
-                    let v = scope
-                        .get(name)
-                        .map(script::to_json)
-                        .unwrap_or(serde_json::Value::Null);
-                    finding.evidence.insert(name.clone(), v);
-                }
-                let records = self.records(rule, kind, s);
-                if !records.is_empty() {
-                    finding
-                        .evidence
-                        .insert("records".into(), serde_json::Value::Object(records));
-                }
-            }
-            Err(e) => {
-                finding.status = Status::Error;
-                finding.message = format!("规则执行出错：{e}");
-                finding
-                    .evidence
-                    .insert("error".into(), serde_json::Value::String(e));
-            }
-        }
-        if matches!(finding.status, Status::Fail | Status::Warn)
-            && let Some(w) = self.waivers.get(&finding.subject_id).and_then(|ws| {
-                ws.iter().find(|w| {
-                    w.directive == rule.directive && w.rule.as_deref().is_none_or(|r| r == rule.id)
-                })
-            })
-        {
-            let until = w.valid_until.as_deref().unwrap_or("长期");
-            finding.message = format!(
-                "已豁免：{}（{}批准，{} 至 {}）。原结果（{}）：{}",
-                w.reason,
-                w.approved_by,
-                w.valid_from,
-                until,
-                finding.status.chinese(),
-                finding.message
-            );
-            let mut info = serde_json::to_value(w).unwrap_or_default();
-            info["original_status"] = finding.status.name().into();
-            finding.evidence.insert("waiver".into(), info);
-            finding.status = Status::Waived;
-        }
-        finding
-    }
-
-    /// Input rows behind the aggregates named in the rule's evidence.
-    fn records(
-        &self,
-        rule: &Rule,
-        kind: &KindState,
-        s: usize,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let mut out = serde_json::Map::new();
-        for name in &rule.evidence {
-            let Some(g) = self.policy.aggregates.get_index_of(name) else {
-                continue;
-            };
-            let Some(&l) = kind.local.get(&g) else {
-                continue;
-            };
-            let Some(slot) = kind.lineage_slot[l] else {
-                continue;
-            };
-            let rows = &kind.lineage[s * kind.n_slots + slot];
-            let a = &self.policy.aggregates[g];
-            let table = &self.data.tables[a.table.as_str()];
-            let lines: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| serde_json::Value::from(table.lines[*r as usize]))
-                .collect();
-            let mut m = serde_json::Map::new();
-            m.insert("table".into(), a.table.clone().into());
-            m.insert("file".into(), table.file.clone().into());
-            m.insert("lines".into(), serde_json::Value::Array(lines));
-            out.insert(name.clone(), serde_json::Value::Object(m));
-        }
-        out
+    /// Evaluate one rule on one subject (for `explain`).
+    fn eval_rule(&self, pr: &PreparedRule<'a>, kind: &KindState, s: usize) -> Finding {
+        let base = self.base_values();
+        let mut w = self.worker();
+        self.evaluate(pr, kind, s, &base, &mut w);
+        self.finding(pr, kind, s, &base, &mut w)
     }
 
     fn agg_dynamic(&self, v: &AggValue, kind: &KindState, l: usize) -> Dynamic {
@@ -1036,56 +903,5 @@ impl<'a> Run<'a> {
             .engine
             .eval_ast_with_scope::<Dynamic>(scope, &e.ast)
             .map_err(|err| format!("`{}`: {}", e.src.trim(), script::describe_error(&err)))
-    }
-
-    fn eval_bool(
-        &self,
-        e: &Expr,
-        scope: &mut Scope<'static>,
-        what: &str,
-    ) -> std::result::Result<bool, String> {
-        let v = self.eval(e, scope)?;
-        v.as_bool()
-            .map_err(|t| format!("{what} `{}` gave {t} `{v}`, not true/false", e.src.trim()))
-    }
-
-    /// Applicability, lets and cases: the status and the message.
-    fn decide(
-        &self,
-        rule: &Rule,
-        scope: &mut Scope<'static>,
-    ) -> std::result::Result<(Status, String), String> {
-        if let Some(a) = &rule.applies
-            && !self.eval_bool(a, scope, "applies")?
-        {
-            return Ok((Status::NotApplicable, rule.not_applicable_message.clone()));
-        }
-        for (name, e) in &rule.lets {
-            let v = self.eval(e, scope)?;
-            scope.push_dynamic(name.clone(), v);
-        }
-        for c in &rule.cases {
-            let holds = match &c.when {
-                Some(w) => self.eval_bool(w, scope, "when")?,
-                None => true,
-            };
-            if holds {
-                let mut msg = String::new();
-                for p in &c.message.parts {
-                    match p {
-                        Part::Text(t) => msg.push_str(t),
-                        Part::Expr(e) => msg.push_str(&script::display(&self.eval(e, scope)?)),
-                    }
-                }
-                let status = match case_status_name(c.status) {
-                    "pass" => Status::Pass,
-                    "fail" => Status::Fail,
-                    "warn" => Status::Warn,
-                    _ => Status::NotApplicable,
-                };
-                return Ok((status, msg));
-            }
-        }
-        Err("no case matched; add a last case without `when`".to_string())
     }
 }

@@ -104,12 +104,20 @@ impl<'a> Values<'a> {
     /// The text of a scalar that is text-like (ids, texts, enum names).
     pub fn text<'b>(&'b self, s: &'b Scalar) -> Option<&'b str> {
         match s {
+            Scalar::Str(s) => Some(s),
+            other => self.data_text(other),
+        }
+    }
+
+    /// The text of an id, text cell or enum value, borrowed from the data or the policy
+    /// (`None` for other scalars, including [`Scalar::Str`]).
+    pub fn data_text(&self, s: &Scalar) -> Option<&'a str> {
+        match s {
             Scalar::Id(i) => Some(self.data.ids.resolve(*i)),
             Scalar::TextRef(t, c, r) => match &self.tables[*t as usize].columns[*c as usize] {
                 ColumnData::Text(v) => Some(v.get(*r as usize)),
                 _ => None,
             },
-            Scalar::Str(s) => Some(s),
             Scalar::Enum(t, c, i) => self
                 .policy
                 .schema

@@ -18,7 +18,7 @@ use model::{AggOp, Basis, CaseStatus, ColumnType, Severity};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-pub use validate::BUILTIN_NAMES;
+pub use validate::{BUILTIN_NAMES, enum_words};
 
 /// A loaded, checked and compiled policy set.
 pub struct PolicySet {

@@ -321,8 +321,9 @@ pub(super) fn build(
     })
 }
 
-/// `zh(value)`: the Chinese word for an enum value (its first alias), for messages.
-fn register_labels(engine: &mut Engine, schema: &Schema) {
+/// The Chinese word for each enum value (its first alias; the first table that has the value
+/// wins), as `zh(value)` gives it.
+pub fn enum_words(schema: &Schema) -> HashMap<String, String> {
     let mut words: HashMap<String, String> = HashMap::new();
     for t in schema.tables.values() {
         for c in &t.columns {
@@ -333,6 +334,12 @@ fn register_labels(engine: &mut Engine, schema: &Schema) {
             }
         }
     }
+    words
+}
+
+/// `zh(value)`: the Chinese word for an enum value (its first alias), for messages.
+fn register_labels(engine: &mut Engine, schema: &Schema) {
+    let words = enum_words(schema);
     engine.register_fn("zh", move |v: Dynamic| -> Dynamic {
         match v.clone().into_immutable_string() {
             Ok(s) => words.get(s.as_str()).map_or(v, |w| {
