@@ -131,8 +131,8 @@ pub enum AggValue {
     #[default]
     Unit,
     Scalar(Scalar),
-    Days(Vec<NaiveDate>),
-    Rows(Vec<u32>),
+    Days(Box<[NaiveDate]>),
+    Rows(Box<[u32]>),
 }
 
 impl AggValue {
@@ -251,7 +251,7 @@ pub fn compute(
     let value = match p.op {
         AggOp::Count => AggValue::Scalar(Scalar::Int(count)),
         AggOp::Exists => AggValue::Scalar(Scalar::Bool(count > 0)),
-        AggOp::Records => AggValue::Rows(used.clone()),
+        AggOp::Records => AggValue::Rows(used.clone().into_boxed_slice()),
         AggOp::Sum | AggOp::SumHours => AggValue::Scalar(Scalar::Num(sum)),
         AggOp::CountDays | AggOp::Days => {
             days.sort_unstable();
@@ -259,7 +259,7 @@ pub fn compute(
             if p.op == AggOp::CountDays {
                 AggValue::Scalar(Scalar::Int(days.len() as i64))
             } else {
-                AggValue::Days(days)
+                AggValue::Days(days.into_boxed_slice())
             }
         }
         AggOp::Min | AggOp::Max => match best {
@@ -467,4 +467,13 @@ pub fn trace_rows(
             (r, failed)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Millions of subjects × every aggregate: the value must stay small.
+    #[test]
+    fn aggregate_values_stay_small() {
+        assert!(std::mem::size_of::<super::AggValue>() <= 24);
+    }
 }

@@ -51,7 +51,7 @@ struct KindState {
     /// values[s * n_local + a]
     values: Vec<AggValue>,
     /// lineage[s * n_slots + slot] for aggregates recorded as evidence.
-    lineage: Vec<Vec<u32>>,
+    lineage: Vec<Box<[u32]>>,
     lineage_slot: Vec<Option<usize>>,
     n_slots: usize,
     /// The key column and the `name` column of the subject table.
@@ -449,7 +449,7 @@ pub fn prepare<'a>(
             })
             .collect();
         let mut values = vec![AggValue::Unit; n * n_local];
-        let mut lineage: Vec<Vec<u32>> = vec![Vec::new(); n * n_slots];
+        let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); n * n_slots];
         const CHUNK: usize = 256;
         values
             .par_chunks_mut(CHUNK * n_local.max(1))
@@ -478,7 +478,7 @@ pub fn prepare<'a>(
                         let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
                         values[l] = v;
                         if let Some(slot) = lineage_slot[l] {
-                            lchunk[k * n_slots + slot] = used;
+                            lchunk[k * n_slots + slot] = used.into_boxed_slice();
                         }
                     }
                 }

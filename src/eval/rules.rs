@@ -553,7 +553,7 @@ impl<'a> Run<'a> {
                     .map(|d| Dynamic::from(S::from(super::date_text(*d))))
                     .collect(),
             ),
-            V::Rows(l, rows) => self.agg_dynamic(&AggValue::Rows(rows.to_vec()), kind, *l),
+            V::Rows(l, rows) => self.agg_dynamic(&AggValue::Rows((*rows).into()), kind, *l),
             V::Dyn(d) => (*d).clone(),
         }
     }
