@@ -137,6 +137,18 @@ pub struct Model<'a> {
     pub grade_errors: Vec<String>,
     /// Member rows per organization id (members whose branch is the organization).
     members_of: HashMap<String, Vec<usize>>,
+    /// Verified service rows by member row and by community (built on first use).
+    service_index: std::sync::OnceLock<ServiceIndex>,
+}
+
+/// Verified services (start date, hours, row), grouped once so that each report reads only
+/// its own rows.
+#[derive(Default)]
+struct ServiceIndex {
+    by_member: HashMap<usize, Vec<(NaiveDate, f64, usize)>>,
+    by_community: HashMap<crate::data::Sym, Vec<(NaiveDate, f64, usize)>>,
+    /// Whether the services table has the columns these reports use.
+    usable: bool,
 }
 
 fn pct(n: i64, d: i64) -> f64 {
@@ -165,6 +177,7 @@ impl<'a> Model<'a> {
             grades: HashMap::new(),
             grade_errors: Vec::new(),
             members_of: HashMap::new(),
+            service_index: Default::default(),
         };
         m.index_members();
         m.grade_all();
@@ -496,6 +509,59 @@ impl<'a> Model<'a> {
         member_row: Option<usize>,
         community: Option<&str>,
     ) -> Option<Vec<(NaiveDate, f64, usize)>> {
+        let index = self.service_index.get_or_init(|| self.index_services());
+        if !index.usable {
+            return None;
+        }
+        let rows = match (member_row, community) {
+            (Some(m), None) => index.by_member.get(&m),
+            (None, Some(c)) => self
+                .data
+                .ids
+                .get(c)
+                .and_then(|sym| index.by_community.get(&sym)),
+            (Some(m), Some(c)) => {
+                let sym = self.data.ids.get(c);
+                return Some(
+                    index
+                        .by_member
+                        .get(&m)
+                        .map(|v| {
+                            v.iter()
+                                .filter(|x| {
+                                    sym.and_then(|sym| index.by_community.get(&sym))
+                                        .is_some_and(|c| {
+                                            c.binary_search_by_key(&x.2, |y| y.2).is_ok()
+                                        })
+                                })
+                                .copied()
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                );
+            }
+            (None, None) => None,
+        };
+        Some(rows.cloned().unwrap_or_default())
+    }
+
+    /// Group the verified services by member and by community, in row order.
+    fn index_services(&self) -> ServiceIndex {
+        let mut index = ServiceIndex::default();
+        let Some(all) = self.scan_services() else {
+            return index;
+        };
+        index.usable = true;
+        for (member, community, item) in all {
+            index.by_member.entry(member).or_default().push(item);
+            index.by_community.entry(community).or_default().push(item);
+        }
+        index
+    }
+
+    /// Every verified service: (member row, community, (start date, hours, row)).
+    #[allow(clippy::type_complexity)]
+    fn scan_services(&self) -> Option<Vec<(usize, crate::data::Sym, (NaiveDate, f64, usize))>> {
         use crate::data::ColumnData;
         let ts = self.policy.schema.tables.get("services")?;
         let t = self.data.tables.get("services")?;
@@ -521,20 +587,17 @@ impl<'a> Model<'a> {
             return None;
         };
         let mref = t.refs[ci_m].as_ref()?;
-        let csym = community.and_then(|c| self.data.ids.get(c));
-        if community.is_some() && csym.is_none() {
-            return Some(Vec::new());
-        }
         let mut out = Vec::new();
         for r in 0..t.len() {
-            if member_row.is_some_and(|m| mref[r] as usize != m)
-                || csym.is_some_and(|c| cm[r] != c)
-                || ver[r] != Some(true)
-            {
+            if ver[r] != Some(true) {
                 continue;
             }
             if let (Some(s), Some(e)) = (st[r], en[r]) {
-                out.push((s.date(), (e - s).num_seconds() as f64 / 3600.0, r));
+                out.push((
+                    mref[r] as usize,
+                    cm[r],
+                    (s.date(), (e - s).num_seconds() as f64 / 3600.0, r),
+                ));
             }
         }
         Some(out)
