@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Benchmark: generate synthetic datasets (contract v1) and time `rulebook eval` end to end.
 #
-#   benches/bench.sh                 # 100,000 members
-#   benches/bench.sh 100000 1000000  # several sizes
+#   benches/bench.sh                          # 100,000 members
+#   benches/bench.sh 100000 1000000 3000000   # several sizes
+#   RUNS=3 benches/bench.sh 1000000           # best of 3 (default 1)
+#   FORMAT=jsonl benches/bench.sh 1000000     # also write every finding (JSON Lines)
 #
-# Prints a table: members, input rows, CSV bytes, seconds per stage, rows/s, peak memory.
-# Datasets are kept in $BENCH_DIR (default /tmp/rulebook-bench) and reused.
+# For each size: members, input rows, CSV MiB, then per stage wall seconds and CPU seconds
+# (load, aggregates, rules+output), total seconds, rows/s and peak memory (max RSS).
+# Datasets are kept in $BENCH_DIR (default /tmp/rulebook-bench) and reused; the page cache is
+# warmed first, so the figures are for data already in memory, as an analyst's second run.
+# Criterion micro-benchmarks: `cargo bench --bench load --bench eval`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/rulebook
 dir=${BENCH_DIR:-/tmp/rulebook-bench}
+runs=${RUNS:-1}
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000)
-printf '%-10s %12s %10s %8s %8s %8s %8s %12s %10s\n' members rows MiB load aggs rules total rows/s peak_MiB
+printf '%-9s %11s %7s | %6s %6s | %6s %6s | %6s %6s | %7s %10s %8s\n' \
+  members rows CSV_MiB load cpu aggs cpu rules cpu total rows/s peak_MiB
 for n in "${sizes[@]}"; do
   data="$dir/m$n"
   if [ ! -f "$data/services.csv" ]; then
@@ -22,11 +29,22 @@ for n in "${sizes[@]}"; do
   rows=$(( $(cat "$data"/*.csv | wc -l) - 10 ))
   mib=$(( $(du -sb "$data" | cut -f1) / 1048576 ))
   cat "$data"/*.csv > /dev/null   # warm the page cache
-  out=$(mktemp -d)
-  /usr/bin/time -f '%M' -o "$out/mem" "$bin" eval --data "$data" --quiet --timings --format jsonl --out "$out/f.jsonl" 2> "$out/t"
-  load=$(awk '/^load/{print $2}' "$out/t"); aggs=$(awk '/^aggregates/{print $2}' "$out/t")
-  rules=$(awk '/^rules/{print $2}' "$out/t"); total=$(awk '/^total/{print $2}' "$out/t")
-  mem=$(( $(tail -1 "$out/mem") / 1024 ))
-  printf '%-10s %12s %10s %8s %8s %8s %8s %12.0f %10s\n' "$n" "$rows" "$mib" "$load" "$aggs" "$rules" "$total" "$(echo "$rows / $total" | bc -l)" "$mem"
-  rm -rf "$out"
+  best=""
+  for _ in $(seq "$runs"); do
+    out=$(mktemp -d)
+    args=(eval --data "$data" --as-of 2020-12-31 --quiet --timings)
+    [ -n "${FORMAT:-}" ] && args+=(--format "$FORMAT" --out "$out/findings.$FORMAT")
+    /usr/bin/time -f '%M' -o "$out/mem" "$bin" "${args[@]}" 2> "$out/t"
+    f() { awk -v s="$1" -v c="$2" '$1==s {print $c}' "$out/t"; }
+    total=$(f total 2)
+    line=$(printf '%-9s %11s %7s | %6s %6s | %6s %6s | %6s %6s | %7s %10.0f %8s' \
+      "$n" "$rows" "$mib" "$(f load 2)" "$(f load 3)" "$(f aggregates 2)" "$(f aggregates 3)" \
+      "$(f rules+output 2)" "$(f rules+output 3)" "$total" "$(echo "$rows / $total" | bc -l)" \
+      "$(( $(tail -1 "$out/mem") / 1024 ))")
+    if [ -z "$best" ] || (( $(echo "$total < $best_total" | bc -l) )); then
+      best=$line; best_total=$total
+    fi
+    rm -rf "$out"
+  done
+  echo "$best"
 done

@@ -573,6 +573,17 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
             "the data has no dates, so --as-of cannot default to the latest one; give --as-of YYYY-MM-DD"
         ),
     };
+    // Evaluation has no natural unit to count in its first part (aggregates), so it shows a
+    // spinner with the elapsed time.
+    let spinner = show_progress(a.data.quiet).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} evaluating {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
     let run = eval::prepare(&set, &ds, Some(as_of))?;
     if !a.data.quiet {
         for n in &run.waiver_notes {
@@ -603,6 +614,9 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         write_findings(&run, &mut lock, format, &mut summary)?;
     } else {
         run.stream(None, &mut summary, |_, _| Ok(()))?;
+    }
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
     }
     let t_rules = t0.elapsed();
     let cpu_rules = cpu_seconds();
