@@ -6,28 +6,21 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rulebook::data::{self, LoadOptions};
 use std::hint::black_box;
-use std::path::Path;
+mod common;
 
 fn eval(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let out = dir.path().join("m20000");
-    rulebook::r#gen::generate(&rulebook::r#gen::GenOptions {
-        members: 20_000,
-        seed: 42,
-        out: out.clone(),
-        year: 2020,
-    })
-    .expect("generate the dataset");
-    let policy = rulebook::policy::load(Path::new("policies")).expect("the shipped policy set");
-    let ds = data::load(&out, &policy.schema, &LoadOptions::default()).expect("loads");
+    let common::Fixture {
+        data: out, policy, ..
+    } = &common::fixture();
+    let ds = data::load(out, &policy.schema, &LoadOptions::default()).expect("loads");
     let as_of = chrono::NaiveDate::from_ymd_opt(2020, 12, 31);
     let mut g = c.benchmark_group("eval");
     g.sample_size(10);
     g.throughput(Throughput::Elements(ds.total_read()));
     g.bench_function("aggregates 20k members", |b| {
-        b.iter(|| black_box(rulebook::eval::prepare(&policy, &ds, as_of).expect("prepares")))
+        b.iter(|| black_box(rulebook::eval::prepare(policy, &ds, as_of).expect("prepares")))
     });
-    let run = rulebook::eval::prepare(&policy, &ds, as_of).expect("prepares");
+    let run = rulebook::eval::prepare(policy, &ds, as_of).expect("prepares");
     g.throughput(Throughput::Elements(run.finding_count() as u64));
     g.bench_function("rules 20k members", |b| {
         b.iter(|| {

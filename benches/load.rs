@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rulebook::data::{self, LoadOptions};
 use std::hint::black_box;
-use std::path::Path;
+mod common;
 
 fn parsers(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
@@ -23,17 +23,10 @@ fn parsers(c: &mut Criterion) {
 }
 
 fn dataset(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let out = dir.path().join("m20000");
-    rulebook::r#gen::generate(&rulebook::r#gen::GenOptions {
-        members: 20_000,
-        seed: 42,
-        out: out.clone(),
-        year: 2020,
-    })
-    .expect("generate the dataset");
-    let policy = rulebook::policy::load(Path::new("policies")).expect("the shipped policy set");
-    let bytes: u64 = std::fs::read_dir(&out)
+    let common::Fixture {
+        data: out, policy, ..
+    } = &common::fixture();
+    let bytes: u64 = std::fs::read_dir(out)
         .expect("dataset folder")
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
@@ -43,7 +36,7 @@ fn dataset(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("20k members", |b| {
         b.iter(|| {
-            let ds = data::load(&out, &policy.schema, &LoadOptions::default()).expect("loads");
+            let ds = data::load(out, &policy.schema, &LoadOptions::default()).expect("loads");
             black_box(ds.total_read())
         })
     });

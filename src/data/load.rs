@@ -1305,19 +1305,22 @@ fn load_table<'x>(
     if let Some(k) = ts.key {
         let key_col = &ts.columns[k];
         let mut dup = |i: usize, first: usize, v: &str, keep: &mut Vec<bool>| {
-            rejects.push(Reject {
-                table: ts.name.clone(),
-                file: file.clone(),
-                line: t.lines[i],
-                column: Some(key_col.display()),
-                value: Some(v.to_string()),
-                reason: format!(
-                    "duplicate key: {} `{v}` is already on line {}",
-                    key_col.display(),
-                    t.lines[first]
-                ),
-                raw: row_text(&t, ts, i, global, &local),
-            });
+            let why = format!(
+                "duplicate key: {} `{v}` is already on line {}",
+                key_col.display(),
+                t.lines[first]
+            );
+            let raw = row_text(&t, ts, i, global, &local);
+            reject(
+                &mut rejects,
+                ts,
+                &file,
+                t.lines[i],
+                Some(key_col),
+                Some(v),
+                why,
+                raw,
+            );
             drop_row(keep, i, n);
         };
         match &t.columns[k] {
@@ -1397,20 +1400,23 @@ fn load_table<'x>(
                         if !keep.is_empty() && !keep[i] {
                             continue;
                         }
-                        let text = resolve(global, &local, *s).to_string();
-                        rejects.push(Reject {
-                            table: ts.name.clone(),
-                            file: file.clone(),
-                            line: t.lines[i],
-                            column: Some(col.display()),
-                            value: Some(text.clone()),
-                            reason: format!(
-                                "unknown {}: `{text}` is not in table `{}`",
-                                col.display(),
-                                ts.name
-                            ),
-                            raw: row_text(&t, ts, i, global, &local),
-                        });
+                        let text = resolve(global, &local, *s);
+                        let why = format!(
+                            "unknown {}: `{text}` is not in table `{}`",
+                            col.display(),
+                            ts.name
+                        );
+                        let raw = row_text(&t, ts, i, global, &local);
+                        reject(
+                            &mut rejects,
+                            ts,
+                            &file,
+                            t.lines[i],
+                            Some(col),
+                            Some(text),
+                            why,
+                            raw,
+                        );
                         drop_row(&mut keep, i, n);
                     }
                 }

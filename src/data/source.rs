@@ -518,6 +518,18 @@ fn simple_header<S: TableSink>(text: &str, sink: &mut S) -> Result<(u32, usize),
         pos = end + 1;
         line += 1;
     }
+    let (header_line, _, body) = &candidates[pick_header(&candidates, "UTF-8", sink)?];
+    Ok((*header_line, *body))
+}
+
+/// Of the first non-empty records (line, fields, offset after), the header: the first the
+/// sink accepts (those above it are reported as skipped title lines), else the first.
+/// Gives the sink the header and returns its index.
+fn pick_header<S: TableSink>(
+    candidates: &[(u32, Vec<String>, usize)],
+    encoding: &'static str,
+    sink: &mut S,
+) -> Result<usize, String> {
     if candidates.is_empty() {
         return Err("the file has no header line".into());
     }
@@ -528,14 +540,14 @@ fn simple_header<S: TableSink>(text: &str, sink: &mut S) -> Result<(u32, usize),
     for (l, f, _) in &candidates[..pick] {
         sink.skipped(*l, &f.join(","));
     }
-    let (header_line, header, body) = &candidates[pick];
+    let (header_line, header, _) = &candidates[pick];
     if header.iter().any(|h| h.contains('\u{FFFD}')) {
         return Err(format!(
             "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
         ));
     }
-    sink.header(header, *header_line, "UTF-8", false)?;
-    Ok((*header_line, *body))
+    sink.header(header, *header_line, encoding, false)?;
+    Ok(pick)
 }
 
 /// Rows of simple text (every line one record), the first line numbered `first`.
@@ -612,23 +624,7 @@ pub fn read_csv_text<S: TableSink>(
             }
         }
     }
-    if candidates.is_empty() {
-        return Err("the file has no header line".into());
-    }
-    let pick = candidates
-        .iter()
-        .position(|(_, f, _)| sink.is_header(f))
-        .unwrap_or(0);
-    for (line, fields, _) in &candidates[..pick] {
-        sink.skipped(*line, &fields.join(","));
-    }
-    let (header_line, header, after) = &candidates[pick];
-    if header.iter().any(|h| h.contains('\u{FFFD}')) {
-        return Err(format!(
-            "line {header_line}: the header is not UTF-8 or GB18030 text (try --encoding)"
-        ));
-    }
-    sink.header(header, *header_line, encoding, false)?;
+    let (_, header, after) = &candidates[pick_header(&candidates, encoding, sink)?];
     let after = (*after).min(data.len());
     let line = 1 + memchr::memchr_iter(b'\n', &data[..after]).count() as u32;
     let sink_ref: &S = sink;
