@@ -69,35 +69,11 @@ pub struct RawRow {
     pub problem: Option<String>,
 }
 
-/// Decode CSV bytes into text, per the encoding rule.
+/// Decode CSV bytes into text, per the encoding rule ([`decode_name`]).
 pub fn decode(bytes: &[u8], enc: Encoding) -> (std::borrow::Cow<'_, str>, &'static str) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let utf8 = || String::from_utf8_lossy(bytes);
-    let gb = || encoding_rs::GB18030.decode_without_bom_handling(bytes).0;
-    match enc {
-        Encoding::Utf8 => (utf8(), "UTF-8"),
-        Encoding::Gb18030 => (gb(), "GB18030"),
-        Encoding::Auto => match std::str::from_utf8(bytes) {
-            Ok(s) => (std::borrow::Cow::Borrowed(s), "UTF-8"),
-            Err(_) => {
-                // Mostly valid UTF-8 with a few broken bytes stays UTF-8 (those rows are
-                // rejected); otherwise the file is GB18030.
-                let mut good = 0usize;
-                let mut bad = 0usize;
-                for chunk in bytes.utf8_chunks() {
-                    good += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
-                    if !chunk.invalid().is_empty() {
-                        bad += 1;
-                    }
-                }
-                if good >= 10 * bad.max(1) {
-                    (utf8(), "UTF-8")
-                } else {
-                    (gb(), "GB18030")
-                }
-            }
-        },
-    }
+    let name = decode_name(bytes, enc);
+    (decode_piece(bytes, Some(name)), name)
 }
 
 /// Line numbers from byte offsets, counted incrementally (offsets only grow). A record's
@@ -415,7 +391,8 @@ fn decide(decided: &mut Option<&'static str>, bytes: &[u8], enc: Encoding) {
     }
 }
 
-/// The encoding `decode` would choose for these bytes.
+/// The encoding for these bytes: with `auto`, valid UTF-8 is UTF-8; mostly valid UTF-8 with
+/// a few broken bytes stays UTF-8 (those rows are rejected); otherwise GB18030.
 fn decode_name(bytes: &[u8], enc: Encoding) -> &'static str {
     match enc {
         Encoding::Utf8 => "UTF-8",
