@@ -76,6 +76,66 @@ pub struct ReportArgs {
     /// Also write each report's Typst source (`.typ`) beside its PDF.
     #[arg(long)]
     pub keep_typst: bool,
+    /// Which findings files to write beside the reports (`findings.json`, `.jsonl`, `.csv`);
+    /// `none` writes none (a province's findings run to gigabytes).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["json", "csv"])]
+    pub findings: Vec<FindingsFile>,
+    /// Print how long each stage took (to stderr).
+    #[arg(long)]
+    pub timings: bool,
+}
+
+/// Wall and CPU seconds of consecutive stages, for `--timings`.
+struct Stages {
+    start: std::time::Instant,
+    last: (f64, Option<f64>),
+    done: Vec<(&'static str, f64, Option<f64>)>,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            start: std::time::Instant::now(),
+            last: (0.0, Some(0.0)),
+            done: Vec::new(),
+        }
+    }
+
+    /// The stage `name` ends now.
+    fn mark(&mut self, name: &'static str) {
+        let now = (self.start.elapsed().as_secs_f64(), cpu_seconds());
+        let cpu = match (self.last.1, now.1) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        self.done.push((name, now.0 - self.last.0, cpu));
+        self.last = now;
+    }
+
+    /// The table `--timings` prints: stage, seconds, CPU seconds, and the total.
+    fn table(&self) -> String {
+        let mut out = String::from("stage               seconds    cpu s\n");
+        let cpu = |c: Option<f64>| c.map_or(format!("{:>8}", "-"), |c| format!("{c:>8.2}"));
+        for (name, wall, c) in &self.done {
+            out.push_str(&format!("{name:<18} {wall:>8.2} {}\n", cpu(*c)));
+        }
+        out.push_str(&format!(
+            "{:<18} {:>8.2} {}\n",
+            "total",
+            self.last.0,
+            cpu(self.last.1)
+        ));
+        out
+    }
+}
+
+/// A findings file `report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FindingsFile {
+    Json,
+    Jsonl,
+    Csv,
+    None,
 }
 
 #[derive(Args, Debug)]
@@ -575,15 +635,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     };
     // Evaluation has no natural unit to count in its first part (aggregates), so it shows a
     // spinner with the elapsed time.
-    let spinner = show_progress(a.data.quiet).then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} evaluating {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(std::time::Duration::from_millis(120));
-        pb
-    });
+    let spinner = spinner(a.data.quiet, "evaluating");
     let run = eval::prepare(&set, &ds, Some(as_of))?;
     if !a.data.quiet {
         for n in &run.waiver_notes {
@@ -613,7 +665,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
         let mut lock = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         write_findings(&run, &mut lock, format, &mut summary)?;
     } else {
-        run.stream(None, &mut summary, |_, _| Ok(()))?;
+        run.stream(None, &mut summary, None, |_, _| Ok(()))?;
     }
     if let Some(pb) = spinner {
         pb.finish_and_clear();
@@ -674,6 +726,19 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A spinner with the elapsed time, when progress is shown.
+fn spinner(quiet: bool, what: &str) -> Option<indicatif::ProgressBar> {
+    show_progress(quiet).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(&format!("{{spinner}} {what} {{elapsed}}"))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    })
+}
+
 /// The PDF creation date: `SOURCE_DATE_EPOCH` if set, else the evaluation date at midnight.
 fn report_date(as_of: NaiveDate) -> chrono::NaiveDateTime {
     std::env::var("SOURCE_DATE_EPOCH")
@@ -686,39 +751,81 @@ fn report_date(as_of: NaiveDate) -> chrono::NaiveDateTime {
 
 fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    let mut stages = Stages::new();
     let (set, ds) = match load_all(&a.data) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
+    stages.mark("load");
     let run = eval::prepare(&set, &ds, a.data.as_of)?;
+    stages.mark("aggregates");
     if !a.data.quiet {
         for n in &run.waiver_notes {
             eprintln!("warning: {n}");
         }
     }
-    let findings = run.findings();
-    let mut summary = Summary::default();
-    for f in &findings {
-        summary.add(f);
+    if a.findings.contains(&FindingsFile::None) && a.findings.len() > 1 {
+        anyhow::bail!("--findings none cannot be combined with other formats");
     }
-    for (name, format) in [
-        ("findings.json", Format::Json),
-        ("findings.csv", Format::Csv),
-    ] {
-        output::write_atomic(&a.out.join(name), |w| {
+    // The first pass keeps every finding's status for grading and summaries; each findings
+    // file is streamed straight to disk.
+    let spinner = spinner(a.data.quiet, "evaluating and grading");
+    let mut summary = Summary::default();
+    let mut outcomes = eval::Outcomes::default();
+    let mut written = Vec::new();
+    for file in &a.findings {
+        let (name, format) = match file {
+            FindingsFile::Json => ("findings.json", Format::Json),
+            FindingsFile::Jsonl => ("findings.jsonl", Format::Jsonl),
+            FindingsFile::Csv => ("findings.csv", Format::Csv),
+            FindingsFile::None => continue,
+        };
+        if written.contains(&name) {
+            continue;
+        }
+        let path = a.out.join(name);
+        let first = written.is_empty();
+        output::write_atomic(&path, |w| {
             let mut fw = FindingWriter::new(w, format)?;
-            for f in &findings {
-                fw.write(f)?;
-            }
+            let mut again = Summary::default();
+            let (summary, outcomes) = if first {
+                (&mut summary, Some(&mut outcomes))
+            } else {
+                (&mut again, None)
+            };
+            run.stream(Some(format), summary, outcomes, |runs, n| {
+                fw.write_runs(runs, n)?;
+                Ok(())
+            })?;
             fw.finish()?;
             Ok(())
         })?;
+        written.push(name);
     }
-    let model = report::Model::new(&run, &findings);
+    if written.is_empty() {
+        run.stream(None, &mut summary, Some(&mut outcomes), |_, _| Ok(()))?;
+    }
+    stages.mark(if written.is_empty() {
+        "rules"
+    } else {
+        "rules+findings"
+    });
+    let model = report::Model::new(&run, &outcomes);
+    stages.mark("grading");
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
     for e in &model.grade_errors {
         eprintln!("warning: grading: {e}");
     }
+    if model.grade_error_count > model.grade_errors.len() {
+        eprintln!(
+            "warning: grading: {} more problems like these",
+            model.grade_error_count - model.grade_errors.len()
+        );
+    }
     let jobs = model.jobs(a.level);
+    stages.mark("report data");
     let mut font_dirs = vec![a.templates.join("fonts")];
     font_dirs.extend(a.font_path.iter().cloned());
     let fonts = report::typst::Fonts::load(&font_dirs)?;
@@ -755,6 +862,10 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     if let Some(p) = &progress {
         p.finish_and_clear();
     }
+    stages.mark("rendering");
+    if a.timings {
+        eprint!("{}", stages.table());
+    }
     for g in &rendered.glyph_problems {
         eprintln!("warning: {g}");
     }
@@ -785,11 +896,13 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
             rendered.files.len() as f64 / rendered.seconds.max(1e-9),
             started.elapsed().as_secs_f64()
         );
-        println!(
-            "findings written to {} and {}",
-            a.out.join("findings.json").display(),
-            a.out.join("findings.csv").display()
-        );
+        if !written.is_empty() {
+            let files: Vec<String> = written
+                .iter()
+                .map(|n| a.out.join(n).display().to_string())
+                .collect();
+            println!("findings written to {}", files.join(" and "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -802,7 +915,7 @@ fn write_findings(
     summary: &mut Summary,
 ) -> Result<()> {
     let mut fw = FindingWriter::new(w, format)?;
-    run.stream(Some(format), summary, |runs, n| {
+    run.stream(Some(format), summary, None, |runs, n| {
         fw.write_runs(runs, n)?;
         Ok(())
     })?;

@@ -18,8 +18,8 @@ fn jobs_for(data: &Path) -> (Vec<report::Job>, tera::Tera) {
     let set = rulebook::policy::load(&policies()).unwrap();
     let ds = rulebook::data::load(data, &set.schema, &Default::default()).unwrap();
     let run = rulebook::eval::prepare(&set, &ds, None).unwrap();
-    let findings = run.findings();
-    let model = report::Model::new(&run, &findings);
+    let outcomes = run.outcomes().unwrap();
+    let model = report::Model::new(&run, &outcomes);
     let mut jobs = model.jobs(Level::All);
     // The hash changes with every policy edit; keep snapshots about the content.
     for j in jobs.iter_mut() {
@@ -326,4 +326,201 @@ fn templates_cannot_read_outside_their_folder() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("summary"), "{stderr}");
     assert!(!dir.path().join("out/summary.pdf").exists());
+}
+
+/// Reports grade from the run's outcomes and make a subject's findings again when they show
+/// them: both must agree with the findings of a full run, for every subject.
+#[test]
+fn outcomes_and_remade_findings_match_the_full_run() {
+    let set = rulebook::policy::load(&policies()).unwrap();
+    let mut checked = 0;
+    for data in ["samples/hubei-2020", "samples/hubei-2020-export"] {
+        let ds =
+            rulebook::data::load(&root().join(data), &set.schema, &Default::default()).unwrap();
+        let run = rulebook::eval::prepare(&set, &ds, None).unwrap();
+        let all = run.findings();
+        let outcomes = run.outcomes().unwrap();
+        assert_eq!(outcomes.total(), all.len() as u64);
+        let rules: Vec<String> = run.rules().map(|r| r.id.clone()).collect();
+        let mut by_subject: std::collections::BTreeMap<(String, String), Vec<serde_json::Value>> =
+            Default::default();
+        let mut first_fail: std::collections::HashMap<usize, String> = Default::default();
+        for f in &all {
+            let ri = rules.iter().position(|r| **r == *f.rule).unwrap();
+            let row = run.subject_row(&f.subject_kind, &f.subject_id).unwrap();
+            assert_eq!(
+                outcomes.status(ri, row),
+                f.status,
+                "{} {}",
+                f.rule,
+                f.subject_id
+            );
+            if f.status == rulebook::findings::Status::Fail {
+                first_fail.entry(ri).or_insert(f.subject_id.clone());
+            }
+            by_subject
+                .entry((f.subject_kind.to_string(), f.subject_id.clone()))
+                .or_default()
+                .push(serde_json::to_value(f).unwrap());
+        }
+        for (ri, id) in &first_fail {
+            let row = outcomes.first_fail(*ri).unwrap();
+            assert_eq!(run.rule_finding(*ri, row).unwrap().subject_id, *id);
+        }
+        for ((kind, id), expected) in &by_subject {
+            let row = run.subject_row(kind, id).unwrap();
+            let remade: Vec<serde_json::Value> = run
+                .subject_findings(kind, row)
+                .iter()
+                .map(|f| serde_json::to_value(f).unwrap())
+                .collect();
+            assert_eq!(&remade, expected, "{kind} {id}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked}");
+}
+
+#[test]
+fn findings_files_are_chosen_with_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--level",
+            "summary",
+        ])
+        .args(["--findings", "none", "--quiet", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["summary.pdf"]);
+
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--level",
+            "summary",
+        ])
+        .args(["--findings", "jsonl", "--quiet", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let jsonl = std::fs::read_to_string(dir.path().join("findings.jsonl")).unwrap();
+    let eval = rulebook()
+        .args([
+            "eval",
+            "--data",
+            "samples/hubei-2020",
+            "--format",
+            "jsonl",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(jsonl, texts(&eval).0);
+    assert!(!dir.path().join("findings.json").exists());
+
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--findings",
+            "none,csv",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).1.contains("--findings none"),
+        "{}",
+        texts(&out).1
+    );
+}
+
+/// A waived finding is listed in the appendix of every report, with its reason.
+#[test]
+fn waivers_are_listed_in_the_appendix() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_dir(&root().join("samples/hubei-2020"), &data);
+    std::fs::write(
+        data.join("waivers.csv"),
+        "subject_id,directive,rule,reason,approved_by,valid_from,valid_until\n\
+         M026,dual-registration-2020-07,,长期病休,区委组织部,2020-01-01,\n",
+    )
+    .unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--level",
+            "summary",
+            "--keep-typst",
+            "--quiet",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let typ = std::fs::read_to_string(dir.path().join("out/summary.typ")).unwrap();
+    assert!(
+        typ.contains("长期病休") && typ.contains("区委组织部"),
+        "{typ}"
+    );
+    assert!(text_of(&dir.path().join("out/summary.pdf")).contains("长期病休"));
+}
+
+/// With more than 60 branches the summary ranks the first and last 30 and says how many
+/// were left out.
+#[test]
+fn a_long_branch_ranking_shows_its_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = rulebook()
+        .args(["gen", "--members", "3000", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let out = rulebook()
+        .args(["report", "--level", "summary", "--keep-typst", "--quiet"])
+        .args(["--findings", "none", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let typ = std::fs::read_to_string(dir.path().join("out/summary.typ")).unwrap();
+    let branches = std::fs::read_to_string(data.join("organizations.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(",unit_branch,"))
+        .count();
+    assert!(branches > 60, "{branches}");
+    let gap = format!("第 31 至 {} 名略（共 {branches} 个党支部", branches - 30);
+    assert!(typ.contains(&gap), "{typ}");
+    for rank in [1, 30, branches - 29, branches] {
+        assert!(typ.contains(&format!("\n  [{rank}], [")), "rank {rank}");
+    }
+    for rank in [31, branches - 30] {
+        assert!(!typ.contains(&format!("\n  [{rank}], [")), "rank {rank}");
+    }
 }

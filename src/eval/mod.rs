@@ -9,6 +9,8 @@ mod fast;
 mod rules;
 pub mod value;
 
+pub use rules::Outcomes;
+
 use crate::data::{ColumnData, Dataset};
 use crate::findings::{Finding, SourceRef};
 use crate::policy::{Bound, Expr, PolicySet, Rule, ValueRef};
@@ -734,13 +736,45 @@ impl<'a> Run<'a> {
     /// A scope with the parameters, `as_of`, `subject_id`, the subject's columns and all its
     /// aggregates (for grading and reports).
     pub fn subject_scope(&self, kind: &str, s: usize) -> Scope<'static> {
+        self.subject_scope_with(kind, s, &|_| true)
+    }
+
+    /// [`Run::subject_scope`] with only the columns and aggregates `wanted` names (for
+    /// expressions whose identifiers are known).
+    pub fn subject_scope_with(
+        &self,
+        kind: &str,
+        s: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Scope<'static> {
         let mut scope = self.base.clone();
+        self.push_subject(&mut scope, kind, s, wanted);
+        scope
+    }
+
+    /// The scope every subject's starts from: `as_of` and the parameters.
+    pub fn base_scope(&self) -> Scope<'static> {
+        self.base.clone()
+    }
+
+    /// Push `subject_id` and the subject's columns and aggregates that `wanted` names onto
+    /// `scope`.
+    pub fn push_subject(
+        &self,
+        scope: &mut Scope<'static>,
+        kind: &str,
+        s: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+    ) {
         let Some(k) = self.kinds.get(kind) else {
-            return scope;
+            return;
         };
         let table = self.vals.table(k.table_idx);
         let ts = &self.policy.schema.tables[k.table_name.as_str()];
         for (ci, c) in ts.columns.iter().enumerate() {
+            if !wanted(&c.name) {
+                continue;
+            }
             scope.push_dynamic(
                 c.name.clone(),
                 self.vals
@@ -756,12 +790,14 @@ impl<'a> Run<'a> {
         }
         let values = k.subject_values(s);
         for (g, l) in &k.local {
+            if !wanted(&self.policy.aggregates[*g].name) {
+                continue;
+            }
             scope.push_dynamic(
                 self.policy.aggregates[*g].name.clone(),
                 self.agg_dynamic(&values[*l], k, *l),
             );
         }
-        scope
     }
 
     /// Evaluate a compiled expression in a scope (grading).
@@ -848,6 +884,43 @@ impl<'a> Run<'a> {
             };
             scope.push_dynamic(name.clone(), v);
         }
+    }
+
+    /// The status of every finding (for reports), from one pass over the rules.
+    pub fn outcomes(&self) -> Result<Outcomes> {
+        let mut outcomes = Outcomes::default();
+        self.stream(
+            None,
+            &mut crate::findings::Summary::default(),
+            Some(&mut outcomes),
+            |_, _| Ok(()),
+        )?;
+        Ok(outcomes)
+    }
+
+    /// The findings of one subject (rules of its kind, in run order), as a full run gives
+    /// them.
+    pub fn subject_findings(&self, kind: &str, row: usize) -> Vec<Finding> {
+        let Some(k) = self.kinds.get(kind).filter(|k| row < k.n) else {
+            return Vec::new();
+        };
+        let base = self.base_values();
+        let mut w = self.worker();
+        self.rules
+            .iter()
+            .filter(|pr| *pr.kind == *kind)
+            .map(|pr| {
+                self.evaluate(pr, k, row, &base, &mut w);
+                self.finding(pr, k, row, &base, &mut w)
+            })
+            .collect()
+    }
+
+    /// The finding of rule `rule` (index in [`Run::rules`]) for the subject in row `row`.
+    pub fn rule_finding(&self, rule: usize, row: usize) -> Option<Finding> {
+        let pr = self.rules.get(rule)?;
+        let k = self.kinds.get(&*pr.kind).filter(|k| row < k.n)?;
+        Some(self.eval_rule(pr, k, row))
     }
 
     /// Evaluate one rule on one subject (for `explain`).

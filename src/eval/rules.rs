@@ -224,6 +224,48 @@ struct Chunk {
     n: u64,
     counts: [u64; 6],
     fails: Vec<u32>,
+    /// Each subject's status, in subject order (only when [`Outcomes`] are collected).
+    statuses: Vec<Status>,
+}
+
+/// The status of every finding of a run: one byte per (rule, subject), so that reports can
+/// grade and summarise a province without holding its findings. A subject's full findings
+/// are made again when a report shows them ([`Run::subject_findings`]).
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    /// `statuses[rule][subject row]`, rules in run order.
+    statuses: Vec<Box<[Status]>>,
+    /// Number of findings by status (`Status as usize`), per rule.
+    counts: Vec<[u64; 6]>,
+    /// Per rule, the first subject (in run order) that fails it.
+    first_fail: Vec<Option<u32>>,
+}
+
+impl Outcomes {
+    /// The status of rule `rule` (index in [`Run::rules`]) for the subject in row `row`.
+    pub fn status(&self, rule: usize, row: usize) -> Status {
+        self.statuses[rule][row]
+    }
+
+    /// How many findings have `status`.
+    pub fn count(&self, status: Status) -> u64 {
+        self.counts.iter().map(|c| c[status as usize]).sum()
+    }
+
+    /// How many findings of rule `rule` have `status`.
+    pub fn rule_count(&self, rule: usize, status: Status) -> u64 {
+        self.counts[rule][status as usize]
+    }
+
+    /// The first subject row (in run order) that fails rule `rule`.
+    pub fn first_fail(&self, rule: usize) -> Option<usize> {
+        self.first_fail[rule].map(|r| r as usize)
+    }
+
+    /// How many findings there are.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
 }
 
 /// A value of an expression: native, or from Rhai.
@@ -337,13 +379,31 @@ impl<'a> Run<'a> {
     /// format, pass them to `emit` encoded (runs of consecutive findings, with their number),
     /// in order. Evaluation and encoding run in parallel, without building [`Finding`]s, while
     /// the calling thread emits what is ready.
+    ///
+    /// With `outcomes`, the status of every finding is also kept there.
     pub fn stream(
         &self,
         format: Option<Format>,
         summary: &mut Summary,
+        mut outcomes: Option<&mut Outcomes>,
         mut emit: impl FnMut(&[&[u8]], u64) -> Result<()>,
     ) -> Result<()> {
         let base = self.base_values();
+        let keep = outcomes.is_some();
+        if let Some(o) = outcomes.as_deref_mut() {
+            *o = Outcomes {
+                statuses: self
+                    .rules
+                    .iter()
+                    .map(|pr| {
+                        let n = self.kinds.get(&*pr.kind).map_or(0, |k| k.n);
+                        vec![Status::NotApplicable; n].into_boxed_slice()
+                    })
+                    .collect(),
+                counts: vec![[0; 6]; self.rules.len()],
+                first_fail: vec![None; self.rules.len()],
+            };
+        }
         // Output buffers go back here once written, to be filled again.
         let pool: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
         let mut counts = vec![[0u64; 6]; self.rules.len()];
@@ -370,7 +430,11 @@ impl<'a> Run<'a> {
                                         n: subjects.len() as u64,
                                         counts: [0; 6],
                                         fails: Vec::new(),
+                                        statuses: Vec::new(),
                                     };
+                                    if keep {
+                                        c.statuses.reserve(subjects.len());
+                                    }
                                     if format.is_some() {
                                         c.out = pool
                                             .lock()
@@ -383,6 +447,9 @@ impl<'a> Run<'a> {
                                     for &s in subjects {
                                         self.evaluate(pr, kind, s as usize, base, w);
                                         c.counts[w.status as usize] += 1;
+                                        if keep {
+                                            c.statuses.push(w.status);
+                                        }
                                         if w.status == Status::Fail {
                                             c.fails.push(s);
                                         }
@@ -423,7 +490,19 @@ impl<'a> Run<'a> {
                         break;
                     }
                 }
+                let mut subjects = self
+                    .kinds
+                    .get(&*pr.kind)
+                    .map(|k| &k.order[..])
+                    .unwrap_or_default()
+                    .iter();
                 for mut c in chunks {
+                    if let Some(o) = outcomes.as_deref_mut() {
+                        let row = &mut o.statuses[ri];
+                        for (&s, st) in subjects.by_ref().zip(&c.statuses) {
+                            row[s as usize] = *st;
+                        }
+                    }
                     if format.is_some() {
                         c.out.clear();
                         if let Ok(mut p) = pool.lock() {
@@ -432,6 +511,11 @@ impl<'a> Run<'a> {
                     }
                     for (t, c) in counts[ri].iter_mut().zip(c.counts) {
                         *t += c;
+                    }
+                    if let Some(o) = outcomes.as_deref_mut()
+                        && o.first_fail[ri].is_none()
+                    {
+                        o.first_fail[ri] = c.fails.first().copied();
                     }
                     for s in c.fails {
                         if !std::mem::replace(&mut failed[s as usize], true) {
@@ -449,6 +533,9 @@ impl<'a> Run<'a> {
         })?;
         for (ri, pr) in self.rules.iter().enumerate() {
             summary.add_counts(&pr.directive, &counts[ri], newly_failing[ri]);
+            if let Some(o) = outcomes.as_deref_mut() {
+                o.counts[ri] = counts[ri];
+            }
         }
         Ok(())
     }
@@ -1185,7 +1272,7 @@ mod tests {
         ] {
             let mut streamed = Vec::new();
             let mut summary = crate::findings::Summary::default();
-            run.stream(Some(format), &mut summary, |runs, _| {
+            run.stream(Some(format), &mut summary, None, |runs, _| {
                 for b in runs {
                     streamed.extend_from_slice(b);
                 }

@@ -7,7 +7,7 @@
 pub mod typst;
 
 use crate::data::Dataset;
-use crate::eval::Run;
+use crate::eval::{Outcomes, Run};
 use crate::findings::{Finding, Status};
 use crate::policy::model::{Basis, Severity};
 use crate::policy::{Grade, PolicySet};
@@ -76,17 +76,24 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn of(findings: &[&Finding]) -> Tally {
+    /// Count findings given as (status, severity, directive).
+    fn of<'d>(findings: impl Iterator<Item = (Status, Severity, &'d str)>) -> Tally {
         let mut t = Tally::default();
-        let mut failed: BTreeMap<&str, bool> = BTreeMap::new();
-        let mut warned: BTreeMap<&str, bool> = BTreeMap::new();
-        for f in findings {
-            match f.status {
+        // Directives with a failure and with a warning (a subject has only a few).
+        let mut failed: Vec<&str> = Vec::new();
+        let mut warned: Vec<&str> = Vec::new();
+        let note = |list: &mut Vec<&'d str>, d: &'d str| {
+            if !list.contains(&d) {
+                list.push(d);
+            }
+        };
+        for (status, severity, directive) in findings {
+            match status {
                 Status::Pass => t.passes += 1,
                 Status::Fail => {
                     t.fails += 1;
-                    failed.insert(&f.directive, true);
-                    match f.severity {
+                    note(&mut failed, directive);
+                    match severity {
                         Severity::Critical => t.critical_fails += 1,
                         Severity::Major => t.major_fails += 1,
                         Severity::Minor => t.minor_fails += 1,
@@ -94,7 +101,7 @@ impl Tally {
                 }
                 Status::Warn => {
                     t.warns += 1;
-                    warned.insert(&f.directive, true);
+                    note(&mut warned, directive);
                 }
                 Status::Error => t.errors += 1,
                 Status::NotApplicable => t.not_applicable += 1,
@@ -125,20 +132,44 @@ impl Tally {
 }
 
 /// Everything reports are made from.
+///
+/// Grades and summaries come from the [`Outcomes`] of the run (one status per rule and
+/// subject), so a province needs no [`Finding`]s in memory; the findings a report shows are
+/// made again for its subject.
 pub struct Model<'a> {
     pub run: &'a Run<'a>,
     pub policy: &'a PolicySet,
     pub data: &'a Dataset,
-    pub findings: &'a [Finding],
-    by_subject: HashMap<(String, String), Vec<&'a Finding>>,
-    /// Grade per (kind, id).
-    pub grades: HashMap<(String, String), String>,
-    /// Problems met while grading (a grade expression that failed).
+    outcomes: &'a Outcomes,
+    /// Per subject kind, its rules in run order.
+    kind_rules: HashMap<String, Vec<RuleAt<'a>>>,
+    /// Grade per member row and per organization row (index into the assessment's list).
+    member_grades: Vec<Option<u16>>,
+    org_grades: Vec<Option<u16>>,
+    /// Whether each member (by row) fails any rule.
+    member_fails: Vec<bool>,
+    /// The first problems met while grading (a grade expression that failed)…
     pub grade_errors: Vec<String>,
+    /// … and how many there were in all.
+    pub grade_error_count: usize,
     /// Member rows per organization id (members whose branch is the organization).
     members_of: HashMap<String, Vec<usize>>,
+    /// Waived findings, as every report's appendix lists them.
+    waivers: Vec<Value>,
     /// Verified service rows by member row and by community (built on first use).
     service_index: std::sync::OnceLock<ServiceIndex>,
+}
+
+/// How many grading problems are kept to be shown; the rest are counted.
+const GRADE_ERRORS_KEPT: usize = 20;
+
+/// A rule as reports use it.
+#[derive(Debug, Clone, Copy)]
+struct RuleAt<'a> {
+    /// Index in [`Run::rules`] (and in [`Outcomes`]).
+    index: usize,
+    directive: &'a str,
+    severity: Severity,
 }
 
 /// Verified services (start date, hours, row), grouped once so that each report reads only
@@ -160,35 +191,110 @@ fn pct(n: i64, d: i64) -> f64 {
 }
 
 impl<'a> Model<'a> {
-    pub fn new(run: &'a Run<'a>, findings: &'a [Finding]) -> Model<'a> {
-        let mut by_subject: HashMap<(String, String), Vec<&Finding>> = HashMap::new();
-        for f in findings {
-            by_subject
-                .entry((f.subject_kind.to_string(), f.subject_id.clone()))
+    /// The report model of `run`, whose findings' statuses are `outcomes` (from
+    /// [`Run::stream`] or [`Run::outcomes`]).
+    pub fn new(run: &'a Run<'a>, outcomes: &'a Outcomes) -> Model<'a> {
+        let mut kind_rules: HashMap<String, Vec<RuleAt>> = HashMap::new();
+        for (index, r) in run.rules().enumerate() {
+            kind_rules
+                .entry(r.subject.clone())
                 .or_default()
-                .push(f);
+                .push(RuleAt {
+                    index,
+                    directive: &r.directive,
+                    severity: r.severity,
+                });
         }
         let mut m = Model {
             run,
             policy: run.policy,
             data: run.data,
-            findings,
-            by_subject,
-            grades: HashMap::new(),
+            outcomes,
+            kind_rules,
+            member_grades: Vec::new(),
+            org_grades: Vec::new(),
+            member_fails: Vec::new(),
             grade_errors: Vec::new(),
+            grade_error_count: 0,
             members_of: HashMap::new(),
+            waivers: Vec::new(),
             service_index: Default::default(),
         };
         m.index_members();
+        m.member_fails = vec![false; m.rows_of("member")];
+        let fails: Vec<(usize, bool)> = run
+            .subjects("member")
+            .into_par_iter()
+            .map(|row| (row, m.tally("member", row).fails > 0))
+            .collect();
+        for (row, f) in fails {
+            m.member_fails[row] = f;
+        }
         m.grade_all();
+        m.waivers = m.waived();
         m
     }
 
-    fn findings_of(&self, kind: &str, id: &str) -> &[&'a Finding] {
-        self.by_subject
-            .get(&(kind.to_string(), id.to_string()))
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
+    /// Rows in the table of subject kind `kind`.
+    fn rows_of(&self, kind: &str) -> usize {
+        self.policy
+            .subjects
+            .get(kind)
+            .and_then(|s| self.data.tables.get(s.table.as_str()))
+            .map_or(0, |t| t.len())
+    }
+
+    /// The rules of subject kind `kind`.
+    fn rules_of(&self, kind: &str) -> &[RuleAt<'a>] {
+        self.kind_rules.get(kind).map_or(&[], |v| v.as_slice())
+    }
+
+    /// The counts of a subject's findings.
+    fn tally(&self, kind: &str, row: usize) -> Tally {
+        Tally::of(
+            self.rules_of(kind)
+                .iter()
+                .map(|r| (self.outcomes.status(r.index, row), r.severity, r.directive)),
+        )
+    }
+
+    /// The worst status of a subject's findings under `directive`; `None` if it has none.
+    fn worst(&self, kind: &str, row: usize, directive: &str) -> Option<Status> {
+        worst_status(
+            self.rules_of(kind)
+                .iter()
+                .filter(|r| r.directive == directive)
+                .map(|r| self.outcomes.status(r.index, row)),
+        )
+    }
+
+    /// Every waived finding (in run order), as the appendix lists them.
+    fn waived(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (index, r) in self.run.rules().enumerate() {
+            if self.outcomes.rule_count(index, Status::Waived) == 0 {
+                continue;
+            }
+            for row in self.run.subjects(&r.subject) {
+                if self.outcomes.status(index, row) != Status::Waived {
+                    continue;
+                }
+                let Some(f) = self.run.rule_finding(index, row) else {
+                    continue;
+                };
+                let w = |k: &str| f.evidence.get("waiver").and_then(|w| w.get(k)).cloned();
+                out.push(json!({
+                    "subject_id": f.subject_id,
+                    "subject_name": f.subject_name,
+                    "rule": f.rule.to_string(),
+                    "reason": w("reason"),
+                    "approved_by": w("approved_by"),
+                    "valid_from": w("valid_from"),
+                    "valid_until": w("valid_until"),
+                }));
+            }
+        }
+        out
     }
 
     fn member_table(&self) -> Option<&str> {
@@ -235,99 +341,151 @@ impl<'a> Model<'a> {
         self.run.cell_text(mt, row, &key).unwrap_or_default()
     }
 
+    /// The first grade of `grades` whose condition holds in `scope` (its index); problems
+    /// go to `errors`, named by `who`.
     fn pick_grade(
-        &mut self,
+        &self,
         grades: &[Grade],
         scope: &mut rhai::Scope<'static>,
-        who: &str,
-    ) -> String {
-        for g in grades {
+        who: &dyn Fn() -> String,
+        errors: &mut Vec<String>,
+    ) -> Option<u16> {
+        for (i, g) in grades.iter().enumerate() {
             match &g.when {
-                None => return g.name.clone(),
+                None => return Some(i as u16),
                 Some(e) => match self.run.eval_in(e, scope).map(|v| v.as_bool()) {
-                    Ok(Ok(true)) => return g.name.clone(),
+                    Ok(Ok(true)) => return Some(i as u16),
                     Ok(Ok(false)) => {}
-                    Ok(Err(t)) => {
-                        self.grade_errors.push(format!(
-                            "{who}: grade `{}`: `{}` gave {t}, not true/false",
-                            g.name, e.src
-                        ));
-                    }
-                    Err(msg) => self
-                        .grade_errors
-                        .push(format!("{who}: grade `{}`: {msg}", g.name)),
+                    Ok(Err(t)) => errors.push(format!(
+                        "{}: grade `{}`: `{}` gave {t}, not true/false",
+                        who(),
+                        g.name,
+                        e.src
+                    )),
+                    Err(msg) => errors.push(format!("{}: grade `{}`: {msg}", who(), g.name)),
                 },
             }
         }
-        "未评定".to_string()
+        None
     }
 
+    /// Keep the first grading problems and count them all.
+    fn note_grade_errors(&mut self, errors: Vec<String>) {
+        self.grade_error_count += errors.len();
+        let room = GRADE_ERRORS_KEPT.saturating_sub(self.grade_errors.len());
+        self.grade_errors.extend(errors.into_iter().take(room));
+    }
+
+    /// Grade every member, then every organization (which look at their members), in
+    /// parallel; problems are kept in subject order.
     fn grade_all(&mut self) {
-        let Some(assessment) = self.policy.assessment.clone() else {
+        let Some(assessment) = self.policy.assessment.as_ref() else {
             return;
         };
-        // Members first: organizations look at their members.
-        let mut member_failing: HashMap<usize, bool> = HashMap::new();
-        for row in self.run.subjects("member") {
-            let id = self.member_id(row);
-            let tally = Tally::of(self.findings_of("member", &id));
-            member_failing.insert(row, tally.fails > 0);
-            let mut scope = self.run.subject_scope("member", row);
-            tally.push(&mut scope);
-            let g = self.pick_grade(&assessment.member, &mut scope, &format!("member {id}"));
-            self.grades.insert(("member".into(), id), g);
+        // The scope holds only what the grade expressions name.
+        let names = |grades: &[Grade]| -> std::collections::HashSet<String> {
+            grades
+                .iter()
+                .filter_map(|g| g.when.as_ref())
+                .flat_map(|e| e.idents.iter().cloned())
+                .collect()
+        };
+        let wanted = names(&assessment.member);
+        let wanted = |n: &str| wanted.contains(n);
+        let base = self.run.base_scope();
+        let members: Vec<(usize, Option<u16>, Vec<String>)> = self
+            .run
+            .subjects("member")
+            .into_par_iter()
+            .map_init(
+                || base.clone(),
+                |scope, row| {
+                    let tally = self.tally("member", row);
+                    scope.rewind(base.len());
+                    self.run.push_subject(scope, "member", row, &wanted);
+                    tally.push(scope);
+                    let mut errors = Vec::new();
+                    let who = || format!("member {}", self.member_id(row));
+                    let g = self.pick_grade(&assessment.member, scope, &who, &mut errors);
+                    (row, g, errors)
+                },
+            )
+            .collect();
+        self.member_grades = vec![None; self.rows_of("member")];
+        for (row, g, errors) in members {
+            self.member_grades[row] = g;
+            self.note_grade_errors(errors);
         }
-        let Some(ot) = self.org_table().map(str::to_string) else {
+        let Some(ot) = self.org_table() else {
             return;
         };
-        let okey = self.policy.schema.tables[ot.as_str()]
+        let okey = self.policy.schema.tables[ot]
             .key_name()
             .unwrap_or("org_id")
             .to_string();
-        for row in self.run.subjects("organization") {
-            let id = self.run.cell_text(&ot, row, &okey).unwrap_or_default();
-            let tally = Tally::of(self.findings_of("organization", &id));
-            let members = self.members_of.get(&id).cloned().unwrap_or_default();
-            let failing = members
-                .iter()
-                .filter(|r| member_failing.get(r).copied().unwrap_or(false))
-                .count() as i64;
-            let n = members.len() as i64;
-            let mut scope = self.run.subject_scope("organization", row);
-            tally.push(&mut scope);
-            scope.push("members", n);
-            scope.push("members_failing", failing);
-            scope.push("members_passing", n - failing);
-            scope.push(
-                "member_pass_share",
-                if n == 0 {
-                    0.0
-                } else {
-                    (n - failing) as f64 / n as f64
+        let wanted = names(&assessment.organization);
+        let wanted = |n: &str| wanted.contains(n);
+        let orgs: Vec<(usize, Option<u16>, Vec<String>)> = self
+            .run
+            .subjects("organization")
+            .into_par_iter()
+            .map_init(
+                || base.clone(),
+                |scope, row| {
+                    let id = self.run.cell_text(ot, row, &okey).unwrap_or_default();
+                    let tally = self.tally("organization", row);
+                    let members = self.members_of.get(&id).map_or(&[][..], |v| v.as_slice());
+                    let failing = members.iter().filter(|&&r| self.member_fails[r]).count() as i64;
+                    let n = members.len() as i64;
+                    scope.rewind(base.len());
+                    self.run.push_subject(scope, "organization", row, &wanted);
+                    tally.push(scope);
+                    scope.push("members", n);
+                    scope.push("members_failing", failing);
+                    scope.push("members_passing", n - failing);
+                    scope.push(
+                        "member_pass_share",
+                        if n == 0 {
+                            0.0
+                        } else {
+                            (n - failing) as f64 / n as f64
+                        },
+                    );
+                    scope.push(
+                        "member_fail_share",
+                        if n == 0 {
+                            0.0
+                        } else {
+                            failing as f64 / n as f64
+                        },
+                    );
+                    let mut errors = Vec::new();
+                    let who = || format!("organization {id}");
+                    let g = self.pick_grade(&assessment.organization, scope, &who, &mut errors);
+                    (row, g, errors)
                 },
-            );
-            scope.push(
-                "member_fail_share",
-                if n == 0 {
-                    0.0
-                } else {
-                    failing as f64 / n as f64
-                },
-            );
-            let g = self.pick_grade(
-                &assessment.organization,
-                &mut scope,
-                &format!("organization {id}"),
-            );
-            self.grades.insert(("organization".into(), id), g);
+            )
+            .collect();
+        self.org_grades = vec![None; self.rows_of("organization")];
+        for (row, g, errors) in orgs {
+            self.org_grades[row] = g;
+            self.note_grade_errors(errors);
         }
     }
 
-    fn grade(&self, kind: &str, id: &str) -> String {
-        self.grades
-            .get(&(kind.to_string(), id.to_string()))
-            .cloned()
-            .unwrap_or_else(|| "未评定".into())
+    /// The grade of a subject (`未评定` when it has none).
+    fn grade(&self, kind: &str, row: usize) -> String {
+        let (grades, list) = match (kind, self.policy.assessment.as_ref()) {
+            ("member", Some(a)) => (&self.member_grades, &a.member),
+            (_, Some(a)) => (&self.org_grades, &a.organization),
+            (_, None) => return "未评定".into(),
+        };
+        grades
+            .get(row)
+            .copied()
+            .flatten()
+            .and_then(|i| list.get(i as usize))
+            .map_or_else(|| "未评定".into(), |g| g.name.clone())
     }
 
     fn grade_description(&self, kind: &str, grade: &str) -> Option<String> {
@@ -397,15 +555,7 @@ impl<'a> Model<'a> {
             "sources": sources,
             "totals": {"read": self.data.total_read(), "loaded": self.data.total_loaded(), "rejected": self.data.total_rejected()},
             "directives": directives,
-            "waivers": self.findings.iter().filter(|f| f.status == Status::Waived).map(|f| json!({
-                "subject_id": f.subject_id,
-                "subject_name": f.subject_name,
-                "rule": f.rule.to_string(),
-                "reason": f.evidence.get("waiver").and_then(|w| w.get("reason")).cloned(),
-                "approved_by": f.evidence.get("waiver").and_then(|w| w.get("approved_by")).cloned(),
-                "valid_from": f.evidence.get("waiver").and_then(|w| w.get("valid_from")).cloned(),
-                "valid_until": f.evidence.get("waiver").and_then(|w| w.get("valid_until")).cloned(),
-            })).collect::<Vec<_>>(),
+            "waivers": self.waivers,
             "waiver_notes": self.run.waiver_notes,
         })
     }
@@ -459,20 +609,12 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// A subject's findings under one directive.
-    fn findings_under(&self, kind: &str, id: &str, directive: &str) -> Vec<&'a Finding> {
-        self.findings_of(kind, id)
-            .iter()
-            .filter(|f| *f.directive == *directive)
-            .copied()
-            .collect()
-    }
-
     /// Findings of a subject grouped by directive, with the worst status of each.
-    fn directive_sections(&self, kind: &str, id: &str) -> Vec<Value> {
+    fn directive_sections(&self, kind: &str, row: usize) -> Vec<Value> {
+        let findings = self.run.subject_findings(kind, row);
         let mut out = Vec::new();
         for d in &self.policy.directives {
-            let fs = self.findings_under(kind, id, &d.key);
+            let fs: Vec<&Finding> = findings.iter().filter(|f| *f.directive == *d.key).collect();
             let Some(worst) = worst_status(fs.iter().map(|f| f.status)) else {
                 continue;
             };
@@ -635,8 +777,8 @@ impl<'a> Model<'a> {
             .and_then(|r| self.run.cell_text(ot, r, "community_id"))
             .unwrap_or_default();
         let residence = text("residence_community_id");
-        let tally = Tally::of(self.findings_of("member", &id));
-        let grade = self.grade("member", &id);
+        let tally = self.tally("member", row);
+        let grade = self.grade("member", row);
         let months = self.hours_by_month(row);
         let total: f64 = months.iter().filter_map(|m| m["value"].as_f64()).sum();
         let employment = text("employment");
@@ -651,7 +793,7 @@ impl<'a> Model<'a> {
             "grade": grade,
             "grade_description": self.grade_description("member", &grade),
             "tally": tally,
-            "directives": self.directive_sections("member", &id),
+            "directives": self.directive_sections("member", row),
             "hours_by_month": months,
             "hours_total": round2(total),
         })
@@ -669,17 +811,13 @@ impl<'a> Model<'a> {
     }
 
     /// Compliance per directive over a set of subjects: applicable, pass/warn/fail subjects.
-    fn compliance(&self, subjects: &[(&str, String)]) -> Vec<Value> {
+    fn compliance(&self, subjects: &[(&str, usize)]) -> Vec<Value> {
         let mut out = Vec::new();
         for d in &self.policy.directives {
             let (mut applicable, mut failing, mut warning) = (0i64, 0i64, 0i64);
             let mut any = false;
-            for (kind, id) in subjects {
-                let Some(worst) = worst_status(
-                    self.findings_under(kind, id, &d.key)
-                        .iter()
-                        .map(|f| f.status),
-                ) else {
+            for &(kind, row) in subjects {
+                let Some(worst) = self.worst(kind, row, &d.key) else {
                     continue;
                 };
                 any = true;
@@ -704,7 +842,7 @@ impl<'a> Model<'a> {
         out
     }
 
-    fn grade_distribution(&self, kind: &str, ids: &[String]) -> Vec<Value> {
+    fn grade_distribution(&self, kind: &str, rows: &[usize]) -> Vec<Value> {
         let Some(a) = self.policy.assessment.as_ref() else {
             return Vec::new();
         };
@@ -713,18 +851,11 @@ impl<'a> Model<'a> {
         } else {
             &a.organization
         };
-        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-        for id in ids {
-            *counts
-                .entry(
-                    self.grades
-                        .get(&(kind.to_string(), id.clone()))
-                        .map(|s| s.as_str())
-                        .unwrap_or("未评定"),
-                )
-                .or_default() += 1;
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for &row in rows {
+            *counts.entry(self.grade(kind, row)).or_default() += 1;
         }
-        let total = ids.len() as i64;
+        let total = rows.len() as i64;
         list.iter()
             .map(|g| {
                 let n = counts.get(g.name.as_str()).copied().unwrap_or(0);
@@ -825,12 +956,8 @@ impl<'a> Model<'a> {
         let rows = self.members_of.get(&id).cloned().unwrap_or_default();
         let mut members: Vec<Value> = rows.iter().map(|&r| self.member_row_summary(r)).collect();
         members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let subjects: Vec<(&str, String)> = rows
-            .iter()
-            .map(|&r| ("member", self.member_id(r)))
-            .collect();
-        let ids: Vec<String> = subjects.iter().map(|(_, i)| i.clone()).collect();
-        let grade = self.grade("organization", &id);
+        let subjects: Vec<(&str, usize)> = rows.iter().map(|&r| ("member", r)).collect();
+        let grade = self.grade("organization", row);
         let hours: Vec<Value> = members
             .iter()
             .map(|m| json!({"label": m["name"], "value": m["hours"]}))
@@ -843,8 +970,8 @@ impl<'a> Model<'a> {
             "members": members,
             "member_count": rows.len(),
             "compliance": self.compliance(&subjects),
-            "grades": self.grade_distribution("member", &ids),
-            "own": self.directive_sections("organization", &id),
+            "grades": self.grade_distribution("member", &rows),
+            "own": self.directive_sections("organization", row),
             "hours_chart": hours,
         })
     }
@@ -852,7 +979,7 @@ impl<'a> Model<'a> {
     fn member_row_summary(&self, r: usize) -> Value {
         let mt = self.member_table().unwrap_or("members");
         let id = self.member_id(r);
-        let tally = Tally::of(self.findings_of("member", &id));
+        let tally = self.tally("member", r);
         let hours: f64 = self
             .services_of(Some(r), None)
             .unwrap_or_default()
@@ -863,7 +990,7 @@ impl<'a> Model<'a> {
         json!({
             "id": id,
             "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
-            "grade": self.grade("member", &id),
+            "grade": self.grade("member", r),
             "hours": round2(hours),
             "fails": tally.fails, "warns": tally.warns,
         })
@@ -925,7 +1052,7 @@ impl<'a> Model<'a> {
                     "branch": {"id": branch, "name": bname},
                     "resident": residence == id,
                     "hours": round2(*h), "services": n,
-                    "grade": self.grade("member", &self.member_id(r)),
+                    "grade": self.grade("member", r),
                 })
             })
             .collect();
@@ -967,46 +1094,33 @@ impl<'a> Model<'a> {
     }
 
     fn summary_json(&self, ot: &str, okey: &str) -> Value {
-        let member_ids: Vec<String> = self
-            .run
-            .subjects("member")
-            .into_iter()
-            .map(|r| self.member_id(r))
-            .collect();
-        let mut subjects: Vec<(&str, String)> =
-            member_ids.iter().map(|i| ("member", i.clone())).collect();
+        let member_rows = self.run.subjects("member");
+        let mut subjects: Vec<(&str, usize)> = member_rows.iter().map(|&r| ("member", r)).collect();
         let branches: Vec<usize> = self
             .run
             .subjects("organization")
             .into_iter()
             .filter(|&r| self.run.cell_text(ot, r, "kind").as_deref() == Some("unit_branch"))
             .collect();
-        let branch_ids: Vec<String> = branches
-            .iter()
-            .map(|&r| self.run.cell_text(ot, r, okey).unwrap_or_default())
-            .collect();
-        subjects.extend(branch_ids.iter().map(|i| ("organization", i.clone())));
-        // Most common failures.
-        let mut fails: BTreeMap<(String, String), (i64, i64, String)> = BTreeMap::new();
-        for f in self.findings {
-            let e = fails
-                .entry((f.directive.to_string(), f.rule.to_string()))
-                .or_insert((0, 0, String::new()));
-            match f.status {
-                Status::Fail => {
-                    e.0 += 1;
-                    if e.2.is_empty() {
-                        e.2 = f.message.clone();
-                    }
-                }
-                Status::Warn => e.1 += 1,
-                _ => {}
+        subjects.extend(branches.iter().map(|&r| ("organization", r)));
+        // Most common failures, with the first failing finding's message as the example.
+        let mut fails: BTreeMap<(&str, &str), (i64, i64, Option<usize>)> = BTreeMap::new();
+        for (index, r) in self.run.rules().enumerate() {
+            let e = fails.entry((&r.directive, &r.id)).or_insert((0, 0, None));
+            e.0 += self.outcomes.rule_count(index, Status::Fail) as i64;
+            e.1 += self.outcomes.rule_count(index, Status::Warn) as i64;
+            if e.2.is_none() && self.outcomes.first_fail(index).is_some() {
+                e.2 = Some(index);
             }
         }
         let mut top: Vec<Value> = fails
             .into_iter()
             .filter(|(_, (f, w, _))| *f + *w > 0)
             .map(|((d, r), (f, w, example))| {
+                let example = example
+                    .and_then(|i| self.run.rule_finding(i, self.outcomes.first_fail(i)?))
+                    .map(|f| f.message)
+                    .unwrap_or_default();
                 let title = self.run.rules().find(|x| x.id == r).map(|x| x.title.clone()).unwrap_or_default();
                 json!({"directive": d, "rule": r, "title": title, "fails": f, "warns": w, "example": example})
             })
@@ -1023,18 +1137,13 @@ impl<'a> Model<'a> {
             .iter()
             .map(|&row| {
                 let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
-                let rows = self.members_of.get(&id).cloned().unwrap_or_default();
-                let failing = rows
-                    .iter()
-                    .filter(|&&r| {
-                        Tally::of(self.findings_of("member", &self.member_id(r))).fails > 0
-                    })
-                    .count() as i64;
+                let rows = self.members_of.get(&id).map_or(&[][..], |v| v.as_slice());
+                let failing = rows.iter().filter(|&&r| self.member_fails[r]).count() as i64;
                 let n = rows.len() as i64;
-                let own = Tally::of(self.findings_of("organization", &id));
+                let own = self.tally("organization", row);
                 json!({
                     "id": id, "name": self.run.cell_text(ot, row, "name").unwrap_or_default(),
-                    "grade": self.grade("organization", &id),
+                    "grade": self.grade("organization", row),
                     "members": n, "members_passing": n - failing,
                     "pass_rate": round1(pct(n - failing, n)),
                     "own_fails": own.fails,
@@ -1055,24 +1164,20 @@ impl<'a> Model<'a> {
         let compliance = self.compliance(&subjects);
         let statuses: BTreeMap<&str, i64> = Status::ALL
             .iter()
-            .map(|s| {
-                (
-                    s.name(),
-                    self.findings.iter().filter(|f| f.status == *s).count() as i64,
-                )
-            })
+            .map(|s| (s.name(), self.outcomes.count(*s) as i64))
             .collect();
         json!({
-            "members": member_ids.len(),
-            "branches": branch_ids.len(),
-            "findings": self.findings.len(),
+            "members": member_rows.len(),
+            "branches": branches.len(),
+            "findings": self.outcomes.total(),
             "statuses": statuses,
             "compliance": compliance,
-            "member_grades": self.grade_distribution("member", &member_ids),
-            "branch_grades": self.grade_distribution("organization", &branch_ids),
+            "member_grades": self.grade_distribution("member", &member_rows),
+            "branch_grades": self.grade_distribution("organization", &branches),
             "top_failures": top,
             "branches_ranked": ranked,
             "grade_errors": self.grade_errors,
+            "grade_error_count": self.grade_error_count,
         })
     }
 }
