@@ -5,6 +5,8 @@
 #   benches/bench.sh 100000 1000000 3000000   # several sizes
 #   RUNS=3 benches/bench.sh 1000000           # best of 3 (default 1)
 #   FORMAT=jsonl benches/bench.sh 1000000     # also write every finding (JSON Lines)
+#   REPORT=summary benches/bench.sh 1000000   # then time `report --level summary` too
+#   REPORT=branch benches/bench.sh 20000      # … or the branch reports
 #
 # For each size: members, input rows, CSV MiB, then per stage wall seconds and CPU seconds
 # (load, aggregates, rules+output), total seconds, rows/s and peak memory (max RSS).
@@ -48,3 +50,31 @@ for n in "${sizes[@]}"; do
   done
   echo "$best"
 done
+
+# Reports: the same datasets through `report --level $REPORT --findings none --timings`.
+if [ -n "${REPORT:-}" ]; then
+  echo
+  printf '%-9s %-8s | %6s %6s %6s %6s %6s %6s | %7s %8s %9s %8s\n' \
+    members level load aggs rules grading data render total reports rep/s peak_MiB
+  for n in "${sizes[@]}"; do
+    data="$dir/m$n"
+    best=""
+    for _ in $(seq "$runs"); do
+      out=$(mktemp -d)
+      /usr/bin/time -f '%M' -o "$out/mem" "$bin" report --data "$data" --as-of 2020-12-31 \
+        --level "$REPORT" --findings none --timings --out "$out/r" > "$out/o" 2> "$out/t"
+      f() { awk -v s="$1" -v c="$2" '$1==s {print $c}' "$out/t"; }
+      total=$(f total 2)
+      reports=$(find "$out/r" -name '*.pdf' | wc -l)
+      line=$(printf '%-9s %-8s | %6s %6s %6s %6s %6s %6s | %7s %8s %9.1f %8s' \
+        "$n" "$REPORT" "$(f load 2)" "$(f aggregates 2)" "$(f rules 2)" "$(f grading 2)" \
+        "$(awk '$1=="report" {print $3}' "$out/t")" "$(f rendering 2)" "$total" "$reports" \
+        "$(echo "$reports / $(f rendering 2)" | bc -l)" "$(( $(tail -1 "$out/mem") / 1024 ))")
+      if [ -z "$best" ] || (( $(echo "$total < $best_total" | bc -l) )); then
+        best=$line; best_total=$total
+      fi
+      rm -rf "$out"
+    done
+    echo "$best"
+  done
+fi
