@@ -158,6 +158,8 @@ pub struct Model<'a> {
     waivers: Vec<Value>,
     /// Verified service rows by member row and by community (built on first use).
     service_index: std::sync::OnceLock<ServiceIndex>,
+    /// Members living in each community, by community id (built on first use).
+    residents: std::sync::OnceLock<HashMap<String, usize>>,
 }
 
 /// How many grading problems are kept to be shown; the rest are counted.
@@ -219,6 +221,7 @@ impl<'a> Model<'a> {
             members_of: HashMap::new(),
             waivers: Vec::new(),
             service_index: Default::default(),
+            residents: Default::default(),
         };
         m.index_members();
         m.member_fails = vec![false; m.rows_of("member")];
@@ -880,14 +883,15 @@ impl<'a> Model<'a> {
             }
         };
         let member_rows = self.run.subjects("member");
+        // Report data is made in parallel; `collect` keeps the order.
         if matches!(level, Level::Member | Level::All) {
-            for &row in &member_rows {
+            jobs.par_extend(member_rows.par_iter().map(|&row| {
                 let m = self.member_json(row);
                 let id = m["id"].as_str().unwrap_or("").to_string();
                 let file =
                     PathBuf::from("members").join(file_name(&id, m["name"].as_str().unwrap_or("")));
-                jobs.push(with("member", id, file, "member", m));
-            }
+                with("member", id, file, "member", m)
+            }));
         }
         let ot = self.org_table().unwrap_or("organizations").to_string();
         let okey = self
@@ -899,16 +903,21 @@ impl<'a> Model<'a> {
             .unwrap_or("org_id")
             .to_string();
         if matches!(level, Level::Branch | Level::All) {
-            for row in self.run.subjects("organization") {
-                if self.run.cell_text(&ot, row, "kind").as_deref() != Some("unit_branch") {
-                    continue;
-                }
+            let branches: Vec<usize> = self
+                .run
+                .subjects("organization")
+                .into_iter()
+                .filter(|&row| {
+                    self.run.cell_text(&ot, row, "kind").as_deref() == Some("unit_branch")
+                })
+                .collect();
+            jobs.par_extend(branches.into_par_iter().map(|row| {
                 let b = self.branch_json(&ot, &okey, row);
                 let id = b["id"].as_str().unwrap_or("").to_string();
                 let file = PathBuf::from("branches")
                     .join(file_name(&id, b["name"].as_str().unwrap_or("")));
-                jobs.push(with("branch", id, file, "branch", b));
-            }
+                with("branch", id, file, "branch", b)
+            }));
         }
         if matches!(level, Level::Community | Level::All)
             && let Some(ct) = self.data.tables.get("communities")
@@ -926,12 +935,12 @@ impl<'a> Model<'a> {
                 })
                 .collect();
             rows.sort();
-            for (id, row) in rows {
+            jobs.par_extend(rows.into_par_iter().map(|(id, row)| {
                 let c = self.community_json(&id, row);
                 let file = PathBuf::from("communities")
                     .join(file_name(&id, c["name"].as_str().unwrap_or("")));
-                jobs.push(with("community", id, file, "community", c));
-            }
+                with("community", id, file, "community", c)
+            }));
         }
         if matches!(level, Level::Summary | Level::All) {
             let s = self.summary_json(&ot, &okey);
@@ -1070,16 +1079,19 @@ impl<'a> Model<'a> {
             e.2 += m["hours"].as_f64().unwrap_or(0.0);
         }
         let residents = self
-            .run
-            .subjects("member")
-            .into_iter()
-            .filter(|&r| {
-                self.run
-                    .cell_text(mt, r, "residence_community_id")
-                    .as_deref()
-                    == Some(id)
+            .residents
+            .get_or_init(|| {
+                let mut n: HashMap<String, usize> = HashMap::new();
+                for r in self.run.subjects("member") {
+                    if let Some(c) = self.run.cell_text(mt, r, "residence_community_id") {
+                        *n.entry(c).or_default() += 1;
+                    }
+                }
+                n
             })
-            .count();
+            .get(id)
+            .copied()
+            .unwrap_or(0);
         let total: f64 = by_category.values().sum();
         json!({
             "id": id, "name": name, "district": district,
