@@ -451,9 +451,16 @@ pub fn prepare<'a>(
         let mut values = vec![AggValue::Unit; n * n_local];
         let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); n * n_slots];
         const CHUNK: usize = 256;
+        // Lineage in the same chunks of subjects (none when no aggregate keeps it: zipping
+        // with no chunks at all would compute nothing).
+        let lchunks: Vec<&mut [Box<[u32]>]> = if n_slots == 0 {
+            (0..n.div_ceil(CHUNK)).map(|_| &mut [][..]).collect()
+        } else {
+            lineage.chunks_mut(CHUNK * n_slots).collect()
+        };
         values
             .par_chunks_mut(CHUNK * n_local.max(1))
-            .zip(lineage.par_chunks_mut((CHUNK * n_slots).max(1)))
+            .zip(lchunks.into_par_iter())
             .enumerate()
             .for_each(|(c, (vchunk, lchunk))| {
                 let mut spans: Vec<Span> = vec![None; periods.len()];
