@@ -400,8 +400,12 @@ fn explain_cmd(a: &ExplainArgs) -> Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let run = eval::prepare(&set, &ds, a.data.as_of)?;
-    let Some(e) = run.explain(&a.subject, a.rule.as_deref()) else {
+    // Only the subject's kind, and only its aggregates.
+    let run = eval::prepare_subject(&set, &ds, a.data.as_of, &a.subject)?;
+    let Some((run, e)) = run.and_then(|run| {
+        let e = run.explain(&a.subject, a.rule.as_deref())?;
+        Some((run, e))
+    }) else {
         eprintln!(
             "error: no member or organization `{}` in {}",
             a.subject,
