@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod explain;
 mod fast;
+pub mod focus;
 mod rules;
 pub mod value;
 
