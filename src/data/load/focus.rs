@@ -184,6 +184,8 @@ pub(super) struct PiecePart {
     /// Per entry of `via`: the last (short) id seen, packed, and whether it is wanted (rows
     /// of one member usually come together).
     last: Vec<Option<(u128, bool)>>,
+    /// The latest date found so far (days) and its `YYYY-MM-DD` text.
+    cut: Option<(i32, [u8; 10])>,
 }
 
 impl PiecePart {
@@ -290,6 +292,24 @@ pub(super) fn conclude(part: &Part, pp: &PiecePart) -> Outcome {
     }
 }
 
+/// Whether a date or date-time cell is surely before the date whose `YYYY-MM-DD` text is
+/// `cut`, from its text alone: it starts with `YYYY-MM-DD` (not followed by a digit) before
+/// `cut`, and every reading of such a cell ([`date_cell`], [`datetime_cell`]) gives that date
+/// or fails (see the test below).
+fn surely_before(text: &str, cut: &[u8; 10]) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 10
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && !b.get(10).is_some_and(|c| c.is_ascii_digit())
+        && b[..10] < cut[..]
+}
+
 /// Days from the common era of a date, and back.
 pub(super) fn days(d: NaiveDate) -> i32 {
     chrono::Datelike::num_days_from_ce(&d)
@@ -331,6 +351,21 @@ impl TableLoader<'_> {
         }
         p.part.left_out += 1;
         if part.dates.is_empty() || row.problem.is_some() {
+            return;
+        }
+        // Most rows are plainly before the latest date found so far: said by their text.
+        let t = part.threshold.load(Relaxed);
+        if p.part.cut.is_none_or(|(c, _)| c != t) {
+            p.part.cut = from_days(t)
+                .and_then(|d| parse::date_text(d).as_bytes().try_into().ok())
+                .map(|text| (t, text));
+        }
+        if let Some((_, cut)) = &p.part.cut
+            && part.dates.iter().all(|&ci| {
+                let text = text_of(ci);
+                text.is_empty() || surely_before(text, cut)
+            })
+        {
             return;
         }
         // The row's latest date, if every date cell reads (else the row is rejected).
@@ -400,5 +435,83 @@ impl TableLoader<'_> {
                 None => wanted.long.contains(id),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cell that starts with `YYYY-MM-DD` (not followed by a digit) reads as that date or
+    /// not at all, whatever follows — as date or date-time, from CSV or a spreadsheet.
+    #[test]
+    fn a_cell_starting_with_a_date_reads_as_that_date_or_not_at_all() {
+        let alphabet = [
+            "0", "1", "9", " ", "T", ":", ".", "-", "/", "年", "月", "日", "x", "\t", "５",
+        ];
+        let mut suffixes = vec![String::new()];
+        for _ in 0..3 {
+            let more: Vec<String> = suffixes
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
+                .collect();
+            suffixes.extend(more);
+        }
+        suffixes.sort();
+        suffixes.dedup();
+        for longer in [
+            " 09:30",
+            " 09:30:00",
+            "T09:30:00",
+            "T09:30:00.000",
+            " 25:00",
+            " 00:00:00",
+            " 9:30",
+            "  09:30",
+            " 09:30:00.5",
+            "日 09:30",
+            ".000",
+            " 00:00",
+            "T00:00",
+        ] {
+            suffixes.push(longer.to_string());
+        }
+        let mut checked = 0;
+        for prefix in [
+            "2020-02-01",
+            "2020-02-00",
+            "2020-02-30",
+            "2020-13-01",
+            "2020-12-31",
+            "0000-01-01",
+            "9999-12-31",
+        ] {
+            let date = NaiveDate::parse_from_str(prefix, "%Y-%m-%d").ok();
+            let cut = *b"9999-99-99";
+            for suffix in &suffixes {
+                let text = format!("{prefix}{suffix}");
+                if !surely_before(&text, &cut) {
+                    assert!(suffix.starts_with(|c: char| c.is_ascii_digit()), "{text}");
+                    continue;
+                }
+                checked += 1;
+                for excel in [false, true] {
+                    for read in [
+                        date_cell(&text, excel).ok(),
+                        datetime_cell(&text, excel).ok().map(|d| d.date()),
+                    ] {
+                        assert!(read.is_none() || read == date, "{text:?} read as {read:?}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 20_000, "{checked}");
+        // And the comparison is the dates'.
+        let cut = *b"2020-12-31";
+        assert!(surely_before("2020-12-30 23:59", &cut));
+        assert!(!surely_before("2020-12-31 00:00", &cut));
+        assert!(!surely_before("2021-01-01", &cut));
+        assert!(!surely_before("2020/1/5", &cut));
+        assert!(!surely_before("2020-01-051", &cut));
     }
 }
