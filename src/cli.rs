@@ -453,15 +453,25 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
 }
 
 fn explain_cmd(a: &ExplainArgs) -> Result<ExitCode> {
-    let (set, ds) = match load_all(&DataArgs {
+    let args = DataArgs {
         quiet: true,
         ..a.data.clone()
-    }) {
+    };
+    // Only the rows that can matter to the subject, unless every reject is to be written.
+    let loaded = match &args.rejects {
+        Some(_) => load_all(&args),
+        None => load_for_subject(&args, &a.subject),
+    };
+    let (set, ds) = match loaded {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let run = eval::prepare(&set, &ds, a.data.as_of)?;
-    let Some(e) = run.explain(&a.subject, a.rule.as_deref()) else {
+    // Only the subject's kind, and only its aggregates.
+    let run = eval::prepare_subject(&set, &ds, a.data.as_of, &a.subject)?;
+    let Some((run, e)) = run.and_then(|run| {
+        let e = run.explain(&a.subject, a.rule.as_deref())?;
+        Some((run, e))
+    }) else {
         eprintln!(
             "error: no member or organization `{}` in {}",
             a.subject,
@@ -526,6 +536,25 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
     Ok((set, ds))
 }
 
+/// Load policies and the data for one subject ([`eval::focus::load_for_subject`]), with the
+/// file problems [`load_all`] prints; `Err(code)` when the run cannot go on.
+fn load_for_subject(a: &DataArgs, id: &str) -> std::result::Result<(PolicySet, Dataset), ExitCode> {
+    let Some(set) = load_policies(&a.policies, a.quiet) else {
+        return Err(ExitCode::from(1));
+    };
+    let opts = LoadOptions {
+        encoding: a.encoding,
+        progress: show_progress(a.quiet),
+        ..Default::default()
+    };
+    let ds = eval::focus::load_for_subject(&a.data, &set, &opts, id, a.as_of.is_none())
+        .map_err(|errors| data_errors(&errors, ""))?;
+    if !a.quiet {
+        report_data_problems(&ds);
+    }
+    Ok((set, ds))
+}
+
 /// Progress bars go to stderr when it is a terminal, unless `--quiet`.
 pub fn show_progress(quiet: bool) -> bool {
     !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -544,16 +573,19 @@ fn load_data(
         progress,
         ..Default::default()
     };
-    data::load(dir, schema, &opts).map_err(|errors| {
-        for e in &errors {
-            eprintln!("error{what}: {}: {}", e.file, e.message);
-        }
-        eprintln!(
-            "the data cannot be evaluated: {} file problem(s)",
-            errors.len()
-        );
-        ExitCode::from(2)
-    })
+    data::load(dir, schema, &opts).map_err(|errors| data_errors(&errors, what))
+}
+
+/// Print the problems that stop a dataset from loading; the exit code (2).
+fn data_errors(errors: &[data::FatalError], what: &str) -> ExitCode {
+    for e in errors {
+        eprintln!("error{what}: {}: {}", e.file, e.message);
+    }
+    eprintln!(
+        "the data cannot be evaluated: {} file problem(s)",
+        errors.len()
+    );
+    ExitCode::from(2)
 }
 
 fn report_data_problems(ds: &Dataset) {

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+mod focus;
+pub use focus::{Focus, FocusInfo, LoadedTables, RowFilter, load_focused};
+
 /// Ids new to a table are numbered locally with this bit set, then merged into the
 /// dataset's ids once the table is loaded (tables of a wave load in parallel).
 const LOCAL: u32 = 1 << 31;
@@ -23,6 +26,8 @@ struct Done {
     stats: Option<TableStats>,
     /// Keys of this table's rejected rows (for messages of tables that reference them).
     rejected_keys: HashMap<Sym, u32>,
+    /// For a table loaded in part: what that concluded.
+    part: Option<focus::Outcome>,
 }
 
 /// A loaded table and what came with it, or why the file cannot be read.
@@ -220,6 +225,17 @@ fn dependency_order(schema: &Schema) -> Vec<&TableSchema> {
 
 /// Load the dataset in `dir`.
 pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, Vec<FatalError>> {
+    load_with(dir, schema, opts, None)
+        .map(|ds| ds.expect("a whole dataset is never given up for a subject"))
+}
+
+/// [`load`], or with `focusing` [`load_focused`].
+fn load_with(
+    dir: &Path,
+    schema: &Schema,
+    opts: &LoadOptions,
+    focusing: Option<focus::Focusing>,
+) -> Result<Option<Dataset>, Vec<FatalError>> {
     let mut warnings = Vec::new();
     let sources = discover(dir, schema, &mut warnings)?;
     let bar = opts.progress.then(|| {
@@ -243,8 +259,11 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
         stats: Vec::new(),
         rejects: Vec::new(),
         warnings,
+        focus: None,
     };
     let mut fatal = Vec::new();
+    // Tables loaded in part, and what that concluded.
+    let mut parts: Vec<(String, focus::Outcome)> = Vec::new();
     let mut loaded: HashMap<String, Table> = HashMap::new();
     // Keys of rejected rows, so dependents can say why a reference fails.
     let mut rejected_keys: HashMap<String, HashMap<Sym, u32>> = HashMap::new();
@@ -283,6 +302,7 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
                                 rejected: 0,
                             }),
                             rejected_keys: HashMap::new(),
+                            part: None,
                         },
                     )),
                     Some(src) => load_table(
@@ -294,6 +314,7 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
                         &loaded,
                         &rejected_keys,
                         bar.as_ref(),
+                        focusing.as_ref(),
                     ),
                 };
                 (*ts, r)
@@ -301,7 +322,10 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
             .collect();
         for (ts, r) in results {
             match r {
-                Ok((mut t, part)) => {
+                Ok((mut t, mut part)) => {
+                    if let Some(outcome) = part.part.take() {
+                        parts.push((ts.name.clone(), outcome));
+                    }
                     let keys = merge(&mut ds, ts, &mut t, part);
                     rejected_keys.insert(ts.name.clone(), keys);
                     loaded.insert(ts.name.clone(), t);
@@ -341,7 +365,30 @@ pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, 
     ds.rejects.sort_by(|a, b| {
         (order.get(a.table.as_str()), a.line).cmp(&(order.get(b.table.as_str()), b.line))
     });
-    Ok(ds)
+    if let Some(f) = focusing {
+        // Give up when a row left out may change a kept row, or the latest date.
+        if parts.iter().any(|(_, o)| o.ambiguous) {
+            return Ok(None);
+        }
+        let latest =
+            parts
+                .iter()
+                .filter_map(|(_, o)| o.latest)
+                .reduce(|a, b| match a.0.cmp(&b.0) {
+                    std::cmp::Ordering::Less => b,
+                    std::cmp::Ordering::Greater => a,
+                    std::cmp::Ordering::Equal => (a.0, a.1 || b.1),
+                });
+        if f.latest && latest.is_some_and(|(_, certain)| !certain) {
+            return Ok(None);
+        }
+        ds.focus = Some(FocusInfo {
+            partial: parts.into_iter().map(|(name, _)| name).collect(),
+            latest_known: f.latest,
+            latest_left_out: latest.and_then(|(d, _)| focus::from_days(d)),
+        });
+    }
+    Ok(Some(ds))
 }
 
 /// Fold a table's part into the dataset: give its new ids dataset-wide numbers, and keep
@@ -500,34 +547,12 @@ fn push_cell(
         ColumnData::Date(v) => v.push(if empty {
             None
         } else {
-            Some(
-                parse::parse_date_lenient(text)
-                    .or_else(|| {
-                        excel
-                            .then(|| parse::excel_serial_date(text).map(|d| d.date()))
-                            .flatten()
-                    })
-                    .ok_or_else(|| {
-                        format!("`{text}` is not a date; write 2020-02-07 or 2020/2/7")
-                    })?,
-            )
+            Some(date_cell(text, excel)?)
         }),
         ColumnData::DateTime(v) => v.push(if empty {
             None
         } else {
-            Some(
-                parse::parse_datetime(text)
-                    .or_else(|| excel.then(|| parse::excel_serial_date(text)).flatten())
-                    // A spreadsheet date cell at midnight is shown as a bare date.
-                    .or_else(|| excel.then(|| parse::parse_date(text).map(|d| d.and_time(chrono::NaiveTime::MIN))).flatten())
-                    .ok_or_else(|| {
-                        if parse::parse_date(text).is_some() {
-                            format!("`{text}` has a date but no time; write 2020-02-07 09:30")
-                        } else {
-                            format!("`{text}` is not a date and time; write 2020-02-07 09:30 or 2020/2/7 9:30")
-                        }
-                    })?,
-            )
+            Some(datetime_cell(text, excel)?)
         }),
         ColumnData::Bool(v) => v.push(if empty {
             None
@@ -582,6 +607,36 @@ fn push_cell(
         }),
     }
     Ok(())
+}
+
+/// A (non-empty) date cell; `Err` is why it cannot be read.
+fn date_cell(text: &str, excel: bool) -> Result<NaiveDate, String> {
+    parse::parse_date_lenient(text)
+        .or_else(|| {
+            excel
+                .then(|| parse::excel_serial_date(text).map(|d| d.date()))
+                .flatten()
+        })
+        .ok_or_else(|| format!("`{text}` is not a date; write 2020-02-07 or 2020/2/7"))
+}
+
+/// A (non-empty) date-time cell; `Err` is why it cannot be read.
+fn datetime_cell(text: &str, excel: bool) -> Result<NaiveDateTime, String> {
+    parse::parse_datetime(text)
+        .or_else(|| excel.then(|| parse::excel_serial_date(text)).flatten())
+        // A spreadsheet date cell at midnight is shown as a bare date.
+        .or_else(|| {
+            excel
+                .then(|| parse::parse_date(text).map(|d| d.and_time(chrono::NaiveTime::MIN)))
+                .flatten()
+        })
+        .ok_or_else(|| {
+            if parse::parse_date(text).is_some() {
+                format!("`{text}` has a date but no time; write 2020-02-07 09:30")
+            } else {
+                format!("`{text}` is not a date and time; write 2020-02-07 09:30 or 2020/2/7 9:30")
+            }
+        })
 }
 
 /// A rejected row.
@@ -642,6 +697,8 @@ struct Piece {
     last: Vec<Option<(u128, Sym)>>,
     /// Per reference column: the last symbol and the row it points at.
     last_ref: Vec<Option<(Sym, u32)>>,
+    /// Rows left out of a table loaded in part.
+    part: focus::PiecePart,
 }
 
 impl Piece {
@@ -694,6 +751,10 @@ struct TableLoader<'x> {
     pool: std::sync::Mutex<Vec<Piece>>,
     /// Rows expected in all (from the first window), to size the table once.
     reserve: usize,
+    /// Loading for one subject: which rows to keep (`None`: all).
+    part: Option<focus::Part<'x>>,
+    /// Rows expected in all, for the key hashes of a table loaded in part.
+    expected: usize,
     progress: Option<&'x indicatif::ProgressBar>,
 }
 
@@ -812,7 +873,11 @@ impl TableSink for TableLoader<'_> {
     }
 
     fn reserve(&mut self, rows: usize) {
-        self.reserve = rows;
+        // A table loaded in part keeps few of its rows (but maybe every row's key hash).
+        match &self.part {
+            None => self.reserve = rows,
+            Some(part) => self.expected = rows * usize::from(part.hash_keys),
+        }
     }
 
     fn piece(&self, rows: usize) -> Piece {
@@ -828,6 +893,26 @@ impl TableSink for TableLoader<'_> {
 
     fn row(&self, p: &mut Piece, row: Row<'_>) {
         p.read += 1;
+        match &self.part {
+            Some(part) => self.focused_row(part, p, row),
+            None => self.load_row(p, row),
+        }
+    }
+
+    fn absorb(&self, p: Piece) {
+        self.absorb_piece(p)
+    }
+
+    fn progress(&self, bytes: u64) {
+        if let Some(pb) = self.progress {
+            pb.inc(bytes);
+        }
+    }
+}
+
+impl TableLoader<'_> {
+    /// Parse a row, check it, and load it into `p` or reject it.
+    fn load_row(&self, p: &mut Piece, row: Row<'_>) {
         let ts = self.ts;
         if let Some(problem) = &row.problem {
             // A field too long to read names its column.
@@ -974,7 +1059,7 @@ impl TableSink for TableLoader<'_> {
         p.lines.push(row.line);
     }
 
-    fn absorb(&self, mut p: Piece) {
+    fn absorb_piece(&self, mut p: Piece) {
         let Ok(mut guard) = self.acc.lock() else {
             return;
         };
@@ -988,6 +1073,7 @@ impl TableSink for TableLoader<'_> {
                     t.reserve_bytes(more * t.bytes_len().div_ceil(rows));
                 }
             }
+            p.part.reserve(self.expected);
             *guard = Some(p);
             return;
         };
@@ -1033,6 +1119,7 @@ impl TableSink for TableLoader<'_> {
         acc.warnings.append(&mut p.warnings);
         acc.rejected_keys.extend(p.rejected_keys.drain());
         acc.read += p.read;
+        acc.part.absorb(&mut p.part);
         // The emptied piece keeps its buffers for the next window (fresh memory costs more
         // than parsing: the kernel zeroes every new page).
         p.read = 0;
@@ -1041,12 +1128,6 @@ impl TableSink for TableLoader<'_> {
         p.last_ref.iter_mut().for_each(|l| *l = None);
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(p);
-        }
-    }
-
-    fn progress(&self, bytes: u64) {
-        if let Some(pb) = self.progress {
-            pb.inc(bytes);
         }
     }
 }
@@ -1143,6 +1224,7 @@ impl TableLoader<'_> {
             read: 0,
             last: vec![None; self.ts.columns.len()],
             last_ref: vec![None; self.ts.columns.len()],
+            part: Default::default(),
         }
     }
 
@@ -1227,9 +1309,21 @@ fn load_table<'x>(
     loaded: &'x HashMap<String, Table>,
     rejected_keys: &'x HashMap<String, HashMap<Sym, u32>>,
     progress: Option<&'x indicatif::ProgressBar>,
+    focusing: Option<&focus::Focusing<'x>>,
 ) -> Result<(Table, Done), String> {
     let file = src.display();
     let text_key = ts.key.is_some_and(|k| ts.columns[k].ty == ColumnType::Id) && !ts.indexed;
+    // Loading for one subject: the rows of this table that matter, if not all.
+    let part = focusing.and_then(|f| {
+        let filter = f.focus.filter(
+            ts,
+            &LoadedTables {
+                ids: global,
+                tables: loaded,
+            },
+        )?;
+        focus::Part::new(ts, filter, schema, loaded, global, text_key, f)
+    });
     let mut loader = TableLoader {
         ts,
         file: file.clone(),
@@ -1252,12 +1346,15 @@ fn load_table<'x>(
             })
             .collect(),
         text_key,
-        hash_rows: ts.key.is_none(),
+        // Exact duplicates are only warned about; not for a table loaded in part.
+        hash_rows: ts.key.is_none() && part.is_none(),
         header_warnings: Vec::new(),
         acc: Default::default(),
         pool: Default::default(),
         reserve: 0,
         progress,
+        part,
+        expected: 0,
     };
     match &src.kind {
         SourceKind::Csv => {
@@ -1281,6 +1378,7 @@ fn load_table<'x>(
         warnings: row_warnings,
         rejected_keys: my_rejected_keys,
         read,
+        part: mut piece_part,
         ..
     } = acc;
     let mut warnings = loader.header_warnings;
@@ -1424,6 +1522,7 @@ fn load_table<'x>(
             t.refs[ci] = Some(rows);
         }
     }
+    piece_part.retain_loaded(&keep);
     if !keep.is_empty() {
         // Row numbers shift: references within the table point at the new numbers.
         let mut new_row = vec![u32::MAX; n];
@@ -1466,6 +1565,10 @@ fn load_table<'x>(
         t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
     }
     let rejected = rejects.len() as u64;
+    let part = loader
+        .part
+        .as_ref()
+        .map(|part| focus::conclude(part, &piece_part));
     let stats = TableStats {
         table: ts.name.clone(),
         file: file.clone(),
@@ -1474,7 +1577,7 @@ fn load_table<'x>(
         loaded: t.len() as u64,
         rejected,
     };
-    debug_assert_eq!(read, t.len() as u64 + rejected);
+    debug_assert_eq!(read, t.len() as u64 + rejected + piece_part.left_out());
     Ok((
         t,
         Done {
@@ -1483,6 +1586,7 @@ fn load_table<'x>(
             warnings,
             stats: Some(stats),
             rejected_keys: my_rejected_keys,
+            part,
         },
     ))
 }

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-pub use load::{LoadOptions, load};
+pub use load::{Focus, FocusInfo, LoadOptions, LoadedTables, RowFilter, load, load_focused};
 pub use source::{Chunking, Encoding};
 
 /// An interned id (`M001`, `C03`): cheap to compare and hash.
@@ -361,12 +361,17 @@ pub struct Dataset {
     pub stats: Vec<TableStats>,
     pub rejects: Vec<Reject>,
     pub warnings: Vec<Warning>,
+    /// Set when the dataset was loaded for one subject ([`load_focused`]): some tables hold
+    /// only the rows that matter to it.
+    pub focus: Option<FocusInfo>,
 }
 
 impl Dataset {
-    /// The latest date anywhere in the loaded data (the default `--as-of`).
+    /// The latest date anywhere in the loaded data (the default `--as-of`). For a dataset
+    /// loaded for one subject, with the rows left out (when that was asked for).
     pub fn latest_date(&self) -> Option<NaiveDate> {
-        let mut best: Option<NaiveDate> = None;
+        debug_assert!(self.focus.as_ref().is_none_or(|f| f.latest_known));
+        let mut best: Option<NaiveDate> = self.focus.as_ref().and_then(|f| f.latest_left_out);
         for t in self.tables.values() {
             for c in &t.columns {
                 let m = match c {

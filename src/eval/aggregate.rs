@@ -8,16 +8,84 @@ use crate::policy::model::AggOp;
 use crate::policy::{Aggregate, Cond, PolicySet, ValueRef};
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 
-/// Rows of a table grouped by subject: `rows[offsets[s]..offsets[s+1]]` belong to subject `s`.
+/// Rows of a table grouped by subject: `rows[offsets[s - first]..offsets[s - first + 1]]`
+/// belong to subject `s`. All subjects (`first` 0) or one (`rulebook explain`).
 pub struct Groups {
+    pub first: usize,
     pub offsets: Vec<u32>,
     pub rows: Vec<u32>,
 }
 
 impl Groups {
     pub fn of(&self, subject: usize) -> &[u32] {
-        &self.rows[self.offsets[subject] as usize..self.offsets[subject + 1] as usize]
+        let s = subject - self.first;
+        &self.rows[self.offsets[s] as usize..self.offsets[s + 1] as usize]
     }
+}
+
+/// The reference columns `group` follows from a row of `start` along the `by` path to the
+/// subject, as arrays of target rows (`u32::MAX`: no row). A row reaches the subject row
+/// given by applying them in turn; with none, a row's own number is the subject row. `None`
+/// when a table on the way is not at hand (`table` gives the loaded tables).
+pub fn path_chain<'t>(
+    schema: &crate::policy::Schema,
+    table: &dyn Fn(&str) -> Option<&'t Table>,
+    start: &str,
+    by: &[String],
+    subject_table: &str,
+) -> Option<Vec<&'t [u32]>> {
+    let mut chain = Vec::new();
+    let mut cur_name = start;
+    for step in by {
+        let ts = schema.tables.get(cur_name)?;
+        let Some(ci) = ts.column(step) else { break };
+        if cur_name == subject_table && ts.key == Some(ci) {
+            break;
+        }
+        let cur = table(cur_name)?;
+        let Some(refs) = &cur.refs[ci] else { break };
+        chain.push(&refs[..]);
+        match ts.columns[ci].references.as_deref() {
+            Some(next) => {
+                cur_name = schema
+                    .tables
+                    .get_key_value(next)
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or(cur_name)
+            }
+            None => break,
+        }
+    }
+    Some(chain)
+}
+
+/// The row a row `r` reaches through `chain` (`u32::MAX`: none).
+#[inline]
+pub fn follow(chain: &[&[u32]], r: u32) -> u32 {
+    let mut s = r;
+    for refs in chain {
+        if s == u32::MAX {
+            break;
+        }
+        s = refs[s as usize];
+    }
+    s
+}
+
+fn chain_of<'d>(
+    data: &'d Dataset,
+    policy: &PolicySet,
+    agg: &Aggregate,
+    subject_table: &str,
+) -> Vec<&'d [u32]> {
+    path_chain(
+        &policy.schema,
+        &|n| data.tables.get(n),
+        &agg.table,
+        &agg.by,
+        subject_table,
+    )
+    .expect("every table of the schema is loaded")
 }
 
 /// Group the rows of `table` by the subject reached through the `by` path.
@@ -29,33 +97,8 @@ pub fn group(
     n_subjects: usize,
 ) -> Groups {
     let table = &data.tables[agg.table.as_str()];
-    let mut subject_of: Vec<u32> = (0..table.len() as u32).collect();
-    let mut cur_name = agg.table.as_str();
-    for step in &agg.by {
-        let ts = &policy.schema.tables[cur_name];
-        let Some(ci) = ts.column(step) else { break };
-        if cur_name == subject_table && ts.key == Some(ci) {
-            break;
-        }
-        let cur = &data.tables[cur_name];
-        let Some(refs) = &cur.refs[ci] else { break };
-        for s in subject_of.iter_mut() {
-            if *s != u32::MAX {
-                *s = refs[*s as usize];
-            }
-        }
-        match ts.columns[ci].references.as_deref() {
-            Some(next) => {
-                cur_name = policy
-                    .schema
-                    .tables
-                    .get_key_value(next)
-                    .map(|(k, _)| k.as_str())
-                    .unwrap_or(cur_name)
-            }
-            None => break,
-        }
-    }
+    let chain = chain_of(data, policy, agg, subject_table);
+    let subject_of: Vec<u32> = (0..table.len() as u32).map(|r| follow(&chain, r)).collect();
     let mut counts = vec![0u32; n_subjects + 1];
     for &s in &subject_of {
         if (s as usize) < n_subjects {
@@ -74,8 +117,69 @@ pub fn group(
         }
     }
     Groups {
+        first: 0,
         offsets: counts,
         rows,
+    }
+}
+
+/// The rows of `table` that reach subject row `subject` through the `by` path, as
+/// [`group`] finds them, without grouping the rest: from the subject back along the path,
+/// the rows of each table that lead to it.
+pub fn group_one(
+    data: &Dataset,
+    policy: &PolicySet,
+    agg: &Aggregate,
+    subject_table: &str,
+    n_subjects: usize,
+    subject: usize,
+) -> Groups {
+    let table = &data.tables[agg.table.as_str()];
+    let chain = chain_of(data, policy, agg, subject_table);
+    let rows = if subject >= n_subjects {
+        Vec::new()
+    } else {
+        // `wanted[x]`: row x of the current level leads to the subject.
+        let mut wanted = Bits::one(subject);
+        for refs in chain.iter().rev() {
+            let mut w = Bits::default();
+            for (x, &t) in refs.iter().enumerate() {
+                if t != u32::MAX && wanted.get(t as usize) {
+                    w.set(x);
+                }
+            }
+            wanted = w;
+        }
+        (0..table.len())
+            .filter(|&r| wanted.get(r))
+            .map(|r| r as u32)
+            .collect()
+    };
+    Groups {
+        first: subject,
+        offsets: vec![0, rows.len() as u32],
+        rows,
+    }
+}
+
+/// A growable set of row numbers.
+#[derive(Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn one(i: usize) -> Bits {
+        let mut b = Bits::default();
+        b.set(i);
+        b
+    }
+    fn set(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 }
 

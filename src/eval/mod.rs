@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod explain;
 mod fast;
+pub mod focus;
 mod rules;
 pub mod value;
 
@@ -45,15 +46,17 @@ pub struct PeriodValue {
 struct KindState {
     table_idx: usize,
     table_name: String,
+    /// Rows of the subject table.
     n: usize,
-    /// Subjects in id order (rows of the subject table).
+    /// Subjects evaluated, in id order (rows of the subject table): all of them, or the one
+    /// a run for one subject is for ([`prepare_subject`]).
     order: Vec<u32>,
     /// Global aggregate index → local index, for this kind's aggregates.
     local: IndexMap<usize, usize>,
     /// values[s * n_local + a]
-    values: Vec<AggValue>,
+    values: PerSubject<AggValue>,
     /// lineage[s * n_slots + slot] for aggregates recorded as evidence.
-    lineage: Vec<Box<[u32]>>,
+    lineage: PerSubject<Box<[u32]>>,
     lineage_slot: Vec<Option<usize>>,
     n_slots: usize,
     /// The key column and the `name` column of the subject table.
@@ -69,8 +72,32 @@ impl KindState {
         self.local.len()
     }
     fn subject_values(&self, s: usize) -> &[AggValue] {
-        let n = self.n_local();
-        &self.values[s * n..(s + 1) * n]
+        debug_assert_eq!(self.values.width, self.n_local());
+        self.values.of(s)
+    }
+}
+
+/// Per-subject entries, `width` per subject, held for every subject of a kind or for a run
+/// of them starting at row `first` (one subject for `explain`); indexed as if all were held,
+/// `[s * width + i]`.
+struct PerSubject<T> {
+    first: usize,
+    width: usize,
+    items: Vec<T>,
+}
+
+impl<T> PerSubject<T> {
+    /// The entries of subject `s` (which must be held).
+    fn of(&self, s: usize) -> &[T] {
+        let i = (s - self.first) * self.width;
+        &self.items[i..i + self.width]
+    }
+}
+
+impl<T> std::ops::Index<usize> for PerSubject<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.items[i - self.first * self.width]
     }
 }
 
@@ -246,6 +273,56 @@ pub fn prepare<'a>(
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
 ) -> Result<Run<'a>> {
+    prepare_with(policy, data, as_of, Subjects::All)
+}
+
+/// The kind and row of subject `id`: the first subject kind (in the order the policy set
+/// declares them) whose table has it, as [`Run::explain`] looks it up.
+pub fn find_subject<'p>(
+    policy: &'p PolicySet,
+    data: &Dataset,
+    id: &str,
+) -> Option<(&'p str, usize)> {
+    let sym = data.ids.get(id)?;
+    policy.subjects.iter().find_map(|(kname, sk)| {
+        let r = data.tables.get(sk.table.as_str())?.key_index.get(&sym)?;
+        Some((kname.as_str(), *r as usize))
+    })
+}
+
+/// A run for one subject (`rulebook explain`): as [`prepare`], but only the rules of the
+/// subject's kind, and the aggregates of that one subject, computed from its own rows. Its
+/// findings are those a full run gives for the subject. `None` if there is no subject `id`.
+///
+/// `data` may be a dataset loaded for this subject ([`crate::data::load_focused`]).
+pub fn prepare_subject<'a>(
+    policy: &'a PolicySet,
+    data: &'a Dataset,
+    as_of: Option<NaiveDate>,
+    id: &str,
+) -> Result<Option<Run<'a>>> {
+    // Without such a subject the run is still prepared (without subjects), so that it fails
+    // as a full run would.
+    let found = find_subject(policy, data, id);
+    let run = prepare_with(policy, data, as_of, Subjects::Only(found))?;
+    Ok(found.map(|_| run))
+}
+
+/// Which subjects a run is for.
+#[derive(Clone, Copy)]
+enum Subjects<'k> {
+    All,
+    /// One subject (kind and row), or none.
+    Only(Option<(&'k str, usize)>),
+}
+
+/// [`prepare`] for `subjects`.
+fn prepare_with<'a>(
+    policy: &'a PolicySet,
+    data: &'a Dataset,
+    as_of: Option<NaiveDate>,
+    subjects: Subjects,
+) -> Result<Run<'a>> {
     let as_of = match as_of.or_else(|| data.latest_date()) {
         Some(d) => d,
         None => bail!(
@@ -359,12 +436,24 @@ pub fn prepare<'a>(
         let ColumnData::Id(keys) = &table.columns[key] else {
             bail!("subject key is not an id")
         };
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_by(|a, b| {
-            data.ids
-                .resolve(keys[*a as usize])
-                .cmp(data.ids.resolve(keys[*b as usize]))
-        });
+        // The one subject, if the run is for one.
+        let only = match subjects {
+            Subjects::All => None,
+            Subjects::Only(Some((k, row))) if k == kname => Some((k, row)),
+            Subjects::Only(_) => continue,
+        };
+        let order: Vec<u32> = match only {
+            Some((_, row)) => vec![row as u32],
+            None => {
+                let mut order: Vec<u32> = (0..n as u32).collect();
+                order.sort_by(|a, b| {
+                    data.ids
+                        .resolve(keys[*a as usize])
+                        .cmp(data.ids.resolve(keys[*b as usize]))
+                });
+                order
+            }
+        };
         // This kind's aggregates in dependency order.
         let mine: Vec<usize> = policy
             .aggregates
@@ -433,7 +522,14 @@ pub fn prepare<'a>(
                 let a = &policy.aggregates[*g];
                 shared
                     .entry((a.table.as_str(), a.by.as_slice()))
-                    .or_insert_with(|| Arc::new(aggregate::group(data, policy, a, &sk.table, n)))
+                    .or_insert_with(|| {
+                        Arc::new(match only {
+                            Some((_, row)) => {
+                                aggregate::group_one(data, policy, a, &sk.table, n, row)
+                            }
+                            None => aggregate::group(data, policy, a, &sk.table, n),
+                        })
+                    })
                     .clone()
             })
             .collect();
@@ -450,41 +546,76 @@ pub fn prepare<'a>(
                 (of(&p.start), of(&p.end))
             })
             .collect();
-        let mut values = vec![AggValue::Unit; n * n_local];
-        let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); n * n_slots];
-        const CHUNK: usize = 256;
-        values
-            .par_chunks_mut(CHUNK * n_local.max(1))
-            .zip(lineage.par_chunks_mut((CHUNK * n_slots).max(1)))
-            .enumerate()
-            .for_each(|(c, (vchunk, lchunk))| {
-                let mut spans: Vec<Span> = vec![None; periods.len()];
-                for k in 0..CHUNK {
-                    let s = c * CHUNK + k;
-                    if s >= n || n_local == 0 {
-                        break;
-                    }
-                    let values = &mut vchunk[k * n_local..(k + 1) * n_local];
-                    for (l, p) in prepared.iter().enumerate() {
-                        for (i, pv) in periods.iter().enumerate() {
-                            spans[i] = span_of(pv, bound_aggs[i], values, as_of);
-                        }
-                        let cx = SubjectCtx {
-                            subject_row: s,
-                            subject_table: table,
-                            subject_table_idx: table_idx,
-                            values,
-                            periods: &spans,
-                        };
-                        let t = vals.table(p.table);
-                        let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
-                        values[l] = v;
-                        if let Some(slot) = lineage_slot[l] {
-                            lchunk[k * n_slots + slot] = used.into_boxed_slice();
-                        }
-                    }
+        // Subject `s`'s aggregates into `values` (its `n_local`) and `lineage` (its `n_slots`).
+        let compute = |s: usize,
+                       values: &mut [AggValue],
+                       lineage: &mut [Box<[u32]>],
+                       spans: &mut Vec<Span>| {
+            for (l, p) in prepared.iter().enumerate() {
+                for (i, pv) in periods.iter().enumerate() {
+                    spans[i] = span_of(pv, bound_aggs[i], values, as_of);
                 }
-            });
+                let cx = SubjectCtx {
+                    subject_row: s,
+                    subject_table: table,
+                    subject_table_idx: table_idx,
+                    values,
+                    periods: spans,
+                };
+                let t = vals.table(p.table);
+                let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
+                values[l] = v;
+                if let Some(slot) = lineage_slot[l] {
+                    lineage[slot] = used.into_boxed_slice();
+                }
+            }
+        };
+        let first = only.map_or(0, |(_, row)| row);
+        let held = if only.is_some() { 1 } else { n };
+        let mut values = vec![AggValue::Unit; held * n_local];
+        let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); held * n_slots];
+        if only.is_some() {
+            let mut spans: Vec<Span> = vec![None; periods.len()];
+            compute(first, &mut values, &mut lineage, &mut spans);
+        } else {
+            const CHUNK: usize = 256;
+            // Lineage in the same chunks of subjects (none when no aggregate keeps it: zipping
+            // with no chunks at all would compute nothing).
+            let lchunks: Vec<&mut [Box<[u32]>]> = if n_slots == 0 {
+                (0..n.div_ceil(CHUNK)).map(|_| &mut [][..]).collect()
+            } else {
+                lineage.chunks_mut(CHUNK * n_slots).collect()
+            };
+            values
+                .par_chunks_mut(CHUNK * n_local.max(1))
+                .zip(lchunks.into_par_iter())
+                .enumerate()
+                .for_each(|(c, (vchunk, lchunk))| {
+                    let mut spans: Vec<Span> = vec![None; periods.len()];
+                    for k in 0..CHUNK {
+                        let s = c * CHUNK + k;
+                        if s >= n || n_local == 0 {
+                            break;
+                        }
+                        compute(
+                            s,
+                            &mut vchunk[k * n_local..(k + 1) * n_local],
+                            &mut lchunk[k * n_slots..(k + 1) * n_slots],
+                            &mut spans,
+                        );
+                    }
+                });
+        }
+        let values = PerSubject {
+            first,
+            width: n_local,
+            items: values,
+        };
+        let lineage = PerSubject {
+            first,
+            width: n_slots,
+            items: lineage,
+        };
         let name_col = ts.column("name");
         kinds.insert(
             kname.clone(),

@@ -322,7 +322,7 @@ impl<'a> Run<'a> {
     pub fn finding_count(&self) -> usize {
         self.rules
             .iter()
-            .map(|r| self.kinds.get(&*r.kind).map_or(0, |k| k.n))
+            .map(|r| self.kinds.get(&*r.kind).map_or(0, |k| k.order.len()))
             .sum()
     }
 
