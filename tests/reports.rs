@@ -524,3 +524,25 @@ fn a_long_branch_ranking_shows_its_ends() {
         assert!(!typ.contains(&format!("\n  [{rank}], [")), "rank {rank}");
     }
 }
+
+/// A run prepared for one subject (`explain`) makes findings for that subject only; asking
+/// for another is empty, not a panic.
+#[test]
+fn a_run_for_one_subject_makes_findings_for_it_only() {
+    let set = rulebook::policy::load(&policies()).unwrap();
+    let ds = rulebook::data::load(
+        &root().join("samples/hubei-2020"),
+        &set.schema,
+        &Default::default(),
+    )
+    .unwrap();
+    let run = rulebook::eval::prepare_subject(&set, &ds, None, "M017")
+        .unwrap()
+        .unwrap();
+    let row = run.subject_row("member", "M017").unwrap();
+    assert!(!run.subject_findings("member", row).is_empty());
+    let other = run.subject_row("member", "M018").unwrap();
+    assert!(run.subject_findings("member", other).is_empty());
+    assert!(run.rule_finding(0, other).is_none());
+    assert!(run.rule_finding(0, row).is_some());
+}

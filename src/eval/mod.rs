@@ -71,6 +71,11 @@ impl KindState {
     fn n_local(&self) -> usize {
         self.local.len()
     }
+    /// Whether row `s` is one of the run's subjects (a run for one subject holds only it).
+    fn holds(&self, s: usize) -> bool {
+        s < self.n && (self.order.len() == self.n || self.order.contains(&(s as u32)))
+    }
+
     fn subject_values(&self, s: usize) -> &[AggValue] {
         debug_assert_eq!(self.values.width, self.n_local());
         self.values.of(s)
@@ -897,7 +902,7 @@ impl<'a> Run<'a> {
         s: usize,
         wanted: &(dyn Fn(&str) -> bool + Sync),
     ) {
-        let Some(k) = self.kinds.get(kind) else {
+        let Some(k) = self.kinds.get(kind).filter(|k| k.holds(s)) else {
             return;
         };
         let table = self.vals.table(k.table_idx);
@@ -1032,7 +1037,7 @@ impl<'a> Run<'a> {
     /// The findings of one subject (rules of its kind, in run order), as a full run gives
     /// them.
     pub fn subject_findings(&self, kind: &str, row: usize) -> Vec<Finding> {
-        let Some(k) = self.kinds.get(kind).filter(|k| row < k.n) else {
+        let Some(k) = self.kinds.get(kind).filter(|k| k.holds(row)) else {
             return Vec::new();
         };
         let base = self.base_values();
@@ -1050,7 +1055,7 @@ impl<'a> Run<'a> {
     /// The finding of rule `rule` (index in [`Run::rules`]) for the subject in row `row`.
     pub fn rule_finding(&self, rule: usize, row: usize) -> Option<Finding> {
         let pr = self.rules.get(rule)?;
-        let k = self.kinds.get(&*pr.kind).filter(|k| row < k.n)?;
+        let k = self.kinds.get(&*pr.kind).filter(|k| k.holds(row))?;
         Some(self.eval_rule(pr, k, row))
     }
 
