@@ -14,7 +14,6 @@ use crate::policy::{Grade, PolicySet};
 use crate::script;
 use anyhow::{Context, Result, anyhow};
 use chrono::{Datelike, NaiveDate};
-use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -1333,29 +1332,64 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
         .thread_name(|i| format!("render-{i}"))
         .build()
         .context("starting the rendering threads")?;
-    let files: Vec<(PathBuf, u64)> = pool.install(|| {
-        jobs.par_iter()
-            .zip(sources.par_iter())
-            .map(|(job, src)| -> Result<(PathBuf, u64)> {
-                let path = opts.out.join(&job.file);
-                let ident = format!("rulebook-{}-{}", job.kind, job.id);
-                let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
-                    format!(
-                        "report {} {} (template {}.typ.tera)",
-                        job.kind, job.id, job.kind
-                    )
-                })?;
-                crate::output::write_bytes(&path, &pdf)?;
-                if opts.keep_typst {
-                    crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+    // One loop per thread takes the next report until none is left. (A parallel iterator
+    // over the reports would let a thread that waits inside Typst's or the PDF writer's
+    // own parallel work start a whole other report there, nesting reports on one stack.)
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<Result<u64>>>> =
+        jobs.iter().map(|_| Default::default()).collect();
+    let render_one = |job: &Job, src: &str| -> Result<u64> {
+        let path = opts.out.join(&job.file);
+        let ident = format!("rulebook-{}-{}", job.kind, job.id);
+        let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
+            format!(
+                "report {} {} (template {}.typ.tera)",
+                job.kind, job.id, job.kind
+            )
+        })?;
+        crate::output::write_bytes(&path, &pdf)?;
+        if opts.keep_typst {
+            crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+        }
+        if let Some(p) = opts.progress {
+            p.inc(1);
+        }
+        Ok(pdf.len() as u64)
+    };
+    pool.scope(|scope| {
+        for _ in 0..pool.current_num_threads() {
+            scope.spawn(|_| {
+                use std::sync::atomic::Ordering;
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = render_one(job, &sources[i]);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
                 }
-                if let Some(p) = opts.progress {
-                    p.inc(1);
-                }
-                Ok((job.file.clone(), pdf.len() as u64))
-            })
-            .collect::<Result<_>>()
-    })?;
+            });
+        }
+    });
+    // The first failure in job order, else every file.
+    let mut files = Vec::with_capacity(jobs.len());
+    for (job, slot) in jobs.iter().zip(results) {
+        let r = slot
+            .into_inner()
+            .map_err(|_| anyhow!("a rendering thread panicked"))?;
+        match r {
+            Some(Ok(bytes)) => files.push((job.file.clone(), bytes)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(anyhow!("rendering stopped"));
+    }
     Ok(Rendered {
         files,
         glyph_problems,

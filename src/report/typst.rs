@@ -3,6 +3,7 @@
 //! escaping of data placed into Typst markup, and a check that every character has a glyph.
 
 use anyhow::{Context, Result, anyhow};
+use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -182,10 +183,35 @@ impl Fonts {
     }
 }
 
+/// A line in a generated report that starts its shared part: everything from this line to
+/// the end is the same in many reports (the appendix), uses only what it imports itself, and
+/// is compiled as a file of its own that the report includes. Typst then sees the same file,
+/// with the same spans, in every report, and its memoized layout of that part is reused.
+pub const SHARED_MARKER: &str = "// rulebook:shared";
+
+/// At most this many distinct shared parts are kept as files; past that (a template whose
+/// shared part differs per report) reports compile as one file.
+const MAX_SHARED: usize = 64;
+
+/// How many evictions a memoized Typst result survives without being used. Reports are laid
+/// out one after another on each thread and evict after each one: results of the shared
+/// part are used by every report and stay; the rest is dropped soon, so the cache (which
+/// every eviction walks) stays small.
+const EVICT_MAX_AGE: usize = 2;
+
+/// A report's generated source, split into its own part and a shared part it includes.
+struct Split {
+    main: String,
+    /// The shared file and how many lines of the report come before it.
+    shared: Option<(Source, usize)>,
+}
+
 /// Compiles Typst sources to PDF, reusing fonts and caches across reports.
 pub struct Compiler {
     engine: TypstEngine,
     reports: Arc<RwLock<HashMap<FileId, Source>>>,
+    /// Shared parts by their text.
+    shared: RwLock<HashMap<String, Source>>,
     counter: std::sync::atomic::AtomicU64,
 }
 
@@ -198,13 +224,72 @@ impl Compiler {
                 root: templates.to_path_buf(),
                 reports: reports.clone(),
             })
-            .comemo_evict_max_age(Some(10))
+            // Evicted in `pdf`, after each report.
+            .comemo_evict_max_age(None)
             .build();
         Compiler {
             engine,
             reports,
+            shared: Default::default(),
             counter: Default::default(),
         }
+    }
+
+    /// Split off the shared part of a report (from [`SHARED_MARKER`] on), registering it
+    /// as a file the first time it is seen.
+    fn split(&self, source: &str) -> Result<Split> {
+        let at = if source.starts_with(SHARED_MARKER) {
+            Some(0)
+        } else {
+            source.find(&format!("\n{SHARED_MARKER}")).map(|i| i + 1)
+        };
+        let Some(at) = at else {
+            return Ok(Split {
+                main: source.to_string(),
+                shared: None,
+            });
+        };
+        let (head, tail) = source.split_at(at);
+        let lines_before = head.matches('\n').count();
+        let known = self
+            .shared
+            .read()
+            .map_err(|_| anyhow!("lock"))?
+            .get(tail)
+            .cloned();
+        let src = match known {
+            Some(s) => s,
+            None => {
+                let mut shared = self.shared.write().map_err(|_| anyhow!("lock"))?;
+                if let Some(s) = shared.get(tail) {
+                    s.clone()
+                } else if shared.len() >= MAX_SHARED {
+                    return Ok(Split {
+                        main: source.to_string(),
+                        shared: None,
+                    });
+                } else {
+                    let digest = sha2::Sha256::digest(tail.as_bytes());
+                    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                    let vpath = VirtualPath::new(format!("/__shared_{hex}.typ"))
+                        .map_err(|e| anyhow!("{e:?}"))?;
+                    let id =
+                        FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
+                    let src = Source::new(id, tail.to_string());
+                    self.reports
+                        .write()
+                        .map_err(|_| anyhow!("lock"))?
+                        .insert(id, src.clone());
+                    shared.insert(tail.to_string(), src.clone());
+                    src
+                }
+            }
+        };
+        let path = src.id().vpath().get_with_slash().to_string();
+        Ok(Split {
+            main: format!("{head}#include {}\n", string_literal(&path)),
+            shared: Some((src, lines_before)),
+        })
     }
 
     /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
@@ -213,9 +298,10 @@ impl Compiler {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let split = self.split(source)?;
         let vpath = VirtualPath::new(format!("/__report_{n}.typ")).map_err(|e| anyhow!("{e:?}"))?;
         let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
-        let src = Source::new(id, source.to_string());
+        let src = Source::new(id, split.main);
         self.reports
             .write()
             .map_err(|_| anyhow!("lock"))?
@@ -225,9 +311,10 @@ impl Compiler {
             .write()
             .map_err(|_| anyhow!("lock"))?
             .remove(&id);
+        comemo::evict(EVICT_MAX_AGE);
         let doc = result
             .output
-            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src)))?;
+            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src, split.shared.as_ref())))?;
         let ts = typst::foundations::Datetime::from_ymd_hms(
             chrono::Datelike::year(&date),
             chrono::Datelike::month(&date) as u8,
@@ -254,31 +341,48 @@ impl Compiler {
     }
 }
 
-/// Typst errors with the line of the generated source they point at.
-fn describe_typst_error(e: &typst_as_lib::TypstAsLibError, src: &Source) -> String {
+/// Typst errors with the line of the generated source they point at (for the shared part,
+/// the line of the whole report as `--keep-typst` writes it).
+fn describe_typst_error(
+    e: &typst_as_lib::TypstAsLibError,
+    src: &Source,
+    shared: Option<&(Source, usize)>,
+) -> String {
     match e {
         typst_as_lib::TypstAsLibError::TypstSource(diags) => diags
             .iter()
             .map(|d| {
-                let range = match d.span.get() {
-                    typst::syntax::DiagSpanKind::Number { id, num, sub_range }
-                        if id == src.id() =>
-                    {
-                        src.range(num, sub_range)
-                    }
-                    typst::syntax::DiagSpanKind::Range { id, range } if id == src.id() => {
-                        Some(range)
-                    }
-                    _ => None,
-                };
-                match range {
-                    Some(r) => {
-                        let line = src.text()[..r.start.min(src.text().len())]
+                let located = [Some((src, 0)), shared.map(|(s, before)| (s, *before))]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|(file, before)| {
+                        let range = match d.span.get() {
+                            typst::syntax::DiagSpanKind::Number { id, num, sub_range }
+                                if id == file.id() =>
+                            {
+                                file.range(num, sub_range)
+                            }
+                            typst::syntax::DiagSpanKind::Range { id, range }
+                                if id == file.id() =>
+                            {
+                                Some(range)
+                            }
+                            _ => None,
+                        }?;
+                        Some((file, before, range))
+                    });
+                match located {
+                    Some((file, before, r)) => {
+                        let line = file.text()[..r.start.min(file.text().len())]
                             .matches('\n')
                             .count()
                             + 1;
-                        let text = src.text().lines().nth(line - 1).unwrap_or("").trim();
-                        format!("generated Typst line {line}: {} (`{text}`)", d.message)
+                        let text = file.text().lines().nth(line - 1).unwrap_or("").trim();
+                        format!(
+                            "generated Typst line {}: {} (`{text}`)",
+                            before + line,
+                            d.message
+                        )
                     }
                     None => match d.span.id() {
                         Some(id) => format!("{}: {}", id.vpath().get_without_slash(), d.message),
