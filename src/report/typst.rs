@@ -59,10 +59,13 @@ pub fn string_literal(s: &str) -> String {
 }
 
 /// Serves files from the templates folder only (no packages, nothing outside it), and the
-/// report sources registered for compilation.
+/// report sources registered for compilation. Files of the templates folder are read and
+/// parsed once per run, not once per report.
 struct Resolver {
     root: PathBuf,
     reports: Arc<RwLock<HashMap<FileId, Source>>>,
+    sources: RwLock<HashMap<FileId, Source>>,
+    binaries: RwLock<HashMap<FileId, Bytes>>,
 }
 
 impl Resolver {
@@ -92,19 +95,32 @@ impl Resolver {
 
 impl FileResolver for Resolver {
     fn resolve_binary(&self, id: FileId) -> FileResult<Cow<'_, Bytes>> {
+        if let Some(b) = self.binaries.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Cow::Owned(b));
+        }
         let path = self.path_of(id)?;
-        let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
-        Ok(Cow::Owned(Bytes::new(bytes)))
+        let bytes = Bytes::new(std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?);
+        if let Ok(mut m) = self.binaries.write() {
+            m.insert(id, bytes.clone());
+        }
+        Ok(Cow::Owned(bytes))
     }
 
     fn resolve_source(&self, id: FileId) -> FileResult<Cow<'_, Source>> {
         if let Some(s) = self.reports.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(Cow::Owned(s));
         }
+        if let Some(s) = self.sources.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Cow::Owned(s));
+        }
         let path = self.path_of(id)?;
         let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
         let text = String::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
-        Ok(Cow::Owned(Source::new(id, text)))
+        let source = Source::new(id, text);
+        if let Ok(mut m) = self.sources.write() {
+            m.insert(id, source.clone());
+        }
+        Ok(Cow::Owned(source))
     }
 }
 
@@ -223,6 +239,8 @@ impl Compiler {
             .add_file_resolver(Resolver {
                 root: templates.to_path_buf(),
                 reports: reports.clone(),
+                sources: Default::default(),
+                binaries: Default::default(),
             })
             // Evicted in `pdf`, after each report.
             .comemo_evict_max_age(None)
