@@ -1302,11 +1302,24 @@ pub struct RenderOptions<'a> {
 
 /// Render jobs to PDFs in parallel, writing each file atomically.
 pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
+    use rayon::prelude::*;
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
-    let glyph_problems: Vec<GlyphProblem> = jobs
-        .iter()
-        .flat_map(|j| check_glyphs(j, opts.fonts))
+    // Typst recurses deeply on long documents (a branch of many members): its threads get
+    // large stacks (address space only; pages are used as the stack grows).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(256 << 20)
+        .thread_name(|i| format!("render-{i}"))
+        .build()
+        .context("starting the rendering threads")?;
+    let glyph_problems: Vec<GlyphProblem> = pool
+        .install(|| {
+            jobs.par_iter()
+                .map(|j| check_glyphs(j, opts.fonts))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
         .collect();
     if opts.strict && !glyph_problems.is_empty() {
         return Err(anyhow!(
@@ -1319,19 +1332,17 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
                 .join("\n  ")
         ));
     }
-    // Render all sources first: a broken template stops before any PDF is written.
-    let sources: Vec<String> = jobs
-        .iter()
-        .map(|j| render_typst(&tera, j))
+    // Render all sources first: a broken template stops before any PDF is written (the
+    // first broken report in job order is the one named).
+    let sources: Vec<String> = pool
+        .install(|| {
+            jobs.par_iter()
+                .map(|j| render_typst(&tera, j))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
         .collect::<Result<_>>()?;
     let compiler = typst::Compiler::new(opts.templates, opts.fonts);
-    // Typst recurses deeply on long documents (a branch of many members): its threads get
-    // large stacks (address space only; pages are used as the stack grows).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .stack_size(256 << 20)
-        .thread_name(|i| format!("render-{i}"))
-        .build()
-        .context("starting the rendering threads")?;
     // One loop per thread takes the next report until none is left. (A parallel iterator
     // over the reports would let a thread that waits inside Typst's or the PDF writer's
     // own parallel work start a whole other report there, nesting reports on one stack.)

@@ -380,9 +380,7 @@ fn describe_typst_error(
                             {
                                 file.range(num, sub_range)
                             }
-                            typst::syntax::DiagSpanKind::Range { id, range }
-                                if id == file.id() =>
-                            {
+                            typst::syntax::DiagSpanKind::Range { id, range } if id == file.id() => {
                                 Some(range)
                             }
                             _ => None,
@@ -435,5 +433,77 @@ mod tests {
     #[test]
     fn string_literal_quotes() {
         assert_eq!(string_literal("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    fn compiler() -> Compiler {
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("report-templates");
+        let fonts = Fonts::load(&[templates.join("fonts")]).unwrap();
+        Compiler::new(&templates, &fonts)
+    }
+
+    fn date() -> chrono::NaiveDateTime {
+        chrono::NaiveDate::from_ymd_opt(2020, 12, 31)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+    }
+
+    const HEAD: &str = "#import \"/lib.typ\": *\n#show: report.with(title: \"T\", subtitle: \"S1\", date: datetime(year: 2020, month: 12, day: 31), policy: \"P\")\n= 报告\n张三\n";
+    const TAIL: &str = "#import \"/lib.typ\": *\n#pagebreak(weak: true)\n== 附录\n#facts([规则集], [甲], [版本], [1])\n";
+
+    #[test]
+    fn the_shared_part_is_one_file_for_all_reports() {
+        let c = compiler();
+        let a = c.split(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}")).unwrap();
+        let b = c
+            .split(&format!(
+                "{}{SHARED_MARKER}\n{TAIL}",
+                HEAD.replace("S1", "S2")
+            ))
+            .unwrap();
+        let (sa, before) = a.shared.unwrap();
+        let (sb, _) = b.shared.unwrap();
+        assert_eq!(sa.id(), sb.id());
+        assert_eq!(before, HEAD.lines().count());
+        assert!(a.main.ends_with(&format!(
+            "#include \"{}\"\n",
+            sa.id().vpath().get_with_slash()
+        )));
+        assert!(!a.main.contains("附录"));
+        // Without the marker the report stays one file.
+        assert!(c.split(&format!("{HEAD}{TAIL}")).unwrap().shared.is_none());
+    }
+
+    #[test]
+    fn a_shared_part_prints_the_same_pdf_as_one_file() {
+        let c = compiler();
+        let shared = c
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .unwrap();
+        let single = c
+            .pdf(&format!("{HEAD}// not shared\n{TAIL}"), "x", date())
+            .unwrap();
+        assert_eq!(shared, single);
+        // And again, now that Typst has laid the shared part out once.
+        let again = c
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .unwrap();
+        assert_eq!(shared, again);
+    }
+
+    #[test]
+    fn errors_in_the_shared_part_name_the_line_of_the_whole_report() {
+        let c = compiler();
+        let src = format!("{HEAD}{SHARED_MARKER}\n{TAIL}#nosuchfunction()\n");
+        let err = c.pdf(&src, "x", date()).unwrap_err().to_string();
+        let line = src
+            .lines()
+            .position(|l| l.contains("nosuchfunction"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("generated Typst line {line}:")),
+            "{err}"
+        );
     }
 }
