@@ -329,7 +329,7 @@ impl Compiler {
             .write()
             .map_err(|_| anyhow!("lock"))?
             .remove(&id);
-        comemo::evict(EVICT_MAX_AGE);
+        typst::comemo::evict(EVICT_MAX_AGE);
         let doc = result
             .output
             .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src, split.shared.as_ref())))?;
