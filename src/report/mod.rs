@@ -14,6 +14,7 @@ use crate::policy::{Grade, PolicySet};
 use crate::script;
 use anyhow::{Context, Result, anyhow};
 use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -1302,7 +1303,6 @@ pub struct RenderOptions<'a> {
 
 /// Render jobs to PDFs in parallel, writing each file atomically.
 pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
-    use rayon::prelude::*;
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
     // Typst recurses deeply on long documents (a branch of many members): its threads get
