@@ -1207,12 +1207,14 @@ fn worst_status(it: impl Iterator<Item = Status>) -> Option<Status> {
     it.max_by_key(|s| rank(*s))
 }
 
+/// `x` to 2 decimals; never `-0` (an empty `f64` sum is `-0.0`).
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
+/// `x` to 1 decimal; never `-0`.
 fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
+    (x * 10.0).round() / 10.0 + 0.0
 }
 
 fn toml_text(v: &toml::Value) -> String {
@@ -1422,9 +1424,21 @@ pub struct RenderOptions<'a> {
 pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
-    let glyph_problems: Vec<GlyphProblem> = jobs
-        .iter()
-        .flat_map(|j| check_glyphs(j, opts.fonts))
+    // Typst recurses deeply on long documents (a branch of many members): its threads get
+    // large stacks (address space only; pages are used as the stack grows).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(256 << 20)
+        .thread_name(|i| format!("render-{i}"))
+        .build()
+        .context("starting the rendering threads")?;
+    let glyph_problems: Vec<GlyphProblem> = pool
+        .install(|| {
+            jobs.par_iter()
+                .map(|j| check_glyphs(j, opts.fonts))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
         .collect();
     if opts.strict && !glyph_problems.is_empty() {
         return Err(anyhow!(
@@ -1437,42 +1451,75 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
                 .join("\n  ")
         ));
     }
-    // Render all sources first: a broken template stops before any PDF is written.
-    let sources: Vec<String> = jobs
-        .iter()
-        .map(|j| render_typst(&tera, j))
+    // Render all sources first: a broken template stops before any PDF is written (the
+    // first broken report in job order is the one named).
+    let sources: Vec<String> = pool
+        .install(|| {
+            jobs.par_iter()
+                .map(|j| render_typst(&tera, j))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
         .collect::<Result<_>>()?;
     let compiler = typst::Compiler::new(opts.templates, opts.fonts);
-    // Typst recurses deeply on long documents (a branch of many members): its threads get
-    // large stacks (address space only; pages are used as the stack grows).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .stack_size(256 << 20)
-        .thread_name(|i| format!("render-{i}"))
-        .build()
-        .context("starting the rendering threads")?;
-    let files: Vec<(PathBuf, u64)> = pool.install(|| {
-        jobs.par_iter()
-            .zip(sources.par_iter())
-            .map(|(job, src)| -> Result<(PathBuf, u64)> {
-                let path = opts.out.join(&job.file);
-                let ident = format!("rulebook-{}-{}", job.kind, job.id);
-                let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
-                    format!(
-                        "report {} {} (template {}.typ.tera)",
-                        job.kind, job.id, job.kind
-                    )
-                })?;
-                crate::output::write_bytes(&path, &pdf)?;
-                if opts.keep_typst {
-                    crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+    // One loop per thread takes the next report until none is left. (A parallel iterator
+    // over the reports would let a thread that waits inside Typst's or the PDF writer's
+    // own parallel work start a whole other report there, nesting reports on one stack.)
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<Result<u64>>>> =
+        jobs.iter().map(|_| Default::default()).collect();
+    let render_one = |job: &Job, src: &str| -> Result<u64> {
+        let path = opts.out.join(&job.file);
+        let ident = format!("rulebook-{}-{}", job.kind, job.id);
+        let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
+            format!(
+                "report {} {} (template {}.typ.tera)",
+                job.kind, job.id, job.kind
+            )
+        })?;
+        crate::output::write_bytes(&path, &pdf)?;
+        if opts.keep_typst {
+            crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
+        }
+        if let Some(p) = opts.progress {
+            p.inc(1);
+        }
+        Ok(pdf.len() as u64)
+    };
+    pool.scope(|scope| {
+        for _ in 0..pool.current_num_threads() {
+            scope.spawn(|_| {
+                use std::sync::atomic::Ordering;
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = render_one(job, &sources[i]);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
                 }
-                if let Some(p) = opts.progress {
-                    p.inc(1);
-                }
-                Ok((job.file.clone(), pdf.len() as u64))
-            })
-            .collect::<Result<_>>()
-    })?;
+            });
+        }
+    });
+    // The first failure in job order, else every file.
+    let mut files = Vec::with_capacity(jobs.len());
+    for (job, slot) in jobs.iter().zip(results) {
+        let r = slot
+            .into_inner()
+            .map_err(|_| anyhow!("a rendering thread panicked"))?;
+        match r {
+            Some(Ok(bytes)) => files.push((job.file.clone(), bytes)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(anyhow!("rendering stopped"));
+    }
     Ok(Rendered {
         files,
         glyph_problems,
@@ -1483,6 +1530,16 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_never_gives_minus_zero() {
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        for x in [empty, -0.0, -0.001, -0.0001] {
+            assert_eq!(serde_json::json!(round2(x)).to_string(), "0.0", "{x}");
+            assert_eq!(serde_json::json!(round1(x)).to_string(), "0.0", "{x}");
+        }
+        assert_eq!(round2(6.499), 6.5);
+    }
 
     #[test]
     fn file_names_cannot_escape() {

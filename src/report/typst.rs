@@ -3,6 +3,7 @@
 //! escaping of data placed into Typst markup, and a check that every character has a glyph.
 
 use anyhow::{Context, Result, anyhow};
+use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,10 +59,13 @@ pub fn string_literal(s: &str) -> String {
 }
 
 /// Serves files from the templates folder only (no packages, nothing outside it), and the
-/// report sources registered for compilation.
+/// report sources registered for compilation. Files of the templates folder are read and
+/// parsed once per run, not once per report.
 struct Resolver {
     root: PathBuf,
     reports: Arc<RwLock<HashMap<FileId, Source>>>,
+    sources: RwLock<HashMap<FileId, Source>>,
+    binaries: RwLock<HashMap<FileId, Bytes>>,
 }
 
 impl Resolver {
@@ -91,19 +95,32 @@ impl Resolver {
 
 impl FileResolver for Resolver {
     fn resolve_binary(&self, id: FileId) -> FileResult<Cow<'_, Bytes>> {
+        if let Some(b) = self.binaries.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Cow::Owned(b));
+        }
         let path = self.path_of(id)?;
-        let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
-        Ok(Cow::Owned(Bytes::new(bytes)))
+        let bytes = Bytes::new(std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?);
+        if let Ok(mut m) = self.binaries.write() {
+            m.insert(id, bytes.clone());
+        }
+        Ok(Cow::Owned(bytes))
     }
 
     fn resolve_source(&self, id: FileId) -> FileResult<Cow<'_, Source>> {
         if let Some(s) = self.reports.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(Cow::Owned(s));
         }
+        if let Some(s) = self.sources.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Cow::Owned(s));
+        }
         let path = self.path_of(id)?;
         let bytes = std::fs::read(&path).map_err(|e| FileError::from_io(e, &path))?;
         let text = String::from_utf8(bytes).map_err(|_| FileError::InvalidUtf8)?;
-        Ok(Cow::Owned(Source::new(id, text)))
+        let source = Source::new(id, text);
+        if let Ok(mut m) = self.sources.write() {
+            m.insert(id, source.clone());
+        }
+        Ok(Cow::Owned(source))
     }
 }
 
@@ -182,10 +199,35 @@ impl Fonts {
     }
 }
 
+/// A line in a generated report that starts its shared part: everything from this line to
+/// the end is the same in many reports (the appendix), uses only what it imports itself, and
+/// is compiled as a file of its own that the report includes. Typst then sees the same file,
+/// with the same spans, in every report, and its memoized layout of that part is reused.
+pub const SHARED_MARKER: &str = "// rulebook:shared";
+
+/// At most this many distinct shared parts are kept as files; past that (a template whose
+/// shared part differs per report) reports compile as one file.
+const MAX_SHARED: usize = 64;
+
+/// How many evictions a memoized Typst result survives without being used. Reports are laid
+/// out one after another on each thread and evict after each one: results of the shared
+/// part are used by every report and stay; the rest is dropped soon, so the cache (which
+/// every eviction walks) stays small.
+const EVICT_MAX_AGE: usize = 2;
+
+/// A report's generated source, split into its own part and a shared part it includes.
+struct Split {
+    main: String,
+    /// The shared file and how many lines of the report come before it.
+    shared: Option<(Source, usize)>,
+}
+
 /// Compiles Typst sources to PDF, reusing fonts and caches across reports.
 pub struct Compiler {
     engine: TypstEngine,
     reports: Arc<RwLock<HashMap<FileId, Source>>>,
+    /// Shared parts by their text.
+    shared: RwLock<HashMap<String, Source>>,
     counter: std::sync::atomic::AtomicU64,
 }
 
@@ -197,14 +239,75 @@ impl Compiler {
             .add_file_resolver(Resolver {
                 root: templates.to_path_buf(),
                 reports: reports.clone(),
+                sources: Default::default(),
+                binaries: Default::default(),
             })
-            .comemo_evict_max_age(Some(10))
+            // Evicted in `pdf`, after each report.
+            .comemo_evict_max_age(None)
             .build();
         Compiler {
             engine,
             reports,
+            shared: Default::default(),
             counter: Default::default(),
         }
+    }
+
+    /// Split off the shared part of a report (from [`SHARED_MARKER`] on), registering it
+    /// as a file the first time it is seen.
+    fn split(&self, source: &str) -> Result<Split> {
+        let at = if source.starts_with(SHARED_MARKER) {
+            Some(0)
+        } else {
+            source.find(&format!("\n{SHARED_MARKER}")).map(|i| i + 1)
+        };
+        let Some(at) = at else {
+            return Ok(Split {
+                main: source.to_string(),
+                shared: None,
+            });
+        };
+        let (head, tail) = source.split_at(at);
+        let lines_before = head.matches('\n').count();
+        let known = self
+            .shared
+            .read()
+            .map_err(|_| anyhow!("lock"))?
+            .get(tail)
+            .cloned();
+        let src = match known {
+            Some(s) => s,
+            None => {
+                let mut shared = self.shared.write().map_err(|_| anyhow!("lock"))?;
+                if let Some(s) = shared.get(tail) {
+                    s.clone()
+                } else if shared.len() >= MAX_SHARED {
+                    return Ok(Split {
+                        main: source.to_string(),
+                        shared: None,
+                    });
+                } else {
+                    let digest = sha2::Sha256::digest(tail.as_bytes());
+                    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                    let vpath = VirtualPath::new(format!("/__shared_{hex}.typ"))
+                        .map_err(|e| anyhow!("{e:?}"))?;
+                    let id =
+                        FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
+                    let src = Source::new(id, tail.to_string());
+                    self.reports
+                        .write()
+                        .map_err(|_| anyhow!("lock"))?
+                        .insert(id, src.clone());
+                    shared.insert(tail.to_string(), src.clone());
+                    src
+                }
+            }
+        };
+        let path = src.id().vpath().get_with_slash().to_string();
+        Ok(Split {
+            main: format!("{head}#include {}\n", string_literal(&path)),
+            shared: Some((src, lines_before)),
+        })
     }
 
     /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
@@ -213,9 +316,10 @@ impl Compiler {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let split = self.split(source)?;
         let vpath = VirtualPath::new(format!("/__report_{n}.typ")).map_err(|e| anyhow!("{e:?}"))?;
         let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
-        let src = Source::new(id, source.to_string());
+        let src = Source::new(id, split.main);
         self.reports
             .write()
             .map_err(|_| anyhow!("lock"))?
@@ -225,9 +329,10 @@ impl Compiler {
             .write()
             .map_err(|_| anyhow!("lock"))?
             .remove(&id);
+        typst::comemo::evict(EVICT_MAX_AGE);
         let doc = result
             .output
-            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src)))?;
+            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src, split.shared.as_ref())))?;
         let ts = typst::foundations::Datetime::from_ymd_hms(
             chrono::Datelike::year(&date),
             chrono::Datelike::month(&date) as u8,
@@ -254,31 +359,46 @@ impl Compiler {
     }
 }
 
-/// Typst errors with the line of the generated source they point at.
-fn describe_typst_error(e: &typst_as_lib::TypstAsLibError, src: &Source) -> String {
+/// Typst errors with the line of the generated source they point at (for the shared part,
+/// the line of the whole report as `--keep-typst` writes it).
+fn describe_typst_error(
+    e: &typst_as_lib::TypstAsLibError,
+    src: &Source,
+    shared: Option<&(Source, usize)>,
+) -> String {
     match e {
         typst_as_lib::TypstAsLibError::TypstSource(diags) => diags
             .iter()
             .map(|d| {
-                let range = match d.span.get() {
-                    typst::syntax::DiagSpanKind::Number { id, num, sub_range }
-                        if id == src.id() =>
-                    {
-                        src.range(num, sub_range)
-                    }
-                    typst::syntax::DiagSpanKind::Range { id, range } if id == src.id() => {
-                        Some(range)
-                    }
-                    _ => None,
-                };
-                match range {
-                    Some(r) => {
-                        let line = src.text()[..r.start.min(src.text().len())]
+                let located = [Some((src, 0)), shared.map(|(s, before)| (s, *before))]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|(file, before)| {
+                        let range = match d.span.get() {
+                            typst::syntax::DiagSpanKind::Number { id, num, sub_range }
+                                if id == file.id() =>
+                            {
+                                file.range(num, sub_range)
+                            }
+                            typst::syntax::DiagSpanKind::Range { id, range } if id == file.id() => {
+                                Some(range)
+                            }
+                            _ => None,
+                        }?;
+                        Some((file, before, range))
+                    });
+                match located {
+                    Some((file, before, r)) => {
+                        let line = file.text()[..r.start.min(file.text().len())]
                             .matches('\n')
                             .count()
                             + 1;
-                        let text = src.text().lines().nth(line - 1).unwrap_or("").trim();
-                        format!("generated Typst line {line}: {} (`{text}`)", d.message)
+                        let text = file.text().lines().nth(line - 1).unwrap_or("").trim();
+                        format!(
+                            "generated Typst line {}: {} (`{text}`)",
+                            before + line,
+                            d.message
+                        )
                     }
                     None => match d.span.id() {
                         Some(id) => format!("{}: {}", id.vpath().get_without_slash(), d.message),
@@ -313,5 +433,77 @@ mod tests {
     #[test]
     fn string_literal_quotes() {
         assert_eq!(string_literal("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    fn compiler() -> Compiler {
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("report-templates");
+        let fonts = Fonts::load(&[templates.join("fonts")]).unwrap();
+        Compiler::new(&templates, &fonts)
+    }
+
+    fn date() -> chrono::NaiveDateTime {
+        chrono::NaiveDate::from_ymd_opt(2020, 12, 31)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+    }
+
+    const HEAD: &str = "#import \"/lib.typ\": *\n#show: report.with(title: \"T\", subtitle: \"S1\", date: datetime(year: 2020, month: 12, day: 31), policy: \"P\")\n= 报告\n张三\n";
+    const TAIL: &str = "#import \"/lib.typ\": *\n#pagebreak(weak: true)\n== 附录\n#facts([规则集], [甲], [版本], [1])\n";
+
+    #[test]
+    fn the_shared_part_is_one_file_for_all_reports() {
+        let c = compiler();
+        let a = c.split(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}")).unwrap();
+        let b = c
+            .split(&format!(
+                "{}{SHARED_MARKER}\n{TAIL}",
+                HEAD.replace("S1", "S2")
+            ))
+            .unwrap();
+        let (sa, before) = a.shared.unwrap();
+        let (sb, _) = b.shared.unwrap();
+        assert_eq!(sa.id(), sb.id());
+        assert_eq!(before, HEAD.lines().count());
+        assert!(a.main.ends_with(&format!(
+            "#include \"{}\"\n",
+            sa.id().vpath().get_with_slash()
+        )));
+        assert!(!a.main.contains("附录"));
+        // Without the marker the report stays one file.
+        assert!(c.split(&format!("{HEAD}{TAIL}")).unwrap().shared.is_none());
+    }
+
+    #[test]
+    fn a_shared_part_prints_the_same_pdf_as_one_file() {
+        let c = compiler();
+        let shared = c
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .unwrap();
+        let single = c
+            .pdf(&format!("{HEAD}// not shared\n{TAIL}"), "x", date())
+            .unwrap();
+        assert_eq!(shared, single);
+        // And again, now that Typst has laid the shared part out once.
+        let again = c
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .unwrap();
+        assert_eq!(shared, again);
+    }
+
+    #[test]
+    fn errors_in_the_shared_part_name_the_line_of_the_whole_report() {
+        let c = compiler();
+        let src = format!("{HEAD}{SHARED_MARKER}\n{TAIL}#nosuchfunction()\n");
+        let err = c.pdf(&src, "x", date()).unwrap_err().to_string();
+        let line = src
+            .lines()
+            .position(|l| l.contains("nosuchfunction"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("generated Typst line {line}:")),
+            "{err}"
+        );
     }
 }
