@@ -546,3 +546,56 @@ fn a_run_for_one_subject_makes_findings_for_it_only() {
     assert!(run.rule_finding(0, other).is_none());
     assert!(run.rule_finding(0, row).is_some());
 }
+
+/// A grade expression that fails at run time: the first problems are warnings and printed
+/// in the summary, the rest counted, and the reports still render.
+#[test]
+fn grading_problems_are_shown_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies_copy(dir.path());
+    let path = policies.join("assessment.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broken = text.replace(
+        "when = \"critical_fails > 0 || fails >= grade_fail_count\"",
+        "when = \"critical_fails > 0 || fails / 0 >= grade_fail_count\"",
+    );
+    assert_ne!(broken, text);
+    std::fs::write(&path, broken).unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2020",
+            "--level",
+            "summary",
+        ])
+        .args([
+            "--findings",
+            "none",
+            "--keep-typst",
+            "--quiet",
+            "--policies",
+        ])
+        .arg(&policies)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    // Every member without a critical failure hits the division: 60 members, 20 shown.
+    let shown = stderr.matches("Division by zero").count();
+    assert_eq!(shown, 20, "{stderr}");
+    let more: usize = stderr
+        .split("warning: grading: ")
+        .last()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        more > 0 && stderr.contains(" more problems like these"),
+        "{stderr}"
+    );
+    let typ = std::fs::read_to_string(dir.path().join("out/summary.typ")).unwrap();
+    assert!(typ.contains("评定时出错") && typ.contains(&format!("另有 {more} 处同类问题")));
+}

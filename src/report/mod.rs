@@ -385,40 +385,11 @@ impl<'a> Model<'a> {
         let Some(assessment) = self.policy.assessment.as_ref() else {
             return;
         };
-        // The scope holds only what the grade expressions name.
-        let names = |grades: &[Grade]| -> std::collections::HashSet<String> {
-            grades
-                .iter()
-                .filter_map(|g| g.when.as_ref())
-                .flat_map(|e| e.idents.iter().cloned())
-                .collect()
-        };
-        let wanted = names(&assessment.member);
-        let wanted = |n: &str| wanted.contains(n);
-        let base = self.run.base_scope();
-        let members: Vec<(usize, Option<u16>, Vec<String>)> = self
-            .run
-            .subjects("member")
-            .into_par_iter()
-            .map_init(
-                || base.clone(),
-                |scope, row| {
-                    let tally = self.tally("member", row);
-                    scope.rewind(base.len());
-                    self.run.push_subject(scope, "member", row, &wanted);
-                    tally.push(scope);
-                    let mut errors = Vec::new();
-                    let who = || format!("member {}", self.member_id(row));
-                    let g = self.pick_grade(&assessment.member, scope, &who, &mut errors);
-                    (row, g, errors)
-                },
-            )
-            .collect();
-        self.member_grades = vec![None; self.rows_of("member")];
-        for (row, g, errors) in members {
-            self.member_grades[row] = g;
-            self.note_grade_errors(errors);
-        }
+        let member_who = |row: usize| format!("member {}", self.member_id(row));
+        let (grades, errors) =
+            self.grade_kind("member", &assessment.member, &member_who, &|_, _| {});
+        self.member_grades = grades;
+        self.note_grade_errors(errors);
         let Some(ot) = self.org_table() else {
             return;
         };
@@ -426,54 +397,71 @@ impl<'a> Model<'a> {
             .key_name()
             .unwrap_or("org_id")
             .to_string();
-        let wanted = names(&assessment.organization);
+        let org_id = |row: usize| self.run.cell_text(ot, row, &okey).unwrap_or_default();
+        let org_who = |row: usize| format!("organization {}", org_id(row));
+        // Organizations also see how many of their members fail.
+        let members = |row: usize, scope: &mut rhai::Scope<'static>| {
+            let members = self
+                .members_of
+                .get(&org_id(row))
+                .map_or(&[][..], |v| v.as_slice());
+            let failing = members.iter().filter(|&&r| self.member_fails[r]).count() as i64;
+            let n = members.len() as i64;
+            let share = |k: i64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+            scope.push("members", n);
+            scope.push("members_failing", failing);
+            scope.push("members_passing", n - failing);
+            scope.push("member_pass_share", share(n - failing));
+            scope.push("member_fail_share", share(failing));
+        };
+        let (grades, errors) =
+            self.grade_kind("organization", &assessment.organization, &org_who, &members);
+        self.org_grades = grades;
+        self.note_grade_errors(errors);
+    }
+
+    /// Grade every subject of `kind` with `grades`, in parallel: each scope holds the
+    /// subject's columns and aggregates that the grade expressions name, its tally, and what
+    /// `more` pushes. The grade by row, and the problems in subject order (named by `who`).
+    #[allow(clippy::type_complexity)]
+    fn grade_kind(
+        &self,
+        kind: &str,
+        grades: &[Grade],
+        who: &(dyn Fn(usize) -> String + Sync),
+        more: &(dyn Fn(usize, &mut rhai::Scope<'static>) + Sync),
+    ) -> (Vec<Option<u16>>, Vec<String>) {
+        let wanted: std::collections::HashSet<&str> = grades
+            .iter()
+            .filter_map(|g| g.when.as_ref())
+            .flat_map(|e| e.idents.iter().map(String::as_str))
+            .collect();
         let wanted = |n: &str| wanted.contains(n);
-        let orgs: Vec<(usize, Option<u16>, Vec<String>)> = self
+        let base = self.run.base_scope();
+        let graded: Vec<(usize, Option<u16>, Vec<String>)> = self
             .run
-            .subjects("organization")
+            .subjects(kind)
             .into_par_iter()
             .map_init(
                 || base.clone(),
                 |scope, row| {
-                    let id = self.run.cell_text(ot, row, &okey).unwrap_or_default();
-                    let tally = self.tally("organization", row);
-                    let members = self.members_of.get(&id).map_or(&[][..], |v| v.as_slice());
-                    let failing = members.iter().filter(|&&r| self.member_fails[r]).count() as i64;
-                    let n = members.len() as i64;
                     scope.rewind(base.len());
-                    self.run.push_subject(scope, "organization", row, &wanted);
-                    tally.push(scope);
-                    scope.push("members", n);
-                    scope.push("members_failing", failing);
-                    scope.push("members_passing", n - failing);
-                    scope.push(
-                        "member_pass_share",
-                        if n == 0 {
-                            0.0
-                        } else {
-                            (n - failing) as f64 / n as f64
-                        },
-                    );
-                    scope.push(
-                        "member_fail_share",
-                        if n == 0 {
-                            0.0
-                        } else {
-                            failing as f64 / n as f64
-                        },
-                    );
+                    self.run.push_subject(scope, kind, row, &wanted);
+                    self.tally(kind, row).push(scope);
+                    more(row, scope);
                     let mut errors = Vec::new();
-                    let who = || format!("organization {id}");
-                    let g = self.pick_grade(&assessment.organization, scope, &who, &mut errors);
+                    let g = self.pick_grade(grades, scope, &|| who(row), &mut errors);
                     (row, g, errors)
                 },
             )
             .collect();
-        self.org_grades = vec![None; self.rows_of("organization")];
-        for (row, g, errors) in orgs {
-            self.org_grades[row] = g;
-            self.note_grade_errors(errors);
+        let mut by_row = vec![None; self.rows_of(kind)];
+        let mut errors = Vec::new();
+        for (row, g, e) in graded {
+            by_row[row] = g;
+            errors.extend(e);
         }
+        (by_row, errors)
     }
 
     /// The grade of a subject (`未评定` when it has none).
