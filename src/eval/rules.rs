@@ -408,6 +408,8 @@ impl<'a> Run<'a> {
         let pool: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
         let mut counts = vec![[0u64; 6]; self.rules.len()];
         let mut newly_failing = vec![0u64; self.rules.len()];
+        // Subjects of each rule received so far.
+        let mut done = vec![0usize; self.rules.len()];
         // Subjects already failing each directive, by kind.
         let mut failing: std::collections::HashMap<(&str, &str), Vec<bool>> = Default::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Chunk>)>(2);
@@ -490,19 +492,22 @@ impl<'a> Run<'a> {
                         break;
                     }
                 }
-                let mut subjects = self
+                // A rule's subjects come in blocks, in order: this block starts where the
+                // rule's previous blocks ended.
+                let order = self
                     .kinds
                     .get(&*pr.kind)
                     .map(|k| &k.order[..])
-                    .unwrap_or_default()
-                    .iter();
+                    .unwrap_or_default();
                 for mut c in chunks {
                     if let Some(o) = outcomes.as_deref_mut() {
+                        let at = done[ri];
                         let row = &mut o.statuses[ri];
-                        for (&s, st) in subjects.by_ref().zip(&c.statuses) {
+                        for (&s, st) in order[at..].iter().zip(&c.statuses) {
                             row[s as usize] = *st;
                         }
                     }
+                    done[ri] += c.n as usize;
                     if format.is_some() {
                         c.out.clear();
                         if let Ok(mut p) = pool.lock() {
@@ -1490,6 +1495,53 @@ message = "{name}：{kind}，{zh(kind)}，{community_id}"
 status = "pass"
 message = "好"
 "#;
+
+    #[test]
+    fn outcomes_hold_every_block_of_subjects() {
+        // More members than one evaluation block, so that statuses come in several blocks.
+        let dir = tempfile::tempdir().unwrap();
+        crate::r#gen::generate(&crate::r#gen::GenOptions {
+            members: super::BLOCK + 2000,
+            seed: 5,
+            out: dir.path().to_path_buf(),
+            year: 2020,
+        })
+        .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = crate::policy::load(&root.join("policies")).unwrap();
+        let ds = crate::data::load(dir.path(), &set.schema, &Default::default()).unwrap();
+        let run = crate::eval::prepare(&set, &ds, None).unwrap();
+        let outcomes = run.outcomes().unwrap();
+        let members = run.subjects("member");
+        assert!(members.len() > super::BLOCK);
+        let mut checked = 0;
+        for (ri, r) in run.rules().enumerate() {
+            if r.subject != "member" {
+                continue;
+            }
+            // Subjects of every block, the last ones especially.
+            for &row in members
+                .iter()
+                .step_by(211)
+                .chain(members.iter().rev().take(50))
+            {
+                let f = run.rule_finding(ri, row).unwrap();
+                assert_eq!(
+                    outcomes.status(ri, row),
+                    f.status,
+                    "{} {}",
+                    r.id,
+                    f.subject_id
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        let fails: u64 = (0..run.rules().count())
+            .map(|ri| outcomes.rule_count(ri, crate::findings::Status::Fail))
+            .sum();
+        assert_eq!(fails, outcomes.count(crate::findings::Status::Fail));
+    }
 
     #[test]
     fn native_evaluation_matches_rhai_on_generated_data() {
