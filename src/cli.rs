@@ -742,6 +742,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
             &ds.stats,
             &run.as_of.to_string(),
             &format!("{} {} ({})", set.name, set.version, set.short_hash()),
+            &run.scope_notes(),
         );
         if to_stdout {
             eprint!("{text}");
@@ -908,7 +909,8 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
                 &summary,
                 &ds.stats,
                 &run.as_of.to_string(),
-                &format!("{} {} ({})", set.name, set.version, set.short_hash())
+                &format!("{} {} ({})", set.name, set.version, set.short_hash()),
+                &run.scope_notes(),
             )
         );
         let bytes: u64 = rendered.files.iter().map(|(_, b)| b).sum();

@@ -984,11 +984,14 @@ impl Summary {
 }
 
 /// The terminal summary: rows per table, then findings by directive × status.
+///
+/// `notes` are printed last, a line each (directives not in force, what grades cover).
 pub fn render_summary(
     summary: &Summary,
     stats: &[TableStats],
     as_of: &str,
     policy: &str,
+    notes: &[String],
 ) -> String {
     let mut s = String::new();
     s.push_str(&format!("policy set {policy}, as of {as_of}\n\n"));
@@ -1044,6 +1047,10 @@ pub fn render_summary(
         "\n{} findings (a subject fails a directive when any of its findings under it fails)\n",
         summary.total
     ));
+    for n in notes {
+        s.push_str(n);
+        s.push('\n');
+    }
     s
 }
 

@@ -12,6 +12,7 @@
 //! - [`findings`]: the findings contract, output formats and the summary;
 //! - [`report`]: grades and PDF assessment reports (Tera templates → Typst → PDF);
 //! - [`script`]: the sandboxed Rhai engine and its function library;
+//! - [`calendar`]: the working calendar (statutory holidays, adjusted working days, hours);
 //! - [`diff`]: the impact of a policy change on a dataset (`rulebook diff`);
 //! - [`policytest`]: policy tests beside the rules (`rulebook test`) and their coverage;
 //! - [`diag`]: diagnostics with file, line, column and a caret;
@@ -19,6 +20,7 @@
 //! - [`r#gen`]: the deterministic synthetic dataset generator;
 //! - [`cli`]: the command-line interface (the binary is a thin wrapper around it).
 
+pub mod calendar;
 pub mod cli;
 pub mod data;
 pub mod diag;

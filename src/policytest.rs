@@ -37,6 +37,17 @@ pub struct Case {
     pub data: IndexMap<String, String>,
     #[serde(default)]
     pub expect: Vec<Expect>,
+    /// Expected grades (`policies/assessment.toml`) of members and organizations.
+    #[serde(default)]
+    pub grade: Vec<GradeExpect>,
+}
+
+/// The grade a subject must get.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeExpect {
+    pub subject: String,
+    pub grade: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +55,11 @@ pub struct Case {
 pub struct Expect {
     pub rule: String,
     pub subject: String,
-    pub status: Status,
+    /// The status; leave it out with `no_finding = true`.
+    pub status: Option<Status>,
+    /// The rule gives no finding for the subject (its directive or version is not in force).
+    #[serde(default)]
+    pub no_finding: bool,
     /// Evidence values that must match exactly.
     #[serde(default)]
     pub evidence: IndexMap<String, toml::Value>,
@@ -164,11 +179,25 @@ pub fn run(policy: &PolicySet, files: &[PathBuf]) -> Result<Outcome> {
         for case in &tf.cases {
             out.cases += 1;
             match run_case(policy, &tf, case, &mut out.coverage) {
-                Ok(findings) => {
+                Ok((findings, grades)) => {
                     for ex in &case.expect {
                         out.expectations += 1;
                         out.coverage.rules_tested.insert(ex.rule.clone());
                         check(&shown, case, ex, &findings, &mut out.failures);
+                    }
+                    for (g, got) in case.grade.iter().zip(grades) {
+                        out.expectations += 1;
+                        if got != g.grade {
+                            out.failures.push(Failure {
+                                file: shown.clone(),
+                                case: case.name.clone(),
+                                rule: "(grade)".into(),
+                                subject: g.subject.clone(),
+                                expected: g.grade.clone(),
+                                actual: got,
+                                message: String::new(),
+                            });
+                        }
                     }
                 }
                 Err(e) => out
@@ -192,7 +221,7 @@ fn run_case(
     tf: &TestFile,
     case: &Case,
     cov: &mut Coverage,
-) -> Result<Vec<Finding>> {
+) -> Result<(Vec<Finding>, Vec<String>)> {
     let as_of = crate::policy::parse_date(&case.as_of.to_string())
         .ok_or_else(|| anyhow!("as_of `{}` is not a date", case.as_of))?;
     let dir = tempfile::tempdir()?;
@@ -244,7 +273,21 @@ fn run_case(
             cov.params_run.insert((name.clone(), from));
         }
     }
-    Ok(run.findings())
+    let grades = if case.grade.is_empty() {
+        Vec::new()
+    } else {
+        let outcomes = run.outcomes()?;
+        let model = crate::report::Model::new(&run, &outcomes);
+        case.grade
+            .iter()
+            .map(|g| {
+                model
+                    .grade_of(&g.subject)
+                    .unwrap_or_else(|| format!("no subject `{}`", g.subject))
+            })
+            .collect()
+    };
+    Ok((run.findings(), grades))
 }
 
 fn check(file: &str, case: &Case, ex: &Expect, findings: &[Finding], failures: &mut Vec<Failure>) {
@@ -259,10 +302,22 @@ fn check(file: &str, case: &Case, ex: &Expect, findings: &[Finding], failures: &
             message,
         })
     };
-    let Some(f) = findings
+    let found = findings
         .iter()
-        .find(|f| *f.rule == ex.rule && f.subject_id == ex.subject)
-    else {
+        .find(|f| *f.rule == ex.rule && f.subject_id == ex.subject);
+    if ex.no_finding || ex.status.is_none() {
+        if let Some(f) = found {
+            fail(
+                "no finding".into(),
+                f.status.name().into(),
+                f.message.clone(),
+                failures,
+            );
+        }
+        return;
+    }
+    let want = ex.status.unwrap_or(Status::Pass);
+    let Some(f) = found else {
         let known: BTreeSet<&str> = findings.iter().map(|f| &*f.rule).collect();
         let why = if known.contains(ex.rule.as_str()) {
             format!("no subject `{}`", ex.subject)
@@ -272,12 +327,12 @@ fn check(file: &str, case: &Case, ex: &Expect, findings: &[Finding], failures: &
                 ex.rule, case.as_of
             )
         };
-        fail(ex.status.name().into(), "no finding".into(), why, failures);
+        fail(want.name().into(), "no finding".into(), why, failures);
         return;
     };
-    if f.status != ex.status {
+    if f.status != want {
         fail(
-            ex.status.name().into(),
+            want.name().into(),
             f.status.name().into(),
             f.message.clone(),
             failures,

@@ -189,6 +189,38 @@ fn register_functions(e: &mut Engine) {
     e.register_fn("join", |a: rhai::Array, sep: &str| {
         a.iter().map(display).collect::<Vec<_>>().join(sep)
     });
+    // The working calendar (Monday to Friday until the policy set's calendar is registered).
+    register_calendar(
+        e,
+        std::sync::Arc::new(crate::calendar::Calendar::weekdays_only()),
+    );
+}
+
+/// The calendar functions, reading `cal`: `is_working_day(d)` and
+/// `working_hours_between(start, end, work_start, work_end)` (hours of `start..end` inside
+/// `work_start..work_end` on working days).
+pub fn register_calendar(e: &mut Engine, cal: std::sync::Arc<crate::calendar::Calendar>) {
+    let c = cal.clone();
+    e.register_fn("is_working_day", move |d: &str| -> Res<bool> {
+        Ok(c.is_working_day(parse_date(d)?))
+    });
+    e.register_fn(
+        "working_hours_between",
+        move |start: &str, end: &str, from: &str, to: &str| -> Res<f64> {
+            let at = |s: &str| {
+                crate::data::parse::parse_datetime(s).ok_or_else(|| -> Box<EvalAltResult> {
+                    format!("not a date-time: '{s}'").into()
+                })
+            };
+            let time = |s: &str| {
+                chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(
+                    |_| -> Box<EvalAltResult> { format!("not a time of day: '{s}'").into() },
+                )
+            };
+            let secs = cal.working_seconds(at(start)?, at(end)?, time(from)?, time(to)?);
+            Ok(secs as f64 / 3600.0)
+        },
+    );
 }
 
 /// A number as people read it: `20`, `6.5`, `13.33`.

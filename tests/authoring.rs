@@ -58,7 +58,10 @@ fn breaking_a_rule_in_a_copy_fails_with_expected_and_actual() {
 fn rules_without_tests_are_listed_and_can_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let pol = policies_copy(dir.path());
-    std::fs::remove_file(pol.join("tests/dual-registration-2020-07.toml")).unwrap();
+    // Every file with cases for the dual-registration rules.
+    for f in ["dual-registration-2020-07", "multi-year", "assessment"] {
+        std::fs::remove_file(pol.join(format!("tests/{f}.toml"))).unwrap();
+    }
     let out = rulebook()
         .arg("test")
         .arg("--policies")

@@ -48,8 +48,8 @@ fn misspelt_field_gets_position_and_suggestion() {
 fn rhai_syntax_error_points_into_the_expression() {
     let (code, out) = check_with("directives/service-hours-20.toml", |t| {
         t.replace(
-            "when = \"unverified_hours > 0\"",
-            "when = \"unverified_hours > (0\"",
+            "when = \"hours_verified_only && unverified_hours > 0\"",
+            "when = \"hours_verified_only && unverified_hours > (0\"",
         )
     });
     assert_eq!(code, 1);
@@ -58,7 +58,7 @@ fn rhai_syntax_error_points_into_the_expression() {
     let line = std::fs::read_to_string(policies().join("directives/service-hours-20.toml"))
         .unwrap()
         .lines()
-        .position(|l| l.contains("when = \"unverified_hours > 0\""))
+        .position(|l| l.contains("when = \"hours_verified_only && unverified_hours > 0\""))
         .unwrap()
         + 1;
     assert!(
@@ -71,8 +71,8 @@ fn rhai_syntax_error_points_into_the_expression() {
 fn unknown_name_in_expression_is_suggested() {
     let (code, out) = check_with("directives/service-hours-20.toml", |t| {
         t.replace(
-            "verified_hours >= service_hours_required",
-            "verified_hours >= service_hour_required",
+            "to_float(service_hours_required) }",
+            "to_float(service_hour_required) }",
         )
     });
     assert_eq!(code, 1);
@@ -165,11 +165,7 @@ fn toml_syntax_error_has_a_position() {
 #[test]
 fn a_case_without_when_must_be_last() {
     let (code, out) = check_with("directives/service-hours-20.toml", |t| {
-        t.replacen(
-            "when = \"verified_hours >= service_hours_required\"\n",
-            "",
-            1,
-        )
+        t.replacen("when = \"counted_hours >= hours_required\"\n", "", 1)
     });
     assert_eq!(code, 1);
     assert!(out.contains("RB0302"), "{out}");
@@ -214,7 +210,9 @@ fn codes_are_explained_with_an_example_and_the_fix() {
 fn check_warns_about_untested_rules_and_version_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let pol = policies_copy(dir.path());
-    std::fs::remove_file(pol.join("tests/service-hours-20.toml")).unwrap();
+    for f in ["service-hours-20", "multi-year", "assessment"] {
+        std::fs::remove_file(pol.join(format!("tests/{f}.toml"))).unwrap();
+    }
     let file = pol.join("directives/service-hours-20.toml");
     let mut text = std::fs::read_to_string(&file).unwrap();
     text = text.replace(
@@ -243,8 +241,8 @@ fn check_warns_about_untested_rules_and_version_gaps() {
 fn misspelt_helper_function_is_suggested() {
     let (code, out) = check_with("directives/service-hours-20.toml", |t| {
         t.replacen(
-            "{hours_text(verified_hours)}，达到",
-            "{hours_txt(verified_hours)}，达到",
+            "{hours_text(counted_hours)}，达到",
+            "{hours_txt(counted_hours)}，达到",
             1,
         )
     });

@@ -373,3 +373,143 @@ message = "never"
     };
     assert_eq!(strip(&f), strip(&clean));
 }
+
+const NOTICE: &str = r#"
+[directive]
+key = "notice-2021"
+title = "示例：上半年专项通知"
+effective_from = 2021-01-01
+effective_until = "$param.notice_end"
+
+[directive.clauses.serve]
+text = "示例条款：在工作时间以外到两个以上社区服务"
+
+[parameters.notice_end]
+basis = "assumption"
+reason = "示例"
+values = [{ from = 2021-01-01, value = 2021-06-30 }]
+
+[parameters.notice_from]
+basis = "assumption"
+reason = "示例"
+values = [{ from = 2021-01-01, value = 2021-03-01 }]
+
+[periods.notice]
+start = "2021-01-01"
+end = "$param.notice_end"
+not_before = "$param.notice_from"
+
+[aggregates.communities_served]
+subject = "member"
+table = "services"
+by = "member_id"
+where = [{ column = "start", within = "notice" }]
+op = "count_distinct"
+column = "community_id"
+
+[aggregates.working_time_services]
+subject = "member"
+table = "services"
+by = "member_id"
+where = [
+  { column = "start", within = "notice" },
+  { column = "start", end_column = "end", working_time = true },
+]
+op = "count"
+
+[aggregates.working_hours_served]
+subject = "member"
+table = "services"
+by = "member_id"
+where = [{ column = "start", within = "notice" }]
+op = "sum_working_hours"
+column = "start"
+end_column = "end"
+
+[[rule]]
+id = "notice.serve"
+version = 1
+title = "两个以上社区、业余时间"
+subject = "member"
+effective_from = 2021-01-01
+clause = "serve"
+period = "notice"
+evidence = ["communities_served", "working_time_services", "working_hours_served"]
+
+[[rule.case]]
+when = "communities_served >= 2 && working_time_services == 0"
+status = "pass"
+message = "{period_start} 至 {period_end}：{communities_served} 个社区"
+
+[[rule.case]]
+status = "fail"
+message = "{period_start} 至 {period_end}：{communities_served} 个社区，{working_time_services} 次在工作时间"
+"#;
+
+/// A directive that ends (`effective_until` from a parameter), a period clamped by
+/// `not_before`, `count_distinct`, and a policy set's own working calendar.
+#[test]
+fn a_directive_ends_and_the_calendar_is_the_policy_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policies_copy(dir.path());
+    write(&pol.join("directives/notice-2021.toml"), NOTICE);
+    // Judge by the as-of date alone (no run period): the directive is in force through
+    // 2021-06-30 and not from 2021-07-01.
+    let manifest = std::fs::read_to_string(pol.join("policy.toml")).unwrap();
+    write(
+        &pol.join("policy.toml"),
+        &manifest.replace("run_period = \"assessment_year\"", ""),
+    );
+    // This policy set's calendar makes Wednesday 2021-03-03 a holiday.
+    write(
+        &pol.join("calendar/cn-2020-2021.csv"),
+        "date,type,name\n2021-03-03,holiday,示例假日\n",
+    );
+    let out = rulebook().arg("check").arg(&pol).output().unwrap();
+    assert!(out.status.success(), "{}", texts(&out).0);
+    let data = dataset(
+        dir.path(),
+        &[
+            // M1: two communities (C1 twice), on the holiday and a Saturday evening; the
+            // February service is before `not_before`.
+            (
+                "services",
+                "S1,M1,C1,2021-03-03 10:00,2021-03-03 12:00,patrol,community,true",
+            ),
+            (
+                "services",
+                "S2,M1,C1,2021-03-06 19:00,2021-03-06 21:00,patrol,community,true",
+            ),
+            (
+                "services",
+                "S3,M1,C2,2021-03-13 19:00,2021-03-13 21:00,patrol,community,true",
+            ),
+            // M2: one community in the period, on a working Wednesday morning.
+            (
+                "services",
+                "S4,M2,C2,2021-03-10 10:00,2021-03-10 12:00,patrol,community,true",
+            ),
+            (
+                "services",
+                "S5,M2,C1,2021-02-10 19:00,2021-02-10 21:00,patrol,community,true",
+            ),
+        ],
+    );
+    let f = eval_json(&pol, &data, Some("2021-06-30"));
+    let m1 = finding(&f, "notice.serve", "M1");
+    assert_eq!(m1["status"], "pass", "{m1}");
+    assert_eq!(m1["evidence"]["communities_served"], 2);
+    assert_eq!(m1["evidence"]["working_time_services"], 0);
+    assert_eq!(m1["period"]["start"], "2021-03-01", "{m1}");
+    let m2 = finding(&f, "notice.serve", "M2");
+    assert_eq!(m2["status"], "fail", "{m2}");
+    assert_eq!(m2["evidence"]["communities_served"], 1);
+    assert_eq!(m2["evidence"]["working_hours_served"], 2.0);
+    // The day after the directive's last day: no findings for it.
+    let f = eval_json(&pol, &data, Some("2021-07-01"));
+    assert!(!f.iter().any(|x| x["directive"] == "notice-2021"));
+    // With the shipped run period (the assessment year) it is judged all 2021.
+    write(&pol.join("policy.toml"), &manifest);
+    let f = eval_json(&pol, &data, Some("2021-12-31"));
+    assert_eq!(status(&f, "notice.serve", "M1"), "pass");
+}

@@ -105,6 +105,39 @@ fn pdfs_contain_the_chinese_text() {
     }
 }
 
+/// A second year: the summary says which period and directives the grades cover and lists
+/// the epidemic notices as not in force; a member's form shows the hours the grade used.
+#[test]
+fn a_second_year_report_says_what_it_grades_and_what_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rulebook()
+        .args([
+            "report",
+            "--data",
+            "samples/hubei-2021",
+            "--quiet",
+            "--findings",
+            "none",
+            "--level",
+            "summary",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let summary = text_of(&dir.path().join("summary.pdf"));
+    for s in [
+        "考核周期2021-01-01至2021-12-31",
+        "计入等次的文件：机关企事业单位党组织和党员干部“双报到”制度、党员每年在社区服务20小时",
+        "不在本次考核年度施行期内的文件（无评价结果）",
+        "（2020-02-07至2020-05-01）",
+        "工作日历",
+    ] {
+        assert!(summary.contains(s), "summary PDF lacks {s}: {summary}");
+    }
+}
+
 #[test]
 fn pdfs_are_byte_identical_across_runs() {
     let dir = tempfile::tempdir().unwrap();

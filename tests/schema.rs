@@ -327,8 +327,8 @@ fn other_mistakes_fail_both_schema_and_check() {
         ),
         (
             "a case without its message",
-            "message = ",
-            "mesage = ",
+            "\nmessage = ",
+            "\nmesage = ",
             "message",
         ),
     ];

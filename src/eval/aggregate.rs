@@ -204,6 +204,12 @@ pub enum Test {
     TimeFrom(NaiveTime),
     TimeBefore(NaiveTime),
     Present(bool),
+    WorkingDay(bool),
+    /// The span from the column to column `end` overlaps working hours (or not).
+    WorkingTime {
+        overlaps: bool,
+        end: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +229,12 @@ pub struct Prepared {
     pub end_column: Option<usize>,
     pub pick: Option<usize>,
     pub except_days: Option<usize>,
+    /// Time covered by overlapping rows counts once.
+    pub merge_overlaps: bool,
     pub lineage: bool,
+    /// The working calendar and the working hours of the run (`None`: no working time).
+    pub calendar: std::sync::Arc<crate::calendar::Calendar>,
+    pub work_hours: Option<(NaiveTime, NaiveTime)>,
 }
 
 /// A period for one subject: inclusive dates, `None` when it cannot be known (empty).
@@ -280,11 +291,14 @@ pub fn compute(
     let filters: Vec<(usize, RTest)> = p
         .filters
         .iter()
-        .map(|f| (f.col, rtest(&f.test, cx)))
+        .map(|f| (f.col, rtest(&f.test, cx, table, p)))
         .collect();
     let mut used = Vec::new();
     let mut count: i64 = 0;
     let mut sum = 0.0f64;
+    let mut distinct: Vec<Scalar> = Vec::new();
+    let mut seconds: i64 = 0;
+    let mut spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> = Vec::new();
     let mut days: Vec<NaiveDate> = Vec::new();
     let mut best: Option<(Scalar, u32)> = None;
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
@@ -300,6 +314,32 @@ pub fn compute(
         }
         match p.op {
             AggOp::Count | AggOp::Exists | AggOp::Records => count += 1,
+            AggOp::CountDistinct => {
+                let Some(c) = p.column else { continue };
+                let v = Values::cell(table, p.table, c, r);
+                if matches!(v, Scalar::None) {
+                    continue;
+                }
+                distinct.push(v);
+            }
+            AggOp::SumWorkingHours => {
+                if let (
+                    Some(ColumnData::DateTime(s)),
+                    Some(ColumnData::DateTime(e)),
+                    Some((ws, we)),
+                ) = (
+                    p.column.map(|c| &table.columns[c]),
+                    p.end_column.map(|c| &table.columns[c]),
+                    p.work_hours,
+                ) && let (Some(s), Some(e)) = (s[r], e[r])
+                {
+                    if p.merge_overlaps {
+                        spans.push((s, e));
+                    } else {
+                        seconds += p.calendar.working_seconds(s, e, ws, we);
+                    }
+                }
+            }
             AggOp::CountDays | AggOp::Days => {
                 let Some(d) = p.column.and_then(|c| table.columns[c].date(r)) else {
                     continue;
@@ -322,7 +362,12 @@ pub fn compute(
                     p.end_column.map(|c| &table.columns[c]),
                 ) && let (Some(s), Some(e)) = (s[r], e[r])
                 {
-                    sum += (e - s).num_seconds() as f64 / 3600.0;
+                    if p.merge_overlaps {
+                        spans.push((s, e));
+                    } else {
+                        // Whole seconds, added exactly: 3 × 6 h 40 min is 20 h, not 19.999….
+                        seconds += (e - s).num_seconds();
+                    }
                 }
             }
             AggOp::Min | AggOp::Max => {
@@ -354,9 +399,26 @@ pub fn compute(
     }
     let value = match p.op {
         AggOp::Count => AggValue::Scalar(Scalar::Int(count)),
+        AggOp::CountDistinct => {
+            distinct.sort_by(|a, b| vals.compare(a, b).unwrap_or(std::cmp::Ordering::Equal));
+            distinct.dedup_by(|a, b| vals.equal(a, b));
+            AggValue::Scalar(Scalar::Int(distinct.len() as i64))
+        }
         AggOp::Exists => AggValue::Scalar(Scalar::Bool(count > 0)),
         AggOp::Records => AggValue::Rows(used.clone().into_boxed_slice()),
-        AggOp::Sum | AggOp::SumHours => AggValue::Scalar(Scalar::Num(sum)),
+        AggOp::Sum => AggValue::Scalar(Scalar::Num(sum)),
+        AggOp::SumHours | AggOp::SumWorkingHours => {
+            for (s, e) in merge_spans(spans) {
+                seconds += match (p.op, p.work_hours) {
+                    (AggOp::SumWorkingHours, Some((ws, we))) => {
+                        p.calendar.working_seconds(s, e, ws, we)
+                    }
+                    (AggOp::SumWorkingHours, None) => 0,
+                    _ => (e - s).num_seconds(),
+                };
+            }
+            AggValue::Scalar(Scalar::Num(seconds as f64 / 3600.0))
+        }
         AggOp::CountDays | AggOp::Days => {
             days.sort_unstable();
             days.dedup();
@@ -382,8 +444,24 @@ pub fn compute(
     (value, used)
 }
 
+/// Overlapping or touching spans joined into one (empty input: empty output).
+fn merge_spans(
+    mut spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+) -> Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> {
+    spans.sort_unstable();
+    let mut out: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> =
+        Vec::with_capacity(spans.len());
+    for (s, e) in spans {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 /// A test with its values resolved for one subject.
-enum RTest {
+enum RTest<'p> {
     Is(Scalar),
     IsNot(Scalar),
     In(Vec<Scalar>),
@@ -395,9 +473,16 @@ enum RTest {
     TimeFrom(NaiveTime),
     TimeBefore(NaiveTime),
     Present(bool),
+    WorkingDay(bool, &'p crate::calendar::Calendar),
+    WorkingTime {
+        overlaps: bool,
+        end: &'p ColumnData,
+        calendar: &'p crate::calendar::Calendar,
+        hours: Option<(NaiveTime, NaiveTime)>,
+    },
 }
 
-fn rtest(t: &Test, cx: &SubjectCtx) -> RTest {
+fn rtest<'p>(t: &Test, cx: &SubjectCtx, table: &'p Table, p: &'p Prepared) -> RTest<'p> {
     match t {
         Test::Is(v) => RTest::Is(resolve(v, cx)),
         Test::IsNot(v) => RTest::IsNot(resolve(v, cx)),
@@ -410,6 +495,13 @@ fn rtest(t: &Test, cx: &SubjectCtx) -> RTest {
         Test::TimeFrom(t) => RTest::TimeFrom(*t),
         Test::TimeBefore(t) => RTest::TimeBefore(*t),
         Test::Present(b) => RTest::Present(*b),
+        Test::WorkingDay(b) => RTest::WorkingDay(*b, &p.calendar),
+        Test::WorkingTime { overlaps, end } => RTest::WorkingTime {
+            overlaps: *overlaps,
+            end: &table.columns[*end],
+            calendar: &p.calendar,
+            hours: p.work_hours,
+        },
     }
 }
 
@@ -455,6 +547,23 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
         RTest::Present(want) => {
             !matches!(Values::cell_of(col, table, ci, r), Scalar::None) == *want
         }
+        RTest::WorkingDay(want, cal) => col.date(r).is_some_and(|d| cal.is_working_day(d) == *want),
+        RTest::WorkingTime {
+            overlaps,
+            end,
+            calendar,
+            hours,
+        } => match (col, end, hours) {
+            (ColumnData::DateTime(s), ColumnData::DateTime(e), Some((ws, we))) => {
+                match (s[r], e[r]) {
+                    (Some(s), Some(e)) => {
+                        (calendar.working_seconds(s, e, *ws, *we) > 0) == *overlaps
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        },
     }
 }
 
@@ -533,6 +642,14 @@ pub fn prepare(
                 }
             }
             Cond::Present(b) => Test::Present(*b),
+            Cond::WorkingDay(b) => Test::WorkingDay(*b),
+            Cond::WorkingTime { overlaps, end } => match ts.column(end) {
+                Some(e) => Test::WorkingTime {
+                    overlaps: *overlaps,
+                    end: e,
+                },
+                None => continue,
+            },
         };
         filters.push(PFilter { col: ci, test, src });
     }
@@ -544,7 +661,13 @@ pub fn prepare(
         end_column: col(&agg.end_column),
         pick: col(&agg.pick),
         except_days: agg.except_days.as_deref().and_then(agg_index),
+        merge_overlaps: agg.merge_overlaps,
         lineage,
+        calendar: policy.calendar.clone(),
+        work_hours: policy.work_hours.as_ref().and_then(|(a, b)| {
+            let t = |r: &ValueRef| param_value(r).as_ref().and_then(crate::policy::time_of_day);
+            t(a).zip(t(b))
+        }),
     }
 }
 
@@ -560,7 +683,7 @@ pub fn trace_rows(
     let filters: Vec<(usize, usize, RTest)> = p
         .filters
         .iter()
-        .map(|f| (f.col, f.src, rtest(&f.test, cx)))
+        .map(|f| (f.col, f.src, rtest(&f.test, cx, table, p)))
         .collect();
     rows.iter()
         .map(|&r| {
@@ -576,6 +699,23 @@ pub fn trace_rows(
 #[cfg(test)]
 mod tests {
     /// Millions of subjects × every aggregate: the value must stay small.
+    #[test]
+    fn overlapping_spans_count_once() {
+        let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        let merged = super::merge_spans(vec![
+            (t("2020-07-04 10:00"), t("2020-07-04 12:00")),
+            (t("2020-07-04 08:00"), t("2020-07-04 11:00")),
+            (t("2020-07-05 08:00"), t("2020-07-05 09:00")),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                (t("2020-07-04 08:00"), t("2020-07-04 12:00")),
+                (t("2020-07-05 08:00"), t("2020-07-05 09:00")),
+            ]
+        );
+    }
+
     #[test]
     fn aggregate_values_stay_small() {
         assert!(std::mem::size_of::<super::AggValue>() <= 24);

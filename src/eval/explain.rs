@@ -410,6 +410,17 @@ impl Run<'_> {
             Cond::TimeFrom(r) => format!("{c} at or after {}", value(r)),
             Cond::TimeBefore(r) => format!("{c} before {}", value(r)),
             Cond::Present(b) => format!("{c} {}", if *b { "present" } else { "empty" }),
+            Cond::WorkingDay(b) => {
+                format!("{c} {} a working day", if *b { "is" } else { "is not" })
+            }
+            Cond::WorkingTime { overlaps, end } => format!(
+                "{c}..{end} {} working hours on a working day",
+                if *overlaps {
+                    "overlaps"
+                } else {
+                    "does not overlap"
+                }
+            ),
         }
     }
 }

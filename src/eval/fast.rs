@@ -208,6 +208,8 @@ pub enum Op {
     Le,
     Gt,
     Ge,
+    /// `x in list`: Rhai's `contains(list, x)`.
+    In,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -807,6 +809,8 @@ fn prec(t: &Tok) -> Option<(u8, Option<Op>)> {
         Tok::P("*") => (180, Some(Op::Mul)),
         Tok::P("/") => (180, Some(Op::Div)),
         Tok::P("%") => (180, Some(Op::Rem)),
+        // Rhai's precedence for `in` (between equality and comparison).
+        Tok::Ident(w) if w == "in" => (110, Some(Op::In)),
         _ => return None,
     })
 }
@@ -843,6 +847,10 @@ impl Parser<'_> {
                 break;
             }
             let tok = self.toks[self.pos].clone();
+            // `in` calls `contains`, which a helper function could redefine.
+            if op == Some(Op::In) && self.prog.fn_names.contains("contains") {
+                return None;
+            }
             self.pos += 1;
             let rhs = self.binary(p + 1)?;
             lhs = match (op, tok) {
@@ -1332,6 +1340,9 @@ fn as_f64(v: &V) -> f64 {
 /// Rhai's built-in binary operators (`get_builtin_binary_op_fn`, checked build).
 fn binary<'r>(prog: &Program, op: Op, x: V<'r>, y: V<'r>) -> R<V<'r>> {
     use std::cmp::Ordering;
+    if op == Op::In {
+        return contains_text(&x, &y);
+    }
     let (tx, ty) = (x.ty(), y.ty());
     let cmp = |o: Ordering| -> R<V<'r>> {
         Ok(V::Bool(match op {
@@ -1416,6 +1427,7 @@ fn binary<'r>(prog: &Program, op: Op, x: V<'r>, y: V<'r>) -> R<V<'r>> {
                 Op::Ge => V::Bool(max == 0.0 || (a - b) / max > -eps),
                 Op::Lt => V::Bool(max != 0.0 && (b - a) / max > eps),
                 Op::Le => V::Bool(max == 0.0 || (b - a) / max > -eps),
+                Op::In => return Err(Bail),
             })
         }
         (Ty::Unit, Ty::Str) | (Ty::Str, Ty::Unit) => match op {
@@ -1432,6 +1444,22 @@ fn binary<'r>(prog: &Program, op: Op, x: V<'r>, y: V<'r>) -> R<V<'r>> {
         },
         _ => Err(Bail),
     }
+}
+
+/// `x in list` for a text `x` and a list of strings (a list parameter), as Rhai's array
+/// `contains` gives it; anything else is left to Rhai.
+fn contains_text<'r>(x: &V<'r>, y: &V<'r>) -> R<V<'r>> {
+    let V::Dyn(d) = y else { return Err(Bail) };
+    let arr = d.read_lock::<rhai::Array>().ok_or(Bail)?;
+    x.with_text(|t| {
+        let mut found = false;
+        for e in arr.iter() {
+            found |= e.read_lock::<ImmutableString>()?.as_str() == t;
+        }
+        Some(V::Bool(found))
+    })
+    .flatten()
+    .ok_or(Bail)
 }
 
 /// The text of a string value as Rhai's `parse_date` in `script` reads it.
@@ -1577,7 +1605,7 @@ mod tests {
         helpers: &rhai::AST,
         src: &str,
     ) -> (Option<String>, String) {
-        let names = ["x", "y", "s", "d", "u", "days"];
+        let names = ["x", "y", "s", "d", "u", "days", "l"];
         let resolve = |n: &str| {
             names
                 .iter()
@@ -1588,6 +1616,13 @@ mod tests {
             NaiveDate::from_ymd_opt(2020, 2, 10).unwrap(),
             NaiveDate::from_ymd_opt(2020, 2, 11).unwrap(),
         ]));
+        let list = || {
+            Dynamic::from_array(vec![
+                Dynamic::from(ImmutableString::from("in_service")),
+                Dynamic::from(ImmutableString::from("2020-02-07")),
+            ])
+        };
+        let l: &'static Dynamic = Box::leak(Box::new(list()));
         let vars = [
             V::Int(7),
             V::Float(2.5),
@@ -1595,6 +1630,7 @@ mod tests {
             V::Date(NaiveDate::from_ymd_opt(2020, 2, 7).unwrap()),
             V::Unit,
             V::Days(days),
+            V::Dyn(l),
         ];
         let native = p.compile(src, &resolve).and_then(|n| {
             let mut m = Machine::default();
@@ -1619,6 +1655,7 @@ mod tests {
                 Dynamic::from(ImmutableString::from("2020-02-11")),
             ]),
         );
+        scope.push_dynamic("l", list());
         let ast = helpers.merge(&engine.compile_with_scope(&scope, src).unwrap());
         crate::script::start_clock();
         let r = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
@@ -1721,6 +1758,14 @@ fn loopy(n) { let i = 0; while i < n { i += 1; } i }
             "loopy(3)",
             "hours_text(1234567890123456.0)",
             "`${0.0000000000000001}`",
+            "s in l",
+            "d in l",
+            "\"in_service\" in l",
+            "\"in_service\" in l && x > 3",
+            "x > 3 && \"retired\" in l",
+            "u in l",
+            "x in l",
+            "s in days",
         ];
         for src in cases {
             let (native, rhai) = both(p, &engine, &ast, src);
@@ -1736,6 +1781,8 @@ fn loopy(n) { let i = 0; while i < n { i += 1; } i }
             "date_list(days)",
             "days_after(d, s)",
             "x > 3 && present(s)",
+            "d in l",
+            "\"in_service\" in l && x > 3",
         ] {
             assert!(both(p, &engine, &ast, src).0.is_some(), "{src}");
         }

@@ -18,7 +18,7 @@ use crate::policy::{Bound, Expr, PolicySet, Rule, ValueRef};
 use crate::script;
 use aggregate::{AggValue, Groups, Prepared, Span, SubjectCtx};
 use anyhow::{Context, Result, anyhow, bail};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use indexmap::IndexMap;
 use rayon::prelude::*;
 use rhai::{Dynamic, Scope};
@@ -40,6 +40,31 @@ pub struct PeriodValue {
     pub start: Option<NaiveDate>,
     pub end: Option<NaiveDate>,
     pub per_subject: bool,
+    /// The period starts no earlier and ends no later than these (for every subject).
+    pub not_before: Option<NaiveDate>,
+    pub not_after: Option<NaiveDate>,
+}
+
+impl PeriodValue {
+    /// `start..end` within `not_before..not_after`, or `None` when nothing is left.
+    fn clamp(&self, s: NaiveDate, e: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let s = self.not_before.map_or(s, |nb| s.max(nb));
+        let e = self.not_after.map_or(e, |na| e.min(na));
+        (s <= e).then_some((s, e))
+    }
+}
+
+/// A directive's days in force as the run sees them, and whether it counts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DirectiveWindow {
+    pub key: String,
+    pub title: String,
+    pub from: Option<NaiveDate>,
+    pub until: Option<NaiveDate>,
+    /// In force during the run period: its rules give findings.
+    pub in_force: bool,
+    /// Its findings enter grades (in force during the assessment period and listed there).
+    pub graded: bool,
 }
 
 /// Everything computed per subject kind before rules run.
@@ -147,6 +172,11 @@ pub struct Run<'a> {
     pub as_of: NaiveDate,
     pub params: IndexMap<String, ParamValue>,
     pub periods: Vec<PeriodValue>,
+    /// Every directive's days in force, whether it gives findings in this run and whether
+    /// they are graded.
+    pub directives: Vec<DirectiveWindow>,
+    /// The dates the grades assess (the assessment's period, clipped at `--as-of`).
+    pub grading_span: Option<(NaiveDate, NaiveDate)>,
     vals: Values<'a>,
     kinds: IndexMap<String, KindState>,
     base: Scope<'static>,
@@ -401,26 +431,87 @@ fn prepare_with<'a>(
         };
         let start = bound(&p.start)?;
         let end = bound(&p.end)?;
-        periods.push(PeriodValue {
+        let not_before = p.not_before.as_ref().map(&mut bound).transpose()?.flatten();
+        let not_after = p.not_after.as_ref().map(&mut bound).transpose()?.flatten();
+        let mut pv = PeriodValue {
             name: p.name.clone(),
             label: p.label.clone(),
             start,
             end,
             per_subject,
-        });
+            not_before,
+            not_after,
+        };
+        // Fixed bounds are clamped now; bounds from aggregates per subject.
+        if let Some(nb) = not_before
+            && let Some(s) = pv.start.as_mut()
+        {
+            *s = (*s).max(nb);
+        }
+        if let Some(na) = not_after
+            && let Some(e) = pv.end.as_mut()
+        {
+            *e = (*e).min(na);
+        }
+        periods.push(pv);
     }
 
-    // Rules in force, and which aggregates need lineage.
-    let in_force: Vec<&Rule> = policy
-        .rules_in_force(as_of)
-        .into_iter()
-        .filter(|r| {
-            policy.directive(&r.directive).is_none_or(|d| {
-                d.effective_from.is_none_or(|f| f <= as_of)
-                    && d.effective_until.is_none_or(|u| as_of <= u)
-            })
+    // Directives in force during the run period, and those whose findings are graded.
+    let fixed_span = |name: &str| -> Option<(NaiveDate, NaiveDate)> {
+        let pv = periods.iter().find(|p| p.name == name)?;
+        Some((pv.start?, pv.end?))
+    };
+    let run_span = policy
+        .run_period
+        .as_deref()
+        .and_then(fixed_span)
+        .map_or((as_of, as_of), |(s, e)| (s, e.min(as_of)));
+    let grading = policy.assessment.as_ref().and_then(|a| {
+        a.period
+            .as_deref()
+            .and_then(fixed_span)
+            .map(|(s, e)| (s, e.min(as_of)))
+    });
+    let windows: Vec<DirectiveWindow> = policy
+        .directives
+        .iter()
+        .map(|d| {
+            let until = match &d.until_param {
+                Some(pn) => params.get(pn).and_then(|v| toml_date(&v.value)),
+                None => d.effective_until,
+            };
+            let overlaps = |(s, e): (NaiveDate, NaiveDate)| {
+                s <= e && d.effective_from.is_none_or(|f| f <= e) && until.is_none_or(|u| s <= u)
+            };
+            let in_force = overlaps(run_span);
+            let listed = policy
+                .assessment
+                .as_ref()
+                .and_then(|a| a.directives.as_ref())
+                .is_none_or(|l| l.contains(&d.key));
+            let graded = in_force && listed && grading.is_none_or(overlaps);
+            DirectiveWindow {
+                key: d.key.clone(),
+                title: d.title.clone(),
+                from: d.effective_from,
+                until,
+                in_force,
+                graded,
+            }
         })
         .collect();
+
+    // Rules in force: of a directive in force in the run, the version in force on the last
+    // day the directive is (the as-of date, or the directive's end if it is earlier).
+    let mut in_force: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|r| match windows.iter().find(|w| w.key == r.directive) {
+            Some(w) => w.in_force && r.in_force(w.until.map_or(as_of, |u| u.min(as_of))),
+            None => r.in_force(as_of),
+        })
+        .collect();
+    in_force.sort_by(|a, b| (&a.directive, &a.id).cmp(&(&b.directive, &b.id)));
     let lineage_names: std::collections::HashSet<&str> = in_force
         .iter()
         .flat_map(|r| r.evidence.iter().map(|s| s.as_str()))
@@ -747,6 +838,8 @@ fn prepare_with<'a>(
         as_of,
         params,
         periods,
+        directives: windows,
+        grading_span: grading,
         vals,
         kinds,
         base,
@@ -807,7 +900,7 @@ fn span_of(
     };
     let (s, e) = (bound(start_agg, pv.start)?, bound(end_agg, pv.end)?);
     let e = e.min(as_of);
-    (s <= e).then_some((s, e))
+    pv.clamp(s, e)
 }
 
 /// A period's dates for one subject. With `clip`, the end is not after `--as-of`.
@@ -823,7 +916,7 @@ fn subject_span(
     let (start, end) = subject_bounds(policy, pv, i, values, agg_index);
     let (s, e) = (start?, end?);
     let e = if clip { e.min(as_of) } else { e };
-    (s <= e).then_some((s, e))
+    pv.clamp(s, e)
 }
 
 fn subject_bounds(
@@ -851,6 +944,65 @@ fn subject_bounds(
 }
 
 impl<'a> Run<'a> {
+    /// Lines for the terminal summary: directives not in force in this run (with their
+    /// days), what the grades cover, and a calendar that does not cover the run's year.
+    pub fn scope_notes(&self) -> Vec<String> {
+        let d = |x: Option<NaiveDate>| x.map_or("…".to_string(), date_text);
+        let mut out = Vec::new();
+        for w in self.directives.iter().filter(|w| !w.in_force) {
+            out.push(format!(
+                "not in force in this run: {} ({} to {}), no findings",
+                w.key,
+                d(w.from),
+                d(w.until)
+            ));
+        }
+        if let Some((s, e)) = self.grading_span {
+            let graded: Vec<&str> = self
+                .directives
+                .iter()
+                .filter(|w| w.graded)
+                .map(|w| w.key.as_str())
+                .collect();
+            out.push(format!(
+                "grades assess {} to {}: {}",
+                date_text(s),
+                date_text(e),
+                if graded.is_empty() {
+                    "no directive".to_string()
+                } else {
+                    graded.join(", ")
+                }
+            ));
+        }
+        if let Some(note) = self.calendar_note() {
+            out.push(note);
+        }
+        out
+    }
+
+    /// A warning when the run's year is outside the years the working calendar lists.
+    pub fn calendar_note(&self) -> Option<String> {
+        let c = &self.policy.calendar;
+        if c.years.is_empty() || c.covers(self.as_of.year()) {
+            return None;
+        }
+        Some(format!(
+            "warning: the working calendar ({}) lists holidays for {:?} only; in {} only weekends are rest days",
+            c.file,
+            c.years,
+            self.as_of.year()
+        ))
+    }
+
+    /// Whether the findings of `directive` enter grades.
+    pub fn graded(&self, directive: &str) -> bool {
+        self.directives
+            .iter()
+            .find(|w| w.key == directive)
+            .is_none_or(|w| w.graded)
+    }
+
     /// The row of subject `id` of `kind` in its table.
     pub fn subject_row(&self, kind: &str, id: &str) -> Option<usize> {
         let k = self.kinds.get(kind)?;
@@ -936,6 +1088,19 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The number aggregate `name` gives subject row `s` of `kind` (`None`: not a number, or
+    /// not one of the run's subjects).
+    pub fn agg_number(&self, kind: &str, s: usize, name: &str) -> Option<f64> {
+        let k = self.kinds.get(kind).filter(|k| k.holds(s))?;
+        let g = self.policy.aggregates.get_index_of(name)?;
+        let l = *k.local.get(&g)?;
+        match k.subject_values(s)[l].scalar() {
+            Scalar::Num(x) => Some(x),
+            Scalar::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+
     /// Evaluate a compiled expression in a scope (grading).
     pub fn eval_in(
         &self,
@@ -994,7 +1159,12 @@ impl<'a> Run<'a> {
                 _ => None,
             },
         };
-        Some((bound(pr.bounds[0], pv.start), bound(pr.bounds[1], pv.end)))
+        let start = bound(pr.bounds[0], pv.start);
+        let end = bound(pr.bounds[1], pv.end);
+        Some((
+            start.map(|s| pv.not_before.map_or(s, |nb| s.max(nb))),
+            end.map(|e| pv.not_after.map_or(e, |na| e.min(na))),
+        ))
     }
 
     /// Push the variables a rule reads for subject `s` into `scope`.

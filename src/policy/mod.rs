@@ -39,6 +39,13 @@ pub struct PolicySet {
     pub rules: Vec<Rule>,
     /// Grading rules from `assessment.toml`, if present.
     pub assessment: Option<Assessment>,
+    /// The period whose days decide which directives are in force in a run (`run_period`);
+    /// without it, the directives in force on `--as-of`.
+    pub run_period: Option<String>,
+    /// The working calendar (`[calendar]`; without it Monday to Friday are working days).
+    pub calendar: std::sync::Arc<crate::calendar::Calendar>,
+    /// Working hours (`HH:MM` text or `$param.NAME`), from `[calendar]`.
+    pub work_hours: Option<(ValueRef, ValueRef)>,
     /// Helper functions from `helpers/*.rhai`, merged into every expression.
     pub helpers: rhai::AST,
     pub engine: rhai::Engine,
@@ -157,6 +164,12 @@ pub enum Cond {
     TimeFrom(ValueRef),
     TimeBefore(ValueRef),
     Present(bool),
+    WorkingDay(bool),
+    /// The span from the filter's column to `end` overlaps working hours (or not).
+    WorkingTime {
+        overlaps: bool,
+        end: String,
+    },
 }
 
 /// ISO weekdays (1 = Monday) from a list value.
@@ -199,6 +212,8 @@ pub struct Aggregate {
     pub end_column: Option<String>,
     pub pick: Option<String>,
     pub except_days: Option<String>,
+    /// `sum_hours`/`sum_working_hours`: time covered by overlapping rows counts once.
+    pub merge_overlaps: bool,
     pub loc: Loc,
 }
 
@@ -255,6 +270,10 @@ pub struct Period {
     pub label: String,
     pub start: Bound,
     pub end: Bound,
+    /// The period starts no earlier than this (a fixed bound).
+    pub not_before: Option<Bound>,
+    /// The period ends no later than this (a fixed bound).
+    pub not_after: Option<Bound>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -273,6 +292,8 @@ pub struct Directive {
     pub issued_on: Option<NaiveDate>,
     pub effective_from: Option<NaiveDate>,
     pub effective_until: Option<NaiveDate>,
+    /// `effective_until = "$param.NAME"`: the last day is that parameter's value in the run.
+    pub until_param: Option<String>,
     pub summary: Option<String>,
     pub cited_from: Option<String>,
     pub clauses: Vec<Clause>,
@@ -391,6 +412,12 @@ pub const GRADE_ORG_NAMES: &[&str] = &[
 pub struct Assessment {
     pub title: String,
     pub note: Option<String>,
+    /// The period the grades assess; only directives in force during it count.
+    pub period: Option<String>,
+    /// The directives whose findings count in grades (`None`: all).
+    pub directives: Option<Vec<String>>,
+    /// The member aggregate shown as the hours the grades used.
+    pub hours: Option<String>,
     pub member: Vec<Grade>,
     pub organization: Vec<Grade>,
 }
@@ -497,7 +524,11 @@ fn collect_files(root: &Path) -> Result<Vec<PathBuf>, String> {
     if assessment.is_file() {
         files.push(assessment);
     }
-    for (sub, ext) in [("directives", "toml"), ("helpers", "rhai")] {
+    for (sub, ext) in [
+        ("directives", "toml"),
+        ("helpers", "rhai"),
+        ("calendar", "csv"),
+    ] {
         let dir = root.join(sub);
         if !dir.is_dir() {
             continue;
@@ -551,13 +582,6 @@ impl PolicySet {
     /// The directive with this key.
     pub fn directive(&self, key: &str) -> Option<&Directive> {
         self.directives.iter().find(|d| d.key == key)
-    }
-
-    /// The rule versions in force on `date`, ordered by directive and rule id.
-    pub fn rules_in_force(&self, date: NaiveDate) -> Vec<&Rule> {
-        let mut rules: Vec<&Rule> = self.rules.iter().filter(|r| r.in_force(date)).collect();
-        rules.sort_by(|a, b| (&a.directive, &a.id).cmp(&(&b.directive, &b.id)));
-        rules
     }
 
     /// Short content hash for display.

@@ -47,6 +47,17 @@ impl JsonSchema for DateLit {
     }
 }
 
+/// A date, or `$param.NAME` naming a date parameter.
+fn date_or_param(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "pattern": "^\\$param\\.[A-Za-z_][A-Za-z0-9_]*$"}
+        ],
+        "description": "A date (`2020-05-01`), or `$param.NAME` naming a date parameter."
+    })
+}
+
 /// `policy.toml`: the name and version of the set, the subjects and the data schema.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +74,17 @@ pub struct ManifestFile {
     pub data_contract: Option<u32>,
     /// The source document the set encodes.
     pub source: Option<String>,
+    /// A directive gives findings in a run when the days it is in force
+    /// (`effective_from`..`effective_until`) overlap this period (e.g. the assessment year);
+    /// without it, when it is in force on `--as-of`. Rule versions are chosen on the last day
+    /// of that overlap.
+    #[schemars(with = "Option<String>")]
+    pub run_period: Option<Spanned<String>>,
+    /// The working calendar: which days are working days (statutory holidays, adjusted
+    /// working days) and the working hours, for `is_working_day`, `working_day` and
+    /// `working_time` conditions, and `sum_working_hours`.
+    #[schemars(with = "Option<CalendarDef>")]
+    pub calendar: Option<Spanned<CalendarDef>>,
     /// Kinds of subject findings are about (`member`, `organization`), one table each.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, SubjectDef>")]
@@ -83,6 +105,39 @@ pub struct ManifestFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, PeriodDef>")]
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
+}
+
+/// The working calendar of a policy set: a CSV file shipped with the set listing the days
+/// that differ from the usual week (statutory holidays; weekend days that are working days).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDef {
+    /// Name for people (`全国年节假日安排`).
+    pub label: Option<String>,
+    /// The calendar file, relative to the policy folder: a CSV with `date`, `type`
+    /// (`holiday`/`休` or `workday`/`班`) and an optional `name`.
+    #[schemars(with = "String")]
+    pub file: Spanned<String>,
+    /// Where the dates come from (the official notices).
+    pub source: String,
+    /// The years the file covers completely; for other years only `weekend` decides, and a
+    /// run in such a year is warned.
+    #[schemars(with = "Vec<i64>")]
+    pub years: Spanned<Vec<i64>>,
+    /// ISO weekdays that are rest days unless the file lists them as working days
+    /// (default `[6, 7]`, Saturday and Sunday).
+    #[serde(default = "weekend")]
+    pub weekend: Vec<u32>,
+    /// Start of working hours on a working day: `"09:00"` or `$param.NAME`.
+    #[schemars(with = "String")]
+    pub work_start: Spanned<String>,
+    /// End of working hours on a working day: `"17:00"` or `$param.NAME`.
+    #[schemars(with = "String")]
+    pub work_end: Spanned<String>,
+}
+
+fn weekend() -> Vec<u32> {
+    vec![6, 7]
 }
 
 /// Declarations any policy file may carry; their names are global to the policy set.
@@ -258,7 +313,10 @@ pub struct AggDef {
     #[serde(rename = "where", default)]
     #[schemars(with = "Vec<FilterDef>")]
     pub filters: Vec<Spanned<FilterDef>>,
-    /// What to compute: `count`, `exists`, `count_days`, `days`, `sum`, `sum_hours`, `min`, `max` or `records`.
+    /// What to compute: `count`, `count_distinct` (distinct values of `column`), `exists`,
+    /// `count_days`, `days`, `sum`, `sum_hours`, `sum_working_hours` (the part of
+    /// `column`..`end_column` inside working hours on working days of the calendar), `min`,
+    /// `max` or `records`.
     #[schemars(with = "AggOp")]
     pub op: Spanned<AggOp>,
     /// The column the operation reads (dates for `min`, start for `sum_hours`, …).
@@ -270,6 +328,10 @@ pub struct AggDef {
     /// `min`/`max`: return this column of the chosen row instead of the compared value.
     #[schemars(with = "Option<String>")]
     pub pick: Option<Spanned<String>>,
+    /// `sum_hours`/`sum_working_hours`: count time covered by overlapping rows once (one
+    /// member cannot serve twice at the same time).
+    #[serde(default)]
+    pub merge_overlaps: bool,
     /// `days`/`count_days`: leave out the days of another `days` aggregate.
     #[schemars(with = "Option<String>")]
     pub except_days: Option<Spanned<String>>,
@@ -287,6 +349,8 @@ pub enum AggOp {
     Min,
     Max,
     Records,
+    CountDistinct,
+    SumWorkingHours,
 }
 
 impl AggOp {
@@ -301,6 +365,8 @@ impl AggOp {
             AggOp::Min => "min",
             AggOp::Max => "max",
             AggOp::Records => "records",
+            AggOp::CountDistinct => "count_distinct",
+            AggOp::SumWorkingHours => "sum_working_hours",
         }
     }
 }
@@ -344,6 +410,13 @@ pub struct FilterDef {
     pub time_before: Option<toml::Value>,
     /// The value is present (`true`) or empty (`false`).
     pub present: Option<bool>,
+    /// The row's date is (`true`) or is not (`false`) a working day of the calendar.
+    pub working_day: Option<bool>,
+    /// The span from `column` to `end_column` overlaps (`true`) or does not overlap
+    /// (`false`) working hours on a working day of the calendar.
+    pub working_time: Option<bool>,
+    /// With `working_time`: the column where the span ends.
+    pub end_column: Option<String>,
 }
 
 /// A named span of dates. `start`/`end` are dates, `$` references, or Rhai expressions over
@@ -359,6 +432,13 @@ pub struct PeriodDef {
     /// Last day, written like `start`.
     #[schemars(with = "String")]
     pub end: Spanned<String>,
+    /// The period never starts before this day (a date, `$param.NAME`, `$as_of` or an
+    /// expression), even when `start` is earlier: a notice binds from its date on.
+    #[schemars(with = "Option<String>")]
+    pub not_before: Option<Spanned<String>>,
+    /// The period never ends after this day (written like `not_before`).
+    #[schemars(with = "Option<String>")]
+    pub not_after: Option<Spanned<String>>,
 }
 
 /// A file in `directives/`: one directive with its clauses and rules.
@@ -406,7 +486,11 @@ pub struct DirectiveDef {
     pub issued_on: Option<DateLit>,
     /// First day the directive is in force.
     pub effective_from: Option<DateLit>,
-    /// Last day the directive is in force.
+    /// Last day the directive is in force: a date, or `$param.NAME` (a date parameter, such
+    /// as the end of the epidemic period). A run whose period does not reach the directive's
+    /// days gives no findings for it and lists it as not in force.
+    #[serde(default)]
+    #[schemars(schema_with = "date_or_param")]
     pub effective_until: Option<DateLit>,
     /// What the directive requires, in a sentence.
     pub summary: Option<String>,
@@ -540,6 +624,16 @@ pub struct AssessmentDef {
     pub title: Option<String>,
     /// A note shown with the grades.
     pub note: Option<String>,
+    /// The period the grades assess (a period with fixed dates, e.g. `cycle`). Only findings
+    /// of directives in force during it enter grades; the others are still reported.
+    #[schemars(with = "Option<String>")]
+    pub period: Option<Spanned<String>>,
+    /// The directives whose findings count in grades (default: all).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub directives: Option<Vec<Spanned<String>>>,
+    /// The member aggregate shown as the hours figure the grades used (`verified_hours`).
+    #[schemars(with = "Option<String>")]
+    pub hours: Option<Spanned<String>>,
     /// Grades for members, tried in order; the first whose `when` holds applies.
     #[serde(default)]
     #[schemars(with = "Vec<GradeDef>")]

@@ -149,6 +149,8 @@ pub(super) fn build(
         let is_manifest = at_root("policy.toml");
         if path.extension().is_some_and(|e| e == "rhai") {
             helper_files.push(*id);
+        } else if path.extension().is_some_and(|e| e == "csv") {
+            // Data shipped with the set (the working calendar), read below.
         } else if at_root("assessment.toml") {
             if let Some(a) = parse_toml::<model::AssessmentFile>(&mut cx, *id, text) {
                 assessment_file = Some((a, *id));
@@ -236,7 +238,7 @@ pub(super) fn build(
             );
         }
         keys.insert(key.clone(), loc);
-        let directive = build_directive(&mut cx, df, *file);
+        let directive = build_directive(&mut cx, df, *file, &params);
         for r in &df.rules {
             if let Some(rule) = build_rule(
                 &mut cx,
@@ -255,8 +257,11 @@ pub(super) fn build(
         }
         directives.push(directive);
     }
-    directives.sort_by(|a, b| (a.issued_on, &a.key).cmp(&(b.issued_on, &b.key)));
+    directives.sort_by(|a, b| {
+        (a.issued_on.or(a.effective_from), &a.key).cmp(&(b.issued_on.or(b.effective_from), &b.key))
+    });
     check_rule_versions(&mut cx, &rules);
+    let directive_keys: Vec<&str> = directives.iter().map(|d| d.key.as_str()).collect();
     let assessment = assessment_file.as_ref().map(|(a, file)| {
         build_assessment(
             &mut cx,
@@ -266,9 +271,43 @@ pub(super) fn build(
             &schema,
             &params,
             &aggregates,
+            &periods,
+            &directive_keys,
             &helpers,
         )
     });
+    let run_period = manifest.run_period.as_ref().and_then(|p| {
+        let name = p.get_ref();
+        let loc = Loc::new(manifest_file, p.span());
+        match periods.get(name) {
+            Some(per) if !per_subject(per) => Some(name.clone()),
+            Some(_) => {
+                cx.err(
+                    Diag::error(
+                        "RB0110",
+                        format!("`run_period`: period `{name}` depends on each subject; a run needs one period for everyone"),
+                    )
+                    .at(Some(loc)),
+                );
+                None
+            }
+            None => {
+                let mut d =
+                    Diag::error("RB0107", format!("`run_period`: unknown period `{name}`"))
+                        .at(Some(loc));
+                if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+                None
+            }
+        }
+    });
+    let (calendar, work_hours) = match &manifest.calendar {
+        Some(c) => build_calendar(&mut cx, root, c, manifest_file, &params),
+        None => (crate::calendar::Calendar::weekdays_only(), None),
+    };
+    let calendar = std::sync::Arc::new(calendar);
     let mut used_by_grades: Vec<Rule> = Vec::new();
     if let Some(a) = &assessment {
         // Grades count as users of parameters and aggregates.
@@ -284,7 +323,28 @@ pub(super) fn build(
         }
     }
     let all_users: Vec<Rule> = rules.iter().cloned().chain(used_by_grades).collect();
-    warn_unused(&mut cx, &params, &aggregates, &periods, &all_users);
+    // Names used outside rules: the run period, the grading period and hours, directive ends
+    // and working hours.
+    let mut used_elsewhere: Vec<String> = Vec::new();
+    used_elsewhere.extend(run_period.clone());
+    if let Some(a) = &assessment {
+        used_elsewhere.extend(a.period.clone());
+        used_elsewhere.extend(a.hours.clone());
+    }
+    used_elsewhere.extend(directives.iter().filter_map(|d| d.until_param.clone()));
+    for r in work_hours.iter().flat_map(|(a, b)| [a, b]) {
+        if let ValueRef::Param(p) = r {
+            used_elsewhere.push(p.clone());
+        }
+    }
+    warn_unused(
+        &mut cx,
+        &params,
+        &aggregates,
+        &periods,
+        &all_users,
+        &used_elsewhere,
+    );
 
     let has_errors = cx
         .diags
@@ -293,6 +353,7 @@ pub(super) fn build(
     let diags = std::mem::take(&mut cx.diags);
     let mut engine = engine;
     register_labels(&mut engine, &schema);
+    script::register_calendar(&mut engine, calendar.clone());
     if has_errors {
         return Err((diags, sources));
     }
@@ -315,6 +376,9 @@ pub(super) fn build(
         directives,
         rules,
         assessment,
+        run_period,
+        calendar,
+        work_hours,
         helpers,
         engine,
         warnings: diags,
@@ -1242,6 +1306,17 @@ fn build_aggregates(
                                 None,
                             );
                         }
+                        Cond::WorkingDay(_) if !is_time => {
+                            cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `working_day` needs a date or datetime column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
+                        }
+                        Cond::WorkingTime { end, .. } => {
+                            let end_ty = table.column(end).map(|i| table.columns[i].ty);
+                            if col.ty != ColumnType::Datetime
+                                || end_ty != Some(ColumnType::Datetime)
+                            {
+                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `working_time` needs `column` and `end_column` naming datetime columns of `{}`", table.name)).at(Some(floc.clone())));
+                            }
+                        }
                         Cond::TimeFrom(r) | Cond::TimeBefore(r) => {
                             if col.ty != ColumnType::Datetime {
                                 cx.err(Diag::error("RB0110", format!("aggregate `{name}`: time of day needs a datetime column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
@@ -1298,7 +1373,8 @@ fn build_aggregates(
                     ty == Some(ColumnType::Number),
                     "`column` naming a number column",
                 ),
-                AggOp::SumHours => need(
+                AggOp::CountDistinct => need(cx, ad.column.is_some(), "`column`"),
+                AggOp::SumHours | AggOp::SumWorkingHours => need(
                     cx,
                     ty == Some(ColumnType::Datetime)
                         && end_column
@@ -1307,6 +1383,13 @@ fn build_aggregates(
                     "`column` (start) and `end_column` (end), both datetime columns",
                 ),
                 AggOp::Min | AggOp::Max => need(cx, ad.column.is_some(), "`column`"),
+            }
+            if ad.merge_overlaps && !matches!(op, AggOp::SumHours | AggOp::SumWorkingHours) {
+                need(
+                    cx,
+                    false,
+                    "op `sum_hours` or `sum_working_hours` to use `merge_overlaps`",
+                );
             }
             if let Some(e) = &ad.except_days {
                 if !matches!(op, AggOp::Days | AggOp::CountDays) {
@@ -1338,6 +1421,7 @@ fn build_aggregates(
                     end_column: ad.end_column.as_ref().map(|c| c.get_ref().clone()),
                     pick: ad.pick.as_ref().map(|c| c.get_ref().clone()),
                     except_days: ad.except_days.as_ref().map(|c| c.get_ref().clone()),
+                    merge_overlaps: ad.merge_overlaps,
                     loc,
                 },
             );
@@ -1403,6 +1487,20 @@ fn filter_conds(f: &FilterDef) -> Vec<Result<Cond, String>> {
     }
     if let Some(p) = f.present {
         out.push(Ok(Cond::Present(p)));
+    }
+    if let Some(w) = f.working_day {
+        out.push(Ok(Cond::WorkingDay(w)));
+    }
+    match (&f.working_time, &f.end_column) {
+        (Some(w), Some(end)) => out.push(Ok(Cond::WorkingTime {
+            overlaps: *w,
+            end: end.clone(),
+        })),
+        (Some(_), None) => out.push(Err(
+            "`working_time` needs `end_column`, the column where the span ends".into(),
+        )),
+        (None, Some(_)) => out.push(Err("`end_column` goes with `working_time`".into())),
+        (None, None) => {}
     }
     out
 }
@@ -1482,6 +1580,24 @@ fn build_periods(
         };
         let start = bound(cx, &pd.start);
         let end = bound(cx, &pd.end);
+        // `not_before`/`not_after` are the same for every subject.
+        let clamp = |cx: &mut Ctx, s: &Option<Spanned<String>>| -> Option<Bound> {
+            let s = s.as_ref()?;
+            let b = bound(cx, s)?;
+            if let Bound::Ref(ValueRef::Agg(_)) = b {
+                cx.err(
+                    Diag::error(
+                        "RB0110",
+                        format!("period `{name}`: `not_before`/`not_after` must be the same for every subject (a date, `$param.NAME`, `$as_of` or an expression), not an aggregate"),
+                    )
+                    .at(Some(Loc::new(*file, s.span()))),
+                );
+                return None;
+            }
+            Some(b)
+        };
+        let not_before = clamp(cx, &pd.not_before);
+        let not_after = clamp(cx, &pd.not_after);
         if let (Some(start), Some(end)) = (start, end) {
             out.insert(
                 name.clone(),
@@ -1490,6 +1606,8 @@ fn build_periods(
                     label: pd.label.clone().unwrap_or_else(|| name.clone()),
                     start,
                     end,
+                    not_before,
+                    not_after,
                 },
             );
         }
@@ -1598,9 +1716,63 @@ fn date_of(
     }
 }
 
-fn build_directive(cx: &mut Ctx, df: &DirectiveFile, file: FileId) -> Directive {
+/// A date from a parameter value (a TOML date or `YYYY-MM-DD` text).
+fn toml_value_date(v: &toml::Value) -> Option<NaiveDate> {
+    match v {
+        toml::Value::String(s) => parse_date(s),
+        toml::Value::Datetime(d) => parse_date(&d.to_string()),
+        _ => None,
+    }
+}
+
+fn build_directive(
+    cx: &mut Ctx,
+    df: &DirectiveFile,
+    file: FileId,
+    params: &IndexMap<String, Param>,
+) -> Directive {
     let d = df.directive.get_ref();
     let span = df.directive.span();
+    // `effective_until = "$param.NAME"`: the directive ends with a date parameter.
+    let until_text = d.effective_until.as_ref().map(|u| u.as_text());
+    let until_param = until_text
+        .as_deref()
+        .and_then(|t| t.trim().strip_prefix("$param."))
+        .map(str::to_string);
+    if let Some(pn) = &until_param {
+        match params.get(pn) {
+            None => {
+                let mut diag = Diag::error(
+                    "RB0105",
+                    format!("directive `effective_until`: unknown parameter `{pn}`"),
+                )
+                .at(Some(Loc::new(file, span.clone())));
+                if let Some(h) = did_you_mean(pn, params.keys().map(|s| s.as_str())) {
+                    diag = diag.help(h);
+                }
+                cx.err(diag);
+            }
+            Some(p) if p.values.iter().any(|(_, v)| toml_value_date(v).is_none()) => cx.err(
+                Diag::error(
+                    "RB0109",
+                    format!("directive `effective_until`: parameter `{pn}` is not a date"),
+                )
+                .at(Some(Loc::new(file, span.clone()))),
+            ),
+            Some(_) => {}
+        }
+    }
+    let until = if until_param.is_some() {
+        None
+    } else {
+        date_of(
+            cx,
+            file,
+            &d.effective_until,
+            "effective_until",
+            span.clone(),
+        )
+    };
     Directive {
         key: d.key.get_ref().clone(),
         title: d.title.clone(),
@@ -1608,7 +1780,8 @@ fn build_directive(cx: &mut Ctx, df: &DirectiveFile, file: FileId) -> Directive 
         document_number: d.document_number.clone(),
         issued_on: date_of(cx, file, &d.issued_on, "issued_on", span.clone()),
         effective_from: date_of(cx, file, &d.effective_from, "effective_from", span.clone()),
-        effective_until: date_of(cx, file, &d.effective_until, "effective_until", span),
+        effective_until: until,
+        until_param,
         summary: d.summary.clone(),
         cited_from: d.cited_from.clone(),
         clauses: d
@@ -2090,6 +2263,8 @@ fn build_assessment(
     schema: &Schema,
     params: &IndexMap<String, Param>,
     aggregates: &IndexMap<String, Aggregate>,
+    periods: &IndexMap<String, Period>,
+    directive_keys: &[&str],
     helpers: &AST,
 ) -> Assessment {
     let grades = |cx: &mut Ctx,
@@ -2151,16 +2326,90 @@ fn build_assessment(
         "organization",
         crate::policy::GRADE_ORG_NAMES,
     );
+    let ad = &a.assessment;
+    let period = ad.period.as_ref().and_then(|p| {
+        let name = p.get_ref();
+        let loc = Loc::new(file, p.span());
+        match periods.get(name) {
+            None => {
+                let mut d = Diag::error(
+                    "RB0107",
+                    format!("assessment `period`: unknown period `{name}`"),
+                )
+                .at(Some(loc));
+                if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+                None
+            }
+            Some(per) if per_subject(per) => {
+                cx.err(
+                    Diag::error(
+                        "RB0110",
+                        format!("assessment `period`: period `{name}` depends on each subject; grades need one period for everyone"),
+                    )
+                    .at(Some(loc)),
+                );
+                None
+            }
+            Some(_) => Some(name.clone()),
+        }
+    });
+    let directives = ad.directives.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|k| {
+                let key = k.get_ref();
+                if directive_keys.contains(&key.as_str()) {
+                    return Some(key.clone());
+                }
+                let mut d = Diag::error(
+                    "RB0101",
+                    format!("assessment `directives`: no directive has the key `{key}`"),
+                )
+                .at(Some(Loc::new(file, k.span())));
+                if let Some(h) = did_you_mean(key, directive_keys.iter().copied()) {
+                    d = d.help(h);
+                }
+                cx.err(d);
+                None
+            })
+            .collect()
+    });
+    let hours = ad.hours.as_ref().and_then(|h| {
+        let name = h.get_ref();
+        match aggregates.get(name) {
+            Some(agg) if agg.subject == "member" => Some(name.clone()),
+            _ => {
+                let mut d = Diag::error(
+                    "RB0106",
+                    format!("assessment `hours`: no member aggregate `{name}`"),
+                )
+                .at(Some(Loc::new(file, h.span())));
+                if let Some(hint) = did_you_mean(name, aggregates.keys().map(|s| s.as_str())) {
+                    d = d.help(hint);
+                }
+                cx.err(d);
+                None
+            }
+        }
+    });
     Assessment {
-        title: a
-            .assessment
-            .title
-            .clone()
-            .unwrap_or_else(|| "考核评价".into()),
-        note: a.assessment.note.clone(),
+        title: ad.title.clone().unwrap_or_else(|| "考核评价".into()),
+        note: ad.note.clone(),
+        period,
+        directives,
+        hours,
         member,
         organization,
     }
+}
+
+/// Whether a period's bounds come from each subject's aggregates.
+fn per_subject(p: &Period) -> bool {
+    [&p.start, &p.end]
+        .iter()
+        .any(|b| matches!(b, Bound::Ref(ValueRef::Agg(_))))
 }
 
 fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
@@ -2245,8 +2494,9 @@ fn warn_unused(
     aggregates: &IndexMap<String, Aggregate>,
     periods: &IndexMap<String, Period>,
     rules: &[Rule],
+    used_elsewhere: &[String],
 ) {
-    let mut used: HashSet<String> = HashSet::new();
+    let mut used: HashSet<String> = used_elsewhere.iter().cloned().collect();
     for r in rules {
         used.extend(r.idents());
         if let Some(p) = &r.period {
@@ -2281,7 +2531,15 @@ fn warn_unused(
         }
     }
     for p in periods.values() {
-        for b in [&p.start, &p.end] {
+        for b in [
+            Some(&p.start),
+            Some(&p.end),
+            p.not_before.as_ref(),
+            p.not_after.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             match b {
                 Bound::Ref(r) => refs(r, &mut used),
                 Bound::Script(e) => used.extend(e.idents.iter().cloned()),
@@ -2312,6 +2570,159 @@ fn warn_unused(
             );
         }
     }
+}
+
+/// The working calendar `[calendar]` declares: the listed days from its CSV file (one of the
+/// set's `calendar/*.csv`, kept in `sources` so problems point at their line), and the
+/// working hours.
+fn build_calendar(
+    cx: &mut Ctx,
+    root: &Path,
+    c: &Spanned<model::CalendarDef>,
+    manifest_file: FileId,
+    params: &IndexMap<String, Param>,
+) -> (crate::calendar::Calendar, Option<(ValueRef, ValueRef)>) {
+    use crate::calendar::{Calendar, DayKind};
+    let cd = c.get_ref();
+    let file_loc = Loc::new(manifest_file, cd.file.span());
+    let wanted = cd
+        .file
+        .get_ref()
+        .trim()
+        .trim_start_matches("./")
+        .replace('\\', "/");
+    let want_name = super::display_path(root, &root.join(&wanted));
+    let source = (0..cx.sources.len()).find(|&id| cx.sources.name(id) == want_name);
+    let mut days = Vec::new();
+    match source {
+        None => cx.err(
+            Diag::error(
+                "RB0004",
+                format!("calendar file `{wanted}` not found in the policy folder"),
+            )
+            .at(Some(file_loc))
+            .help("put the calendar CSV in the policy folder's calendar/ and name it as calendar/NAME.csv"),
+        ),
+        Some(id) => {
+            let text = cx.sources.text(id);
+            let mut rd = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(text.as_bytes());
+            let header: Vec<String> = match rd.headers() {
+                Ok(h) => h.iter().map(|x| x.trim().trim_start_matches('\u{feff}').to_string()).collect(),
+                Err(e) => {
+                    cx.err(Diag::error("RB0004", format!("{want_name}: {e}")));
+                    Vec::new()
+                }
+            };
+            let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
+            let (dc, tc, nc) = (
+                col(&["date", "日期"]),
+                col(&["type", "类型"]),
+                col(&["name", "名称", "节日"]),
+            );
+            if dc.is_none() || tc.is_none() {
+                cx.err(
+                    Diag::error(
+                        "RB0004",
+                        format!("{want_name}: the calendar needs the columns `date` and `type` (found: {})", header.join(", ")),
+                    )
+                    .at(Some(Loc::new(id, 0..text.find('\n').unwrap_or(text.len())))),
+                );
+            }
+            for rec in rd.records() {
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        cx.err(Diag::error("RB0004", format!("{want_name}: {e}")));
+                        break;
+                    }
+                };
+                let (Some(dc), Some(tc)) = (dc, tc) else { break };
+                let pos = rec.position().map_or(0, |p| p.byte() as usize);
+                let line_end = text[pos..].find('\n').map_or(text.len(), |e| pos + e);
+                let loc = Loc::new(id, pos..line_end);
+                let date_text = rec.get(dc).unwrap_or("").trim();
+                let Some(date) = parse_date(date_text) else {
+                    cx.err(
+                        Diag::error("RB0109", format!("{want_name}: `{date_text}` is not a date"))
+                            .at(Some(loc))
+                            .help("write dates as 2020-10-01"),
+                    );
+                    continue;
+                };
+                let word = rec.get(tc).unwrap_or("").trim();
+                let Some(kind) = DayKind::parse(word) else {
+                    cx.err(
+                        Diag::error("RB0109", format!("{want_name}: day type `{word}` is neither `holiday` (休) nor `workday` (班)"))
+                            .at(Some(loc)),
+                    );
+                    continue;
+                };
+                let name = nc.and_then(|n| rec.get(n)).unwrap_or("").trim().to_string();
+                days.push((date, kind, name));
+            }
+        }
+    }
+    if let Some(bad) = cd.weekend.iter().find(|d| !(1..=7).contains(*d)) {
+        cx.err(
+            Diag::error(
+                "RB0110",
+                format!("calendar `weekend`: {bad} is not a weekday (1 = Monday … 7 = Sunday)"),
+            )
+            .at(Some(Loc::new(manifest_file, c.span()))),
+        );
+    }
+    let hour = |cx: &mut Ctx, s: &Spanned<String>| -> Option<ValueRef> {
+        let text = s.get_ref().trim();
+        let loc = Loc::new(manifest_file, s.span());
+        if let Some(pn) = text.strip_prefix("$param.") {
+            match params.get(pn) {
+                Some(p) if p.values.iter().all(|(_, v)| time_of_day(v).is_some()) => {
+                    Some(ValueRef::Param(pn.to_string()))
+                }
+                Some(_) => {
+                    cx.err(
+                        Diag::error(
+                            "RB0110",
+                            format!("calendar: parameter `{pn}` is not a time of day (\"09:00\")"),
+                        )
+                        .at(Some(loc)),
+                    );
+                    None
+                }
+                None => {
+                    let mut d =
+                        Diag::error("RB0105", format!("calendar: unknown parameter `{pn}`"))
+                            .at(Some(loc));
+                    if let Some(h) = did_you_mean(pn, params.keys().map(|s| s.as_str())) {
+                        d = d.help(h);
+                    }
+                    cx.err(d);
+                    None
+                }
+            }
+        } else {
+            let v = toml::Value::String(text.to_string());
+            if time_of_day(&v).is_some() {
+                Some(ValueRef::Lit(v))
+            } else {
+                cx.err(Diag::error("RB0110", format!("calendar: `{text}` is not a time of day (write \"09:00\" or $param.NAME)")).at(Some(loc)));
+                None
+            }
+        }
+    };
+    let start = hour(cx, &cd.work_start);
+    let end = hour(cx, &cd.work_end);
+    let cal = Calendar::new(
+        cd.label.clone().unwrap_or_else(|| "工作日历".into()),
+        wanted,
+        cd.source.clone(),
+        cd.years.get_ref().iter().map(|y| *y as i32).collect(),
+        &cd.weekend,
+        days,
+    );
+    (cal, start.zip(end))
 }
 
 #[cfg(test)]

@@ -172,6 +172,8 @@ struct RuleAt<'a> {
     index: usize,
     directive: &'a str,
     severity: Severity,
+    /// Its findings enter grades (its directive is assessed in the grading period).
+    graded: bool,
 }
 
 /// Verified services (start date, hours, row), grouped once so that each report reads only
@@ -205,6 +207,7 @@ impl<'a> Model<'a> {
                     index,
                     directive: &r.directive,
                     severity: r.severity,
+                    graded: run.graded(&r.directive),
                 });
         }
         let mut m = Model {
@@ -228,7 +231,7 @@ impl<'a> Model<'a> {
         let fails: Vec<(usize, bool)> = run
             .subjects("member")
             .into_par_iter()
-            .map(|row| (row, m.tally("member", row).fails > 0))
+            .map(|row| (row, m.grade_tally("member", row).fails > 0))
             .collect();
         for (row, f) in fails {
             m.member_fails[row] = f;
@@ -259,6 +262,43 @@ impl<'a> Model<'a> {
                 .iter()
                 .map(|r| (self.outcomes.status(r.index, row), r.severity, r.directive)),
         )
+    }
+
+    /// The counts of a subject's findings that enter grades.
+    fn grade_tally(&self, kind: &str, row: usize) -> Tally {
+        Tally::of(
+            self.rules_of(kind)
+                .iter()
+                .filter(|r| r.graded)
+                .map(|r| (self.outcomes.status(r.index, row), r.severity, r.directive)),
+        )
+    }
+
+    /// The hours figure the grades use for member row `row`: the assessment's `hours`
+    /// aggregate, or else verified service hours within the grading period (or the as-of
+    /// year).
+    fn graded_hours(&self, row: usize) -> f64 {
+        if let Some(h) = self
+            .policy
+            .assessment
+            .as_ref()
+            .and_then(|a| a.hours.as_deref())
+        {
+            return self.run.agg_number("member", row, h).unwrap_or(0.0);
+        }
+        let (from, to) = self.run.grading_span.unwrap_or_else(|| {
+            let y = self.run.as_of.year();
+            (
+                NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or(self.run.as_of),
+                self.run.as_of,
+            )
+        });
+        self.services_of(Some(row), None)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(d, _, _)| from <= *d && *d <= to)
+            .map(|(_, h, _)| h)
+            .sum()
     }
 
     /// The worst status of a subject's findings under `directive`; `None` if it has none.
@@ -447,7 +487,7 @@ impl<'a> Model<'a> {
                 |scope, row| {
                     scope.rewind(base.len());
                     self.run.push_subject(scope, kind, row, &wanted);
-                    self.tally(kind, row).push(scope);
+                    self.grade_tally(kind, row).push(scope);
                     more(row, scope);
                     let mut errors = Vec::new();
                     let g = self.pick_grade(grades, scope, &|| who(row), &mut errors);
@@ -462,6 +502,12 @@ impl<'a> Model<'a> {
             errors.extend(e);
         }
         (by_row, errors)
+    }
+
+    /// The grade of the subject with id `id` (the first kind that has it), as reports show it.
+    pub fn grade_of(&self, id: &str) -> Option<String> {
+        let (kind, row) = crate::eval::find_subject(self.policy, self.data, id)?;
+        Some(self.grade(kind, row))
     }
 
     /// The grade of a subject (`未评定` when it has none).
@@ -531,7 +577,32 @@ impl<'a> Model<'a> {
             .filter(|d| self.run.rules().any(|r| r.directive == d.key))
             .map(|d| json!({"key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer, "issued_on": d.issued_on.map(|x| x.to_string())}))
             .collect();
+        let day = |d: Option<NaiveDate>| d.map(|x| x.to_string());
+        let window = |w: &crate::eval::DirectiveWindow| json!({"key": w.key, "title": w.title, "from": day(w.from), "until": day(w.until)});
+        let grading_period = self
+            .policy
+            .assessment
+            .as_ref()
+            .and_then(|a| a.period.as_deref())
+            .and_then(|p| self.run.periods.iter().find(|x| x.name == p));
+        let grading = json!({
+            "period": grading_period.map(|p| p.label.clone()),
+            "start": day(self.run.grading_span.map(|s| s.0)),
+            "end": day(self.run.grading_span.map(|s| s.1)),
+            "directives": self.run.directives.iter().filter(|w| w.graded).map(window).collect::<Vec<_>>(),
+            "not_graded": self.run.directives.iter().filter(|w| w.in_force && !w.graded).map(window).collect::<Vec<_>>(),
+        });
+        let not_in_force: Vec<Value> = self
+            .run
+            .directives
+            .iter()
+            .filter(|w| !w.in_force)
+            .map(window)
+            .collect();
         json!({
+            "grading": grading,
+            "not_in_force": not_in_force,
+            "calendar": {"label": self.policy.calendar.label, "file": self.policy.calendar.file, "source": self.policy.calendar.source, "years": self.policy.calendar.years, "covers_year": self.run.calendar_note().is_none()},
             "as_of": as_of.to_string(),
             "as_of_cn": format!("{}年{}月{}日", as_of.year(), as_of.month(), as_of.day()),
             "year": as_of.year(), "month": as_of.month(), "day": as_of.day(),
@@ -772,6 +843,7 @@ impl<'a> Model<'a> {
         let grade = self.grade("member", row);
         let months = self.hours_by_month(row);
         let total: f64 = months.iter().filter_map(|m| m["value"].as_f64()).sum();
+        let graded_hours = self.graded_hours(row);
         let employment = text("employment");
         json!({
             "id": id,
@@ -787,6 +859,8 @@ impl<'a> Model<'a> {
             "directives": self.directive_sections("member", row),
             "hours_by_month": months,
             "hours_total": round2(total),
+            "graded_hours": round2(graded_hours),
+            "grade_tally": self.grade_tally("member", row),
         })
     }
 
@@ -976,14 +1050,8 @@ impl<'a> Model<'a> {
     fn member_row_summary(&self, r: usize) -> Value {
         let mt = self.member_table().unwrap_or("members");
         let id = self.member_id(r);
-        let tally = self.tally("member", r);
-        let hours: f64 = self
-            .services_of(Some(r), None)
-            .unwrap_or_default()
-            .iter()
-            .filter(|(d, _, _)| d.year() == self.run.as_of.year() && *d <= self.run.as_of)
-            .map(|(_, h, _)| h)
-            .sum();
+        let tally = self.grade_tally("member", r);
+        let hours = self.graded_hours(r);
         json!({
             "id": id,
             "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),

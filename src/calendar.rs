@@ -1,0 +1,193 @@
+//! The working calendar of a policy set: which days are working days (the usual week, less
+//! statutory holidays, plus the weekend days worked in exchange, 调休), and how much of a
+//! span of time falls inside working hours on working days.
+//!
+//! The days come from a CSV file shipped with the policy set (`[calendar]` in `policy.toml`);
+//! only days that differ from the usual week are listed.
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime};
+use std::collections::HashMap;
+
+/// How a listed day differs from the usual week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayKind {
+    /// A rest day (a statutory holiday, or a weekday given off).
+    Holiday,
+    /// A working day (a weekend day worked in exchange for a holiday).
+    Workday,
+}
+
+impl DayKind {
+    /// The kind from a word of the calendar file (English or Chinese).
+    pub fn parse(word: &str) -> Option<DayKind> {
+        match word.trim() {
+            "holiday" | "休" | "放假" | "节假日" | "休息日" => Some(DayKind::Holiday),
+            "workday" | "班" | "上班" | "调休上班" | "工作日" => Some(DayKind::Workday),
+            _ => None,
+        }
+    }
+}
+
+/// A working calendar: listed days, the usual weekend, and the years the list covers.
+#[derive(Debug, Clone, Default)]
+pub struct Calendar {
+    pub label: String,
+    /// The file, as the policy set names it.
+    pub file: String,
+    /// Where the dates come from.
+    pub source: String,
+    /// Years the list covers completely.
+    pub years: Vec<i32>,
+    /// Bit `d` set: ISO weekday `d` is a rest day (unless listed as a working day).
+    weekend: u8,
+    days: HashMap<NaiveDate, (DayKind, String)>,
+}
+
+impl Calendar {
+    /// An empty calendar: Monday to Friday are working days.
+    pub fn weekdays_only() -> Calendar {
+        Calendar {
+            weekend: (1 << 6) | (1 << 7),
+            ..Calendar::default()
+        }
+    }
+
+    /// A calendar with `weekend` (ISO weekdays) as rest days and `days` listed.
+    pub fn new(
+        label: String,
+        file: String,
+        source: String,
+        years: Vec<i32>,
+        weekend: &[u32],
+        days: impl IntoIterator<Item = (NaiveDate, DayKind, String)>,
+    ) -> Calendar {
+        Calendar {
+            label,
+            file,
+            source,
+            years,
+            weekend: weekend
+                .iter()
+                .filter(|d| (1..=7).contains(*d))
+                .fold(0, |m, d| m | (1 << d)),
+            days: days.into_iter().map(|(d, k, n)| (d, (k, n))).collect(),
+        }
+    }
+
+    /// Whether `d` is a working day.
+    pub fn is_working_day(&self, d: NaiveDate) -> bool {
+        match self.days.get(&d) {
+            Some((DayKind::Holiday, _)) => false,
+            Some((DayKind::Workday, _)) => true,
+            None => self.weekend & (1 << d.weekday().number_from_monday()) == 0,
+        }
+    }
+
+    /// The name of a listed day (`国庆节`), if the file gives one.
+    pub fn day_name(&self, d: NaiveDate) -> Option<&str> {
+        self.days
+            .get(&d)
+            .map(|(_, n)| n.as_str())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Whether the list covers year `y` (outside it, only the weekend decides).
+    pub fn covers(&self, y: i32) -> bool {
+        self.years.contains(&y)
+    }
+
+    /// Seconds of `[start, end)` that fall within `[work_start, work_end)` on working days.
+    pub fn working_seconds(
+        &self,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+        work_start: NaiveTime,
+        work_end: NaiveTime,
+    ) -> i64 {
+        if end <= start || work_end <= work_start {
+            return 0;
+        }
+        let mut total = 0;
+        let mut day = start.date();
+        while day <= end.date() {
+            if self.is_working_day(day) {
+                let from = day.and_time(work_start).max(start);
+                let to = day.and_time(work_end).min(end);
+                if to > from {
+                    total += (to - from).num_seconds();
+                }
+            }
+            day += Duration::days(1);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cal() -> Calendar {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        Calendar::new(
+            "t".into(),
+            "t.csv".into(),
+            "t".into(),
+            vec![2020],
+            &[6, 7],
+            [
+                (d("2020-10-01"), DayKind::Holiday, "国庆节".to_string()),
+                (d("2020-10-10"), DayKind::Workday, "国庆节调休".to_string()),
+            ],
+        )
+    }
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    #[test]
+    fn holidays_and_adjusted_working_days() {
+        let c = cal();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert!(c.is_working_day(d("2020-10-14"))); // Wednesday
+        assert!(!c.is_working_day(d("2020-10-01"))); // Thursday, holiday
+        assert!(c.is_working_day(d("2020-10-10"))); // Saturday, worked
+        assert!(!c.is_working_day(d("2020-10-11"))); // Sunday
+        assert_eq!(c.day_name(d("2020-10-01")), Some("国庆节"));
+    }
+
+    #[test]
+    fn overlap_with_working_hours() {
+        let c = cal();
+        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        let (ws, we) = (t("09:00"), t("17:00"));
+        // Wednesday 08:00-18:00: 8 working hours.
+        let w = c.working_seconds(at("2020-10-14 08:00"), at("2020-10-14 18:00"), ws, we);
+        assert_eq!(w, 8 * 3600);
+        // Evening: none.
+        assert_eq!(
+            c.working_seconds(at("2020-10-14 18:30"), at("2020-10-14 20:30"), ws, we),
+            0
+        );
+        // The holiday: none; the worked Saturday: all.
+        assert_eq!(
+            c.working_seconds(at("2020-10-01 09:00"), at("2020-10-01 12:00"), ws, we),
+            0
+        );
+        assert_eq!(
+            c.working_seconds(at("2020-10-10 09:00"), at("2020-10-10 12:00"), ws, we),
+            3 * 3600
+        );
+        // Across midnight into a working morning: 16:00-17:00 and 09:00-10:00.
+        assert_eq!(
+            c.working_seconds(at("2020-10-13 16:00"), at("2020-10-14 10:00"), ws, we),
+            2 * 3600
+        );
+        // Ending exactly when work starts: none.
+        assert_eq!(
+            c.working_seconds(at("2020-10-14 07:00"), at("2020-10-14 09:00"), ws, we),
+            0
+        );
+    }
+}
