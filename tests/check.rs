@@ -253,3 +253,64 @@ fn misspelt_helper_function_is_suggested() {
         "{out}"
     );
 }
+
+/// Mistakes in the multi-year settings and the working calendar: each named with its file
+/// and line, and a hint.
+#[test]
+fn run_period_assessment_scope_and_calendar_mistakes_are_reported() {
+    let (code, out) = check_with("policy.toml", |t| {
+        t.replace(
+            "run_period = \"assessment_year\"",
+            "run_period = \"assesment_year\"",
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("`run_period`: unknown period `assesment_year`")
+            && out.contains("did you mean `assessment_year`?")
+            && out.contains("policies/policy.toml:"),
+        "{out}"
+    );
+    let (code, out) = check_with("assessment.toml", |t| {
+        t.replace("period = \"cycle\"", "period = \"sinking\"")
+            .replace("\"service-hours-20\",\n]", "\"service-hours-2O\",\n]")
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("assessment `period`: period `sinking` depends on each subject"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no directive has the key `service-hours-2O`")
+            && out.contains("did you mean `service-hours-20`?"),
+        "{out}"
+    );
+    let (code, out) = check_with("calendar/cn-2020-2021.csv", |t| {
+        t.replace("2020-10-10,workday", "2020-10-32,workday")
+            .replace("2021-10-09,workday", "2021-10-09,weekend")
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("`2020-10-32` is not a date")
+            && out.contains("day type `weekend` is neither `holiday` (休) nor `workday` (班)"),
+        "{out}"
+    );
+    let line = std::fs::read_to_string(policies().join("calendar/cn-2020-2021.csv"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("2020-10-10"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!("cn-2020-2021.csv:{line}:")),
+        "the bad row's line: {out}"
+    );
+    let (code, out) = check_with("policy.toml", |t| {
+        t.replace("calendar/cn-2020-2021.csv", "calendar/cn-2022.csv")
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("calendar file `calendar/cn-2022.csv` not found"),
+        "{out}"
+    );
+}

@@ -276,33 +276,10 @@ pub(super) fn build(
             &helpers,
         )
     });
-    let run_period = manifest.run_period.as_ref().and_then(|p| {
-        let name = p.get_ref();
-        let loc = Loc::new(manifest_file, p.span());
-        match periods.get(name) {
-            Some(per) if !per_subject(per) => Some(name.clone()),
-            Some(_) => {
-                cx.err(
-                    Diag::error(
-                        "RB0110",
-                        format!("`run_period`: period `{name}` depends on each subject; a run needs one period for everyone"),
-                    )
-                    .at(Some(loc)),
-                );
-                None
-            }
-            None => {
-                let mut d =
-                    Diag::error("RB0107", format!("`run_period`: unknown period `{name}`"))
-                        .at(Some(loc));
-                if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
-                    d = d.help(h);
-                }
-                cx.err(d);
-                None
-            }
-        }
-    });
+    let run_period = manifest
+        .run_period
+        .as_ref()
+        .and_then(|p| fixed_period(&mut cx, &periods, p, manifest_file, "`run_period`"));
     let (calendar, work_hours) = match &manifest.calendar {
         Some(c) => build_calendar(&mut cx, root, c, manifest_file, &params),
         None => (crate::calendar::Calendar::weekdays_only(), None),
@@ -2327,35 +2304,10 @@ fn build_assessment(
         crate::policy::GRADE_ORG_NAMES,
     );
     let ad = &a.assessment;
-    let period = ad.period.as_ref().and_then(|p| {
-        let name = p.get_ref();
-        let loc = Loc::new(file, p.span());
-        match periods.get(name) {
-            None => {
-                let mut d = Diag::error(
-                    "RB0107",
-                    format!("assessment `period`: unknown period `{name}`"),
-                )
-                .at(Some(loc));
-                if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
-                    d = d.help(h);
-                }
-                cx.err(d);
-                None
-            }
-            Some(per) if per_subject(per) => {
-                cx.err(
-                    Diag::error(
-                        "RB0110",
-                        format!("assessment `period`: period `{name}` depends on each subject; grades need one period for everyone"),
-                    )
-                    .at(Some(loc)),
-                );
-                None
-            }
-            Some(_) => Some(name.clone()),
-        }
-    });
+    let period = ad
+        .period
+        .as_ref()
+        .and_then(|p| fixed_period(cx, periods, p, file, "assessment `period`"));
     let directives = ad.directives.as_ref().map(|list| {
         list.iter()
             .filter_map(|k| {
@@ -2402,6 +2354,42 @@ fn build_assessment(
         hours,
         member,
         organization,
+    }
+}
+
+/// The period `p` names, which must exist and be the same for every subject (`what` says
+/// which setting names it).
+fn fixed_period(
+    cx: &mut Ctx,
+    periods: &IndexMap<String, Period>,
+    p: &Spanned<String>,
+    file: FileId,
+    what: &str,
+) -> Option<String> {
+    let name = p.get_ref();
+    let loc = Loc::new(file, p.span());
+    match periods.get(name) {
+        Some(per) if !per_subject(per) => Some(name.clone()),
+        Some(_) => {
+            cx.err(
+                Diag::error(
+                    "RB0110",
+                    format!("{what}: period `{name}` depends on each subject; it must be one period for everyone"),
+                )
+                .at(Some(loc))
+                .help("use a period whose start and end are dates, parameters or expressions over as_of"),
+            );
+            None
+        }
+        None => {
+            let mut d =
+                Diag::error("RB0107", format!("{what}: unknown period `{name}`")).at(Some(loc));
+            if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
+                d = d.help(h);
+            }
+            cx.err(d);
+            None
+        }
     }
 }
 
