@@ -414,3 +414,32 @@ fn waivers_turn_matching_findings_into_waived_and_report_the_rest() {
     // A waiver covers only its own directive.
     assert_eq!(status(&f, "epidemic.report-residence", "M1"), "fail");
 }
+
+/// A directive that ended before --as-of: explain says its version was chosen on the
+/// directive's last day, and shows the period starting at the notice.
+#[test]
+fn explain_names_the_last_day_of_an_ended_directive() {
+    let out = rulebook()
+        .args([
+            "explain",
+            "--data",
+            "samples/hubei-2020",
+            "--subject",
+            "M027",
+            "--rule",
+            "sinking.detached",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("which contains 2020-05-01, the directive's last day"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2020-02-27 – 2020-05-01"), "{stdout}");
+    assert!(
+        stdout.contains("line 2: member_id=M027 date=2020-02-24 — fails"),
+        "{stdout}"
+    );
+}

@@ -26,7 +26,8 @@ pub struct RuleTrace {
     pub rule: String,
     pub title: String,
     pub version: String,
-    /// Why this version: its window contains `as_of`.
+    /// Why this version: its window contains `as_of` (or the last day of a directive that
+    /// ended before it).
     pub chosen_because: String,
     pub other_versions: Vec<String>,
     pub period: Option<String>,
@@ -236,10 +237,23 @@ impl Run<'_> {
             rule: rule.id.clone(),
             title: rule.title.clone(),
             version: rule.version.clone(),
-            chosen_because: format!(
-                "in force {window}, which contains {}",
-                date_text(self.as_of)
-            ),
+            chosen_because: match self
+                .directives
+                .iter()
+                .find(|w| w.key == rule.directive)
+                .and_then(|w| w.until)
+                .filter(|u| *u < self.as_of)
+            {
+                // A directive that ended before --as-of: the version of its last day.
+                Some(until) => format!(
+                    "in force {window}, which contains {}, the directive's last day",
+                    date_text(until)
+                ),
+                None => format!(
+                    "in force {window}, which contains {}",
+                    date_text(self.as_of)
+                ),
+            },
             other_versions,
             period: finding.period.as_ref().map(|p| {
                 format!(
