@@ -41,6 +41,10 @@ pub struct Calendar {
     /// Bit `d` set: ISO weekday `d` is a rest day (unless listed as a working day).
     weekend: u8,
     days: HashMap<NaiveDate, (DayKind, String)>,
+    /// Whether each day from `first` on is a working day, for the span the list covers
+    /// (millions of services ask; a lookup here is an index, not a hash).
+    first: Option<NaiveDate>,
+    working: Vec<bool>,
 }
 
 impl Calendar {
@@ -61,7 +65,7 @@ impl Calendar {
         weekend: &[u32],
         days: impl IntoIterator<Item = (NaiveDate, DayKind, String)>,
     ) -> Calendar {
-        Calendar {
+        let mut c = Calendar {
             label,
             file,
             source,
@@ -71,11 +75,46 @@ impl Calendar {
                 .filter(|d| (1..=7).contains(*d))
                 .fold(0, |m, d| m | (1 << d)),
             days: days.into_iter().map(|(d, k, n)| (d, (k, n))).collect(),
+            first: None,
+            working: Vec::new(),
+        };
+        // The covered years (or the listed days) as a dense table.
+        let listed = c.days.keys().copied();
+        let from_years = c
+            .years
+            .iter()
+            .filter_map(|y| NaiveDate::from_ymd_opt(*y, 1, 1));
+        let to_years = c
+            .years
+            .iter()
+            .filter_map(|y| NaiveDate::from_ymd_opt(*y, 12, 31));
+        let first = listed.clone().chain(from_years).min();
+        let last = listed.chain(to_years).max();
+        if let (Some(first), Some(last)) = (first, last)
+            && (last - first).num_days() < 366 * 200
+        {
+            c.working = first
+                .iter_days()
+                .take_while(|d| *d <= last)
+                .map(|d| c.lookup(d))
+                .collect();
+            c.first = Some(first);
         }
+        c
     }
 
     /// Whether `d` is a working day.
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
+        if let Some(first) = self.first
+            && let Ok(i) = usize::try_from((d - first).num_days())
+            && let Some(w) = self.working.get(i)
+        {
+            return *w;
+        }
+        self.lookup(d)
+    }
+
+    fn lookup(&self, d: NaiveDate) -> bool {
         match self.days.get(&d) {
             Some((DayKind::Holiday, _)) => false,
             Some((DayKind::Workday, _)) => true,
@@ -106,6 +145,19 @@ impl Calendar {
     ) -> i64 {
         if end <= start || work_end <= work_start {
             return 0;
+        }
+        // Most services start and end on one day.
+        if start.date() == end.date() {
+            if !self.is_working_day(start.date()) {
+                return 0;
+            }
+            let from = start.time().max(work_start);
+            let to = end.time().min(work_end);
+            return if to > from {
+                (to - from).num_seconds()
+            } else {
+                0
+            };
         }
         let mut total = 0;
         let mut day = start.date();
@@ -155,6 +207,17 @@ mod tests {
         assert!(c.is_working_day(d("2020-10-10"))); // Saturday, worked
         assert!(!c.is_working_day(d("2020-10-11"))); // Sunday
         assert_eq!(c.day_name(d("2020-10-01")), Some("国庆节"));
+    }
+
+    #[test]
+    fn the_day_table_agrees_with_the_list_inside_and_outside_its_years() {
+        let c = cal();
+        let mut d = NaiveDate::from_ymd_opt(2018, 6, 1).unwrap();
+        while d.year() < 2023 {
+            assert_eq!(c.is_working_day(d), c.lookup(d), "{d}");
+            d += Duration::days(1);
+        }
+        assert!(c.first.is_some() && c.working.len() == 366);
     }
 
     #[test]
