@@ -314,3 +314,20 @@ fn run_period_assessment_scope_and_calendar_mistakes_are_reported() {
         "{out}"
     );
 }
+
+/// Working time without a calendar is an error at the aggregate that asks for it.
+#[test]
+fn working_time_needs_a_calendar() {
+    let (code, out) = check_with("policy.toml", |t| {
+        let start = t.find("[calendar]").unwrap();
+        let end = t.find("work_end = \"$param.working_hours_end\"\n").unwrap()
+            + "work_end = \"$param.working_hours_end\"\n".len();
+        format!("{}{}", &t[..start], &t[end..])
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("aggregate `workhour_services`: working time needs working hours")
+            && out.contains("declare `[calendar]` in policy.toml"),
+        "{out}"
+    );
+}

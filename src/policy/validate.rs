@@ -285,6 +285,26 @@ pub(super) fn build(
         None => (crate::calendar::Calendar::weekdays_only(), None),
     };
     let calendar = std::sync::Arc::new(calendar);
+    if manifest.calendar.is_none() {
+        // Working time needs working hours, which only a calendar declares.
+        for agg in aggregates.values() {
+            let uses = agg.op == AggOp::SumWorkingHours
+                || agg
+                    .filters
+                    .iter()
+                    .any(|f| matches!(f.cond, Cond::WorkingTime { .. }));
+            if uses {
+                cx.err(
+                    Diag::error(
+                        "RB0110",
+                        format!("aggregate `{}`: working time needs working hours, and the policy set declares no `[calendar]`", agg.name),
+                    )
+                    .at(Some(agg.loc.clone()))
+                    .help("declare `[calendar]` in policy.toml with `file`, `source`, `years`, `work_start` and `work_end`"),
+                );
+            }
+        }
+    }
     let mut used_by_grades: Vec<Rule> = Vec::new();
     if let Some(a) = &assessment {
         // Grades count as users of parameters and aggregates.
