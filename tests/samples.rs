@@ -280,6 +280,29 @@ fn second_year_verdicts_hold() {
     );
 }
 
+/// A year the working calendar does not list is judged by weekends only, and says so.
+#[test]
+fn a_year_outside_the_calendar_is_warned() {
+    let out = rulebook()
+        .args([
+            "eval",
+            "--data",
+            "samples/hubei-2021",
+            "--as-of",
+            "2022-12-31",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "warning: the working calendar (calendar/cn-2020-2021.csv) lists holidays for [2020, 2021] only; in 2022 only weekends are rest days"
+        ),
+        "{stdout}"
+    );
+}
+
 /// The 2020 sample judged as of 2021-12-31 (issue #11's first "done means"): no finding
 /// from a directive that ended in 2020.
 #[test]
