@@ -11,13 +11,13 @@ mod common;
 fn parsers(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     g.bench_function("datetime iso", |b| {
-        b.iter(|| data::parse::parse_datetime(black_box("2020-02-10 14:30:00")))
+        b.iter(|| rulebook::dates::parse_datetime(black_box("2020-02-10 14:30:00")))
     });
     g.bench_function("datetime slashes", |b| {
-        b.iter(|| data::parse::parse_datetime(black_box("2020/2/10 9:30")))
+        b.iter(|| rulebook::dates::parse_datetime(black_box("2020/2/10 9:30")))
     });
     g.bench_function("date chinese", |b| {
-        b.iter(|| data::parse::parse_date(black_box("2020年8月1日")))
+        b.iter(|| rulebook::dates::parse_date(black_box("2020年8月1日")))
     });
     g.finish();
 }

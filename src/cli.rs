@@ -2,13 +2,14 @@
 //! the library; exit codes: 0 success, 1 policy errors or bad usage, 2 data that cannot be
 //! loaded.
 
-use crate::data::{self, Dataset, Encoding, LoadOptions};
-use crate::findings::{FindingWriter, Format, Summary, render_summary};
-use crate::policy::{self, PolicySet};
-use crate::{eval, r#gen, output, report};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
+use rulebook::data::{self, Dataset, Encoding, LoadOptions};
+use rulebook::findings::{FindingWriter, Format, Summary, render_summary};
+use rulebook::policy::{self, PolicySet};
+use rulebook::progress::{Progress, Reporter, Stage};
+use rulebook::{eval, r#gen, output, report};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,8 +48,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
     /// Which policy file the schema is for.
-    #[arg(long, value_enum, default_value_t = policy::schema::SchemaKind::Directive)]
-    pub kind: policy::schema::SchemaKind,
+    #[arg(long, value_enum, default_value_t = CliSchemaKind::Directive)]
+    pub kind: CliSchemaKind,
     /// Write all three schemas (policy, directive, assessment) into this folder instead.
     #[arg(long, value_name = "DIR", conflicts_with = "kind")]
     pub out: Option<PathBuf>,
@@ -65,8 +66,8 @@ pub struct ReportArgs {
     #[arg(long, default_value = "out/reports")]
     pub out: PathBuf,
     /// Which reports to render.
-    #[arg(long, value_enum, default_value_t = report::Level::All)]
-    pub level: report::Level,
+    #[arg(long, value_enum, default_value_t = CliLevel::All)]
+    pub level: CliLevel,
     /// Fail when a character in the data cannot be printed with the loaded fonts.
     #[arg(long)]
     pub strict: bool,
@@ -181,6 +182,44 @@ pub struct DiffArgs {
     pub fail_on_change: bool,
 }
 
+/// A clap value enum standing for a library enum of the same variants (the library does not
+/// depend on clap); the doc comments are the help text of each value.
+macro_rules! cli_enum {
+    ($(#[$m:meta])* $name:ident => $lib:ty { $($(#[$vm:meta])* $v:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $name { $($(#[$vm])* $v),* }
+
+        impl From<$name> for $lib {
+            fn from(x: $name) -> Self {
+                match x { $($name::$v => <$lib>::$v),* }
+            }
+        }
+    };
+}
+
+cli_enum!(
+    /// How to decode CSV bytes.
+    CliEncoding => Encoding {
+        /// Valid UTF-8 is UTF-8; otherwise GB18030 (which covers GBK and GB2312)
+        Auto,
+        Utf8,
+        Gb18030,
+    }
+);
+cli_enum!(CliLevel => report::Level { Member, Branch, Community, Summary, All });
+cli_enum!(CliFormat => Format { Json, Jsonl, Csv });
+cli_enum!(
+    CliSchemaKind => policy::schema::SchemaKind {
+        /// `policy.toml`, the manifest.
+        Manifest,
+        /// A file in `directives/`.
+        Directive,
+        /// `assessment.toml`, the grades.
+        Assessment,
+    }
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DiffFormat {
     Text,
@@ -216,8 +255,8 @@ pub struct DataArgs {
     #[arg(long, value_parser = parse_as_of)]
     pub as_of: Option<NaiveDate>,
     /// How to decode CSV files.
-    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
-    pub encoding: Encoding,
+    #[arg(long, value_enum, default_value_t = CliEncoding::Auto)]
+    pub encoding: CliEncoding,
     /// Write the rejected rows (file, line, column, reason) to this CSV file.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
@@ -232,7 +271,7 @@ pub struct EvalArgs {
     pub data: DataArgs,
     /// Findings format; without --out and --format only the summary is printed.
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<CliFormat>,
     /// Write findings to this file (written atomically).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -258,7 +297,7 @@ pub struct GenArgs {
 }
 
 fn parse_as_of(s: &str) -> Result<NaiveDate, String> {
-    data::parse::parse_date(s).ok_or_else(|| format!("`{s}` is not a date; write YYYY-MM-DD"))
+    rulebook::dates::parse_date(s).ok_or_else(|| format!("`{s}` is not a date; write YYYY-MM-DD"))
 }
 
 /// Run the CLI with the process arguments.
@@ -306,11 +345,11 @@ pub fn load_policies(dir: &Path, quiet: bool) -> Option<PolicySet> {
 /// Rules no test case expects a verdict of (read from `tests/*.toml` without running them).
 fn untested_rules(set: &PolicySet) -> Vec<String> {
     let mut tested = std::collections::BTreeSet::new();
-    for f in crate::policytest::test_files(&set.root) {
+    for f in rulebook::policytest::test_files(&set.root) {
         if let Ok(tf) = std::fs::read_to_string(&f)
             .map_err(|e| e.to_string())
             .and_then(|t| {
-                toml::from_str::<crate::policytest::TestFile>(&t).map_err(|e| e.to_string())
+                toml::from_str::<rulebook::policytest::TestFile>(&t).map_err(|e| e.to_string())
             })
         {
             for c in &tf.cases {
@@ -352,7 +391,7 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
             if !untested.is_empty() {
                 print!(
                     "{}",
-                    crate::diag::Diag::warning(
+                    rulebook::diag::Diag::warning(
                         "RB0503",
                         format!("rules with no test: {}", untested.join(", "))
                     )
@@ -396,7 +435,7 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
 
 fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
-    let base_dir = match crate::diff::resolve_base(&a.base, &a.data.policies, tmp.path()) {
+    let base_dir = match rulebook::diff::resolve_base(&a.base, &a.data.policies, tmp.path()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -411,14 +450,14 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     // The data is read with each policy set's schema (they may declare different tables).
-    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding, "", false) {
+    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding.into(), "", false) {
         Ok(ds) => ds,
         Err(code) => return Ok(code),
     };
     let ds_old = match load_data(
         &a.data.data,
         &old.schema,
-        a.data.encoding,
+        a.data.encoding.into(),
         " (base policy set)",
         false,
     ) {
@@ -429,8 +468,8 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
     let run_new = eval::prepare(&new, &ds, as_of)?;
     let run_old = eval::prepare(&old, &ds_old, as_of)?;
     let (fa, fb) = (run_old.findings(), run_new.findings());
-    let changes = crate::diff::compare(&fa, &fb);
-    let impact = crate::diff::Impact::new(
+    let changes = rulebook::diff::compare(&fa, &fb);
+    let impact = rulebook::diff::Impact::new(
         format!("{} {} ({})", a.base, old.version, old.short_hash()),
         format!(
             "{} {} ({})",
@@ -499,12 +538,12 @@ fn test_cmd(a: &TestArgs) -> Result<ExitCode> {
     let Some(set) = load_policies(&a.policies, true) else {
         return Ok(ExitCode::from(1));
     };
-    let files = crate::policytest::test_files(&a.policies);
+    let files = rulebook::policytest::test_files(&a.policies);
     if files.is_empty() {
         eprintln!("no test files in {}", a.policies.join("tests").display());
     }
-    let outcome = crate::policytest::run(&set, &files)?;
-    print!("{}", crate::policytest::render(&outcome, &set));
+    let outcome = rulebook::policytest::run(&set, &files)?;
+    print!("{}", rulebook::policytest::render(&outcome, &set));
     let uncovered = !outcome.untested_rules(&set).is_empty();
     if !outcome.failures.is_empty()
         || !outcome.broken.is_empty()
@@ -523,7 +562,13 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
     let Some(set) = load_policies(&a.policies, a.quiet) else {
         return Err(ExitCode::from(1));
     };
-    let ds = load_data(&a.data, &set.schema, a.encoding, "", show_progress(a.quiet))?;
+    let ds = load_data(
+        &a.data,
+        &set.schema,
+        a.encoding.into(),
+        "",
+        show_progress(a.quiet),
+    )?;
     if !a.quiet {
         report_data_problems(&ds);
     }
@@ -543,8 +588,8 @@ fn load_for_subject(a: &DataArgs, id: &str) -> std::result::Result<(PolicySet, D
         return Err(ExitCode::from(1));
     };
     let opts = LoadOptions {
-        encoding: a.encoding,
-        progress: show_progress(a.quiet),
+        encoding: a.encoding.into(),
+        progress: bars(show_progress(a.quiet)),
         ..Default::default()
     };
     let ds = eval::focus::load_for_subject(&a.data, &set, &opts, id, a.as_of.is_none())
@@ -560,6 +605,60 @@ pub fn show_progress(quiet: bool) -> bool {
     !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
+/// The library's progress as bars on stderr (`show`), or nowhere.
+fn bars(show: bool) -> Reporter {
+    if show {
+        Reporter(std::sync::Arc::new(Bars::default()))
+    } else {
+        Reporter::default()
+    }
+}
+
+/// Draws the library's progress with indicatif, one bar per stage.
+#[derive(Default)]
+struct Bars(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl Progress for Bars {
+    fn start(&self, stage: Stage, total: u64) {
+        let template = match stage {
+            Stage::Loading => {
+                "loading   {bar:40} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} {elapsed}"
+            }
+            Stage::Rendering => {
+                "{spinner} rendering {pos}/{len} reports [{bar:30}] {per_sec} {eta}"
+            }
+        };
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        if let Ok(mut b) = self.0.lock() {
+            *b = Some(bar);
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(b) = self.0.lock()
+            && let Some(b) = b.as_ref()
+        {
+            b.inc(n);
+        }
+    }
+
+    fn finish(&self, ok: bool) {
+        if let Ok(mut b) = self.0.lock()
+            && let Some(b) = b.take()
+        {
+            if ok {
+                b.finish_and_clear();
+            } else {
+                b.abandon();
+            }
+        }
+    }
+}
+
 /// Load a dataset, printing file problems; `Err(exit code 2)` when it cannot be loaded.
 fn load_data(
     dir: &Path,
@@ -570,7 +669,7 @@ fn load_data(
 ) -> std::result::Result<Dataset, ExitCode> {
     let opts = LoadOptions {
         encoding,
-        progress,
+        progress: bars(progress),
         ..Default::default()
     };
     data::load(dir, schema, &opts).map_err(|errors| data_errors(&errors, what))
@@ -677,7 +776,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     let t_prepare = t0.elapsed();
     let cpu_prepare = cpu_seconds();
     let mut summary = Summary::default();
-    let format = a.format.unwrap_or(
+    let format = a.format.map(Format::from).unwrap_or(
         match a
             .out
             .as_ref()
@@ -857,22 +956,12 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
             model.grade_error_count - model.grade_errors.len()
         );
     }
-    let jobs = model.jobs(a.level);
+    let jobs = model.jobs(a.level.into());
     stages.mark("report data");
     let mut font_dirs = vec![a.templates.join("fonts")];
     font_dirs.extend(a.font_path.iter().cloned());
     let fonts = report::typst::Fonts::load(&font_dirs)?;
-    let progress =
-        (!a.data.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let p = indicatif::ProgressBar::new(jobs.len() as u64);
-            p.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} rendering {pos}/{len} reports [{bar:30}] {per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            p
-        });
+    let progress = bars(show_progress(a.data.quiet));
     let opts = report::RenderOptions {
         templates: &a.templates,
         out: &a.out,
@@ -880,21 +969,15 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         strict: a.strict,
         date: report_date(run.as_of),
         keep_typst: a.keep_typst,
-        progress: progress.as_ref(),
+        progress: &*progress,
     };
     let rendered = match report::render(&jobs, &opts) {
         Ok(r) => r,
         Err(e) => {
-            if let Some(p) = &progress {
-                p.abandon();
-            }
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };
-    if let Some(p) = &progress {
-        p.finish_and_clear();
-    }
     stages.mark("rendering");
     if a.timings {
         eprint!("{}", stages.table());
@@ -981,7 +1064,7 @@ fn gen_cmd(a: &GenArgs) -> Result<ExitCode> {
 
 fn schema_cmd(a: &SchemaArgs) -> Result<ExitCode> {
     let Some(dir) = &a.out else {
-        let text = policy::schema::to_json(a.kind);
+        let text = policy::schema::to_json(a.kind.into());
         match std::io::stdout().lock().write_all(text.as_bytes()) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(e).context("writing the schema to stdout");

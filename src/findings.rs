@@ -114,7 +114,7 @@ pub struct Finding {
 }
 
 /// Output format of findings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
     Jsonl,

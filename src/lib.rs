@@ -17,12 +17,17 @@
 //! - [`policytest`]: policy tests beside the rules (`rulebook test`) and their coverage;
 //! - [`diag`]: diagnostics with file, line, column and a caret;
 //! - [`output`]: atomic file writes;
-//! - [`r#gen`]: the deterministic synthetic dataset generator;
-//! - [`cli`]: the command-line interface (the binary is a thin wrapper around it).
+//! - [`progress`]: progress of the long stages, for a front end to show;
+//! - [`dates`]: reading and writing dates and date-times (one place for every layer);
+//! - [`r#gen`]: the deterministic synthetic dataset generator.
+//!
+//! The library has no command line and draws nothing on a terminal: the `rulebook` binary
+//! (`src/main.rs`, `src/cli.rs`) parses arguments with clap and shows progress bars, which the
+//! library drives through [`progress::Progress`].
 
 pub mod calendar;
-pub mod cli;
 pub mod data;
+pub mod dates;
 pub mod diag;
 pub mod diff;
 pub mod eval;
@@ -31,5 +36,6 @@ pub mod r#gen;
 pub mod output;
 pub mod policy;
 pub mod policytest;
+pub mod progress;
 pub mod report;
 pub mod script;

@@ -1,4 +1,7 @@
-//! The `rulebook` command; everything lives in the library (`rulebook::cli`).
+//! The `rulebook` command: arguments (clap), progress bars (indicatif) and exit codes; the
+//! work is done by the `rulebook` library.
+
+mod cli;
 
 // The evaluator allocates many small values (findings, evidence); mimalloc handles that
 // pattern markedly better than the system allocator.
@@ -6,5 +9,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    rulebook::cli::main()
+    cli::main()
 }

@@ -107,17 +107,11 @@ fn started() -> Instant {
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 fn parse_date(s: &str) -> Res<NaiveDate> {
-    parse_date_text(s).ok_or_else(|| format!("not a date: '{s}'").into())
-}
-
-/// The date the script date functions read from `s`: its first ten characters as `YYYY-MM-DD`.
-pub(crate) fn parse_date_text(s: &str) -> Option<NaiveDate> {
-    let head = s.get(..10).unwrap_or(s);
-    NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()
+    crate::dates::parse_date_text(s).ok_or_else(|| format!("not a date: '{s}'").into())
 }
 
 fn date_str(d: NaiveDate) -> ImmutableString {
-    crate::data::parse::date_text(d).into()
+    crate::dates::date_text(d).into()
 }
 
 fn register_functions(e: &mut Engine) {
@@ -208,7 +202,7 @@ pub fn register_calendar(e: &mut Engine, cal: std::sync::Arc<crate::calendar::Ca
         "working_hours_between",
         move |start: &str, end: &str, from: &str, to: &str| -> Res<f64> {
             let at = |s: &str| {
-                crate::data::parse::parse_datetime(s).ok_or_else(|| -> Box<EvalAltResult> {
+                crate::dates::parse_datetime(s).ok_or_else(|| -> Box<EvalAltResult> {
                     format!("not a date-time: '{s}'").into()
                 })
             };

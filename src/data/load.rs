@@ -39,8 +39,8 @@ pub struct LoadOptions {
     pub encoding: Encoding,
     /// How CSV files are cut for parallel reading.
     pub chunking: Chunking,
-    /// Show a progress bar (bytes read) on stderr.
-    pub progress: bool,
+    /// Where progress goes (bytes read).
+    pub progress: crate::progress::Reporter,
 }
 
 fn norm(s: &str) -> String {
@@ -238,21 +238,12 @@ fn load_with(
 ) -> Result<Option<Dataset>, Vec<FatalError>> {
     let mut warnings = Vec::new();
     let sources = discover(dir, schema, &mut warnings)?;
-    let bar = opts.progress.then(|| {
-        let total: u64 = sources
-            .values()
-            .filter_map(|s| std::fs::metadata(&s.path).ok())
-            .map(|m| m.len())
-            .sum();
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "loading   {bar:40} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let total: u64 = sources
+        .values()
+        .filter_map(|s| std::fs::metadata(&s.path).ok())
+        .map(|m| m.len())
+        .sum();
+    opts.progress.start(crate::progress::Stage::Loading, total);
     let mut ds = Dataset {
         tables: IndexMap::new(),
         ids: Interner::default(),
@@ -313,7 +304,7 @@ fn load_with(
                         global,
                         &loaded,
                         &rejected_keys,
-                        bar.as_ref(),
+                        &*opts.progress,
                         focusing.as_ref(),
                     ),
                 };
@@ -343,9 +334,7 @@ fn load_with(
             break;
         }
     }
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    opts.progress.finish(fatal.is_empty());
     if !fatal.is_empty() {
         return Err(fatal);
     }
@@ -611,10 +600,10 @@ fn push_cell(
 
 /// A (non-empty) date cell; `Err` is why it cannot be read.
 fn date_cell(text: &str, excel: bool) -> Result<NaiveDate, String> {
-    parse::parse_date_lenient(text)
+    crate::dates::parse_date_lenient(text)
         .or_else(|| {
             excel
-                .then(|| parse::excel_serial_date(text).map(|d| d.date()))
+                .then(|| crate::dates::excel_serial_date(text).map(|d| d.date()))
                 .flatten()
         })
         .ok_or_else(|| format!("`{text}` is not a date; write 2020-02-07 or 2020/2/7"))
@@ -622,16 +611,20 @@ fn date_cell(text: &str, excel: bool) -> Result<NaiveDate, String> {
 
 /// A (non-empty) date-time cell; `Err` is why it cannot be read.
 fn datetime_cell(text: &str, excel: bool) -> Result<NaiveDateTime, String> {
-    parse::parse_datetime(text)
-        .or_else(|| excel.then(|| parse::excel_serial_date(text)).flatten())
+    crate::dates::parse_datetime(text)
+        .or_else(|| {
+            excel
+                .then(|| crate::dates::excel_serial_date(text))
+                .flatten()
+        })
         // A spreadsheet date cell at midnight is shown as a bare date.
         .or_else(|| {
             excel
-                .then(|| parse::parse_date(text).map(|d| d.and_time(chrono::NaiveTime::MIN)))
+                .then(|| crate::dates::parse_date(text).map(|d| d.and_time(chrono::NaiveTime::MIN)))
                 .flatten()
         })
         .ok_or_else(|| {
-            if parse::parse_date(text).is_some() {
+            if crate::dates::parse_date(text).is_some() {
                 format!("`{text}` has a date but no time; write 2020-02-07 09:30")
             } else {
                 format!("`{text}` is not a date and time; write 2020-02-07 09:30 or 2020/2/7 9:30")
@@ -755,7 +748,7 @@ struct TableLoader<'x> {
     part: Option<focus::Part<'x>>,
     /// Rows expected in all, for the key hashes of a table loaded in part.
     expected: usize,
-    progress: Option<&'x indicatif::ProgressBar>,
+    progress: &'x dyn crate::progress::Progress,
 }
 
 /// An id as a symbol: the dataset's, or one new to this table.
@@ -904,9 +897,7 @@ impl TableSink for TableLoader<'_> {
     }
 
     fn progress(&self, bytes: u64) {
-        if let Some(pb) = self.progress {
-            pb.inc(bytes);
-        }
+        self.progress.advance(bytes);
     }
 }
 
@@ -1287,8 +1278,8 @@ fn row_text(
         .map(|(ci, c)| match c {
             ColumnData::Id(v) => resolve(global, local, v[r]).to_string(),
             ColumnData::Text(v) => v.get(r).to_string(),
-            ColumnData::Date(v) => v[r].map(parse::date_text).unwrap_or_default(),
-            ColumnData::DateTime(v) => v[r].map(parse::datetime_text).unwrap_or_default(),
+            ColumnData::Date(v) => v[r].map(crate::dates::date_text).unwrap_or_default(),
+            ColumnData::DateTime(v) => v[r].map(crate::dates::datetime_text).unwrap_or_default(),
             ColumnData::Bool(v) => v[r].map(|b| b.to_string()).unwrap_or_default(),
             ColumnData::Number(v) => v[r].map(|x| x.to_string()).unwrap_or_default(),
             ColumnData::Enum(v) => v[r]
@@ -1308,7 +1299,7 @@ fn load_table<'x>(
     global: &'x Interner,
     loaded: &'x HashMap<String, Table>,
     rejected_keys: &'x HashMap<String, HashMap<Sym, u32>>,
-    progress: Option<&'x indicatif::ProgressBar>,
+    progress: &'x dyn crate::progress::Progress,
     focusing: Option<&focus::Focusing<'x>>,
 ) -> Result<(Table, Done), String> {
     let file = src.display();

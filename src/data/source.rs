@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// How to decode CSV bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encoding {
     /// Valid UTF-8 is UTF-8; otherwise GB18030 (which covers GBK and GB2312).
     #[default]

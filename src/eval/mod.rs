@@ -5,8 +5,8 @@
 
 pub mod aggregate;
 pub mod explain;
-mod fast;
 pub mod focus;
+mod native;
 mod rules;
 pub mod value;
 
@@ -182,7 +182,7 @@ pub struct Run<'a> {
     base: Scope<'static>,
     rules: Vec<PreparedRule<'a>>,
     /// Helper functions and tables for the native evaluator.
-    prog: fast::Program,
+    prog: native::Program,
     as_of_text: Arc<str>,
     policy_name: Arc<str>,
     policy_version: Arc<str>,
@@ -291,7 +291,7 @@ fn read_waivers(
 }
 
 fn date_text(d: NaiveDate) -> String {
-    crate::data::parse::date_text(d)
+    crate::dates::date_text(d)
 }
 
 fn toml_date(v: &toml::Value) -> Option<NaiveDate> {
@@ -733,13 +733,8 @@ fn prepare_with<'a>(
         );
     }
 
-    // The native evaluator: helper functions (as parsed from their files) and `zh`'s words.
-    let helper_texts: Vec<&str> = (0..policy.sources.len())
-        .filter(|&id| policy.sources.name(id).ends_with(".rhai"))
-        .map(|id| policy.sources.text(id))
-        .collect();
-    let prog = fast::Program::new(
-        &helper_texts,
+    // The native evaluator: helper functions (lowered from Rhai's AST) and `zh`'s words.
+    let prog = native::Program::new(
         &policy.helpers,
         crate::policy::enum_words(&policy.schema),
         &policy.engine,

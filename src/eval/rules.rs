@@ -1,5 +1,5 @@
 //! Running the rules on every subject: the status, message and evidence of each finding,
-//! computed with the native evaluator where it can ([`super::fast`]) and with Rhai where it
+//! computed with the native evaluator where it can ([`super::native`]) and with Rhai where it
 //! cannot, then counted, encoded straight into output bytes, or turned into [`Finding`]s.
 //!
 //! The result is exactly what evaluating every expression with Rhai gives: an expression the
@@ -7,9 +7,10 @@
 //! (`as_of`, parameters, the rule's variables, the `let`s so far), and from then on the rest
 //! of that finding is evaluated with Rhai in that scope.
 
-use super::fast::{self, DateText, DateTimeText, Frame, Machine, Node, Slot, V};
+use super::native::{self, Frame, Machine, Node, Slot, V};
 use super::value::Scalar;
 use super::{AggValue, KindState, PreparedRule, Run, VarSource, Waiver};
+use crate::dates::{DateText, DateTimeText};
 use crate::findings::{
     self, Finding, FindingParts, Format, PeriodRef, Status, Summary, WriteJson, json,
 };
@@ -63,7 +64,7 @@ struct Record<'a> {
 
 /// Compile a rule for the native evaluator.
 pub(super) fn compile<'a>(
-    prog: &fast::Program,
+    prog: &native::Program,
     rule: &'a Rule,
     vars: &[(String, VarSource)],
     base_names: &[String],
@@ -84,21 +85,21 @@ pub(super) fn compile<'a>(
             .rposition(|n| n == name)
             .map(|i| Slot::Base(i as u16))
     };
-    let at = |lets_done: usize, src: &str| -> Option<Node> {
-        prog.compile(src, &|n| slot_of(n, lets_done))
+    let at = |lets_done: usize, e: &crate::policy::Expr| -> Option<Node> {
+        prog.compile(&e.ast, &|n| slot_of(n, lets_done))
     };
     let n_lets = rule.lets.len();
-    let applies = rule.applies.as_ref().and_then(|e| at(0, &e.src));
+    let applies = rule.applies.as_ref().and_then(|e| at(0, e));
     let lets = rule
         .lets
         .iter()
         .enumerate()
-        .map(|(j, (_, e))| at(j, &e.src))
+        .map(|(j, (_, e))| at(j, e))
         .collect();
     let whens = rule
         .cases
         .iter()
-        .map(|c| c.when.as_ref().and_then(|w| at(n_lets, &w.src)))
+        .map(|c| c.when.as_ref().and_then(|w| at(n_lets, w)))
         .collect();
     let parts = rule
         .cases
@@ -109,7 +110,7 @@ pub(super) fn compile<'a>(
                 .iter()
                 .map(|p| match p {
                     Part::Text(_) => None,
-                    Part::Expr(e) => at(n_lets, &e.src),
+                    Part::Expr(e) => at(n_lets, e),
                 })
                 .collect()
         })
@@ -639,7 +640,7 @@ impl<'a> Run<'a> {
             V::Str(s) => Dynamic::from(S::from(*s)),
             V::Own(s) => Dynamic::from(s.clone()),
             V::Date(d) => Dynamic::from(S::from(super::date_text(*d))),
-            V::DateTime(d) => Dynamic::from(S::from(crate::data::parse::datetime_text(*d))),
+            V::DateTime(d) => Dynamic::from(S::from(crate::dates::datetime_text(*d))),
             V::Days(d) => Dynamic::from_array(
                 d.iter()
                     .map(|d| Dynamic::from(S::from(super::date_text(*d))))
@@ -938,7 +939,7 @@ impl<'a> Run<'a> {
             V::Str(s) => J::String(s.to_string()),
             V::Own(s) => J::String(s.to_string()),
             V::Date(d) => J::String(super::date_text(*d)),
-            V::DateTime(d) => J::String(crate::data::parse::datetime_text(*d)),
+            V::DateTime(d) => J::String(crate::dates::datetime_text(*d)),
             V::Days(d) => J::Array(d.iter().map(|d| J::String(super::date_text(*d))).collect()),
             V::Rows(..) | V::Dyn(_) => script::to_json(&self.v_dynamic(v, kind)),
         }

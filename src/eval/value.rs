@@ -163,11 +163,9 @@ impl<'a> Values<'a> {
     pub fn to_dynamic(&self, s: &Scalar) -> Dynamic {
         match s {
             Scalar::None => Dynamic::UNIT,
-            Scalar::Date(d) => {
-                Dynamic::from(ImmutableString::from(crate::data::parse::date_text(*d)))
-            }
+            Scalar::Date(d) => Dynamic::from(ImmutableString::from(crate::dates::date_text(*d))),
             Scalar::DateTime(d) => {
-                Dynamic::from(ImmutableString::from(crate::data::parse::datetime_text(*d)))
+                Dynamic::from(ImmutableString::from(crate::dates::datetime_text(*d)))
             }
             Scalar::Bool(b) => Dynamic::from(*b),
             Scalar::Num(x) => Dynamic::from(*x),

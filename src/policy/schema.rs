@@ -16,7 +16,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::Value;
 
 /// Which policy file a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaKind {
     /// `policy.toml`, the manifest.
     Manifest,

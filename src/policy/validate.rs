@@ -72,42 +72,39 @@ fn function_names(engine: &Engine, helpers: &AST) -> HashSet<String> {
     out
 }
 
-/// Names called in an expression (`name(` outside string literals), with byte offsets.
-fn called_names(src: &str) -> Vec<(String, usize)> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'`' || c == b'\'' {
-            let q = c;
-            i += 1;
-            while i < b.len() && b[i] != q {
-                if b[i] == b'\\' {
-                    i += 1;
-                }
-                i += 1;
+/// What an expression (its own statements, not helper functions) reads and calls: the
+/// variables it names, and each function it calls by name (not operators) with the byte
+/// offset of the name in `src`. Both come from Rhai's parser.
+pub(crate) fn names_in(ast: &AST, src: &str) -> (Vec<String>, Vec<(String, usize)>) {
+    use rhai::{ASTNode, Expr as RExpr, Stmt as RStmt};
+    let mut vars = Vec::new();
+    let mut calls = Vec::new();
+    let mut path = Vec::new();
+    let mut on_node = |p: &[ASTNode]| {
+        let (call, pos) = match p.last() {
+            Some(ASTNode::Expr(RExpr::Variable(x, _, _))) if x.2.is_empty() => {
+                vars.push(x.1.to_string());
+                return true;
             }
-            i += 1;
-            continue;
+            Some(ASTNode::Expr(RExpr::FnCall(f, pos) | RExpr::MethodCall(f, pos)))
+            | Some(ASTNode::Stmt(RStmt::FnCall(f, pos))) => (f, *pos),
+            _ => return true,
+        };
+        if !call.is_operator_call()
+            && let (Some(line), Some(col)) = (pos.line(), pos.position())
+        {
+            calls.push((call.name.to_string(), offset_of_line_col(src, 0, line, col)));
         }
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            let mut j = i;
-            while j < b.len() && b[j] == b' ' {
-                j += 1;
-            }
-            if j < b.len() && b[j] == b'(' && (start == 0 || b[start - 1] != b'#') {
-                out.push((src[start..i].to_string(), start));
-            }
-            continue;
-        }
-        i += 1;
+        true
+    };
+    for s in ast.statements() {
+        s.walk(&mut path, &mut on_node);
     }
-    out
+    vars.sort();
+    vars.dedup();
+    calls.sort_by_key(|c| c.1);
+    calls.dedup();
+    (vars, calls)
 }
 
 impl Ctx<'_> {
@@ -1841,25 +1838,6 @@ fn content_start(text: &str, span: &std::ops::Range<usize>) -> usize {
     }
 }
 
-/// Identifiers in an expression's source (a superset of the variables it reads).
-pub(crate) fn identifiers(src: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in src.chars().chain(std::iter::once(' ')) {
-        if ch.is_ascii_alphanumeric() || ch == '_' {
-            cur.push(ch);
-        } else {
-            if !cur.is_empty() && !cur.starts_with(|c: char| c.is_ascii_digit()) {
-                out.push(std::mem::take(&mut cur));
-            }
-            cur.clear();
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 fn compile_scope(names: &[String]) -> Scope<'static> {
     let mut scope = Scope::new();
     for n in names {
@@ -1893,7 +1871,8 @@ fn compile_at(
     match cx.engine.compile_with_scope(&scope, src) {
         Ok(ast) => {
             let defined: Vec<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
-            for (name, off) in called_names(src) {
+            let (idents, calls) = names_in(&ast, src);
+            for (name, off) in calls {
                 if cx.functions.contains(&name) || defined.contains(&name) {
                     continue;
                 }
@@ -1912,7 +1891,7 @@ fn compile_at(
                 src: src.to_string(),
                 loc: Loc::new(file, start..start + src.len()),
                 ast: helpers.merge(&ast),
-                idents: identifiers(src),
+                idents,
             })
         }
         Err(e) => {
@@ -2746,7 +2725,29 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_skip_numbers() {
-        assert_eq!(identifiers("a1 >= 20 && b_c(x)"), vec!["a1", "b_c", "x"]);
+    fn names_come_from_rhai() {
+        let engine = crate::script::engine(&crate::script::Limits::default());
+        let mut scope = Scope::new();
+        for n in ["a1", "x", "in_service"] {
+            scope.push_dynamic(n, Dynamic::UNIT);
+        }
+        let src = "a1 >= 20 && b_c(x) || \"in_service\" in x.len_of() || `${f1(1)}` == \"g(x)\"";
+        let ast = engine.compile_with_scope(&scope, src).unwrap();
+        let (vars, calls) = names_in(&ast, src);
+        assert_eq!(vars, vec!["a1", "x"]);
+        // Each name with the two characters at its offset (`in` calls `contains`).
+        let calls: Vec<(&str, &str)> = calls
+            .iter()
+            .map(|(n, off)| (n.as_str(), &src[*off..*off + 2]))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                ("b_c", "b_"),
+                ("contains", "in"),
+                ("len_of", "le"),
+                ("f1", "f1")
+            ]
+        );
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Which reports to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Member,
     Branch,
@@ -1473,11 +1473,20 @@ pub struct RenderOptions<'a> {
     pub date: chrono::NaiveDateTime,
     /// Also write each report's Typst source beside its PDF.
     pub keep_typst: bool,
-    pub progress: Option<&'a indicatif::ProgressBar>,
+    /// Where progress goes (reports rendered).
+    pub progress: &'a dyn crate::progress::Progress,
 }
 
 /// Render jobs to PDFs in parallel, writing each file atomically.
 pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
+    opts.progress
+        .start(crate::progress::Stage::Rendering, jobs.len() as u64);
+    let r = render_jobs(jobs, opts);
+    opts.progress.finish(r.is_ok());
+    r
+}
+
+fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
     // Typst recurses deeply on long documents (a branch of many members): its threads get
@@ -1538,9 +1547,7 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
         if opts.keep_typst {
             crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
         }
-        if let Some(p) = opts.progress {
-            p.inc(1);
-        }
+        opts.progress.advance(1);
         Ok(pdf.len() as u64)
     };
     pool.scope(|scope| {

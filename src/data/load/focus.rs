@@ -357,7 +357,7 @@ impl TableLoader<'_> {
         let t = part.threshold.load(Relaxed);
         if p.part.cut.is_none_or(|(c, _)| c != t) {
             p.part.cut = from_days(t)
-                .and_then(|d| parse::date_text(d).as_bytes().try_into().ok())
+                .and_then(|d| crate::dates::date_text(d).as_bytes().try_into().ok())
                 .map(|text| (t, text));
         }
         if let Some((_, cut)) = &p.part.cut

@@ -13,9 +13,15 @@
 //! up with [`Bail`] and the caller evaluates the expression with Rhai instead, with every
 //! Rhai limit in force. Evaluation here has no side effects, so giving up half-way is safe.
 
+use crate::dates::{DateText, DateTimeText};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use rhai::{Dynamic, ImmutableString};
 use std::collections::HashMap;
+
+mod lower;
+
+#[cfg(test)]
+mod differential;
 use std::fmt::Write as _;
 
 /// The native evaluator gives up; evaluate with Rhai.
@@ -103,81 +109,6 @@ impl V<'_> {
     }
 }
 
-/// `YYYY-MM-DD` without allocating (years 0–9999; others fall back to a `String`).
-pub enum DateText {
-    Short([u8; 10]),
-    Long(String),
-}
-
-impl DateText {
-    pub fn of(d: NaiveDate) -> DateText {
-        let y = d.year();
-        if (0..=9999).contains(&y) {
-            let (y, m, dd) = (y as u32, d.month(), d.day());
-            let b = [
-                b'0' + (y / 1000) as u8,
-                b'0' + (y / 100 % 10) as u8,
-                b'0' + (y / 10 % 10) as u8,
-                b'0' + (y % 10) as u8,
-                b'-',
-                b'0' + (m / 10) as u8,
-                b'0' + (m % 10) as u8,
-                b'-',
-                b'0' + (dd / 10) as u8,
-                b'0' + (dd % 10) as u8,
-            ];
-            DateText::Short(b)
-        } else {
-            DateText::Long(crate::data::parse::date_text(d))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            // Only ASCII digits and dashes.
-            DateText::Short(b) => std::str::from_utf8(b).unwrap_or(""),
-            DateText::Long(s) => s,
-        }
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` without allocating (years 0–9999).
-pub enum DateTimeText {
-    Short([u8; 19]),
-    Long(String),
-}
-
-impl DateTimeText {
-    pub fn of(d: NaiveDateTime) -> DateTimeText {
-        use chrono::Timelike;
-        match DateText::of(d.date()) {
-            DateText::Short(b) => {
-                let mut o = [0u8; 19];
-                o[..10].copy_from_slice(&b);
-                let (h, m, s) = (d.hour(), d.minute(), d.second());
-                o[10] = b' ';
-                o[11] = b'0' + (h / 10 % 10) as u8;
-                o[12] = b'0' + (h % 10) as u8;
-                o[13] = b':';
-                o[14] = b'0' + (m / 10 % 10) as u8;
-                o[15] = b'0' + (m % 10) as u8;
-                o[16] = b':';
-                o[17] = b'0' + (s / 10 % 10) as u8;
-                o[18] = b'0' + (s % 10) as u8;
-                DateTimeText::Short(o)
-            }
-            DateText::Long(_) => DateTimeText::Long(crate::data::parse::datetime_text(d)),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            DateTimeText::Short(b) => std::str::from_utf8(b).unwrap_or(""),
-            DateTimeText::Long(s) => s,
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Compiled expressions
 // ---------------------------------------------------------------------------------------
@@ -254,6 +185,7 @@ impl Native {
     }
 }
 
+/// A lowered expression.
 #[derive(Debug, Clone)]
 pub enum Node {
     Unit,
@@ -270,18 +202,21 @@ pub enum Node {
     Call(Native, Vec<Node>),
     Script(usize, Vec<Node>),
     Interp(Vec<Node>),
-    If(Box<Node>, Block, Option<Block>),
+    /// A statement block in an expression (`if … { } else { }`): its last statement's value.
+    Block(Block),
 }
 
+/// A lowered statement.
 #[derive(Debug, Clone)]
 enum Stmt {
     Let(u16, Node),
-    /// An expression; `true` when a `;` follows it.
-    Expr(Node, bool),
-    If(Node, Block, Option<Block>),
+    Expr(Node),
+    /// Condition, then-block, else-block (empty when there is no `else`).
+    If(Node, Block, Block),
     Return(Option<Node>),
 }
 
+/// Statements with their own scope; the value is the last statement's (`()` when empty).
 #[derive(Debug, Clone, Default)]
 pub struct Block(Vec<Stmt>);
 
@@ -309,10 +244,9 @@ pub struct Program {
 }
 
 impl Program {
-    /// Parse the helper files of the policy set. `helpers` are the functions Rhai compiled;
-    /// when what this parser finds differs from them, helper calls are all left to Rhai.
+    /// Lower the helper functions Rhai compiled (`helpers`) for native calls. A function whose
+    /// body is outside the subset stays `None` (calls of it are left to Rhai).
     pub fn new(
-        helper_sources: &[&str],
         helpers: &rhai::AST,
         words: HashMap<String, String>,
         engine: &rhai::Engine,
@@ -333,771 +267,23 @@ impl Program {
                 n => (n / 8).min(20_000) as u32,
             },
         };
-        // First the signatures (later files replace earlier definitions, as AST::merge does),
-        // then the bodies, which may call any helper.
-        let mut defs: Vec<FnSource> = Vec::new();
-        let mut ok = true;
-        for src in helper_sources {
-            match split_fns(src) {
-                Some(fs) => defs.extend(fs),
-                None => ok = false,
-            }
+        // First the signatures, then the bodies, which may call any helper.
+        let defs: Vec<_> = helpers.iter_fn_def().collect();
+        for (i, f) in defs.iter().enumerate() {
+            p.fn_index.insert((f.name.to_string(), f.params.len()), i);
         }
-        let mut expected: Vec<(String, usize)> = helpers
-            .iter_functions()
-            .map(|f| (f.name.to_string(), f.params.len()))
-            .collect();
-        expected.sort();
-        expected.dedup();
-        let mut found: Vec<(String, usize)> = defs
+        p.fns = defs
             .iter()
-            .map(|(n, ps, _)| (n.clone(), ps.len()))
+            .map(|f| lower::function(&p, helpers, f.as_ref()))
             .collect();
-        found.sort();
-        found.dedup();
-        if !ok || found != expected {
-            return p;
-        }
-        let mut bodies: Vec<(Vec<String>, Vec<Tok>)> = Vec::new();
-        for (name, params, body) in defs {
-            let key = (name, params.len());
-            match p.fn_index.get(&key) {
-                Some(&i) => bodies[i] = (params, body),
-                None => {
-                    p.fn_index.insert(key, bodies.len());
-                    bodies.push((params, body));
-                }
-            }
-        }
-        let compiled: Vec<Option<ScriptFn>> = bodies
-            .iter()
-            .map(|(params, toks)| {
-                let mut ps = Parser {
-                    toks,
-                    pos: 0,
-                    prog: &p,
-                    names: NameScope::Local {
-                        vars: params
-                            .iter()
-                            .enumerate()
-                            .map(|(i, n)| (n.clone(), i as u16))
-                            .collect(),
-                        next: params.len() as u16,
-                    },
-                };
-                let body = ps.block_body()?;
-                if ps.pos != toks.len() {
-                    return None;
-                }
-                let NameScope::Local { next, .. } = ps.names else {
-                    return None;
-                };
-                Some(ScriptFn { locals: next, body })
-            })
-            .collect();
-        p.fns = compiled;
         p
     }
 
-    /// Compile a rule expression; `resolve` finds the slot of a variable. `None` when the
-    /// expression is outside the subset.
-    pub fn compile(&self, src: &str, resolve: &dyn Fn(&str) -> Option<Slot>) -> Option<Node> {
-        let toks = tokenize(src)?;
-        let mut ps = Parser {
-            toks: &toks,
-            pos: 0,
-            prog: self,
-            names: NameScope::Rule(resolve),
-        };
-        let node = ps.expr()?;
-        (ps.pos == toks.len()).then_some(node)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Tokens
-// ---------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    /// A back-quoted string: literal text and `${…}` code, alternating.
-    Tmpl(Vec<(bool, String)>),
-    P(&'static str),
-    /// Something outside the subset (the parser rejects it).
-    Bad,
-}
-
-fn tokenize(src: &str) -> Option<Vec<Tok>> {
-    let b = src.as_bytes();
-    let mut i = 0;
-    let mut out = Vec::new();
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        if c == b'/' && b.get(i + 1) == Some(&b'/') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            let mut depth = 0usize;
-            loop {
-                if i + 1 >= b.len() {
-                    return None;
-                }
-                if b[i] == b'/' && b[i + 1] == b'*' {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == b'*' && b[i + 1] == b'/' {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            continue;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' {
-            let s = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            out.push(Tok::Ident(src[s..i].to_string()));
-            continue;
-        }
-        if c.is_ascii_digit() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let mut float = false;
-            if i < b.len() && b[i] == b'.' && b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-                float = true;
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            if i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
-                // `1e3`, `1_000`, `0x1f`, `1.abs()`: not ours.
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                out.push(Tok::Bad);
-                continue;
-            }
-            let text = &src[s..i];
-            let t = if float {
-                text.parse().ok().map(Tok::Float)
-            } else {
-                text.parse().ok().map(Tok::Int)
-            };
-            out.push(t.unwrap_or(Tok::Bad));
-            continue;
-        }
-        if c == b'"' || c == b'\'' {
-            let s = i + 1;
-            i += 1;
-            let mut plain = c == b'"';
-            while i < b.len() && b[i] != c {
-                if b[i] == b'\\' {
-                    plain = false;
-                    i += 1;
-                } else if b[i] == b'\n' || b[i] == b'\r' {
-                    plain = false;
-                }
-                i += 1;
-            }
-            if i >= b.len() {
-                return None;
-            }
-            out.push(if plain {
-                Tok::Str(src[s..i].to_string())
-            } else {
-                Tok::Bad
-            });
-            i += 1;
-            continue;
-        }
-        if c == b'`' {
-            i += 1;
-            let mut parts = Vec::new();
-            let mut lit = String::new();
-            let mut s = i;
-            let mut bad = false;
-            loop {
-                if i >= b.len() {
-                    return None;
-                }
-                match b[i] {
-                    b'`' => {
-                        if b.get(i + 1) == Some(&b'`') {
-                            return None;
-                        }
-                        lit.push_str(&src[s..i]);
-                        i += 1;
-                        break;
-                    }
-                    b'\\' => {
-                        bad = true;
-                        i += 1;
-                    }
-                    b'$' if b.get(i + 1) == Some(&b'{') => {
-                        lit.push_str(&src[s..i]);
-                        parts.push((false, std::mem::take(&mut lit)));
-                        i += 2;
-                        let cs = i;
-                        let mut depth = 1;
-                        while i < b.len() {
-                            match b[i] {
-                                b'{' => depth += 1,
-                                b'}' => {
-                                    depth -= 1;
-                                    if depth == 0 {
-                                        break;
-                                    }
-                                }
-                                b'"' | b'`' | b'\'' => bad = true,
-                                _ => {}
-                            }
-                            i += 1;
-                        }
-                        if i >= b.len() {
-                            return None;
-                        }
-                        parts.push((true, src[cs..i].to_string()));
-                        i += 1;
-                        s = i;
-                    }
-                    _ => i += 1,
-                }
-            }
-            parts.push((false, lit));
-            out.push(if bad { Tok::Bad } else { Tok::Tmpl(parts) });
-            continue;
-        }
-        let two = b.get(i + 1).copied().unwrap_or(0);
-        let p2 = match (c, two) {
-            (b'=', b'=') => Some("=="),
-            (b'!', b'=') => Some("!="),
-            (b'<', b'=') => Some("<="),
-            (b'>', b'=') => Some(">="),
-            (b'&', b'&') => Some("&&"),
-            (b'|', b'|') => Some("||"),
-            _ => None,
-        };
-        if let Some(p) = p2 {
-            // `===`, `!==`, `<<=` … are not ours.
-            out.push(if matches!(b.get(i + 2), Some(b'=')) {
-                Tok::Bad
-            } else {
-                Tok::P(p)
-            });
-            i += 2;
-            continue;
-        }
-        let p1 = match c {
-            b'(' => "(",
-            b')' => ")",
-            b'{' => "{",
-            b'}' => "}",
-            b',' => ",",
-            b';' => ";",
-            b'.' => ".",
-            b'<' => "<",
-            b'>' => ">",
-            b'!' => "!",
-            b'+' => "+",
-            b'-' => "-",
-            b'*' => "*",
-            b'/' => "/",
-            b'%' => "%",
-            b'=' => "=",
-            _ => {
-                out.push(Tok::Bad);
-                i += src[i..].chars().next().map_or(1, char::len_utf8);
-                continue;
-            }
-        };
-        // Compound operators (`+=`, `**`, `..`, `<<`, `->`, `=>` …) are not ours.
-        let next = b.get(i + 1).copied().unwrap_or(0);
-        let compound = match p1 {
-            "+" | "-" | "*" | "/" | "%" => next == b'=' || next == c || (c == b'-' && next == b'>'),
-            "<" | ">" => next == c,
-            "." => next == b'.' || next == b'?',
-            "=" => next == b'>',
-            _ => false,
-        };
-        if compound {
-            out.push(Tok::Bad);
-            i += 2;
-            continue;
-        }
-        out.push(Tok::P(p1));
-        i += 1;
-    }
-    Some(out)
-}
-
-/// Split a helper file into functions: (name, parameters, body tokens without the braces).
-/// A helper function: name, parameters, body tokens.
-type FnSource = (String, Vec<String>, Vec<Tok>);
-
-fn split_fns(src: &str) -> Option<Vec<FnSource>> {
-    let toks = tokenize(src)?;
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < toks.len() {
-        if toks[i] != Tok::Ident("fn".into()) {
-            return None;
-        }
-        let Some(Tok::Ident(name)) = toks.get(i + 1) else {
-            return None;
-        };
-        if toks.get(i + 2) != Some(&Tok::P("(")) {
-            return None;
-        }
-        i += 3;
-        let mut params = Vec::new();
-        while toks.get(i) != Some(&Tok::P(")")) {
-            let Some(Tok::Ident(p)) = toks.get(i) else {
-                return None;
-            };
-            params.push(p.clone());
-            i += 1;
-            match toks.get(i) {
-                Some(Tok::P(",")) => i += 1,
-                Some(Tok::P(")")) => {}
-                _ => return None,
-            }
-        }
-        i += 1;
-        if toks.get(i) != Some(&Tok::P("{")) {
-            return None;
-        }
-        let start = i + 1;
-        let mut depth = 1;
-        i += 1;
-        while i < toks.len() {
-            match &toks[i] {
-                Tok::P("{") => depth += 1,
-                Tok::P("}") => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        if i >= toks.len() {
-            return None;
-        }
-        out.push((name.clone(), params, toks[start..i].to_vec()));
-        i += 1;
-    }
-    Some(out)
-}
-
-// ---------------------------------------------------------------------------------------
-// Parser
-// ---------------------------------------------------------------------------------------
-
-enum NameScope<'a> {
-    /// A rule expression: variables come from the rule.
-    Rule(&'a dyn Fn(&str) -> Option<Slot>),
-    /// A helper function body: its parameters and `let`s (innermost last).
-    Local { vars: Vec<(String, u16)>, next: u16 },
-}
-
-/// Words that are never variable or function names of ours.
-const KEYWORDS: &[&str] = &[
-    "true",
-    "false",
-    "if",
-    "else",
-    "return",
-    "let",
-    "const",
-    "fn",
-    "private",
-    "while",
-    "loop",
-    "for",
-    "in",
-    "do",
-    "until",
-    "switch",
-    "break",
-    "continue",
-    "throw",
-    "try",
-    "catch",
-    "import",
-    "export",
-    "as",
-    "global",
-    "this",
-    "is",
-    "Fn",
-    "call",
-    "curry",
-    "type_of",
-    "print",
-    "debug",
-    "eval",
-    "is_def_var",
-    "is_def_fn",
-    "is_shared",
-    "var",
-    "static",
-    "shared",
-    "sync",
-    "spawn",
-    "thread",
-    "go",
-    "async",
-    "await",
-    "yield",
-    "match",
-    "case",
-    "public",
-    "protected",
-    "new",
-    "use",
-    "with",
-    "module",
-    "package",
-    "super",
-    "default",
-    "void",
-    "null",
-    "nil",
-];
-
-struct Parser<'a> {
-    toks: &'a [Tok],
-    pos: usize,
-    prog: &'a Program,
-    names: NameScope<'a>,
-}
-
-fn prec(t: &Tok) -> Option<(u8, Option<Op>)> {
-    Some(match t {
-        Tok::P("||") => (30, None),
-        Tok::P("&&") => (60, None),
-        Tok::P("==") => (90, Some(Op::Eq)),
-        Tok::P("!=") => (90, Some(Op::Ne)),
-        Tok::P("<") => (130, Some(Op::Lt)),
-        Tok::P("<=") => (130, Some(Op::Le)),
-        Tok::P(">") => (130, Some(Op::Gt)),
-        Tok::P(">=") => (130, Some(Op::Ge)),
-        Tok::P("+") => (150, Some(Op::Add)),
-        Tok::P("-") => (150, Some(Op::Sub)),
-        Tok::P("*") => (180, Some(Op::Mul)),
-        Tok::P("/") => (180, Some(Op::Div)),
-        Tok::P("%") => (180, Some(Op::Rem)),
-        // Rhai's precedence for `in` (between equality and comparison).
-        Tok::Ident(w) if w == "in" => (110, Some(Op::In)),
-        _ => return None,
-    })
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-    fn eat(&mut self, p: &str) -> bool {
-        if matches!(self.peek(), Some(Tok::P(x)) if *x == p) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn eat_word(&mut self, w: &str) -> bool {
-        if matches!(self.peek(), Some(Tok::Ident(x)) if x == w) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expr(&mut self) -> Option<Node> {
-        self.binary(0)
-    }
-
-    fn binary(&mut self, min: u8) -> Option<Node> {
-        let mut lhs = self.unary()?;
-        while let Some((p, op)) = self.peek().and_then(prec) {
-            if p < min {
-                break;
-            }
-            let tok = self.toks[self.pos].clone();
-            // `in` calls `contains`, which a helper function could redefine.
-            if op == Some(Op::In) && self.prog.fn_names.contains("contains") {
-                return None;
-            }
-            self.pos += 1;
-            let rhs = self.binary(p + 1)?;
-            lhs = match (op, tok) {
-                (Some(op), _) => Node::Bin(op, Box::new(lhs), Box::new(rhs)),
-                (None, Tok::P("&&")) => Node::And(Box::new(lhs), Box::new(rhs)),
-                (None, _) => Node::Or(Box::new(lhs), Box::new(rhs)),
-            };
-        }
-        Some(lhs)
-    }
-
-    fn unary(&mut self) -> Option<Node> {
-        if self.eat("!") {
-            return Some(Node::Not(Box::new(self.unary()?)));
-        }
-        if self.eat("-") {
-            return Some(match self.unary()? {
-                // Rhai folds a minus before a literal into the literal.
-                Node::Int(i) => Node::Int(i.checked_neg()?),
-                Node::Float(f) => Node::Float(-f),
-                other => Node::Neg(Box::new(other)),
-            });
-        }
-        if matches!(self.peek(), Some(Tok::P("+"))) {
-            return None;
-        }
-        self.postfix()
-    }
-
-    fn postfix(&mut self) -> Option<Node> {
-        let mut e = self.primary()?;
-        while self.eat(".") {
-            let Some(Tok::Ident(name)) = self.peek().cloned() else {
-                return None;
-            };
-            self.pos += 1;
-            if !self.eat("(") {
-                // Property access (a getter) is not ours.
-                return None;
-            }
-            // A helper function called as a method would see its object as `this`.
-            if self.prog.fn_names.contains(&name) {
-                return None;
-            }
-            let mut args = vec![e];
-            args.extend(self.args()?);
-            e = self.call(&name, args)?;
-        }
-        Some(e)
-    }
-
-    /// Arguments after `(`, through `)`.
-    fn args(&mut self) -> Option<Vec<Node>> {
-        let mut args = Vec::new();
-        if self.eat(")") {
-            return Some(args);
-        }
-        loop {
-            args.push(self.expr()?);
-            if self.eat(")") {
-                return Some(args);
-            }
-            if !self.eat(",") {
-                return None;
-            }
-        }
-    }
-
-    fn call(&self, name: &str, args: Vec<Node>) -> Option<Node> {
-        if self.prog.fn_names.contains(name) {
-            // Helper functions come before built-ins in Rhai.
-            let i = *self.prog.fn_index.get(&(name.to_string(), args.len()))?;
-            self.prog.fns.get(i)?.as_ref()?;
-            return Some(Node::Script(i, args));
-        }
-        Some(Node::Call(Native::of(name, args.len())?, args))
-    }
-
-    fn primary(&mut self) -> Option<Node> {
-        let t = self.peek()?.clone();
-        self.pos += 1;
-        match t {
-            Tok::Int(i) => Some(Node::Int(i)),
-            Tok::Float(f) => Some(Node::Float(f)),
-            Tok::Str(s) => Some(Node::Str(s.into())),
-            Tok::Tmpl(parts) => {
-                let mut nodes = Vec::new();
-                for (code, text) in parts {
-                    if code {
-                        let toks = tokenize(&text)?;
-                        let mut sub = Parser {
-                            toks: &toks,
-                            pos: 0,
-                            prog: self.prog,
-                            names: match &self.names {
-                                NameScope::Rule(r) => NameScope::Rule(*r),
-                                NameScope::Local { vars, next } => NameScope::Local {
-                                    vars: vars.clone(),
-                                    next: *next,
-                                },
-                            },
-                        };
-                        let n = sub.expr()?;
-                        if sub.pos != toks.len() {
-                            return None;
-                        }
-                        nodes.push(n);
-                    } else if !text.is_empty() {
-                        nodes.push(Node::Str(text.into()));
-                    }
-                }
-                Some(Node::Interp(nodes))
-            }
-            Tok::P("(") => {
-                if self.eat(")") {
-                    return Some(Node::Unit);
-                }
-                let e = self.expr()?;
-                self.eat(")").then_some(e)
-            }
-            Tok::Ident(w) if w == "true" => Some(Node::Bool(true)),
-            Tok::Ident(w) if w == "false" => Some(Node::Bool(false)),
-            Tok::Ident(w) if w == "if" => {
-                let (c, t, e) = self.if_rest()?;
-                Some(Node::If(Box::new(c), t, e))
-            }
-            Tok::Ident(name) => {
-                if KEYWORDS.contains(&name.as_str()) {
-                    return None;
-                }
-                if self.eat("(") {
-                    let args = self.args()?;
-                    return self.call(&name, args);
-                }
-                self.var(&name).map(Node::Var)
-            }
-            _ => None,
-        }
-    }
-
-    fn var(&self, name: &str) -> Option<Slot> {
-        match &self.names {
-            NameScope::Rule(r) => r(name),
-            NameScope::Local { vars, .. } => vars
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, i)| Slot::Local(*i)),
-        }
-    }
-
-    /// After `if`: condition, then-block, optional else (a block or another `if`).
-    fn if_rest(&mut self) -> Option<(Node, Block, Option<Block>)> {
-        let c = self.expr()?;
-        let t = self.block()?;
-        let e = if self.eat_word("else") {
-            if self.eat_word("if") {
-                let (c2, t2, e2) = self.if_rest()?;
-                Some(Block(vec![Stmt::If(c2, t2, e2)]))
-            } else {
-                Some(self.block()?)
-            }
-        } else {
-            None
-        };
-        Some((c, t, e))
-    }
-
-    /// `{ statements }` with its own scope for `let`.
-    fn block(&mut self) -> Option<Block> {
-        if !self.eat("{") {
-            return None;
-        }
-        let saved = match &self.names {
-            NameScope::Local { vars, .. } => vars.len(),
-            // Blocks (in `if` expressions) may not declare variables in rule expressions.
-            NameScope::Rule(_) => 0,
-        };
-        let b = self.stmts(true)?;
-        if let NameScope::Local { vars, .. } = &mut self.names {
-            vars.truncate(saved);
-        }
-        self.eat("}").then_some(b)
-    }
-
-    /// A function body: statements to the end of the tokens.
-    fn block_body(&mut self) -> Option<Block> {
-        self.stmts(false)
-    }
-
-    fn stmts(&mut self, until_brace: bool) -> Option<Block> {
-        let mut out = Vec::new();
-        loop {
-            match self.peek() {
-                None if !until_brace => return Some(Block(out)),
-                None => return None,
-                Some(Tok::P("}")) if until_brace => return Some(Block(out)),
-                _ => {}
-            }
-            if self.eat_word("let") {
-                let Some(Tok::Ident(name)) = self.peek().cloned() else {
-                    return None;
-                };
-                if KEYWORDS.contains(&name.as_str()) {
-                    return None;
-                }
-                self.pos += 1;
-                if !self.eat("=") {
-                    return None;
-                }
-                let e = self.expr()?;
-                if !self.eat(";") {
-                    return None;
-                }
-                let NameScope::Local { vars, next } = &mut self.names else {
-                    return None;
-                };
-                let slot = *next;
-                *next += 1;
-                vars.push((name, slot));
-                out.push(Stmt::Let(slot, e));
-            } else if self.eat_word("return") {
-                if self.eat(";") {
-                    out.push(Stmt::Return(None));
-                } else {
-                    let e = self.expr()?;
-                    // `return x` may end a block without `;`.
-                    if !self.eat(";") && !matches!(self.peek(), Some(Tok::P("}")) | None) {
-                        return None;
-                    }
-                    out.push(Stmt::Return(Some(e)));
-                }
-            } else if self.eat_word("if") {
-                let (c, t, e) = self.if_rest()?;
-                if matches!(self.peek(), Some(Tok::P(";"))) {
-                    return None;
-                }
-                out.push(Stmt::If(c, t, e));
-            } else {
-                let e = self.expr()?;
-                let semi = self.eat(";");
-                if !semi && !matches!(self.peek(), Some(Tok::P("}")) | None) {
-                    return None;
-                }
-                out.push(Stmt::Expr(e, semi));
-            }
-        }
+    /// Compile a rule expression (its Rhai AST; helper functions in it are ignored);
+    /// `resolve` finds the slot of a variable. `None` when the expression is outside the
+    /// subset.
+    pub fn compile(&self, ast: &rhai::AST, resolve: &dyn Fn(&str) -> Option<Slot>) -> Option<Node> {
+        lower::expression(self, ast, resolve)
     }
 }
 
@@ -1121,8 +307,8 @@ pub struct Machine<'r> {
 }
 
 enum Flow<'r> {
-    /// The block ended; its value when known.
-    Done(Option<V<'r>>),
+    /// The block ended with this value.
+    Done(V<'r>),
     Return(V<'r>),
 }
 
@@ -1214,9 +400,7 @@ impl<'r> Machine<'r> {
                 self.depth -= 1;
                 self.locals.truncate(new_lb);
                 match r? {
-                    Flow::Return(v) => v,
-                    Flow::Done(Some(v)) => v,
-                    Flow::Done(None) => return Err(Bail),
+                    Flow::Return(v) | Flow::Done(v) => v,
                 }
             }
             Node::Interp(parts) => {
@@ -1230,33 +414,12 @@ impl<'r> Machine<'r> {
                 }
                 V::Own(s.into())
             }
-            Node::If(c, t, e) => match self.if_(prog, c, t, e.as_ref(), f, lb)? {
-                Flow::Done(Some(v)) => v,
-                // A `return` inside an `if` expression, or an unknown value.
-                _ => return Err(Bail),
+            Node::Block(b) => match self.block(prog, b, f, lb)? {
+                Flow::Done(v) => v,
+                // A `return` inside an `if` expression.
+                Flow::Return(_) => return Err(Bail),
             },
         })
-    }
-
-    fn if_(
-        &mut self,
-        prog: &'r Program,
-        c: &'r Node,
-        t: &'r Block,
-        e: Option<&'r Block>,
-        f: &Frame<'_, 'r>,
-        lb: usize,
-    ) -> R<Flow<'r>> {
-        let V::Bool(cond) = self.node(prog, c, f, lb)? else {
-            return Err(Bail);
-        };
-        if cond {
-            self.block(prog, t, f, lb)
-        } else if let Some(e) = e {
-            self.block(prog, e, f, lb)
-        } else {
-            Ok(Flow::Done(Some(V::Unit)))
-        }
     }
 
     fn block(
@@ -1266,23 +429,25 @@ impl<'r> Machine<'r> {
         f: &Frame<'_, 'r>,
         lb: usize,
     ) -> R<Flow<'r>> {
-        let mut last = None;
+        let mut last = V::Unit;
         for s in &b.0 {
             self.steps += 1;
             last = match s {
                 Stmt::Let(slot, e) => {
                     let v = self.node(prog, e, f, lb)?;
                     *self.locals.get_mut(lb + *slot as usize).ok_or(Bail)? = v;
-                    None
+                    V::Unit
                 }
-                Stmt::Expr(e, semi) => {
-                    let v = self.node(prog, e, f, lb)?;
-                    (!semi).then_some(v)
+                Stmt::Expr(e) => self.node(prog, e, f, lb)?,
+                Stmt::If(c, t, e) => {
+                    let V::Bool(cond) = self.node(prog, c, f, lb)? else {
+                        return Err(Bail);
+                    };
+                    match self.block(prog, if cond { t } else { e }, f, lb)? {
+                        Flow::Done(v) => v,
+                        ret => return Ok(ret),
+                    }
                 }
-                Stmt::If(c, t, e) => match self.if_(prog, c, t, e.as_ref(), f, lb)? {
-                    Flow::Return(v) => return Ok(Flow::Return(v)),
-                    Flow::Done(v) => v,
-                },
                 Stmt::Return(e) => {
                     let v = match e {
                         Some(e) => self.node(prog, e, f, lb)?,
@@ -1468,7 +633,7 @@ fn date_arg(v: &V) -> R<NaiveDate> {
         V::Date(d) if (0..=9999).contains(&d.year()) => Ok(*d),
         V::DateTime(d) if (0..=9999).contains(&d.year()) => Ok(d.date()),
         other => other
-            .with_text(crate::script::parse_date_text)
+            .with_text(crate::dates::parse_date_text)
             .flatten()
             .ok_or(Bail),
     }
@@ -1594,7 +759,7 @@ mod tests {
                 Err(_) => v,
             }
         });
-        let p = Program::new(&[helpers], &ast, words, &engine);
+        let p = Program::new(&ast, words, &engine);
         (Box::leak(Box::new(p)), engine, ast)
     }
 
@@ -1632,16 +797,6 @@ mod tests {
             V::Days(days),
             V::Dyn(l),
         ];
-        let native = p.compile(src, &resolve).and_then(|n| {
-            let mut m = Machine::default();
-            let f = Frame {
-                base: &[],
-                vars: &vars,
-                lets: &[],
-            };
-            let n: &'static Node = Box::leak(Box::new(n));
-            m.eval(p, n, &f).ok().map(|v| debug_dynamic(&v))
-        });
         let mut scope = rhai::Scope::new();
         scope.push("x", 7_i64);
         scope.push("y", 2.5_f64);
@@ -1657,6 +812,16 @@ mod tests {
         );
         scope.push_dynamic("l", list());
         let ast = helpers.merge(&engine.compile_with_scope(&scope, src).unwrap());
+        let native = p.compile(&ast, &resolve).and_then(|n| {
+            let mut m = Machine::default();
+            let f = Frame {
+                base: &[],
+                vars: &vars,
+                lets: &[],
+            };
+            let n: &'static Node = Box::leak(Box::new(n));
+            m.eval(p, n, &f).ok().map(|v| debug_dynamic(&v))
+        });
         crate::script::start_clock();
         let r = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         let rhai = match r {
@@ -1787,13 +952,7 @@ fn loopy(n) { let i = 0; while i < n { i += 1; } i }
             assert!(both(p, &engine, &ast, src).0.is_some(), "{src}");
         }
         // These must not.
-        for src in [
-            "x / 0",
-            "x + 9223372036854775807",
-            "loopy(3)",
-            "1.5e10",
-            "s - d",
-        ] {
+        for src in ["x / 0", "x + 9223372036854775807", "loopy(3)", "s - d"] {
             assert!(both(p, &engine, &ast, src).0.is_none(), "{src}");
         }
     }
