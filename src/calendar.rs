@@ -31,6 +31,7 @@ impl DayKind {
 /// A working calendar: listed days, the usual weekend, and the years the list covers.
 #[derive(Debug, Clone, Default)]
 pub struct Calendar {
+    /// Name for people (the policy's `label`, else `工作日历`), shown in reports.
     pub label: String,
     /// The file, as the policy set names it.
     pub file: String,

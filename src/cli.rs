@@ -392,7 +392,7 @@ fn check(a: &CheckArgs) -> Result<ExitCode> {
                 print!(
                     "{}",
                     rulebook::diag::Diag::warning(
-                        "RB0503",
+                        rulebook::diag::Code::RB0503,
                         format!("rules with no test: {}", untested.join(", "))
                     )
                     .help(

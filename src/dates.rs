@@ -170,11 +170,14 @@ pub fn parse_date_text(s: &str) -> Option<NaiveDate> {
 
 /// `YYYY-MM-DD` without allocating (years 0–9999; others fall back to a `String`).
 pub enum DateText {
+    /// The ten ASCII bytes of `YYYY-MM-DD`, for years 0–9999.
     Short([u8; 10]),
+    /// The text from [`date_text`], for years outside 0–9999.
     Long(String),
 }
 
 impl DateText {
+    /// The `YYYY-MM-DD` text of `d`, on the stack when the year is 0–9999.
     pub fn of(d: NaiveDate) -> DateText {
         let y = d.year();
         if (0..=9999).contains(&y) {
@@ -197,6 +200,7 @@ impl DateText {
         }
     }
 
+    /// The text as a string slice.
     pub fn as_str(&self) -> &str {
         match self {
             // Only ASCII digits and dashes.
@@ -208,11 +212,14 @@ impl DateText {
 
 /// `YYYY-MM-DD HH:MM:SS` without allocating (years 0–9999).
 pub enum DateTimeText {
+    /// The nineteen ASCII bytes of `YYYY-MM-DD HH:MM:SS`, for years 0–9999.
     Short([u8; 19]),
+    /// The text from [`datetime_text`], for years outside 0–9999.
     Long(String),
 }
 
 impl DateTimeText {
+    /// The `YYYY-MM-DD HH:MM:SS` text of `d`, on the stack when the year is 0–9999.
     pub fn of(d: NaiveDateTime) -> DateTimeText {
         use chrono::Timelike;
         match DateText::of(d.date()) {
@@ -235,6 +242,7 @@ impl DateTimeText {
         }
     }
 
+    /// The text as a string slice.
     pub fn as_str(&self) -> &str {
         match self {
             DateTimeText::Short(b) => std::str::from_utf8(b).unwrap_or(""),

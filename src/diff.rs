@@ -13,19 +13,30 @@ use std::process::Command;
 /// One subject whose verdict changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
+    /// Key of the directive the rule belongs to.
     pub directive: String,
+    /// Id of the rule whose verdict changed.
     pub rule: String,
+    /// Kind of subject (`member`, `branch`, …).
     pub subject_kind: String,
+    /// The subject's id.
     pub subject_id: String,
+    /// The subject's name, from the new side's finding if there is one, else the old side's;
+    /// `None` when neither finding has one.
     pub subject_name: Option<String>,
     /// `None` when the rule did not exist (or was not in force) on that side.
     pub before: Option<Status>,
+    /// Status under the new policy set; `None` when the rule did not exist (or was not in
+    /// force) there.
     pub after: Option<Status>,
+    /// Message of the old finding; `None` when there was none.
     pub before_message: Option<String>,
+    /// Message of the new finding; `None` when there is none.
     pub after_message: Option<String>,
 }
 
 impl Change {
+    /// The change as `before→after` status names (`(none)` for a missing side), e.g. `pass→fail`.
     pub fn transition(&self) -> String {
         let name = |s: Option<Status>| s.map_or("(none)", |s| s.name());
         format!("{}→{}", name(self.before), name(self.after))
@@ -35,10 +46,17 @@ impl Change {
 /// Changes grouped by (directive, rule), with counts per transition.
 #[derive(Debug, Default, Serialize)]
 pub struct Impact {
+    /// Label of the old policy set (as the caller describes it: folder or revision, version).
     pub base: String,
+    /// Label of the new policy set.
     pub new: String,
+    /// How many were compared, as the caller counts them (`rulebook diff` passes the number
+    /// of findings of the new set).
     pub subjects_compared: usize,
+    /// Every finding whose status differs, sorted by directive, rule, subject kind and id.
     pub changes: Vec<Change>,
+    /// Per `directive / rule`, the number of changes per transition (see
+    /// [`Change::transition`]).
     pub counts: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
@@ -81,6 +99,7 @@ pub fn compare(base: &[Finding], new: &[Finding]) -> Vec<Change> {
 }
 
 impl Impact {
+    /// The impact of `changes`, counting them per rule and transition.
     pub fn new(
         base: String,
         new: String,
@@ -114,6 +133,8 @@ impl Impact {
         g
     }
 
+    /// The impact as plain text for a terminal: per rule, the counts, then each subject with
+    /// both messages.
     pub fn render_text(&self) -> String {
         let mut s = format!(
             "impact of {} → {}: {} finding(s) changed\n",
@@ -143,6 +164,8 @@ impl Impact {
         s
     }
 
+    /// The impact as Markdown (for a pull-request comment): a table of counts per rule, then
+    /// a collapsible table of subjects per rule.
     pub fn render_markdown(&self) -> String {
         let mut s = format!(
             "### Policy change impact\n\n`{}` → `{}`: **{} finding(s) changed**.\n\n",

@@ -16,11 +16,17 @@ use std::sync::Arc;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// The subject complies (符合).
     Pass,
+    /// The subject does not comply (不符合).
     Fail,
+    /// A warning (提醒): not a failure, but something to look at.
     Warn,
+    /// The rule does not apply to the subject (不适用).
     NotApplicable,
+    /// The rule could not be evaluated for the subject (规则出错); the message says why.
     Error,
+    /// A `fail` or `warn` turned aside by a waiver in force (已豁免).
     Waived,
 }
 
@@ -35,6 +41,7 @@ impl Status {
         Status::Waived,
     ];
 
+    /// Every status, `pass`, `warn` and `fail` first.
     pub const ALL: [Status; 6] = [
         Status::Pass,
         Status::Warn,
@@ -44,6 +51,7 @@ impl Status {
         Status::Waived,
     ];
 
+    /// The status as the findings contract writes it (`pass`, `not_applicable`, …).
     pub fn name(self) -> &'static str {
         match self {
             Status::Pass => "pass",
@@ -76,8 +84,10 @@ pub struct SourceRef {
     /// The directive's title and issuer (in the policy set; not repeated in every finding).
     #[serde(skip)]
     pub title: Arc<str>,
+    /// Who issued the directive; `None` when the policy set does not say.
     #[serde(skip)]
     pub issuer: Option<Arc<str>>,
+    /// Key of the directive's clause the rule enforces.
     pub clause: Arc<str>,
     /// The clause, quoted from the source.
     pub text: Arc<str>,
@@ -86,38 +96,61 @@ pub struct SourceRef {
 /// The dates a finding looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeriodRef {
+    /// The period's name for people (its label).
     pub name: Arc<str>,
+    /// First day, `YYYY-MM-DD`, for this subject; `None` when it could not be worked out
+    /// (e.g. it comes from an aggregate the subject has no date for).
     pub start: Option<String>,
+    /// Last day, `YYYY-MM-DD`, for this subject; `None` when it could not be worked out.
     pub end: Option<String>,
 }
 
 /// One finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// Key of the directive the rule belongs to (`service-hours-20`).
     pub directive: Arc<str>,
+    /// The rule's id (`hours.yearly`).
     pub rule: Arc<str>,
+    /// The version of the rule that was evaluated.
     pub rule_version: Arc<str>,
+    /// Kind of subject (`member`, `organization`).
     pub subject_kind: Arc<str>,
+    /// The subject's id.
     pub subject_id: String,
+    /// The subject's name, from the `name` column of its table; `None` when there is no such
+    /// column or the cell is empty.
     pub subject_name: Option<String>,
+    /// The verdict.
     pub status: Status,
+    /// How grave a failure of the rule is.
     pub severity: Severity,
+    /// The verdict in Chinese, saying what would fix it where that can be computed.
     pub message: String,
     /// The values the decision used; `records` names the input rows behind aggregates.
     pub evidence: serde_json::Map<String, serde_json::Value>,
+    /// The document and clause the rule enforces (shared by the rule's findings).
     pub source: Arc<SourceRef>,
+    /// The period the rule looks at; `None` when the rule names none.
     pub period: Option<PeriodRef>,
+    /// The evaluation date, `YYYY-MM-DD`.
     pub as_of: Arc<str>,
+    /// Name of the policy set.
     pub policy_set: Arc<str>,
+    /// Version of the policy set.
     pub policy_version: Arc<str>,
+    /// SHA-256 of the policy set's files, hex.
     pub policy_hash: Arc<str>,
 }
 
 /// Output format of findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// One JSON array, a finding per element, indented.
     Json,
+    /// JSON Lines: one compact JSON object per line.
     Jsonl,
+    /// CSV with a header line; evidence as compact JSON in one field.
     Csv,
 }
 
@@ -151,6 +184,8 @@ const CSV_HEADER: [&str; 19] = [
 ];
 
 impl<W: Write> FindingWriter<W> {
+    /// A writer to `out` that has written what comes before the first finding (`[` for
+    /// JSON, the header line for CSV).
     pub fn new(mut out: W, format: Format) -> std::io::Result<Self> {
         match format {
             Format::Json => out.write_all(b"[")?,
@@ -171,6 +206,7 @@ impl<W: Write> FindingWriter<W> {
         })
     }
 
+    /// Encode and write one finding.
     pub fn write(&mut self, f: &Finding) -> std::io::Result<()> {
         let bytes = encode(f, self.format)?;
         self.write_encoded(&bytes)
@@ -203,6 +239,7 @@ impl<W: Write> FindingWriter<W> {
         Ok(())
     }
 
+    /// Close the output (`]` for JSON), flush it and hand it back.
     pub fn finish(self) -> std::io::Result<W> {
         let mut out = self.out;
         if self.format == Format::Json {
@@ -213,6 +250,7 @@ impl<W: Write> FindingWriter<W> {
     }
 }
 
+/// The severity as the findings contract writes it (`critical`, `major`, `minor`).
 pub fn severity_name(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "critical",
@@ -239,25 +277,40 @@ pub fn encode(f: &Finding, format: Format) -> std::io::Result<Vec<u8>> {
 
 /// The fields of a finding, borrowed, for encoding without building a [`Finding`].
 pub struct FindingParts<'a> {
+    /// As [`Finding::directive`].
     pub directive: &'a str,
+    /// As [`Finding::rule`].
     pub rule: &'a str,
+    /// As [`Finding::rule_version`].
     pub rule_version: &'a str,
+    /// As [`Finding::subject_kind`].
     pub subject_kind: &'a str,
+    /// As [`Finding::subject_id`].
     pub subject_id: &'a str,
+    /// As [`Finding::subject_name`].
     pub subject_name: Option<&'a str>,
+    /// As [`Finding::status`].
     pub status: Status,
+    /// As [`Finding::severity`].
     pub severity: Severity,
+    /// As [`Finding::message`].
     pub message: &'a str,
+    /// As [`Finding::source`].
     pub source: &'a SourceRef,
     /// Name, start, end.
     pub period: Option<(&'a str, Option<&'a str>, Option<&'a str>)>,
+    /// As [`Finding::as_of`].
     pub as_of: &'a str,
+    /// As [`Finding::policy_set`].
     pub policy_set: &'a str,
+    /// As [`Finding::policy_version`].
     pub policy_version: &'a str,
+    /// As [`Finding::policy_hash`].
     pub policy_hash: &'a str,
 }
 
 impl Finding {
+    /// The finding's fields, borrowed (the evidence is passed apart).
     pub fn parts(&self) -> FindingParts<'_> {
         FindingParts {
             directive: &self.directive,
@@ -285,6 +338,7 @@ impl Finding {
 /// Something that writes itself as a JSON value with a serde_json [`Formatter`] (so the bytes
 /// are exactly serde_json's).
 pub trait WriteJson {
+    /// Append the value to `out` as JSON written with `f`.
     fn write_json<F: Formatter>(&self, f: &mut F, out: &mut Vec<u8>);
 
     /// The same as `write_json` with serde_json's `CompactFormatter` (which an implementation
@@ -301,7 +355,7 @@ impl WriteJson for serde_json::Map<String, serde_json::Value> {
 }
 
 /// Append one finding to `out` as [`encode`] gives it; with `separator`, a JSON finding
-/// starts with `,` (see [`FindingWriter::write_run`]). `scratch` is reused between calls.
+/// starts with `,` (see [`FindingWriter::write_runs`]). `scratch` is reused between calls.
 pub fn encode_into<E: WriteJson>(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
@@ -365,7 +419,9 @@ pub fn encode_into<E: WriteJson>(
 /// The bytes that are the same for every finding of one rule, encoded once for a format;
 /// [`encode_with`] fills in the rest.
 pub enum Template {
+    /// For JSON Lines.
     Jsonl(LineTemplate),
+    /// For CSV.
     Csv(CsvTemplate),
 }
 
@@ -872,6 +928,7 @@ pub mod json {
         };
     }
 
+    /// An object, its entries in the map's order.
     pub fn map<F: Formatter>(
         f: &mut F,
         o: &mut Vec<u8>,
@@ -886,6 +943,7 @@ pub mod json {
         let _ = f.end_object(o);
     }
 
+    /// Any JSON value (a number that is not finite as `null`).
     pub fn value<F: Formatter>(f: &mut F, o: &mut Vec<u8>, v: &serde_json::Value) {
         use serde_json::Value as J;
         match v {
@@ -925,15 +983,18 @@ pub mod json {
 /// Counts by directive × status, in directive order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
+    /// Per directive key, the number of findings per status (statuses with none left out).
     pub counts: BTreeMap<String, BTreeMap<Status, u64>>,
     /// Subjects failing each directive (a subject fails when any of its findings fails).
     pub failing_subjects: BTreeMap<String, u64>,
+    /// Findings counted, all directives together.
     pub total: u64,
     #[serde(skip)]
     failed: std::collections::HashSet<(Arc<str>, Arc<str>, String)>,
 }
 
 impl Summary {
+    /// Count one finding.
     pub fn add(&mut self, f: &Finding) {
         *self
             .counts
@@ -978,6 +1039,7 @@ impl Summary {
         }
     }
 
+    /// Findings with `status`, all directives together.
     pub fn count(&self, status: Status) -> u64 {
         self.counts.values().filter_map(|m| m.get(&status)).sum()
     }

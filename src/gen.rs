@@ -37,6 +37,7 @@ impl Default for GenOptions {
 /// What was written: one entry per table in contract order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenReport {
+    /// Table name, rows written and bytes written.
     pub tables: Vec<(String /*table*/, u64 /*rows*/, u64 /*bytes*/)>,
 }
 
@@ -634,29 +635,54 @@ fn pick_team(rng: &mut Rng, no_work_team: bool, not: Option<usize>) -> usize {
     }
 }
 
+/// One member's rows, drawn in a fixed order from the chunk's random stream (the order of
+/// draws is what keeps a seed's files byte-identical).
+struct MemberGen<'a> {
+    w: &'a World,
+    rng: &'a mut Rng,
+    out: &'a mut ChunkOut,
+    sc: &'a mut Scratch,
+    m: usize,
+    id: &'a [u8],
+    branch: usize,
+    contact: u32,
+    residence: u32,
+    employment: Employment,
+    /// The first member of each branch: lives in the contact community and joins its work
+    /// team there, so that only branches flagged bad lack a work team.
+    anchor: bool,
+}
+
+/// How a member answered the epidemic notices (directives 1–3).
+#[derive(Clone, Copy)]
+struct Sinking {
+    /// The community reported to and the day, if the member reported.
+    at: Option<(u32, u32)>,
+    nominal: bool,
+    unassigned: bool,
+    rollcall: bool,
+    disobey: bool,
+    detach_fail: bool,
+}
+
 fn gen_member(
     w: &World,
     rng: &mut Rng,
     m: usize,
     out: &mut ChunkOut,
     sc: &mut Scratch,
-    (epi_w, cycle_w): (&[u32], &[u32]),
+    weights: (&[u32], &[u32]),
 ) {
     let idbuf = member_id(m, w.member_digits);
     let id = &idbuf.0[..idbuf.1];
-    let digits = &id[1..];
-    let n_comm = w.n_comm();
     let n_branch = w.n_branch();
-
-    // The first member of each branch is its anchor: lives in the contact community and
-    // joins its work team there, so that only branches flagged bad lack a work team.
     let anchor = m < n_branch;
     let branch = if anchor { m } else { rng.below_usize(n_branch) };
     let contact = w.contact[branch];
     let residence = if anchor {
         contact
     } else {
-        rng.below_usize(n_comm) as u32
+        rng.below_usize(w.n_comm()) as u32
     };
     let employment = if anchor {
         Employment::InService
@@ -667,11 +693,40 @@ fn gen_member(
             _ => Employment::Other,
         }
     };
+    let mut g = MemberGen {
+        w,
+        rng,
+        out,
+        sc,
+        m,
+        id,
+        branch,
+        contact,
+        residence,
+        employment,
+        anchor,
+    };
+    g.member_row();
+    let sinking = g.epidemic_report();
+    let dual_day = g.dual_registration();
+    if let Some(d) = dual_day {
+        g.filing(d);
+    }
+    g.grid_assignment(&sinking);
+    g.services(&sinking, dual_day, weights);
+    g.unit_attendance(&sinking);
+}
 
-    // members
-    {
-        let b = &mut out.bufs[T_MEMBERS];
-        b.extend_from_slice(id);
+impl MemberGen<'_> {
+    fn in_service(&self) -> bool {
+        self.employment == Employment::InService
+    }
+
+    /// The `members` row: id, a name, branch, residence community, employment.
+    fn member_row(&mut self) {
+        let (w, rng) = (self.w, &mut *self.rng);
+        let b = &mut self.out.bufs[T_MEMBERS];
+        b.extend_from_slice(self.id);
         b.push(b',');
         let s = rng
             .below_usize(w.surnames.len())
@@ -687,71 +742,92 @@ fn gen_member(
             b.extend_from_slice(g.as_bytes());
         }
         b.push(b',');
-        b.extend_from_slice(w.branches.get(branch));
+        b.extend_from_slice(w.branches.get(self.branch));
         b.push(b',');
-        b.extend_from_slice(w.communities.get(residence as usize));
-        b.extend_from_slice(match employment {
+        b.extend_from_slice(w.communities.get(self.residence as usize));
+        b.extend_from_slice(match self.employment {
             Employment::InService => b",in_service\n",
             Employment::Retired => b",retired\n",
             Employment::Other => b",other\n",
         });
-        out.rows[T_MEMBERS] += 1;
+        self.out.rows[T_MEMBERS] += 1;
     }
 
-    // epidemic report (directive 1): none, only another community, or residence
-    let roll: f64 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    let epi_comm: Option<u32> = if anchor || roll >= P_NO_EPIDEMIC + P_OTHER_ONLY {
-        Some(residence)
-    } else if roll < P_NO_EPIDEMIC {
-        None
-    } else if contact != residence {
-        Some(contact)
-    } else {
-        Some(((residence as usize + 1 + rng.below_usize(n_comm - 1)) % n_comm) as u32)
-    };
-    let epi_day = epi_comm.map(|_| {
-        w.feb7
-            + match rng.below(10) {
-                0..6 => rng.below(7),
-                6..9 => 7 + rng.below(13),
-                _ => 20 + rng.below(25),
-            }
-    });
-    let sinking = epi_comm.zip(epi_day);
-    let nominal = sinking.is_some() && !anchor && rng.chance(P_NOMINAL);
-    let unassigned = sinking.is_some() && !anchor && rng.chance(P_UNASSIGNED);
-    let rollcall = sinking.is_some() && !nominal && rng.chance(P_ROLLCALL);
-    let disobey = sinking.is_some() && !nominal && rng.chance(P_DISOBEY);
-    let detach_fail =
-        sinking.is_some() && employment == Employment::InService && rng.chance(P_DETACH_FAIL);
-
-    if let Some((c, d)) = sinking {
-        let b = &mut out.bufs[T_REPORTS];
-        b.extend_from_slice(id);
-        b.push(b',');
-        b.extend_from_slice(w.communities.get(c as usize));
-        b.push(b',');
-        w.date(b, d);
-        b.extend_from_slice(b",epidemic\n");
-        out.rows[T_REPORTS] += 1;
+    /// The epidemic report (directive 1): none, only another community, or residence; and
+    /// how the member then behaves.
+    fn epidemic_report(&mut self) -> Sinking {
+        let (w, anchor, residence, contact) = (self.w, self.anchor, self.residence, self.contact);
+        let in_service = self.in_service();
+        let n_comm = w.n_comm();
+        let rng = &mut *self.rng;
+        let roll: f64 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        let epi_comm: Option<u32> = if anchor || roll >= P_NO_EPIDEMIC + P_OTHER_ONLY {
+            Some(residence)
+        } else if roll < P_NO_EPIDEMIC {
+            None
+        } else if contact != residence {
+            Some(contact)
+        } else {
+            Some(((residence as usize + 1 + rng.below_usize(n_comm - 1)) % n_comm) as u32)
+        };
+        let epi_day = epi_comm.map(|_| {
+            w.feb7
+                + match rng.below(10) {
+                    0..6 => rng.below(7),
+                    6..9 => 7 + rng.below(13),
+                    _ => 20 + rng.below(25),
+                }
+        });
+        let at = epi_comm.zip(epi_day);
+        let nominal = at.is_some() && !anchor && rng.chance(P_NOMINAL);
+        let unassigned = at.is_some() && !anchor && rng.chance(P_UNASSIGNED);
+        let rollcall = at.is_some() && !nominal && rng.chance(P_ROLLCALL);
+        let disobey = at.is_some() && !nominal && rng.chance(P_DISOBEY);
+        let detach_fail = at.is_some() && in_service && rng.chance(P_DETACH_FAIL);
+        if let Some((c, d)) = at {
+            let b = &mut self.out.bufs[T_REPORTS];
+            b.extend_from_slice(self.id);
+            b.push(b',');
+            b.extend_from_slice(w.communities.get(c as usize));
+            b.push(b',');
+            w.date(b, d);
+            b.extend_from_slice(b",epidemic\n");
+            self.out.rows[T_REPORTS] += 1;
+        }
+        Sinking {
+            at,
+            nominal,
+            unassigned,
+            rollcall,
+            disobey,
+            detach_fail,
+        }
     }
 
-    // dual registration report (directive 4) and filing
-    let dual_day = if employment == Employment::InService && (anchor || rng.chance(P_DUAL)) {
-        let d = w.jul1 + rng.below(w.sep30 - w.jul1 + 1);
-        let b = &mut out.bufs[T_REPORTS];
-        b.extend_from_slice(id);
+    /// The dual-registration report (directive 4) of a member in service; its day.
+    fn dual_registration(&mut self) -> Option<u32> {
+        let w = self.w;
+        if !(self.in_service() && (self.anchor || self.rng.chance(P_DUAL))) {
+            return None;
+        }
+        let d = w.jul1 + self.rng.below(w.sep30 - w.jul1 + 1);
+        let b = &mut self.out.bufs[T_REPORTS];
+        b.extend_from_slice(self.id);
         b.push(b',');
-        b.extend_from_slice(w.communities.get(residence as usize));
+        b.extend_from_slice(w.communities.get(self.residence as usize));
         b.push(b',');
         w.date(b, d);
         b.extend_from_slice(b",dual_registration\n");
-        out.rows[T_REPORTS] += 1;
+        self.out.rows[T_REPORTS] += 1;
         Some(d)
-    } else {
-        None
-    };
-    if let Some(d) = dual_day {
+    }
+
+    /// The filing with the unit's branch after the dual-registration report on day `d`:
+    /// none, with another branch, too early, or in time.
+    fn filing(&mut self, d: u32) {
+        let (w, branch) = (self.w, self.branch);
+        let n_branch = w.n_branch();
+        let rng = &mut *self.rng;
         let r: f64 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
         let filing = if r < P_NO_FILING {
             None
@@ -764,29 +840,34 @@ fn gen_member(
             Some((branch, d + rng.below(22)))
         };
         if let Some((br, fd)) = filing {
-            let b = &mut out.bufs[T_FILINGS];
-            b.extend_from_slice(id);
+            let b = &mut self.out.bufs[T_FILINGS];
+            b.extend_from_slice(self.id);
             b.push(b',');
             b.extend_from_slice(w.branches.get(br));
             b.push(b',');
             w.date(b, fd.min(w.last));
             b.push(b'\n');
-            out.rows[T_FILINGS] += 1;
+            self.out.rows[T_FILINGS] += 1;
         }
     }
 
-    // grid assignment (directive 2)
-    if let Some((c, d)) = sinking
-        && !unassigned
-    {
+    /// The grid assignment (directive 2) of a member who reported, sometimes reassigned.
+    fn grid_assignment(&mut self, sinking: &Sinking) {
+        let Some((c, d)) = sinking.at else { return };
+        if sinking.unassigned {
+            return;
+        }
+        let w = self.w;
+        let rng = &mut *self.rng;
         let grid = rng.below(w.grids[c as usize]);
-        let no_work = w.bad_workteam[branch] && c == contact;
-        let team = if anchor && !no_work {
+        let no_work = w.bad_workteam[self.branch] && c == self.contact;
+        let team = if self.anchor && !no_work {
             0
         } else {
             pick_team(rng, no_work, None)
         };
         let day = (d + rng.below(4)).min(w.apr30);
+        let (id, out) = (self.id, &mut *self.out);
         let mut emit = |team: usize, day: u32| {
             let b = &mut out.bufs[T_ASSIGN];
             b.extend_from_slice(id);
@@ -810,17 +891,34 @@ fn gen_member(
         }
     }
 
-    // services (directives 3 and 5) and check-ins
-    sc.services.clear();
-    sc.checkins.clear();
-    let mut used = DaySet::default();
-    if let Some((c, d)) = sinking
-        && !nominal
-    {
+    /// Services (directives 3 and 5) and check-ins: epidemic services after the report, then
+    /// the July–December cycle; written in day order.
+    fn services(
+        &mut self,
+        sinking: &Sinking,
+        dual_day: Option<u32>,
+        (epi_w, cycle_w): (&[u32], &[u32]),
+    ) {
+        self.sc.services.clear();
+        self.sc.checkins.clear();
+        let mut used = DaySet::default();
+        self.epidemic_services(sinking, &mut used, epi_w);
+        if !sinking.nominal {
+            self.cycle_services(dual_day, &mut used, cycle_w);
+        }
+        self.write_services();
+    }
+
+    fn epidemic_services(&mut self, sinking: &Sinking, used: &mut DaySet, epi_w: &[u32]) {
+        let Some((c, d)) = sinking.at else { return };
+        if sinking.nominal {
+            return;
+        }
+        let (w, rng, sc) = (self.w, &mut *self.rng, &mut *self.sc);
         let k = 6 + rng.below(11);
         let first = sc.services.len();
         for _ in 0..k {
-            let Some(day) = pick_day(rng, &mut used, d, w.apr30, |_| true) else {
+            let Some(day) = pick_day(rng, used, d, w.apr30, |_| true) else {
                 break;
             };
             sc.services.push(Service {
@@ -834,22 +932,24 @@ fn gen_member(
                 checkin: rng.chance(P_CHECKIN),
             });
         }
-        if disobey && sc.services.len() > first {
+        if sinking.disobey && sc.services.len() > first {
             for _ in 0..1 + rng.below(3) {
                 let i = first + rng.below_usize(sc.services.len() - first);
                 sc.services[i].tasked = if rng.chance(0.7) { 1 } else { 2 };
             }
         }
-        if rollcall {
+        if sinking.rollcall {
             for _ in 0..2 + rng.below(5) {
-                if let Some(day) = pick_day(rng, &mut used, d, w.apr30, |_| true) {
+                if let Some(day) = pick_day(rng, used, d, w.apr30, |_| true) {
                     sc.checkins.push((day, 480 + rng.below(600), c));
                 }
             }
         }
     }
-    if !nominal {
-        // July–December cycle: verified hours above or (for a share) below 20
+
+    /// July–December cycle: verified hours above or (for a share) below 20.
+    fn cycle_services(&mut self, dual_day: Option<u32>, used: &mut DaySet, cycle_w: &[u32]) {
+        let (w, rng, sc) = (self.w, &mut *self.rng, &mut *self.sc);
         let low = rng.chance(P_LOW_HOURS);
         let target = if low {
             60 * (1 + rng.below(18))
@@ -869,7 +969,7 @@ fn gen_member(
                 break;
             }
             let forced = working_hours > 0;
-            let Some(day) = pick_day(rng, &mut used, from, w.last, |d| {
+            let Some(day) = pick_day(rng, used, from, w.last, |d| {
                 !forced || !w.weekend[d as usize]
             }) else {
                 break;
@@ -890,7 +990,11 @@ fn gen_member(
                 day,
                 start,
                 minutes,
-                community: if rng.chance(0.95) { residence } else { contact },
+                community: if rng.chance(0.95) {
+                    self.residence
+                } else {
+                    self.contact
+                },
                 category: rng.weighted(cycle_w) as u8,
                 tasked: rng.weighted(&[65, 20, 15]) as u8,
                 verified: ok,
@@ -898,56 +1002,69 @@ fn gen_member(
             });
         }
     }
-    sc.services.sort_unstable_by_key(|s| s.day);
-    for (seq, s) in sc.services.iter().enumerate() {
-        let b = &mut out.bufs[T_SERVICES];
-        b.push(b'S');
-        b.extend_from_slice(digits);
-        put_num(b, seq as u64 + 1, 3);
-        b.push(b',');
-        b.extend_from_slice(id);
-        b.push(b',');
-        b.extend_from_slice(w.communities.get(s.community as usize));
-        b.push(b',');
-        w.datetime(b, s.day, s.start);
-        b.push(b',');
-        w.datetime(b, s.day, s.start + s.minutes);
-        b.push(b',');
-        b.extend_from_slice(CATEGORIES[s.category as usize].0.as_bytes());
-        b.extend_from_slice(match s.tasked {
-            0 => b",community",
-            1 => b",unit",
-            _ => b",self",
-        });
-        b.extend_from_slice(if s.verified { b",true\n" } else { b",false\n" });
-        if s.checkin {
-            sc.checkins
-                .push((s.day, s.start - rng.below(21), s.community));
-        }
-    }
-    out.rows[T_SERVICES] += sc.services.len() as u64;
-    sc.checkins.sort_unstable();
-    for &(day, minute, c) in &sc.checkins {
-        let b = &mut out.bufs[T_CHECKINS];
-        b.extend_from_slice(id);
-        b.push(b',');
-        b.extend_from_slice(w.communities.get(c as usize));
-        b.push(b',');
-        w.datetime(b, day, minute);
-        b.push(b'\n');
-    }
-    out.rows[T_CHECKINS] += sc.checkins.len() as u64;
 
-    // unit attendance (detachment, directive 3)
-    if employment == Employment::InService {
+    /// The services in day order, and the check-ins (of services and roll-calls).
+    fn write_services(&mut self) {
+        let (w, rng, sc, out) = (self.w, &mut *self.rng, &mut *self.sc, &mut *self.out);
+        let digits = &self.id[1..];
+        sc.services.sort_unstable_by_key(|s| s.day);
+        for (seq, s) in sc.services.iter().enumerate() {
+            let b = &mut out.bufs[T_SERVICES];
+            b.push(b'S');
+            b.extend_from_slice(digits);
+            put_num(b, seq as u64 + 1, 3);
+            b.push(b',');
+            b.extend_from_slice(self.id);
+            b.push(b',');
+            b.extend_from_slice(w.communities.get(s.community as usize));
+            b.push(b',');
+            w.datetime(b, s.day, s.start);
+            b.push(b',');
+            w.datetime(b, s.day, s.start + s.minutes);
+            b.push(b',');
+            b.extend_from_slice(CATEGORIES[s.category as usize].0.as_bytes());
+            b.extend_from_slice(match s.tasked {
+                0 => b",community",
+                1 => b",unit",
+                _ => b",self",
+            });
+            b.extend_from_slice(if s.verified { b",true\n" } else { b",false\n" });
+            if s.checkin {
+                sc.checkins
+                    .push((s.day, s.start - rng.below(21), s.community));
+            }
+        }
+        out.rows[T_SERVICES] += sc.services.len() as u64;
+        sc.checkins.sort_unstable();
+        for &(day, minute, c) in &sc.checkins {
+            let b = &mut out.bufs[T_CHECKINS];
+            b.extend_from_slice(self.id);
+            b.push(b',');
+            b.extend_from_slice(w.communities.get(c as usize));
+            b.push(b',');
+            w.datetime(b, day, minute);
+            b.push(b'\n');
+        }
+        out.rows[T_CHECKINS] += sc.checkins.len() as u64;
+    }
+
+    /// Days at the unit (detachment, directive 3) of a member in service: ordinary working
+    /// days outside the epidemic, and for some, days at the unit during it.
+    fn unit_attendance(&mut self, sinking: &Sinking) {
+        if !self.in_service() {
+            return;
+        }
+        let (w, rng, sc) = (self.w, &mut *self.rng, &mut *self.sc);
         let mut used = DaySet::default();
         sc.days.clear();
-        if m == 0 {
+        if self.m == 0 {
             // pins the latest date of the dataset to the last day of the year
             used.insert(w.last);
             sc.days.push(w.last);
         }
-        if detach_fail && let Some((_, d)) = sinking {
+        if sinking.detach_fail
+            && let Some((_, d)) = sinking.at
+        {
             for _ in 0..1 + rng.below(3) {
                 if let Some(day) = pick_day(rng, &mut used, d, w.may1, |d| !w.weekend[d as usize]) {
                     sc.days.push(day);
@@ -971,14 +1088,14 @@ fn gen_member(
             }
         }
         sc.days.sort_unstable();
-        let b = &mut out.bufs[T_ATTEND];
+        let b = &mut self.out.bufs[T_ATTEND];
         for &day in &sc.days {
-            b.extend_from_slice(id);
+            b.extend_from_slice(self.id);
             b.push(b',');
             w.date(b, day);
             b.push(b'\n');
         }
-        out.rows[T_ATTEND] += sc.days.len() as u64;
+        self.out.rows[T_ATTEND] += sc.days.len() as u64;
     }
 }
 

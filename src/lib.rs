@@ -19,7 +19,8 @@
 //! - [`output`]: atomic file writes;
 //! - [`progress`]: progress of the long stages, for a front end to show;
 //! - [`dates`]: reading and writing dates and date-times (one place for every layer);
-//! - [`r#gen`]: the deterministic synthetic dataset generator.
+//! - `gen` (hidden from these docs; not part of the library's interface): the deterministic
+//!   synthetic dataset generator behind `rulebook gen`, for benchmarks and tests.
 //!
 //! The library has no command line and draws nothing on a terminal: the `rulebook` binary
 //! (`src/main.rs`, `src/cli.rs`) parses arguments with clap and shows progress bars, which the
@@ -32,6 +33,7 @@ pub mod diag;
 pub mod diff;
 pub mod eval;
 pub mod findings;
+#[doc(hidden)]
 pub mod r#gen;
 pub mod output;
 pub mod policy;

@@ -21,20 +21,25 @@ pub struct TestFile {
     /// Tables shared by every case of the file (CSV text with a header line).
     #[serde(default)]
     pub data: IndexMap<String, String>,
+    /// The cases (`[[case]]`), run in order.
     #[serde(default, rename = "case")]
     pub cases: Vec<Case>,
 }
 
+/// One test case: a small dataset, the evaluation date and what the rules must find.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
+    /// Name of the case, shown with its failures.
     pub name: String,
     /// The clause of the source the case checks, quoted.
     pub clause: Option<String>,
+    /// The evaluation date (`--as-of`) of the case.
     pub as_of: toml::value::Datetime,
     /// Tables of this case; they replace the file's tables of the same name.
     #[serde(default)]
     pub data: IndexMap<String, String>,
+    /// Expected findings per rule and subject.
     #[serde(default)]
     pub expect: Vec<Expect>,
     /// Expected grades (`policies/assessment.toml`) of members and organizations.
@@ -46,14 +51,19 @@ pub struct Case {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GradeExpect {
+    /// The subject's id.
     pub subject: String,
+    /// The grade's name, as `policies/assessment.toml` names it.
     pub grade: String,
 }
 
+/// The finding one rule must give one subject.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The rule's id.
     pub rule: String,
+    /// The subject's id.
     pub subject: String,
     /// The status; leave it out with `no_finding = true`.
     pub status: Option<Status>,
@@ -70,12 +80,19 @@ pub struct Expect {
 /// One expectation that did not hold.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The test file, as shown.
     pub file: String,
+    /// The case's name.
     pub case: String,
+    /// The rule's id, or `(grade)` for a grade expectation.
     pub rule: String,
+    /// The subject's id.
     pub subject: String,
+    /// What was expected, in words (a status, `no finding`, an evidence value, a grade …).
     pub expected: String,
+    /// What the run gave, in the same words.
     pub actual: String,
+    /// The finding's message, or why there was no finding; empty when there is nothing to add.
     pub message: String,
 }
 
@@ -90,14 +107,20 @@ pub struct Coverage {
     pub params_run: BTreeSet<(String, NaiveDate)>,
 }
 
+/// The result of running the test files of a policy set.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Test files run.
     pub files: usize,
+    /// Cases found, including those that could not run.
     pub cases: usize,
+    /// Expectations (findings and grades) checked in the cases that ran.
     pub expectations: usize,
+    /// Expectations that did not hold; one expectation may fail on several counts.
     pub failures: Vec<Failure>,
     /// Cases that could not run (bad data, unknown rule), with why.
     pub broken: Vec<String>,
+    /// What the cases that ran exercised.
     pub coverage: Coverage,
 }
 

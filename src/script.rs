@@ -114,10 +114,50 @@ fn date_str(d: NaiveDate) -> ImmutableString {
     crate::dates::date_text(d).into()
 }
 
+/// The rule functions, each written once: Rhai calls them through `register_functions` and
+/// the native evaluator (`eval::native`) calls them directly.
+pub mod builtin {
+    use chrono::{Datelike, NaiveDate};
+
+    /// `days_between(a, b)`: days from `a` to `b`.
+    pub fn days_between(a: NaiveDate, b: NaiveDate) -> i64 {
+        (b - a).num_days()
+    }
+    /// `year(d)`.
+    pub fn year(d: NaiveDate) -> i64 {
+        d.year() as i64
+    }
+    /// `month(d)`.
+    pub fn month(d: NaiveDate) -> i64 {
+        d.month() as i64
+    }
+    /// `round_to(x, places)`, places clamped to 0–9.
+    pub fn round_to(x: f64, places: i64) -> f64 {
+        let f = 10f64.powi(places.clamp(0, 9) as i32);
+        (x * f).round() / f
+    }
+    /// `ratio(a, b)`: `a / b`, or 0 when `b` is 0.
+    pub fn ratio(a: f64, b: f64) -> f64 {
+        if b == 0.0 { 0.0 } else { a / b }
+    }
+    /// `ratio(a, b)` of integers.
+    pub fn ratio_int(a: i64, b: i64) -> f64 {
+        if b == 0 { 0.0 } else { a as f64 / b as f64 }
+    }
+    /// `max_of(a, b)`.
+    pub fn max_of(a: f64, b: f64) -> f64 {
+        a.max(b)
+    }
+    /// `min_of(a, b)`.
+    pub fn min_of(a: f64, b: f64) -> f64 {
+        a.min(b)
+    }
+}
+
 fn register_functions(e: &mut Engine) {
     // Dates.
     e.register_fn("days_between", |a: &str, b: &str| -> Res<i64> {
-        Ok((parse_date(b)? - parse_date(a)?).num_days())
+        Ok(builtin::days_between(parse_date(a)?, parse_date(b)?))
     });
     e.register_fn("add_days", |d: &str, n: i64| -> Res<ImmutableString> {
         let d = parse_date(d)?;
@@ -134,10 +174,10 @@ fn register_functions(e: &mut Engine) {
         Ok(date_str(parse_date(d)?))
     });
     e.register_fn("year", |d: &str| -> Res<i64> {
-        Ok(parse_date(d)?.year() as i64)
+        Ok(builtin::year(parse_date(d)?))
     });
     e.register_fn("month", |d: &str| -> Res<i64> {
-        Ok(parse_date(d)?.month() as i64)
+        Ok(builtin::month(parse_date(d)?))
     });
     e.register_fn("weekday", |d: &str| -> Res<i64> {
         Ok(parse_date(d)?.weekday().number_from_monday() as i64)
@@ -164,21 +204,13 @@ fn register_functions(e: &mut Engine) {
     e.register_fn("present", |v: Dynamic| !v.is_unit());
     e.register_fn("missing", |v: Dynamic| v.is_unit());
     // Numbers.
-    e.register_fn("round_to", |x: f64, places: i64| {
-        let f = 10f64.powi(places.clamp(0, 9) as i32);
-        (x * f).round() / f
-    });
+    e.register_fn("round_to", builtin::round_to);
     e.register_fn("round_to", |x: i64, _places: i64| x as f64);
     e.register_fn("to_float", |x: i64| x as f64);
-    e.register_fn("ratio", |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b });
-    e.register_fn(
-        "ratio",
-        |a: i64, b: i64| {
-            if b == 0 { 0.0 } else { a as f64 / b as f64 }
-        },
-    );
-    e.register_fn("max_of", |a: f64, b: f64| a.max(b));
-    e.register_fn("min_of", |a: f64, b: f64| a.min(b));
+    e.register_fn("ratio", builtin::ratio);
+    e.register_fn("ratio", builtin::ratio_int);
+    e.register_fn("max_of", builtin::max_of);
+    e.register_fn("min_of", builtin::min_of);
     // Text.
     e.register_fn("join", |a: rhai::Array, sep: &str| {
         a.iter().map(display).collect::<Vec<_>>().join(sep)

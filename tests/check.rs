@@ -331,3 +331,22 @@ fn working_time_needs_a_calendar() {
         "{out}"
     );
 }
+
+#[test]
+fn an_error_is_reported_once_not_again_where_the_broken_name_is_used() {
+    // `verified_hours` reads an unknown table: that is the one error. The rule and the
+    // assessment that use the aggregate, and the parameters only they use, say nothing more.
+    let (code, out) = check_with("directives/service-hours-20.toml", |t| {
+        t.replacen("table = \"services\"", "table = \"servises\"", 1)
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("error[RB0102]: aggregate `verified_hours`: unknown table `servises`"),
+        "{out}"
+    );
+    let problems: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("error[") || l.starts_with("warning["))
+        .collect();
+    assert_eq!(problems.len(), 1, "{out}");
+}

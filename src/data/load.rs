@@ -36,6 +36,7 @@ type Loaded = Result<(Table, Done), String>;
 /// Options for loading a dataset.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
+    /// How CSV bytes are decoded.
     pub encoding: Encoding,
     /// How CSV files are cut for parallel reading.
     pub chunking: Chunking,
@@ -278,34 +279,19 @@ fn load_with(
             .par_iter()
             .map(|ts| {
                 let r = match sources.get(&ts.name) {
-                    None => Ok((
-                        empty_table(ts),
-                        Done {
-                            local: Interner::default(),
-                            rejects: Vec::new(),
-                            warnings: Vec::new(),
-                            stats: Some(TableStats {
-                                table: ts.name.clone(),
-                                file: "(absent, optional)".into(),
-                                encoding: String::new(),
-                                read: 0,
-                                loaded: 0,
-                                rejected: 0,
-                            }),
-                            rejected_keys: HashMap::new(),
-                            part: None,
-                        },
-                    )),
+                    None => Ok(absent_table(ts)),
                     Some(src) => load_table(
-                        ts,
                         src,
                         opts,
-                        schema,
-                        global,
-                        &loaded,
-                        &rejected_keys,
-                        &*opts.progress,
-                        focusing.as_ref(),
+                        &TableInputs {
+                            ts,
+                            schema,
+                            global,
+                            loaded: &loaded,
+                            rejected_keys: &rejected_keys,
+                            progress: &*opts.progress,
+                            focusing: focusing.as_ref(),
+                        },
                     ),
                 };
                 (*ts, r)
@@ -501,15 +487,14 @@ fn column_words(col: &ColumnSchema) -> Option<Words> {
     Some(m)
 }
 
-/// Parse one cell and push it onto its column; `Err` is the reason it cannot be read.
-#[allow(clippy::too_many_arguments)]
+/// Parse one cell and push it onto its column `out`; `Err` is the reason it cannot be read.
+/// Ids are interned (in the dataset's `global` symbols, else this table's `local` ones);
+/// `last` is the column's previous id, as a run of equal ids is interned once.
 fn push_cell(
     col: &ColumnSchema,
     words: Option<&Words>,
-    text: &str,
-    excel: bool,
-    global: &Interner,
-    local: &mut Interner,
+    (text, excel): (&str, bool),
+    (global, local): (&Interner, &mut Interner),
     out: &mut ColumnData,
     last: &mut Option<(u128, Sym)>,
 ) -> Result<(), String> {
@@ -632,10 +617,8 @@ fn datetime_cell(text: &str, excel: bool) -> Result<NaiveDateTime, String> {
         })
 }
 
-/// A rejected row.
-#[allow(clippy::too_many_arguments)]
+/// A rejected row: where, which cell, why, and its fields.
 fn reject(
-    rejects: &mut Vec<Reject>,
     ts: &TableSchema,
     file: &str,
     line: u32,
@@ -643,8 +626,8 @@ fn reject(
     value: Option<&str>,
     reason: String,
     raw: Vec<String>,
-) {
-    rejects.push(Reject {
+) -> Reject {
+    Reject {
         table: ts.name.clone(),
         file: file.to_string(),
         line,
@@ -652,7 +635,7 @@ fn reject(
         value: value.map(|v| v.to_string()),
         reason,
         raw,
-    });
+    }
 }
 
 /// A row's fields as kept with a reject (long fields shortened).
@@ -937,10 +920,8 @@ impl TableLoader<'_> {
             if let Err(reason) = push_cell(
                 col,
                 self.words[ci].as_ref(),
-                text,
-                self.from_excel,
-                self.global,
-                &mut p.local,
+                (text, self.from_excel),
+                (self.global, &mut p.local),
                 &mut p.columns[ci],
                 &mut p.last[ci],
             ) {
@@ -1241,8 +1222,7 @@ impl TableLoader<'_> {
             p.rejected_keys.insert(sym, row.line);
         }
         let col = col.map(|c| &self.ts.columns[c]);
-        reject(
-            &mut p.rejects,
+        p.rejects.push(reject(
             self.ts,
             &self.file,
             row.line,
@@ -1250,7 +1230,7 @@ impl TableLoader<'_> {
             value,
             reason,
             raw_fields(row.fields),
-        );
+        ));
     }
 }
 
@@ -1290,63 +1270,70 @@ fn row_text(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn load_table<'x>(
+/// An optional table without a file: empty, and listed as absent.
+fn absent_table(ts: &TableSchema) -> (Table, Done) {
+    (
+        empty_table(ts),
+        Done {
+            local: Interner::default(),
+            rejects: Vec::new(),
+            warnings: Vec::new(),
+            stats: Some(TableStats {
+                table: ts.name.clone(),
+                file: "(absent, optional)".into(),
+                encoding: String::new(),
+                read: 0,
+                loaded: 0,
+                rejected: 0,
+            }),
+            rejected_keys: HashMap::new(),
+            part: None,
+        },
+    )
+}
+
+/// What loading one table reads besides its file: the schema, the tables already loaded
+/// (for references) and the keys they rejected.
+struct TableInputs<'x> {
     ts: &'x TableSchema,
-    src: &TableSource,
-    opts: &LoadOptions,
     schema: &'x Schema,
     global: &'x Interner,
     loaded: &'x HashMap<String, Table>,
     rejected_keys: &'x HashMap<String, HashMap<Sym, u32>>,
     progress: &'x dyn crate::progress::Progress,
-    focusing: Option<&focus::Focusing<'x>>,
+    focusing: Option<&'x focus::Focusing<'x>>,
+}
+
+/// Rows dropped after reading (duplicate keys, unknown references within the table); empty
+/// while every row is kept.
+struct Keep {
+    keep: Vec<bool>,
+    n: usize,
+}
+
+impl Keep {
+    fn drop_row(&mut self, i: usize) {
+        if self.keep.is_empty() {
+            self.keep.resize(self.n, true);
+        }
+        self.keep[i] = false;
+    }
+
+    fn kept(&self, i: usize) -> bool {
+        self.keep.is_empty() || self.keep[i]
+    }
+}
+
+/// Load one table from its file: read and check every row (in parallel pieces), then reject
+/// duplicate keys and unknown references within the table, and index the keys.
+fn load_table(
+    src: &TableSource,
+    opts: &LoadOptions,
+    inp: &TableInputs,
 ) -> Result<(Table, Done), String> {
+    let ts = inp.ts;
     let file = src.display();
-    let text_key = ts.key.is_some_and(|k| ts.columns[k].ty == ColumnType::Id) && !ts.indexed;
-    // Loading for one subject: the rows of this table that matter, if not all.
-    let part = focusing.and_then(|f| {
-        let filter = f.focus.filter(
-            ts,
-            &LoadedTables {
-                ids: global,
-                tables: loaded,
-            },
-        )?;
-        focus::Part::new(ts, filter, schema, loaded, global, text_key, f)
-    });
-    let mut loader = TableLoader {
-        ts,
-        file: file.clone(),
-        schema,
-        global,
-        rejected_keys,
-        field_of: vec![None; ts.columns.len()],
-        header_len: 0,
-        from_excel: false,
-        encoding: "",
-        words: ts.columns.iter().map(column_words).collect(),
-        targets: ts
-            .columns
-            .iter()
-            .map(|c| {
-                c.references
-                    .as_deref()
-                    .filter(|r| *r != ts.name)
-                    .and_then(|r| loaded.get(r))
-            })
-            .collect(),
-        text_key,
-        // Exact duplicates are only warned about; not for a table loaded in part.
-        hash_rows: ts.key.is_none() && part.is_none(),
-        header_warnings: Vec::new(),
-        acc: Default::default(),
-        pool: Default::default(),
-        reserve: 0,
-        progress,
-        part,
-        expected: 0,
-    };
+    let mut loader = inp.loader(file.clone());
     match &src.kind {
         SourceKind::Csv => {
             loader.encoding =
@@ -1372,7 +1359,7 @@ fn load_table<'x>(
         part: mut piece_part,
         ..
     } = acc;
-    let mut warnings = loader.header_warnings;
+    let mut warnings = std::mem::take(&mut loader.header_warnings);
     let mut t = Table {
         name: ts.name.clone(),
         file: file.clone(),
@@ -1382,67 +1369,12 @@ fn load_table<'x>(
         row_by_sym: Vec::new(),
         refs,
     };
-    let mut keep: Vec<bool> = Vec::new();
-    let drop_row = |keep: &mut Vec<bool>, i: usize, n: usize| {
-        if keep.is_empty() {
-            keep.resize(n, true);
-        }
-        keep[i] = false;
+    let mut keep = Keep {
+        keep: Vec::new(),
+        n: t.len(),
     };
-    let n = t.len();
-    // Keys are unique: a later row with a key already loaded is rejected.
-    if let Some(k) = ts.key {
-        let key_col = &ts.columns[k];
-        let mut dup = |i: usize, first: usize, v: &str, keep: &mut Vec<bool>| {
-            let why = format!(
-                "duplicate key: {} `{v}` is already on line {}",
-                key_col.display(),
-                t.lines[first]
-            );
-            let raw = row_text(&t, ts, i, global, &local);
-            reject(
-                &mut rejects,
-                ts,
-                &file,
-                t.lines[i],
-                Some(key_col),
-                Some(v),
-                why,
-                raw,
-            );
-            drop_row(keep, i, n);
-        };
-        match &t.columns[k] {
-            ColumnData::Id(v) => {
-                let mut seen: FxHashMap<Sym, u32> = FxHashMap::default();
-                seen.reserve(n);
-                for (i, s) in v.iter().enumerate() {
-                    if s.is_none() {
-                        continue;
-                    }
-                    if let Some(&first) = seen.get(s) {
-                        dup(i, first as usize, resolve(global, &local, *s), &mut keep);
-                    } else {
-                        seen.insert(*s, i as u32);
-                    }
-                }
-            }
-            ColumnData::Text(v) => {
-                // Equal hashes are checked on the text: rows with the same key as an earlier
-                // kept row are duplicates.
-                let mut firsts: HashMap<u32, Vec<u32>> = HashMap::new();
-                for (later, first) in equal_hashes(&hashes) {
-                    let text = v.get(later as usize);
-                    let group = firsts.entry(first).or_insert_with(|| vec![first]);
-                    match group.iter().find(|&&f| v.get(f as usize) == text) {
-                        Some(&f) => dup(later as usize, f as usize, text, &mut keep),
-                        None => group.push(later),
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    let ids = (inp.global, &local);
+    rejects.extend(duplicate_keys(&t, ts, &hashes, ids, &mut keep));
     // Exact duplicates in event tables: a warning; the row still counts.
     if loader.hash_rows {
         for (later, first) in equal_hashes(&hashes) {
@@ -1455,101 +1387,9 @@ fn load_table<'x>(
     }
     drop(hashes);
     warnings.extend(row_warnings);
-    // References within the table, once it is complete.
-    let self_refs: Vec<usize> = ts
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.references.as_deref() == Some(ts.name.as_str()))
-        .map(|(ci, _)| ci)
-        .collect();
-    if !self_refs.is_empty() {
-        let key = ts.key.unwrap_or(0);
-        let index: FxHashMap<Sym, u32> = match &t.columns[key] {
-            ColumnData::Id(v) => v
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| keep.is_empty() || keep[*i])
-                .map(|(i, s)| (*s, i as u32))
-                .collect(),
-            _ => FxHashMap::default(),
-        };
-        for ci in self_refs {
-            let col = &ts.columns[ci];
-            let ColumnData::Id(v) = &t.columns[ci] else {
-                continue;
-            };
-            let mut rows = Vec::with_capacity(v.len());
-            for (i, s) in v.iter().enumerate() {
-                match index.get(s) {
-                    Some(r) => rows.push(*r),
-                    None if s.is_none() => rows.push(u32::MAX),
-                    None => {
-                        rows.push(u32::MAX);
-                        if !keep.is_empty() && !keep[i] {
-                            continue;
-                        }
-                        let text = resolve(global, &local, *s);
-                        let why = format!(
-                            "unknown {}: `{text}` is not in table `{}`",
-                            col.display(),
-                            ts.name
-                        );
-                        let raw = row_text(&t, ts, i, global, &local);
-                        reject(
-                            &mut rejects,
-                            ts,
-                            &file,
-                            t.lines[i],
-                            Some(col),
-                            Some(text),
-                            why,
-                            raw,
-                        );
-                        drop_row(&mut keep, i, n);
-                    }
-                }
-            }
-            t.refs[ci] = Some(rows);
-        }
-    }
-    piece_part.retain_loaded(&keep);
-    if !keep.is_empty() {
-        // Row numbers shift: references within the table point at the new numbers.
-        let mut new_row = vec![u32::MAX; n];
-        let mut next = 0u32;
-        for i in 0..n {
-            if keep[i] {
-                new_row[i] = next;
-                next += 1;
-            }
-        }
-        for c in t.columns.iter_mut() {
-            c.retain(&keep);
-        }
-        let mut i = 0;
-        t.lines.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
-        for (ci, r) in t.refs.iter_mut().enumerate() {
-            let Some(r) = r else { continue };
-            let mut i = 0;
-            r.retain(|_| {
-                let k = keep[i];
-                i += 1;
-                k
-            });
-            if ts.columns[ci].references.as_deref() == Some(ts.name.as_str()) {
-                for x in r.iter_mut() {
-                    if *x != u32::MAX {
-                        *x = new_row[*x as usize];
-                    }
-                }
-            }
-        }
-    }
+    rejects.extend(self_references(&mut t, ts, ids, &mut keep));
+    piece_part.retain_loaded(&keep.keep);
+    compact(&mut t, ts, &keep.keep);
     if let Some(k) = ts.key
         && let ColumnData::Id(v) = &t.columns[k]
     {
@@ -1580,4 +1420,237 @@ fn load_table<'x>(
             part,
         },
     ))
+}
+
+impl<'x> TableInputs<'x> {
+    /// A loader for the table's rows (all, or the rows that matter to one subject).
+    fn loader(&self, file: String) -> TableLoader<'x> {
+        let ts = self.ts;
+        let text_key = ts.key.is_some_and(|k| ts.columns[k].ty == ColumnType::Id) && !ts.indexed;
+        let part = self.focusing.and_then(|f| {
+            let filter = f.focus.filter(
+                ts,
+                &LoadedTables {
+                    ids: self.global,
+                    tables: self.loaded,
+                },
+            )?;
+            focus::Part::new(
+                ts,
+                filter,
+                self.schema,
+                self.loaded,
+                self.global,
+                text_key,
+                f,
+            )
+        });
+        TableLoader {
+            ts,
+            file,
+            schema: self.schema,
+            global: self.global,
+            rejected_keys: self.rejected_keys,
+            field_of: vec![None; ts.columns.len()],
+            header_len: 0,
+            from_excel: false,
+            encoding: "",
+            words: ts.columns.iter().map(column_words).collect(),
+            targets: ts
+                .columns
+                .iter()
+                .map(|c| {
+                    c.references
+                        .as_deref()
+                        .filter(|r| *r != ts.name)
+                        .and_then(|r| self.loaded.get(r))
+                })
+                .collect(),
+            text_key,
+            // Exact duplicates are only warned about; not for a table loaded in part.
+            hash_rows: ts.key.is_none() && part.is_none(),
+            header_warnings: Vec::new(),
+            acc: Default::default(),
+            pool: Default::default(),
+            reserve: 0,
+            progress: self.progress,
+            part,
+            expected: 0,
+        }
+    }
+}
+
+/// Keys are unique: a later row with a key already loaded is rejected.
+fn duplicate_keys(
+    t: &Table,
+    ts: &TableSchema,
+    hashes: &[u64],
+    (global, local): (&Interner, &Interner),
+    keep: &mut Keep,
+) -> Vec<Reject> {
+    let mut rejects = Vec::new();
+    let Some(k) = ts.key else {
+        return rejects;
+    };
+    let key_col = &ts.columns[k];
+    let mut dup = |i: usize, first: usize, v: &str, keep: &mut Keep| {
+        let why = format!(
+            "duplicate key: {} `{v}` is already on line {}",
+            key_col.display(),
+            t.lines[first]
+        );
+        let raw = row_text(t, ts, i, global, local);
+        rejects.push(reject(
+            ts,
+            &t.file,
+            t.lines[i],
+            Some(key_col),
+            Some(v),
+            why,
+            raw,
+        ));
+        keep.drop_row(i);
+    };
+    match &t.columns[k] {
+        ColumnData::Id(v) => {
+            let mut seen: FxHashMap<Sym, u32> = FxHashMap::default();
+            seen.reserve(v.len());
+            for (i, s) in v.iter().enumerate() {
+                if s.is_none() {
+                    continue;
+                }
+                if let Some(&first) = seen.get(s) {
+                    dup(i, first as usize, resolve(global, local, *s), keep);
+                } else {
+                    seen.insert(*s, i as u32);
+                }
+            }
+        }
+        ColumnData::Text(v) => {
+            // Equal hashes are checked on the text: rows with the same key as an earlier
+            // kept row are duplicates.
+            let mut firsts: HashMap<u32, Vec<u32>> = HashMap::new();
+            for (later, first) in equal_hashes(hashes) {
+                let text = v.get(later as usize);
+                let group = firsts.entry(first).or_insert_with(|| vec![first]);
+                match group.iter().find(|&&f| v.get(f as usize) == text) {
+                    Some(&f) => dup(later as usize, f as usize, text, keep),
+                    None => group.push(later),
+                }
+            }
+        }
+        _ => {}
+    }
+    rejects
+}
+
+/// References within the table, resolved once it is complete; a row whose reference is not
+/// a key of the table (among the rows kept) is rejected.
+fn self_references(
+    t: &mut Table,
+    ts: &TableSchema,
+    (global, local): (&Interner, &Interner),
+    keep: &mut Keep,
+) -> Vec<Reject> {
+    let mut rejects = Vec::new();
+    let self_refs: Vec<usize> = ts
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.references.as_deref() == Some(ts.name.as_str()))
+        .map(|(ci, _)| ci)
+        .collect();
+    if self_refs.is_empty() {
+        return rejects;
+    }
+    let key = ts.key.unwrap_or(0);
+    let index: FxHashMap<Sym, u32> = match &t.columns[key] {
+        ColumnData::Id(v) => v
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.kept(*i))
+            .map(|(i, s)| (*s, i as u32))
+            .collect(),
+        _ => FxHashMap::default(),
+    };
+    for ci in self_refs {
+        let col = &ts.columns[ci];
+        let ColumnData::Id(v) = &t.columns[ci] else {
+            continue;
+        };
+        let mut rows = Vec::with_capacity(v.len());
+        for (i, s) in v.iter().enumerate() {
+            match index.get(s) {
+                Some(r) => rows.push(*r),
+                None if s.is_none() => rows.push(u32::MAX),
+                None => {
+                    rows.push(u32::MAX);
+                    if !keep.kept(i) {
+                        continue;
+                    }
+                    let text = resolve(global, local, *s);
+                    let why = format!(
+                        "unknown {}: `{text}` is not in table `{}`",
+                        col.display(),
+                        ts.name
+                    );
+                    let raw = row_text(t, ts, i, global, local);
+                    rejects.push(reject(
+                        ts,
+                        &t.file,
+                        t.lines[i],
+                        Some(col),
+                        Some(text),
+                        why,
+                        raw,
+                    ));
+                    keep.drop_row(i);
+                }
+            }
+        }
+        t.refs[ci] = Some(rows);
+    }
+    rejects
+}
+
+/// Drop the rows not kept (`keep` empty: all kept); references within the table point at
+/// the new row numbers.
+fn compact(t: &mut Table, ts: &TableSchema, keep: &[bool]) {
+    if keep.is_empty() {
+        return;
+    }
+    let n = keep.len();
+    let mut new_row = vec![u32::MAX; n];
+    let mut next = 0u32;
+    for i in 0..n {
+        if keep[i] {
+            new_row[i] = next;
+            next += 1;
+        }
+    }
+    for c in t.columns.iter_mut() {
+        c.retain(keep);
+    }
+    let mut i = 0;
+    t.lines.retain(|_| {
+        let k = keep[i];
+        i += 1;
+        k
+    });
+    for (ci, r) in t.refs.iter_mut().enumerate() {
+        let Some(r) = r else { continue };
+        let mut i = 0;
+        r.retain(|_| {
+            let k = keep[i];
+            i += 1;
+            k
+        });
+        if ts.columns[ci].references.as_deref() == Some(ts.name.as_str()) {
+            for x in r.iter_mut() {
+                if *x != u32::MAX {
+                    *x = new_row[*x as usize];
+                }
+            }
+        }
+    }
 }

@@ -19,7 +19,9 @@ pub use source::{Chunking, Encoding};
 pub struct Sym(pub u32);
 
 impl Sym {
+    /// No id: an empty id cell.
     pub const NONE: Sym = Sym(u32::MAX);
+    /// Whether this is [`Sym::NONE`].
     pub fn is_none(self) -> bool {
         self == Sym::NONE
     }
@@ -51,6 +53,7 @@ pub(crate) fn pack(s: &str) -> Option<u128> {
 }
 
 impl Interner {
+    /// The symbol of `s`, interning it if it is new.
     pub fn intern(&mut self, s: &str) -> Sym {
         if let Some(id) = self.get(s) {
             return id;
@@ -74,14 +77,17 @@ impl Interner {
         &self.strs
     }
 
+    /// Number of ids interned.
     pub fn len(&self) -> usize {
         self.strs.len()
     }
 
+    /// Whether no id is interned.
     pub fn is_empty(&self) -> bool {
         self.strs.is_empty()
     }
 
+    /// The symbol of `s`, if it is interned (never interns).
     #[inline]
     pub fn get(&self, s: &str) -> Option<Sym> {
         match pack(s) {
@@ -90,6 +96,7 @@ impl Interner {
         }
     }
 
+    /// The id a symbol stands for; empty for [`Sym::NONE`].
     pub fn resolve(&self, id: Sym) -> &str {
         if id.is_none() {
             ""
@@ -107,20 +114,24 @@ pub struct TextColumn {
 }
 
 impl TextColumn {
+    /// The text of row `row` (empty for an empty cell).
     pub fn get(&self, row: usize) -> &str {
         let start = if row == 0 { 0 } else { self.ends[row - 1] };
         &self.buf[start..self.ends[row]]
     }
 
+    /// Add a row holding `s`.
     pub fn push(&mut self, s: &str) {
         self.buf.push_str(s);
         self.ends.push(self.buf.len());
     }
 
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
@@ -134,6 +145,7 @@ impl TextColumn {
         self.buf.reserve(n);
     }
 
+    /// The text of each row, in row order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|r| self.get(r))
     }
@@ -178,17 +190,24 @@ impl<S: AsRef<str>> FromIterator<S> for TextColumn {
 /// The values of one column.
 #[derive(Debug, Clone)]
 pub enum ColumnData {
+    /// Interned ids; [`Sym::NONE`] for an empty cell.
     Id(Vec<Sym>),
+    /// Text; an empty cell is empty text.
     Text(TextColumn),
+    /// Dates; `None` for an empty cell.
     Date(Vec<Option<NaiveDate>>),
+    /// Local date-times; `None` for an empty cell.
     DateTime(Vec<Option<NaiveDateTime>>),
+    /// Booleans; `None` for an empty cell.
     Bool(Vec<Option<bool>>),
+    /// Numbers; `None` for an empty cell.
     Number(Vec<Option<f64>>),
     /// Index into the column's enum values.
     Enum(Vec<Option<u8>>),
 }
 
 impl ColumnData {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         match self {
             ColumnData::Id(v) => v.len(),
@@ -201,6 +220,7 @@ impl ColumnData {
         }
     }
 
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -281,11 +301,13 @@ impl ColumnData {
 /// A loaded table: typed columns in schema order, plus where each row came from.
 #[derive(Debug)]
 pub struct Table {
+    /// The table's name in the schema (`members`).
     pub name: String,
     /// The file (and sheet) the rows came from; empty for an absent optional table.
     pub file: String,
     /// Line (CSV) or row (XLSX) number of each loaded row.
     pub lines: Vec<u32>,
+    /// One column per column of the table's schema, in schema order; one value per loaded row.
     pub columns: Vec<ColumnData>,
     /// Key value → row, for tables with a key.
     pub key_index: FxHashMap<Sym, u32>,
@@ -297,10 +319,12 @@ pub struct Table {
 }
 
 impl Table {
+    /// Number of loaded rows.
     pub fn len(&self) -> usize {
         self.lines.len()
     }
 
+    /// Whether no row loaded.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
@@ -309,12 +333,17 @@ impl Table {
 /// A row that could not be loaded, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reject {
+    /// The table's name in the schema.
     pub table: String,
+    /// The file (and sheet) the row is in.
     pub file: String,
+    /// Line (CSV) or row (XLSX) number of the row.
     pub line: u32,
     /// Column (English name and label) the problem is in, if one.
     pub column: Option<String>,
+    /// The offending value as read, if the problem is one value.
     pub value: Option<String>,
+    /// Why the row was rejected, for people.
     pub reason: String,
     /// The row's fields as read.
     #[serde(skip)]
@@ -324,26 +353,37 @@ pub struct Reject {
 /// Something worth knowing that did not stop a row (exact duplicate, ignored column).
 #[derive(Debug, Clone, Serialize)]
 pub struct Warning {
+    /// The file (and sheet) it is about.
     pub file: String,
+    /// Line (CSV) or row (XLSX) number; `None` when it is about the file as a whole.
     pub line: Option<u32>,
+    /// What was found, for people.
     pub message: String,
 }
 
 /// Rows read, loaded and rejected for one table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TableStats {
+    /// The table's name in the schema.
     pub table: String,
+    /// The file (and sheet) read; `(absent, optional)` for an optional table with no file.
     pub file: String,
+    /// How the file was decoded: `UTF-8`, `GB18030` or `XLSX`; empty when there was no file.
     pub encoding: String,
+    /// Data rows read (the header and skipped title lines not counted).
     pub read: u64,
+    /// Rows loaded into the table.
     pub loaded: u64,
+    /// Rows rejected (each listed in [`Dataset::rejects`]).
     pub rejected: u64,
 }
 
 /// A table that could not be read at all: the run stops.
 #[derive(Debug, Clone)]
 pub struct FatalError {
+    /// The file (and sheet), or the data folder, that could not be read.
     pub file: String,
+    /// What is wrong, for people.
     pub message: String,
 }
 
@@ -356,10 +396,16 @@ impl std::fmt::Display for FatalError {
 /// A loaded dataset.
 #[derive(Debug)]
 pub struct Dataset {
+    /// The loaded tables by schema name.
     pub tables: IndexMap<String, Table>,
+    /// The ids in the id columns of every table, interned once for the whole dataset (a key
+    /// column that is not looked up by id is kept as text, see `TableSchema::indexed`).
     pub ids: Interner,
+    /// Rows read, loaded and rejected, per table.
     pub stats: Vec<TableStats>,
+    /// Every row that could not be loaded.
     pub rejects: Vec<Reject>,
+    /// Things worth knowing that did not stop a row.
     pub warnings: Vec<Warning>,
     /// Set when the dataset was loaded for one subject ([`load_focused`]): some tables hold
     /// only the rows that matter to it.
@@ -387,12 +433,15 @@ impl Dataset {
         best
     }
 
+    /// Data rows read, all tables together.
     pub fn total_read(&self) -> u64 {
         self.stats.iter().map(|s| s.read).sum()
     }
+    /// Rows loaded, all tables together.
     pub fn total_loaded(&self) -> u64 {
         self.stats.iter().map(|s| s.loaded).sum()
     }
+    /// Rows rejected, all tables together.
     pub fn total_rejected(&self) -> u64 {
         self.stats.iter().map(|s| s.rejected).sum()
     }

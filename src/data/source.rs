@@ -11,21 +11,27 @@ pub enum Encoding {
     /// Valid UTF-8 is UTF-8; otherwise GB18030 (which covers GBK and GB2312).
     #[default]
     Auto,
+    /// Always UTF-8, whatever the bytes look like.
     Utf8,
+    /// Always GB18030 (which covers GBK and GB2312).
     Gb18030,
 }
 
 /// Where a table's rows come from.
 #[derive(Debug, Clone)]
 pub enum SourceKind {
+    /// The whole file, as CSV.
     Csv,
+    /// The sheet of this name in a workbook.
     Sheet(String),
 }
 
 /// One table file found in the dataset folder.
 #[derive(Debug, Clone)]
 pub struct TableSource {
+    /// Path of the file.
     pub path: PathBuf,
+    /// CSV, or which sheet of the workbook.
     pub kind: SourceKind,
 }
 
@@ -47,14 +53,19 @@ impl TableSource {
 /// A file-level problem: the table cannot be read at all.
 #[derive(Debug, Clone)]
 pub struct FileError {
+    /// The file (and sheet), as shown in messages.
     pub file: String,
+    /// What is wrong, for people.
     pub message: String,
 }
 
 /// Records of a table as text: the header and each row with its line (or Excel row) number.
 pub struct RawTable {
+    /// The header's fields, as read.
     pub header: Vec<String>,
+    /// Line (or Excel row) number of the header.
     pub header_line: u32,
+    /// The rows after the header, in file order.
     pub rows: Vec<RawRow>,
     /// What decoding was used: `UTF-8`, `GB18030`, `XLSX`.
     pub encoding: &'static str,
@@ -62,14 +73,18 @@ pub struct RawTable {
     pub from_excel: bool,
 }
 
+/// One record of a [`RawTable`], with its fields as text.
 pub struct RawRow {
+    /// The line a text editor shows (or Excel's row number).
     pub line: u32,
+    /// The fields, as text.
     pub fields: Vec<String>,
     /// A problem with the row as a whole (undecodable bytes, broken quoting).
     pub problem: Option<String>,
 }
 
-/// Decode CSV bytes into text, per the encoding rule ([`decode_name`]).
+/// Decode CSV bytes into text, per the encoding rule (`decode_name`), after dropping a UTF-8
+/// BOM; also gives the name of the encoding used (`UTF-8` or `GB18030`).
 pub fn decode(bytes: &[u8], enc: Encoding) -> (std::borrow::Cow<'_, str>, &'static str) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let name = decode_name(bytes, enc);
@@ -121,6 +136,7 @@ impl<'a> LineCounter<'a> {
 pub struct Row<'a> {
     /// The line a text editor shows (or Excel's row number).
     pub line: u32,
+    /// The fields, trimmed (borrowed from the reader's buffers).
     pub fields: &'a [&'a str],
     /// A problem with the row as a whole (undecodable bytes, broken quoting).
     pub problem: Option<String>,
@@ -130,6 +146,7 @@ pub struct Row<'a> {
 /// collects consecutive rows on its own (pieces of a large file are filled in parallel),
 /// then the pieces are absorbed in file order.
 pub trait TableSink: Sync {
+    /// Rows collected by one piece, before they are absorbed.
     type Piece: Send;
 
     /// Whether these fields can be the header (exports often put a title line above it).
@@ -139,6 +156,8 @@ pub trait TableSink: Sync {
     /// A line before the header that was skipped (a title), for a warning.
     fn skipped(&mut self, _line: u32, _text: &str) {}
 
+    /// The header's fields and line, with the encoding used (`UTF-8`, `GB18030`, `XLSX`) and
+    /// whether the cells come from a spreadsheet; an error stops reading the table.
     fn header(
         &mut self,
         header: &[String],
@@ -244,18 +263,7 @@ pub fn read_csv<S: TableSink>(
     loop {
         let end = window_end(&cur, eof);
         let body = &cur[start..end];
-        // Cut into pieces at line breaks; each knows its first line.
-        let mut cuts = vec![0usize];
-        while *cuts.last().unwrap_or(&0) < body.len() {
-            let from = cuts.last().copied().unwrap_or(0) + chunking.piece.max(1);
-            let cut = if from >= body.len() {
-                body.len()
-            } else {
-                memchr::memchr(b'\n', &body[from..]).map_or(body.len(), |i| from + i + 1)
-            };
-            cuts.push(cut);
-        }
-        let ranges: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+        let ranges = cut_at_lines(body, chunking.piece);
         let simple = ranges.par_iter().all(|&(a, b)| is_simple(&body[a..b]));
         if !simple {
             // The rest of the file (from this window's first line) on the slow path.
@@ -266,14 +274,7 @@ pub fn read_csv<S: TableSink>(
             file.read_to_end(&mut rest)
                 .map_err(|e| format!("cannot read the file: {e}"))?;
             decide(&mut decided, &rest, enc);
-            let (text, _) = decode(&rest, decided.map_or(enc, encoding_of));
-            let sink_ref: &S = sink;
-            let mut piece = sink_ref.piece(0);
-            csv_rows(text.as_bytes(), line, usize::MAX, &mut |row| {
-                sink_ref.row(&mut piece, row)
-            });
-            sink.absorb(piece);
-            sink.progress(rest.len() as u64);
+            read_rest_slowly(&rest, line, decided.map_or(enc, encoding_of), sink);
             return Ok(decided.unwrap_or("UTF-8"));
         }
         decide(&mut decided, body, enc);
@@ -343,6 +344,34 @@ pub fn read_csv<S: TableSink>(
         sink.absorb(p);
     }
     Ok(decided.unwrap_or("UTF-8"))
+}
+
+/// `body` cut into pieces of about `piece` bytes, each ending at a line break (the last at
+/// the end of `body`).
+fn cut_at_lines(body: &[u8], piece: usize) -> Vec<(usize, usize)> {
+    let mut cuts = vec![0usize];
+    while *cuts.last().unwrap_or(&0) < body.len() {
+        let from = cuts.last().copied().unwrap_or(0) + piece.max(1);
+        let cut = if from >= body.len() {
+            body.len()
+        } else {
+            memchr::memchr(b'\n', &body[from..]).map_or(body.len(), |i| from + i + 1)
+        };
+        cuts.push(cut);
+    }
+    cuts.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+/// The rest of a file, from line `line`, read by the `csv` crate on one thread.
+fn read_rest_slowly<S: TableSink>(rest: &[u8], line: u32, enc: Encoding, sink: &mut S) {
+    let (text, _) = decode(rest, enc);
+    let sink_ref: &S = sink;
+    let mut piece = sink_ref.piece(0);
+    csv_rows(text.as_bytes(), line, usize::MAX, &mut |row| {
+        sink_ref.row(&mut piece, row)
+    });
+    sink.absorb(piece);
+    sink.progress(rest.len() as u64);
 }
 
 /// Append up to `n` bytes from `file`; true at the end of the file.

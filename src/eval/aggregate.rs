@@ -293,18 +293,12 @@ pub fn compute(
         .iter()
         .map(|f| (f.col, rtest(&f.test, cx, table, p)))
         .collect();
-    let mut used = Vec::new();
-    let mut count: i64 = 0;
-    let mut sum = 0.0f64;
-    let mut distinct: Vec<Scalar> = Vec::new();
-    let mut seconds: i64 = 0;
-    let mut spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> = Vec::new();
-    let mut days: Vec<NaiveDate> = Vec::new();
-    let mut best: Option<(Scalar, u32)> = None;
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
         Some(AggValue::Days(d)) => d,
         _ => &[],
     };
+    let mut acc = Acc::default();
+    let mut used = Vec::new();
     'rows: for &r in rows {
         let r = r as usize;
         for (col, t) in &filters {
@@ -312,15 +306,50 @@ pub fn compute(
                 continue 'rows;
             }
         }
+        if acc.add(p, table, r, vals, except) && (p.lineage || p.op == AggOp::Records) {
+            used.push(r as u32);
+        }
+    }
+    let value = acc.finish(p, table, vals, &mut used);
+    (value, used)
+}
+
+/// What an aggregate has gathered from the rows that passed its conditions.
+#[derive(Default)]
+struct Acc {
+    count: i64,
+    sum: f64,
+    distinct: Vec<Scalar>,
+    /// Whole seconds, added exactly: 3 × 6 h 40 min is 20 h, not 19.999….
+    seconds: i64,
+    /// Spans kept to merge overlaps before they are summed.
+    spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+    days: Vec<NaiveDate>,
+    /// The smallest or largest value so far, and its row.
+    best: Option<(Scalar, u32)>,
+}
+
+impl Acc {
+    /// Take row `r` into the aggregate; whether it counts as a row the value used (a row
+    /// without the value, or a min/max candidate, does not).
+    #[inline]
+    fn add(
+        &mut self,
+        p: &Prepared,
+        table: &Table,
+        r: usize,
+        vals: &Values,
+        except: &[NaiveDate],
+    ) -> bool {
         match p.op {
-            AggOp::Count | AggOp::Exists | AggOp::Records => count += 1,
+            AggOp::Count | AggOp::Exists | AggOp::Records => self.count += 1,
             AggOp::CountDistinct => {
-                let Some(c) = p.column else { continue };
+                let Some(c) = p.column else { return false };
                 let v = Values::cell(table, p.table, c, r);
                 if matches!(v, Scalar::None) {
-                    continue;
+                    return false;
                 }
-                distinct.push(v);
+                self.distinct.push(v);
             }
             AggOp::SumWorkingHours => {
                 if let (
@@ -334,26 +363,26 @@ pub fn compute(
                 ) && let (Some(s), Some(e)) = (s[r], e[r])
                 {
                     if p.merge_overlaps {
-                        spans.push((s, e));
+                        self.spans.push((s, e));
                     } else {
-                        seconds += p.calendar.working_seconds(s, e, ws, we);
+                        self.seconds += p.calendar.working_seconds(s, e, ws, we);
                     }
                 }
             }
             AggOp::CountDays | AggOp::Days => {
                 let Some(d) = p.column.and_then(|c| table.columns[c].date(r)) else {
-                    continue;
+                    return false;
                 };
                 if except.binary_search(&d).is_ok() {
-                    continue;
+                    return false;
                 }
-                days.push(d);
+                self.days.push(d);
             }
             AggOp::Sum => {
                 if let Some(ColumnData::Number(v)) = p.column.map(|c| &table.columns[c])
                     && let Some(x) = v[r]
                 {
-                    sum += x;
+                    self.sum += x;
                 }
             }
             AggOp::SumHours => {
@@ -363,20 +392,19 @@ pub fn compute(
                 ) && let (Some(s), Some(e)) = (s[r], e[r])
                 {
                     if p.merge_overlaps {
-                        spans.push((s, e));
+                        self.spans.push((s, e));
                     } else {
-                        // Whole seconds, added exactly: 3 × 6 h 40 min is 20 h, not 19.999….
-                        seconds += (e - s).num_seconds();
+                        self.seconds += (e - s).num_seconds();
                     }
                 }
             }
             AggOp::Min | AggOp::Max => {
-                let Some(c) = p.column else { continue };
+                let Some(c) = p.column else { return false };
                 let v = Values::cell(table, p.table, c, r);
                 if matches!(v, Scalar::None) {
-                    continue;
+                    return false;
                 }
-                let better = match &best {
+                let better = match &self.best {
                     None => true,
                     Some((b, _)) => {
                         let o = vals.compare(&v, b);
@@ -388,60 +416,70 @@ pub fn compute(
                     }
                 };
                 if better {
-                    best = Some((v, r as u32));
+                    self.best = Some((v, r as u32));
                 }
-                continue;
+                return false;
             }
         }
-        if p.lineage || p.op == AggOp::Records {
-            used.push(r as u32);
+        true
+    }
+
+    /// The aggregate's value; a min/max adds its row to `used` (when rows are kept).
+    fn finish(
+        mut self,
+        p: &Prepared,
+        table: &Table,
+        vals: &Values,
+        used: &mut Vec<u32>,
+    ) -> AggValue {
+        match p.op {
+            AggOp::Count => AggValue::Scalar(Scalar::Int(self.count)),
+            AggOp::CountDistinct => {
+                let d = &mut self.distinct;
+                d.sort_by(|a, b| vals.compare(a, b).unwrap_or(std::cmp::Ordering::Equal));
+                d.dedup_by(|a, b| vals.equal(a, b));
+                AggValue::Scalar(Scalar::Int(d.len() as i64))
+            }
+            AggOp::Exists => AggValue::Scalar(Scalar::Bool(self.count > 0)),
+            AggOp::Records => AggValue::Rows(used.clone().into_boxed_slice()),
+            AggOp::Sum => AggValue::Scalar(Scalar::Num(self.sum)),
+            AggOp::SumHours | AggOp::SumWorkingHours => {
+                let mut seconds = self.seconds;
+                for (s, e) in merge_spans(self.spans) {
+                    seconds += match (p.op, p.work_hours) {
+                        (AggOp::SumWorkingHours, Some((ws, we))) => {
+                            p.calendar.working_seconds(s, e, ws, we)
+                        }
+                        (AggOp::SumWorkingHours, None) => 0,
+                        _ => (e - s).num_seconds(),
+                    };
+                }
+                AggValue::Scalar(Scalar::Num(seconds as f64 / 3600.0))
+            }
+            AggOp::CountDays | AggOp::Days => {
+                let mut days = self.days;
+                days.sort_unstable();
+                days.dedup();
+                if p.op == AggOp::CountDays {
+                    AggValue::Scalar(Scalar::Int(days.len() as i64))
+                } else {
+                    AggValue::Days(days.into_boxed_slice())
+                }
+            }
+            AggOp::Min | AggOp::Max => match self.best {
+                None => AggValue::Unit,
+                Some((v, r)) => {
+                    if p.lineage {
+                        used.push(r);
+                    }
+                    match p.pick {
+                        Some(c) => AggValue::Scalar(Values::cell(table, p.table, c, r as usize)),
+                        None => AggValue::Scalar(v),
+                    }
+                }
+            },
         }
     }
-    let value = match p.op {
-        AggOp::Count => AggValue::Scalar(Scalar::Int(count)),
-        AggOp::CountDistinct => {
-            distinct.sort_by(|a, b| vals.compare(a, b).unwrap_or(std::cmp::Ordering::Equal));
-            distinct.dedup_by(|a, b| vals.equal(a, b));
-            AggValue::Scalar(Scalar::Int(distinct.len() as i64))
-        }
-        AggOp::Exists => AggValue::Scalar(Scalar::Bool(count > 0)),
-        AggOp::Records => AggValue::Rows(used.clone().into_boxed_slice()),
-        AggOp::Sum => AggValue::Scalar(Scalar::Num(sum)),
-        AggOp::SumHours | AggOp::SumWorkingHours => {
-            for (s, e) in merge_spans(spans) {
-                seconds += match (p.op, p.work_hours) {
-                    (AggOp::SumWorkingHours, Some((ws, we))) => {
-                        p.calendar.working_seconds(s, e, ws, we)
-                    }
-                    (AggOp::SumWorkingHours, None) => 0,
-                    _ => (e - s).num_seconds(),
-                };
-            }
-            AggValue::Scalar(Scalar::Num(seconds as f64 / 3600.0))
-        }
-        AggOp::CountDays | AggOp::Days => {
-            days.sort_unstable();
-            days.dedup();
-            if p.op == AggOp::CountDays {
-                AggValue::Scalar(Scalar::Int(days.len() as i64))
-            } else {
-                AggValue::Days(days.into_boxed_slice())
-            }
-        }
-        AggOp::Min | AggOp::Max => match best {
-            None => AggValue::Unit,
-            Some((v, r)) => {
-                if p.lineage {
-                    used.push(r);
-                }
-                match p.pick {
-                    Some(c) => AggValue::Scalar(Values::cell(table, p.table, c, r as usize)),
-                    None => AggValue::Scalar(v),
-                }
-            }
-        },
-    };
-    (value, used)
 }
 
 /// Overlapping or touching spans joined into one (empty input: empty output).
@@ -567,21 +605,36 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
     }
 }
 
+/// What resolving an aggregate's filters reads from the run.
+pub struct PrepareCx<'a> {
+    pub policy: &'a PolicySet,
+    pub data: &'a Dataset,
+    pub as_of: NaiveDate,
+    /// The subject kind's table.
+    pub subject_table: &'a str,
+    /// An aggregate's local index in the subject kind (`None`: not one of the kind's).
+    pub agg_index: &'a dyn Fn(&str) -> Option<usize>,
+    /// A period's index in the policy set.
+    pub period_index: &'a dyn Fn(&str) -> Option<usize>,
+    /// A parameter's value on `as_of` as a cell of the given column's type.
+    pub param_scalar: &'a dyn Fn(&str, &crate::policy::ColumnSchema) -> Scalar,
+    /// A parameter's value on `as_of` as written (`None` before it has one).
+    pub param_raw: &'a dyn Fn(&str) -> Option<toml::Value>,
+}
+
 /// Resolve an aggregate's filters against the run (literals, parameters, `--as-of`).
-#[allow(clippy::too_many_arguments)]
-pub fn prepare(
-    agg: &Aggregate,
-    policy: &PolicySet,
-    data: &Dataset,
-    table_idx: usize,
-    subject_table: &str,
-    agg_index: &dyn Fn(&str) -> Option<usize>,
-    period_index: &dyn Fn(&str) -> Option<usize>,
-    param_scalar: &dyn Fn(&str, &crate::policy::ColumnSchema) -> Scalar,
-    param_raw: &dyn Fn(&str) -> Option<toml::Value>,
-    as_of: NaiveDate,
-    lineage: bool,
-) -> Prepared {
+/// `table_idx`: its table's index in the schema; `lineage`: keep the rows it used.
+pub fn prepare(agg: &Aggregate, table_idx: usize, lineage: bool, cx: &PrepareCx) -> Prepared {
+    let PrepareCx {
+        policy,
+        data,
+        as_of,
+        subject_table,
+        agg_index,
+        period_index,
+        param_scalar,
+        param_raw,
+    } = *cx;
     let ts = &policy.schema.tables[agg.table.as_str()];
     let subj = &policy.schema.tables[subject_table];
     let col = |n: &Option<String>| n.as_deref().and_then(|n| ts.column(n));

@@ -11,69 +11,116 @@ use crate::script;
 use rhai::Dynamic;
 use serde::Serialize;
 
+/// Why one subject got its verdicts: a trace per rule.
 #[derive(Debug, Serialize)]
 pub struct Explanation {
+    /// Kind of subject (`member`, `organization`).
     pub subject_kind: String,
+    /// The subject's id.
     pub subject_id: String,
+    /// The subject's name, from the `name` column of its table; `None` when there is none.
     pub subject_name: Option<String>,
+    /// The evaluation date, `YYYY-MM-DD`.
     pub as_of: String,
+    /// One trace per rule of the subject's kind in force (or only the rule asked for).
     pub rules: Vec<RuleTrace>,
 }
 
+/// How one rule reached its verdict on the subject.
 #[derive(Debug, Serialize)]
 pub struct RuleTrace {
+    /// Key of the rule's directive.
     pub directive: String,
+    /// The rule's id.
     pub rule: String,
+    /// Title of the check.
     pub title: String,
+    /// The version used (`chosen_because` says why).
     pub version: String,
     /// Why this version: its window contains `as_of` (or the last day of a directive that
     /// ended before it).
     pub chosen_because: String,
+    /// The rule's other versions with their windows (`v1 (2020-01-01 – 2021-12-31)`).
     pub other_versions: Vec<String>,
+    /// The period the rule looks at, `name: start – end` (`…` for an unknown bound); `None`
+    /// when the rule names no period.
     pub period: Option<String>,
+    /// The parameters the rule mentions, with their values on `as_of`.
     pub parameters: Vec<ParamTrace>,
+    /// The aggregates the rule mentions, with the rows behind them.
     pub aggregates: Vec<AggTrace>,
+    /// Each expression evaluated, in order, up to the case that decided.
     pub steps: Vec<Step>,
+    /// The finding's status (`pass`, `fail`, …).
     pub status: String,
+    /// The finding's message.
     pub message: String,
+    /// The source document: its number, or its title where it has none.
     pub document: String,
+    /// The clause the rule enforces, quoted from the source.
     pub clause: String,
 }
 
+/// A parameter as a rule saw it.
 #[derive(Debug, Serialize)]
 pub struct ParamTrace {
+    /// The parameter's name.
     pub name: String,
+    /// What it means, for people.
     pub label: String,
+    /// The value in force on `as_of`, as TOML text (`""` when none holds yet).
     pub value: String,
+    /// The first day of that value, `YYYY-MM-DD`; `None` when no value holds yet.
     pub from: Option<String>,
+    /// `source` (the source fixes the value) or `assumption`.
     pub basis: String,
+    /// Why this value: the reason of an assumption, else the source's words; `None` when
+    /// the policy gives neither.
     pub why: Option<String>,
 }
 
+/// An aggregate as a rule saw it, with the subject's rows it used and left out.
 #[derive(Debug, Serialize)]
 pub struct AggTrace {
+    /// The aggregate's name.
     pub name: String,
+    /// What the figure means, for people.
     pub label: String,
+    /// The operation (`count`, `sum_hours`, …).
     pub op: String,
+    /// The subject's value, as JSON.
     pub value: serde_json::Value,
+    /// The table the rows come from.
     pub table: String,
+    /// The file (and sheet) the table was loaded from.
     pub file: String,
+    /// The aggregate's `where` conditions in words, with the values they compared with.
     pub conditions: Vec<String>,
+    /// The subject's rows that met every condition.
     pub used: Vec<RowTrace>,
+    /// The subject's rows left out, each with the first condition it failed.
     pub excluded: Vec<RowTrace>,
 }
 
+/// One input row of an aggregate.
 #[derive(Debug, Serialize)]
 pub struct RowTrace {
+    /// Line (CSV) or row (XLSX) number in the file.
     pub line: u32,
+    /// The row's cells as `column=value`, separated by spaces.
     pub row: String,
+    /// For a row left out, `fails: ` and the condition it failed; `None` for a row used.
     pub reason: Option<String>,
 }
 
+/// One expression of a rule, evaluated.
 #[derive(Debug, Serialize)]
 pub struct Step {
+    /// Which expression: `applies`, `let NAME` or `case N (status)`.
     pub what: String,
+    /// Its Rhai source (`(otherwise)` for a case without `when`).
     pub expression: String,
+    /// Its result as shown to people, or `error: …`.
     pub result: String,
 }
 

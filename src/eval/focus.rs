@@ -6,7 +6,7 @@
 //! its kind's aggregates group under the subject. Such a table keeps only the rows whose
 //! first step on each `by` path — a reference column — leads to the subject along the rest
 //! of the path (worked out on the tables already loaded, exactly as
-//! [`super::aggregate::group`] follows it); a table no aggregate of the kind reads keeps no
+//! `aggregate::group` follows it); a table no aggregate of the kind reads keeps no
 //! rows. Where that cannot be shown (a path that does not start with a reference column to
 //! another table, a table not yet loaded), the table loads whole.
 
@@ -16,7 +16,9 @@ use std::path::Path;
 
 /// The rows that matter to subject `id` under `policy`.
 pub struct SubjectFocus<'p> {
+    /// The policy set whose subjects and aggregates decide which rows matter.
     pub policy: &'p PolicySet,
+    /// The subject's id (its key in its subject table).
     pub id: &'p str,
 }
 

@@ -3,24 +3,27 @@
 //! Rhai predicates per subject and streams findings in a deterministic order
 //! (directive, rule, subject id).
 
-pub mod aggregate;
+pub(crate) mod aggregate;
 pub mod explain;
 pub mod focus;
 mod native;
+mod prepare;
 mod rules;
 pub mod value;
+mod waivers;
 
+pub use prepare::{find_subject, prepare, prepare_subject};
 pub use rules::Outcomes;
+pub use waivers::Waiver;
 
-use crate::data::{ColumnData, Dataset};
+use crate::data::Dataset;
 use crate::findings::{Finding, SourceRef};
 use crate::policy::{Bound, Expr, PolicySet, Rule, ValueRef};
 use crate::script;
-use aggregate::{AggValue, Groups, Prepared, Span, SubjectCtx};
-use anyhow::{Context, Result, anyhow, bail};
+use aggregate::{AggValue, Groups, Prepared, Span};
+use anyhow::Result;
 use chrono::{Datelike, NaiveDate};
 use indexmap::IndexMap;
-use rayon::prelude::*;
 use rhai::{Dynamic, Scope};
 use std::sync::Arc;
 use value::{Scalar, Values};
@@ -28,20 +31,28 @@ use value::{Scalar, Values};
 /// A parameter's value on the evaluation date.
 #[derive(Debug, Clone)]
 pub struct ParamValue {
+    /// The first day of the dated entry in force (`None`: no entry is in force yet).
     pub from: Option<NaiveDate>,
+    /// The value (an empty string when no entry is in force).
     pub value: toml::Value,
 }
 
 /// A period as resolved for the run (`None` bounds depend on the subject).
 #[derive(Debug, Clone)]
 pub struct PeriodValue {
+    /// The period's name.
     pub name: String,
+    /// How reports name it.
     pub label: String,
+    /// First day, when the same for every subject.
     pub start: Option<NaiveDate>,
+    /// Last day, when the same for every subject.
     pub end: Option<NaiveDate>,
+    /// Some bound comes from an aggregate, so the dates differ per subject.
     pub per_subject: bool,
     /// The period starts no earlier and ends no later than these (for every subject).
     pub not_before: Option<NaiveDate>,
+    /// See `not_before`.
     pub not_after: Option<NaiveDate>,
 }
 
@@ -57,9 +68,13 @@ impl PeriodValue {
 /// A directive's days in force as the run sees them, and whether it counts.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DirectiveWindow {
+    /// The directive's key.
     pub key: String,
+    /// Its title.
     pub title: String,
+    /// First day in force (`None`: from the start).
     pub from: Option<NaiveDate>,
+    /// Last day in force, with `$param` ends resolved (`None`: open-ended).
     pub until: Option<NaiveDate>,
     /// In force during the run period: its rules give findings.
     pub in_force: bool,
@@ -167,10 +182,15 @@ enum BoundSource {
 
 /// A prepared evaluation run: aggregates computed, rules ready.
 pub struct Run<'a> {
+    /// The policy set.
     pub policy: &'a PolicySet,
+    /// The dataset.
     pub data: &'a Dataset,
+    /// The evaluation date.
     pub as_of: NaiveDate,
+    /// Each parameter's value on `as_of`.
     pub params: IndexMap<String, ParamValue>,
+    /// Each period as resolved for the run, in declaration order.
     pub periods: Vec<PeriodValue>,
     /// Every directive's days in force, whether it gives findings in this run and whether
     /// they are graded.
@@ -193,683 +213,8 @@ pub struct Run<'a> {
     pub waiver_notes: Vec<String>,
 }
 
-/// An approved exemption (a row of the `waivers` table).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Waiver {
-    pub subject_id: String,
-    pub directive: String,
-    pub rule: Option<String>,
-    pub reason: String,
-    pub approved_by: String,
-    pub valid_from: String,
-    pub valid_until: Option<String>,
-    pub file: String,
-    pub line: u32,
-}
-
-/// Read the `waivers` table (if the policy set declares it): those in force on `as_of` by
-/// subject, and notes on the others.
-fn read_waivers(
-    policy: &PolicySet,
-    data: &Dataset,
-    as_of: NaiveDate,
-    subject_known: &dyn Fn(&str) -> bool,
-) -> (std::collections::HashMap<String, Vec<Waiver>>, Vec<String>) {
-    let mut active: std::collections::HashMap<String, Vec<Waiver>> = Default::default();
-    let mut notes = Vec::new();
-    let (Some(ts), Some(t)) = (
-        policy.schema.tables.get("waivers"),
-        data.tables.get("waivers"),
-    ) else {
-        return (active, notes);
-    };
-    let tidx = policy.schema.tables.get_index_of("waivers").unwrap_or(0);
-    let col = |name: &str, r: usize| -> Option<String> {
-        let ci = ts.column(name)?;
-        match Values::cell(t, tidx, ci, r) {
-            Scalar::None => None,
-            Scalar::Date(d) => Some(date_text(d)),
-            Scalar::Id(i) => Some(data.ids.resolve(i).to_string()),
-            Scalar::TextRef(..) | Scalar::Str(_) => match &t.columns[ci] {
-                ColumnData::Text(v) => Some(v.get(r).to_string()),
-                _ => None,
-            },
-            _ => None,
-        }
-    };
-    for r in 0..t.len() {
-        let w = Waiver {
-            subject_id: col("subject_id", r).unwrap_or_default(),
-            directive: col("directive", r).unwrap_or_default(),
-            rule: col("rule", r),
-            reason: col("reason", r).unwrap_or_default(),
-            approved_by: col("approved_by", r).unwrap_or_default(),
-            valid_from: col("valid_from", r).unwrap_or_default(),
-            valid_until: col("valid_until", r),
-            file: t.file.clone(),
-            line: t.lines[r],
-        };
-        let at = format!("{}:{}", w.file, w.line);
-        let from = crate::policy::parse_date(&w.valid_from);
-        let until = w.valid_until.as_deref().and_then(crate::policy::parse_date);
-        if !subject_known(&w.subject_id) {
-            notes.push(format!(
-                "{at}: waiver for unknown member or organization `{}` not applied",
-                w.subject_id
-            ));
-        } else if policy.directive(&w.directive).is_none() {
-            notes.push(format!(
-                "{at}: waiver names unknown directive `{}`; not applied",
-                w.directive
-            ));
-        } else if let Some(rule) = w.rule.as_deref().filter(|r| {
-            !policy
-                .rules
-                .iter()
-                .any(|x| x.id == *r && x.directive == w.directive)
-        }) {
-            notes.push(format!(
-                "{at}: waiver names rule `{rule}`, which directive `{}` does not have; not applied",
-                w.directive
-            ));
-        } else if until.is_some_and(|u| u < as_of) {
-            notes.push(format!(
-                "{at}: waiver for `{}` expired on {}; not applied",
-                w.subject_id,
-                w.valid_until.clone().unwrap_or_default()
-            ));
-        } else if from.is_some_and(|f| f > as_of) {
-            notes.push(format!(
-                "{at}: waiver for `{}` is valid only from {}; not applied",
-                w.subject_id, w.valid_from
-            ));
-        } else {
-            active.entry(w.subject_id.clone()).or_default().push(w);
-        }
-    }
-    (active, notes)
-}
-
 fn date_text(d: NaiveDate) -> String {
     crate::dates::date_text(d)
-}
-
-fn toml_date(v: &toml::Value) -> Option<NaiveDate> {
-    match v {
-        toml::Value::String(s) => crate::policy::parse_date(s),
-        toml::Value::Datetime(d) => crate::policy::parse_date(&d.to_string()),
-        _ => None,
-    }
-}
-
-/// Prepare a run: choose `as_of`, resolve parameters and periods, compute aggregates.
-pub fn prepare<'a>(
-    policy: &'a PolicySet,
-    data: &'a Dataset,
-    as_of: Option<NaiveDate>,
-) -> Result<Run<'a>> {
-    prepare_with(policy, data, as_of, Subjects::All)
-}
-
-/// The kind and row of subject `id`: the first subject kind (in the order the policy set
-/// declares them) whose table has it, as [`Run::explain`] looks it up.
-pub fn find_subject<'p>(
-    policy: &'p PolicySet,
-    data: &Dataset,
-    id: &str,
-) -> Option<(&'p str, usize)> {
-    let sym = data.ids.get(id)?;
-    policy.subjects.iter().find_map(|(kname, sk)| {
-        let r = data.tables.get(sk.table.as_str())?.key_index.get(&sym)?;
-        Some((kname.as_str(), *r as usize))
-    })
-}
-
-/// A run for one subject (`rulebook explain`): as [`prepare`], but only the rules of the
-/// subject's kind, and the aggregates of that one subject, computed from its own rows. Its
-/// findings are those a full run gives for the subject. `None` if there is no subject `id`.
-///
-/// `data` may be a dataset loaded for this subject ([`crate::data::load_focused`]).
-pub fn prepare_subject<'a>(
-    policy: &'a PolicySet,
-    data: &'a Dataset,
-    as_of: Option<NaiveDate>,
-    id: &str,
-) -> Result<Option<Run<'a>>> {
-    // Without such a subject the run is still prepared (without subjects), so that it fails
-    // as a full run would.
-    let found = find_subject(policy, data, id);
-    let run = prepare_with(policy, data, as_of, Subjects::Only(found))?;
-    Ok(found.map(|_| run))
-}
-
-/// Which subjects a run is for.
-#[derive(Clone, Copy)]
-enum Subjects<'k> {
-    All,
-    /// One subject (kind and row), or none.
-    Only(Option<(&'k str, usize)>),
-}
-
-/// [`prepare`] for `subjects`.
-fn prepare_with<'a>(
-    policy: &'a PolicySet,
-    data: &'a Dataset,
-    as_of: Option<NaiveDate>,
-    subjects: Subjects,
-) -> Result<Run<'a>> {
-    let as_of = match as_of.or_else(|| data.latest_date()) {
-        Some(d) => d,
-        None => bail!(
-            "the data has no dates, so --as-of cannot default to the latest one; give --as-of YYYY-MM-DD"
-        ),
-    };
-    let vals = Values::new(data, policy);
-
-    // Parameters on the evaluation date.
-    let mut params = IndexMap::new();
-    let mut base = Scope::new();
-    base.push_constant("as_of", rhai::ImmutableString::from(date_text(as_of)));
-    for (name, p) in &policy.params {
-        let (from, value) = match p.value_at(as_of) {
-            Some((d, v)) => (Some(d), v.clone()),
-            None => (None, toml::Value::String(String::new())),
-        };
-        let dynamic = if from.is_some() {
-            script::from_toml(&value)
-        } else {
-            Dynamic::UNIT
-        };
-        base.push_constant_dynamic(name.clone(), dynamic);
-        params.insert(name.clone(), ParamValue { from, value });
-    }
-
-    // Periods: fixed dates, parameters and expressions now; aggregate bounds per subject.
-    let mut periods = Vec::new();
-    for p in policy.periods.values() {
-        let mut per_subject = false;
-        let mut bound = |b: &Bound| -> Result<Option<NaiveDate>> {
-            Ok(match b {
-                Bound::Date(d) => Some(*d),
-                Bound::Ref(ValueRef::AsOf) => Some(as_of),
-                Bound::Ref(ValueRef::Param(n)) => {
-                    let v = params
-                        .get(n)
-                        .ok_or_else(|| anyhow!("period `{}`: unknown parameter `{n}`", p.name))?;
-                    Some(toml_date(&v.value).ok_or_else(|| {
-                        anyhow!(
-                            "period `{}`: parameter `{n}` is `{}`, not a date",
-                            p.name,
-                            v.value
-                        )
-                    })?)
-                }
-                Bound::Ref(_) => {
-                    per_subject = true;
-                    None
-                }
-                Bound::Script(e) => {
-                    let mut scope = base.clone();
-                    script::start_clock();
-                    let v = policy
-                        .engine
-                        .eval_ast_with_scope::<Dynamic>(&mut scope, &e.ast)
-                        .map_err(|err| {
-                            anyhow!(
-                                "period `{}`: `{}` failed: {}",
-                                p.name,
-                                e.src,
-                                script::describe_error(&err)
-                            )
-                        })?;
-                    let text = v.to_string();
-                    Some(crate::policy::parse_date(&text).ok_or_else(|| {
-                        anyhow!("period `{}`: `{}` gave `{text}`, not a date", p.name, e.src)
-                    })?)
-                }
-            })
-        };
-        let start = bound(&p.start)?;
-        let end = bound(&p.end)?;
-        let not_before = p.not_before.as_ref().map(&mut bound).transpose()?.flatten();
-        let not_after = p.not_after.as_ref().map(&mut bound).transpose()?.flatten();
-        let mut pv = PeriodValue {
-            name: p.name.clone(),
-            label: p.label.clone(),
-            start,
-            end,
-            per_subject,
-            not_before,
-            not_after,
-        };
-        // Fixed bounds are clamped now; bounds from aggregates per subject.
-        if let Some(nb) = not_before
-            && let Some(s) = pv.start.as_mut()
-        {
-            *s = (*s).max(nb);
-        }
-        if let Some(na) = not_after
-            && let Some(e) = pv.end.as_mut()
-        {
-            *e = (*e).min(na);
-        }
-        periods.push(pv);
-    }
-
-    // Directives in force during the run period, and those whose findings are graded.
-    let fixed_span = |name: &str| -> Option<(NaiveDate, NaiveDate)> {
-        let pv = periods.iter().find(|p| p.name == name)?;
-        Some((pv.start?, pv.end?))
-    };
-    let run_span = policy
-        .run_period
-        .as_deref()
-        .and_then(fixed_span)
-        .map_or((as_of, as_of), |(s, e)| (s, e.min(as_of)));
-    let grading = policy.assessment.as_ref().and_then(|a| {
-        a.period
-            .as_deref()
-            .and_then(fixed_span)
-            .map(|(s, e)| (s, e.min(as_of)))
-    });
-    let windows: Vec<DirectiveWindow> = policy
-        .directives
-        .iter()
-        .map(|d| {
-            let until = match &d.until_param {
-                Some(pn) => params.get(pn).and_then(|v| toml_date(&v.value)),
-                None => d.effective_until,
-            };
-            let overlaps = |(s, e): (NaiveDate, NaiveDate)| {
-                s <= e && d.effective_from.is_none_or(|f| f <= e) && until.is_none_or(|u| s <= u)
-            };
-            let in_force = overlaps(run_span);
-            let listed = policy
-                .assessment
-                .as_ref()
-                .and_then(|a| a.directives.as_ref())
-                .is_none_or(|l| l.contains(&d.key));
-            let graded = in_force && listed && grading.is_none_or(overlaps);
-            DirectiveWindow {
-                key: d.key.clone(),
-                title: d.title.clone(),
-                from: d.effective_from,
-                until,
-                in_force,
-                graded,
-            }
-        })
-        .collect();
-
-    // Rules in force: of a directive in force in the run, the version in force on the last
-    // day the directive is (the as-of date, or the directive's end if it is earlier).
-    let mut in_force: Vec<&Rule> = policy
-        .rules
-        .iter()
-        .filter(|r| match windows.iter().find(|w| w.key == r.directive) {
-            Some(w) => w.in_force && r.in_force(w.until.map_or(as_of, |u| u.min(as_of))),
-            None => r.in_force(as_of),
-        })
-        .collect();
-    in_force.sort_by(|a, b| (&a.directive, &a.id).cmp(&(&b.directive, &b.id)));
-    let lineage_names: std::collections::HashSet<&str> = in_force
-        .iter()
-        .flat_map(|r| r.evidence.iter().map(|s| s.as_str()))
-        .collect();
-
-    // Aggregates per subject kind.
-    let mut kinds = IndexMap::new();
-    for (kname, sk) in &policy.subjects {
-        let table_idx = policy
-            .schema
-            .tables
-            .get_index_of(&sk.table)
-            .context("subject table")?;
-        let table = &data.tables[sk.table.as_str()];
-        let ts = &policy.schema.tables[sk.table.as_str()];
-        let n = table.len();
-        let key = ts.key.context("subject table has a key")?;
-        let ColumnData::Id(keys) = &table.columns[key] else {
-            bail!("subject key is not an id")
-        };
-        // The one subject, if the run is for one.
-        let only = match subjects {
-            Subjects::All => None,
-            Subjects::Only(Some((k, row))) if k == kname => Some((k, row)),
-            Subjects::Only(_) => continue,
-        };
-        let order: Vec<u32> = match only {
-            Some((_, row)) => vec![row as u32],
-            None => {
-                let mut order: Vec<u32> = (0..n as u32).collect();
-                order.sort_by(|a, b| {
-                    data.ids
-                        .resolve(keys[*a as usize])
-                        .cmp(data.ids.resolve(keys[*b as usize]))
-                });
-                order
-            }
-        };
-        // This kind's aggregates in dependency order.
-        let mine: Vec<usize> = policy
-            .aggregates
-            .values()
-            .enumerate()
-            .filter(|(_, a)| a.subject == *kname)
-            .map(|(i, _)| i)
-            .collect();
-        let topo = topo_order(policy, &mine);
-        let local: IndexMap<usize, usize> = topo.iter().enumerate().map(|(l, g)| (*g, l)).collect();
-        let mut lineage_slot = vec![None; local.len()];
-        let mut n_slots = 0;
-        for (g, l) in &local {
-            let a = &policy.aggregates[*g];
-            if lineage_names.contains(a.name.as_str()) {
-                lineage_slot[*l] = Some(n_slots);
-                n_slots += 1;
-            }
-        }
-        let agg_index = |name: &str| {
-            policy
-                .aggregates
-                .get_index_of(name)
-                .and_then(|g| local.get(&g).copied())
-        };
-        let period_index = |name: &str| policy.periods.get_index_of(name);
-        let param_scalar = |name: &str, cs: &crate::policy::ColumnSchema| -> Scalar {
-            params
-                .get(name)
-                .map_or(Scalar::None, |v| Values::literal(&v.value, cs, &data.ids))
-        };
-        let param_raw = |name: &str| {
-            params
-                .get(name)
-                .filter(|v| v.from.is_some())
-                .map(|v| v.value.clone())
-        };
-        let prepared: Vec<Prepared> = topo
-            .iter()
-            .map(|g| {
-                let a = &policy.aggregates[*g];
-                let tidx = policy.schema.tables.get_index_of(&a.table).unwrap_or(0);
-                let l = local[g];
-                aggregate::prepare(
-                    a,
-                    policy,
-                    data,
-                    tidx,
-                    &sk.table,
-                    &agg_index,
-                    &period_index,
-                    &param_scalar,
-                    &param_raw,
-                    as_of,
-                    lineage_slot[l].is_some(),
-                )
-            })
-            .collect();
-        // Rows grouped by subject, once per (table, path): aggregates over the same rows
-        // share their groups.
-        let mut shared: std::collections::HashMap<(&str, &[String]), Arc<Groups>> =
-            Default::default();
-        let groups: Vec<Arc<Groups>> = topo
-            .iter()
-            .map(|g| {
-                let a = &policy.aggregates[*g];
-                shared
-                    .entry((a.table.as_str(), a.by.as_slice()))
-                    .or_insert_with(|| {
-                        Arc::new(match only {
-                            Some((_, row)) => {
-                                aggregate::group_one(data, policy, a, &sk.table, n, row)
-                            }
-                            None => aggregate::group(data, policy, a, &sk.table, n),
-                        })
-                    })
-                    .clone()
-            })
-            .collect();
-        let n_local = topo.len();
-        // Each period's bounds that come from this kind's aggregates, resolved once.
-        let bound_aggs: Vec<(Option<usize>, Option<usize>)> = policy
-            .periods
-            .values()
-            .map(|p| {
-                let of = |b: &Bound| match b {
-                    Bound::Ref(ValueRef::Agg(a)) => agg_index(a),
-                    _ => None,
-                };
-                (of(&p.start), of(&p.end))
-            })
-            .collect();
-        // Subject `s`'s aggregates into `values` (its `n_local`) and `lineage` (its `n_slots`).
-        let compute = |s: usize,
-                       values: &mut [AggValue],
-                       lineage: &mut [Box<[u32]>],
-                       spans: &mut Vec<Span>| {
-            for (l, p) in prepared.iter().enumerate() {
-                for (i, pv) in periods.iter().enumerate() {
-                    spans[i] = span_of(pv, bound_aggs[i], values, as_of);
-                }
-                let cx = SubjectCtx {
-                    subject_row: s,
-                    subject_table: table,
-                    subject_table_idx: table_idx,
-                    values,
-                    periods: spans,
-                };
-                let t = vals.table(p.table);
-                let (v, used) = aggregate::compute(p, t, groups[l].of(s), &cx, &vals);
-                values[l] = v;
-                if let Some(slot) = lineage_slot[l] {
-                    lineage[slot] = used.into_boxed_slice();
-                }
-            }
-        };
-        let first = only.map_or(0, |(_, row)| row);
-        let held = if only.is_some() { 1 } else { n };
-        let mut values = vec![AggValue::Unit; held * n_local];
-        let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); held * n_slots];
-        if only.is_some() {
-            let mut spans: Vec<Span> = vec![None; periods.len()];
-            compute(first, &mut values, &mut lineage, &mut spans);
-        } else {
-            const CHUNK: usize = 256;
-            // Lineage in the same chunks of subjects (none when no aggregate keeps it: zipping
-            // with no chunks at all would compute nothing).
-            let lchunks: Vec<&mut [Box<[u32]>]> = if n_slots == 0 {
-                (0..n.div_ceil(CHUNK)).map(|_| &mut [][..]).collect()
-            } else {
-                lineage.chunks_mut(CHUNK * n_slots).collect()
-            };
-            values
-                .par_chunks_mut(CHUNK * n_local.max(1))
-                .zip(lchunks.into_par_iter())
-                .enumerate()
-                .for_each(|(c, (vchunk, lchunk))| {
-                    let mut spans: Vec<Span> = vec![None; periods.len()];
-                    for k in 0..CHUNK {
-                        let s = c * CHUNK + k;
-                        if s >= n || n_local == 0 {
-                            break;
-                        }
-                        compute(
-                            s,
-                            &mut vchunk[k * n_local..(k + 1) * n_local],
-                            &mut lchunk[k * n_slots..(k + 1) * n_slots],
-                            &mut spans,
-                        );
-                    }
-                });
-        }
-        let values = PerSubject {
-            first,
-            width: n_local,
-            items: values,
-        };
-        let lineage = PerSubject {
-            first,
-            width: n_slots,
-            items: lineage,
-        };
-        let name_col = ts.column("name");
-        kinds.insert(
-            kname.clone(),
-            KindState {
-                table_idx,
-                table_name: sk.table.clone(),
-                n,
-                order,
-                local,
-                values,
-                lineage,
-                lineage_slot,
-                n_slots,
-                key_col: key,
-                name_col,
-                prepared,
-                groups,
-            },
-        );
-    }
-
-    // The native evaluator: helper functions (lowered from Rhai's AST) and `zh`'s words.
-    let prog = native::Program::new(
-        &policy.helpers,
-        crate::policy::enum_words(&policy.schema),
-        &policy.engine,
-    );
-    let base_names: Vec<String> = rules::base_entries(&base)
-        .into_iter()
-        .map(|(n, _, _)| n.to_string())
-        .collect();
-
-    // Rules with their variables resolved.
-    let mut rules = Vec::new();
-    for r in in_force {
-        let Some(kind) = kinds.get(&r.subject) else {
-            continue;
-        };
-        let ts = &policy.schema.tables[kind.table_name.as_str()];
-        let mut vars = Vec::new();
-        for ident in r.idents() {
-            let src = if ident == "subject_id" {
-                Some(VarSource::SubjectId)
-            } else if ident == "period_start" {
-                Some(VarSource::PeriodStart)
-            } else if ident == "period_end" {
-                Some(VarSource::PeriodEnd)
-            } else if let Some(l) = policy
-                .aggregates
-                .get_index_of(&ident)
-                .and_then(|g| kind.local.get(&g))
-            {
-                Some(VarSource::Agg(*l))
-            } else {
-                ts.column(&ident).map(VarSource::SubjectCol)
-            };
-            if let Some(src) = src {
-                vars.push((ident, src));
-            }
-        }
-        let d = policy.directive(&r.directive);
-        let source = Arc::new(SourceRef {
-            document: d
-                .and_then(|d| d.document_number.clone())
-                .or_else(|| d.map(|d| d.title.clone()))
-                .unwrap_or_default()
-                .into(),
-            title: d.map(|d| d.title.clone()).unwrap_or_default().into(),
-            issuer: d.and_then(|d| d.issuer.clone()).map(Into::into),
-            clause: r.clause.key.as_str().into(),
-            text: r.clause.text.as_str().into(),
-        });
-        let fast = rules::compile(&prog, r, &vars, &base_names, policy, data, kind);
-        let period = r
-            .period
-            .as_deref()
-            .and_then(|p| policy.periods.get_index_of(p));
-        let bound = |b: &Bound| match b {
-            Bound::Ref(ValueRef::Agg(a)) => BoundSource::Agg(
-                policy
-                    .aggregates
-                    .get_index_of(a)
-                    .and_then(|g| kind.local.get(&g).copied()),
-            ),
-            _ => BoundSource::Fixed,
-        };
-        let bounds = match period.map(|i| &policy.periods[i]) {
-            Some(p) => [bound(&p.start), bound(&p.end)],
-            None => [BoundSource::Fixed; 2],
-        };
-        rules.push(PreparedRule {
-            rule: r,
-            vars,
-            fast,
-            bounds,
-            source,
-            period,
-            directive: r.directive.as_str().into(),
-            id: r.id.as_str().into(),
-            version: r.version.as_str().into(),
-            kind: r.subject.as_str().into(),
-        });
-    }
-
-    let subject_known = |id: &str| {
-        data.ids.get(id).is_some_and(|sym| {
-            policy
-                .subjects
-                .values()
-                .any(|sk| data.tables[sk.table.as_str()].key_index.contains_key(&sym))
-        })
-    };
-    let (waivers, waiver_notes) = read_waivers(policy, data, as_of, &subject_known);
-    Ok(Run {
-        waivers,
-        waiver_notes,
-        policy,
-        data,
-        as_of,
-        params,
-        periods,
-        directives: windows,
-        grading_span: grading,
-        vals,
-        kinds,
-        base,
-        rules,
-        prog,
-        as_of_text: date_text(as_of).into(),
-        policy_name: policy.name.as_str().into(),
-        policy_version: policy.version.as_str().into(),
-        policy_hash: policy.hash.as_str().into(),
-    })
-}
-
-/// Aggregates of one kind ordered so that each comes after those it depends on.
-fn topo_order(policy: &PolicySet, mine: &[usize]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut state = vec![0u8; policy.aggregates.len()];
-    fn visit(g: usize, policy: &PolicySet, state: &mut Vec<u8>, out: &mut Vec<usize>) {
-        if state[g] != 0 {
-            return;
-        }
-        state[g] = 1;
-        for dep in policy.aggregates[g].dependencies(&policy.periods) {
-            if let Some(d) = policy.aggregates.get_index_of(&dep)
-                && policy.aggregates[d].subject == policy.aggregates[g].subject
-            {
-                visit(d, policy, state, out);
-            }
-        }
-        state[g] = 2;
-        out.push(g);
-    }
-    for &g in mine {
-        visit(g, policy, &mut state, &mut out);
-    }
-    out
 }
 
 /// A period's dates for one subject (clipped at `--as-of`), its bounds from aggregates

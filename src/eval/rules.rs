@@ -229,6 +229,71 @@ struct Chunk {
     statuses: Vec<Status>,
 }
 
+/// What [`Run::stream`] counts as the chunks of findings arrive, in order.
+struct Tally<'r> {
+    /// Findings by rule and status.
+    counts: Vec<[u64; 6]>,
+    /// Subjects a rule fails that no earlier rule of the directive failed.
+    newly_failing: Vec<u64>,
+    /// Subjects of each rule received so far.
+    done: Vec<usize>,
+    /// Subjects already failing each (directive, kind).
+    failing: std::collections::HashMap<(&'r str, &'r str), Vec<bool>>,
+}
+
+impl<'r> Tally<'r> {
+    /// Count rule `ri`'s next chunks, keep their statuses in `outcomes`, and return their
+    /// buffers to `pool`.
+    fn absorb(
+        &mut self,
+        run: &'r Run,
+        ri: usize,
+        chunks: Vec<Chunk>,
+        mut outcomes: Option<&mut Outcomes>,
+        pool: &std::sync::Mutex<Vec<Vec<u8>>>,
+    ) {
+        let pr = &run.rules[ri];
+        let kind = run.kinds.get(&*pr.kind);
+        let n = kind.map_or(0, |k| k.n);
+        let failed = self
+            .failing
+            .entry((&*pr.directive, &*pr.kind))
+            .or_insert_with(|| vec![false; n]);
+        // A rule's subjects come in blocks, in order: this block starts where the rule's
+        // previous blocks ended.
+        let order = kind.map(|k| &k.order[..]).unwrap_or_default();
+        for mut c in chunks {
+            if let Some(o) = outcomes.as_deref_mut() {
+                let at = self.done[ri];
+                let row = &mut o.statuses[ri];
+                for (&s, st) in order[at..].iter().zip(&c.statuses) {
+                    row[s as usize] = *st;
+                }
+            }
+            self.done[ri] += c.n as usize;
+            if c.out.capacity() > 0 {
+                c.out.clear();
+                if let Ok(mut p) = pool.lock() {
+                    p.push(c.out);
+                }
+            }
+            for (t, c) in self.counts[ri].iter_mut().zip(c.counts) {
+                *t += c;
+            }
+            if let Some(o) = outcomes.as_deref_mut()
+                && o.first_fail[ri].is_none()
+            {
+                o.first_fail[ri] = c.fails.first().copied();
+            }
+            for s in c.fails {
+                if !std::mem::replace(&mut failed[s as usize], true) {
+                    self.newly_failing[ri] += 1;
+                }
+            }
+        }
+    }
+}
+
 /// The status of every finding of a run: one byte per (rule, subject), so that reports can
 /// grade and summarise a province without holding its findings. A subject's full findings
 /// are made again when a report shows them ([`Run::subject_findings`]).
@@ -407,12 +472,12 @@ impl<'a> Run<'a> {
         }
         // Output buffers go back here once written, to be filled again.
         let pool: std::sync::Mutex<Vec<Vec<u8>>> = Default::default();
-        let mut counts = vec![[0u64; 6]; self.rules.len()];
-        let mut newly_failing = vec![0u64; self.rules.len()];
-        // Subjects of each rule received so far.
-        let mut done = vec![0usize; self.rules.len()];
-        // Subjects already failing each directive, by kind.
-        let mut failing: std::collections::HashMap<(&str, &str), Vec<bool>> = Default::default();
+        let mut tally = Tally {
+            counts: vec![[0u64; 6]; self.rules.len()],
+            newly_failing: vec![0u64; self.rules.len()],
+            done: vec![0usize; self.rules.len()],
+            failing: Default::default(),
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Chunk>)>(2);
         std::thread::scope(|scope| {
             let (base, pool) = (&base, &pool);
@@ -458,13 +523,11 @@ impl<'a> Run<'a> {
                                         }
                                         if let Some(format) = format {
                                             self.encode(
-                                                pr,
-                                                kind,
+                                                (pr, kind),
                                                 s as usize,
                                                 base,
                                                 w,
-                                                format,
-                                                template.as_ref(),
+                                                (format, template.as_ref()),
                                                 &mut c.out,
                                             );
                                         }
@@ -481,11 +544,6 @@ impl<'a> Run<'a> {
             });
             let mut result = Ok(());
             for (ri, chunks) in rx.iter() {
-                let pr = &self.rules[ri];
-                let n = self.kinds.get(&*pr.kind).map_or(0, |k| k.n);
-                let failed = failing
-                    .entry((&*pr.directive, &*pr.kind))
-                    .or_insert_with(|| vec![false; n]);
                 if format.is_some() {
                     let outs: Vec<&[u8]> = chunks.iter().map(|c| &c.out[..]).collect();
                     result = emit(&outs, chunks.iter().map(|c| c.n).sum());
@@ -493,42 +551,7 @@ impl<'a> Run<'a> {
                         break;
                     }
                 }
-                // A rule's subjects come in blocks, in order: this block starts where the
-                // rule's previous blocks ended.
-                let order = self
-                    .kinds
-                    .get(&*pr.kind)
-                    .map(|k| &k.order[..])
-                    .unwrap_or_default();
-                for mut c in chunks {
-                    if let Some(o) = outcomes.as_deref_mut() {
-                        let at = done[ri];
-                        let row = &mut o.statuses[ri];
-                        for (&s, st) in order[at..].iter().zip(&c.statuses) {
-                            row[s as usize] = *st;
-                        }
-                    }
-                    done[ri] += c.n as usize;
-                    if format.is_some() {
-                        c.out.clear();
-                        if let Ok(mut p) = pool.lock() {
-                            p.push(c.out);
-                        }
-                    }
-                    for (t, c) in counts[ri].iter_mut().zip(c.counts) {
-                        *t += c;
-                    }
-                    if let Some(o) = outcomes.as_deref_mut()
-                        && o.first_fail[ri].is_none()
-                    {
-                        o.first_fail[ri] = c.fails.first().copied();
-                    }
-                    for s in c.fails {
-                        if !std::mem::replace(&mut failed[s as usize], true) {
-                            newly_failing[ri] += 1;
-                        }
-                    }
-                }
+                tally.absorb(self, ri, chunks, outcomes.as_deref_mut(), pool);
             }
             // Stops the producer at its next block if we stopped early.
             drop(rx);
@@ -538,9 +561,9 @@ impl<'a> Run<'a> {
             result
         })?;
         for (ri, pr) in self.rules.iter().enumerate() {
-            summary.add_counts(&pr.directive, &counts[ri], newly_failing[ri]);
+            summary.add_counts(&pr.directive, &tally.counts[ri], tally.newly_failing[ri]);
             if let Some(o) = outcomes.as_deref_mut() {
-                o.counts[ri] = counts[ri];
+                o.counts[ri] = tally.counts[ri];
             }
         }
         Ok(())
@@ -783,13 +806,12 @@ impl<'a> Run<'a> {
         self.eval(e, &mut w.scope).map(Val::Rhai)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A condition (`applies`, `when`): natively when its `node` compiled and gives a
+    /// boolean, else with Rhai; `what` names it in the error when it is not a boolean.
     fn truth<'r>(
         &'r self,
-        pr: &'r PreparedRule<'a>,
-        kind: &KindState,
-        e: &crate::policy::Expr,
-        node: &'r Option<Node>,
+        (pr, kind): (&'r PreparedRule<'a>, &KindState),
+        (e, node): (&crate::policy::Expr, &'r Option<Node>),
         base: &[V<'r>],
         w: &mut Worker<'r>,
         what: &str,
@@ -837,7 +859,7 @@ impl<'a> Run<'a> {
         let rule = pr.rule;
         let fr = &pr.fast;
         if let Some(a) = &rule.applies
-            && !self.truth(pr, kind, a, &fr.applies, base, w, "applies")?
+            && !self.truth((pr, kind), (a, &fr.applies), base, w, "applies")?
         {
             w.message.push_str(&rule.not_applicable_message);
             return Ok(Status::NotApplicable);
@@ -852,7 +874,7 @@ impl<'a> Run<'a> {
         }
         for (ci, c) in rule.cases.iter().enumerate() {
             let holds = match &c.when {
-                Some(e) => self.truth(pr, kind, e, &fr.whens[ci], base, w, "when")?,
+                Some(e) => self.truth((pr, kind), (e, &fr.whens[ci]), base, w, "when")?,
                 None => true,
             };
             if holds {
@@ -1030,17 +1052,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Append the finding just evaluated into `w` to `out`, encoded in `format`.
-    #[allow(clippy::too_many_arguments)]
+    /// Append the finding of subject `s` just evaluated into `w` to `out`, encoded in
+    /// `format` (from the rule's `template` where there is one).
     fn encode<'r>(
         &'r self,
-        pr: &'r PreparedRule<'a>,
-        kind: &'r KindState,
+        (pr, kind): (&'r PreparedRule<'a>, &'r KindState),
         s: usize,
         base: &[V<'r>],
         w: &mut Worker<'r>,
-        format: Format,
-        template: Option<&findings::Template>,
+        (format, template): (Format, Option<&findings::Template>),
         out: &mut Vec<u8>,
     ) {
         let period = w.period;

@@ -9,17 +9,26 @@ use rhai::{Dynamic, ImmutableString};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+/// One value the native evaluator handles: a cell, a policy literal or an aggregate result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
+    /// Missing: an empty cell or a literal that could not be read; equal to nothing.
     None,
+    /// An id, interned in the dataset's [`Interner`].
     Id(Sym),
     /// A text cell, by table, column and row (no copy).
     TextRef(u16, u16, u32),
+    /// Owned text, such as a text literal or an id the dataset does not hold.
     Str(Arc<str>),
+    /// A date.
     Date(NaiveDate),
+    /// A local date-time.
     DateTime(NaiveDateTime),
+    /// A boolean.
     Bool(bool),
+    /// A decimal number, such as a number cell, a float literal, a sum or hours.
     Num(f64),
+    /// A whole number, such as an integer literal or a count.
     Int(i64),
     /// An enum cell: table, column, value index.
     Enum(u16, u16, u8),
@@ -27,12 +36,15 @@ pub enum Scalar {
 
 /// Resolves scalars against the dataset and schema.
 pub struct Values<'a> {
+    /// The dataset the cells come from.
     pub data: &'a Dataset,
+    /// The policy set whose schema types the cells and names the enum values.
     pub policy: &'a PolicySet,
     tables: Vec<&'a Table>,
 }
 
 impl<'a> Values<'a> {
+    /// Resolver for `data` under `policy`; every table of the schema must be in `data`.
     pub fn new(data: &'a Dataset, policy: &'a PolicySet) -> Self {
         let tables = policy
             .schema
@@ -47,10 +59,13 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The cell at `row` of column `col` of `table` (schema index `tidx`).
     pub fn cell(table: &Table, tidx: usize, col: usize, row: usize) -> Scalar {
         Self::cell_of(&table.columns[col], tidx, col, row)
     }
 
+    /// The cell at `row` of column `col` (column `ci` of the table at schema index `tidx`);
+    /// empty cells, including empty text, are [`Scalar::None`].
     pub fn cell_of(col: &ColumnData, tidx: usize, ci: usize, row: usize) -> Scalar {
         match col {
             ColumnData::Id(v) => {
@@ -130,6 +145,7 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// Whether `a` and `b` are the same value; a missing value equals nothing.
     pub fn equal(&self, a: &Scalar, b: &Scalar) -> bool {
         match (a, b) {
             (Scalar::None, _) | (_, Scalar::None) => false,
@@ -139,6 +155,8 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The order of `a` and `b`: dates with date-times by day, numbers with whole numbers,
+    /// text-like values by their text; `None` when either is missing or they do not compare.
     pub fn compare(&self, a: &Scalar, b: &Scalar) -> Option<Ordering> {
         use Scalar::*;
         match (a, b) {

@@ -5,12 +5,12 @@
 //! and periods, directives with their quoted clauses, and rules with compiled expressions.
 //! Problems come back as [`Diag`]nostics with file, line and column.
 
-pub mod codes;
+pub use crate::diag::codes;
 pub mod model;
 pub mod schema;
 mod validate;
 
-use crate::diag::{Diag, FileId, Level, Loc, Sources};
+use crate::diag::{Code, Diag, FileId, Level, Loc, Sources};
 use crate::script::{self, Limits};
 use chrono::{NaiveDate, NaiveTime};
 use indexmap::IndexMap;
@@ -22,20 +22,33 @@ pub use validate::{BUILTIN_NAMES, enum_words};
 
 /// A loaded, checked and compiled policy set.
 pub struct PolicySet {
+    /// The policy folder it was loaded from.
     pub root: PathBuf,
+    /// Name of the set (`policy.toml`'s `name`); every finding carries it.
     pub name: String,
+    /// Title for people (`name` when the manifest gives none).
     pub title: String,
+    /// Version of the set; every finding carries it.
     pub version: String,
+    /// The source document the set encodes, if the manifest names it.
     pub source: Option<String>,
     /// SHA-256 of every policy file (path and bytes), hex.
     pub hash: String,
+    /// The text of every policy file read, for rendering diagnostics.
     pub sources: Sources,
+    /// Kinds of subject (`member`, `organization`) by name.
     pub subjects: IndexMap<String, SubjectKind>,
+    /// The data schema every dataset is read with.
     pub schema: Schema,
+    /// Parameters with dated values, by name.
     pub params: IndexMap<String, Param>,
+    /// Per-subject aggregates, by name.
     pub aggregates: IndexMap<String, Aggregate>,
+    /// Named date ranges, by name.
     pub periods: IndexMap<String, Period>,
+    /// The directives, by date of issue (else first day in force), then key.
     pub directives: Vec<Directive>,
+    /// Every version of every rule.
     pub rules: Vec<Rule>,
     /// Grading rules from `assessment.toml`, if present.
     pub assessment: Option<Assessment>,
@@ -48,6 +61,8 @@ pub struct PolicySet {
     pub work_hours: Option<(ValueRef, ValueRef)>,
     /// Helper functions from `helpers/*.rhai`, merged into every expression.
     pub helpers: rhai::AST,
+    /// The sandboxed Rhai engine the expressions run on (with `zh` and the calendar
+    /// functions registered for this set).
     pub engine: rhai::Engine,
     /// Warnings found while loading (errors make loading fail).
     pub warnings: Vec<Diag>,
@@ -56,25 +71,35 @@ pub struct PolicySet {
 /// A kind of subject findings are about.
 #[derive(Debug, Clone)]
 pub struct SubjectKind {
+    /// The kind's name (`member`).
     pub name: String,
+    /// The table whose rows are the subjects; its key identifies a subject.
     pub table: String,
+    /// Name for people (`党员`; the kind's name when none is given).
     pub label: String,
 }
 
 /// The data schema: tables and their columns, with aliases.
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
+    /// The tables by name, manifest's first, then in the order the files declare them.
     pub tables: IndexMap<String, TableSchema>,
 }
 
+/// One table of the schema: its columns, key and names.
 #[derive(Debug, Clone)]
 pub struct TableSchema {
+    /// The table's name (`members`), also its file name (`members.csv`).
     pub name: String,
+    /// Name for people (`党员`; the table's name when none is given).
     pub label: String,
+    /// Other file or sheet names for the table (`党员.csv`).
     pub aliases: Vec<String>,
     /// Index of the key column.
     pub key: Option<usize>,
+    /// An optional table may be absent from a dataset (it is then empty).
     pub optional: bool,
+    /// The columns, in contract order.
     pub columns: Vec<ColumnSchema>,
     /// Its keys are looked up by id (a subject table, or referenced by another table), so
     /// they are interned and indexed; other keys are kept as text and only checked unique.
@@ -82,22 +107,31 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// Index of the column called `name` (its English name).
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// Name of the key column, if the table has a key.
     pub fn key_name(&self) -> Option<&str> {
         self.key.map(|k| self.columns[k].name.as_str())
     }
 }
 
+/// One column of a table.
 #[derive(Debug, Clone)]
 pub struct ColumnSchema {
+    /// The column's name, its English header (`member_id`).
     pub name: String,
+    /// Name for people (`党员编号`); empty when none is given.
     pub label: String,
+    /// The kind of value the column holds.
     pub ty: ColumnType,
+    /// Other headers that mean this column (Chinese exports).
     pub aliases: Vec<String>,
+    /// Whether every row must have a value.
     pub required: bool,
+    /// The table whose key every value must be, for a reference column.
     pub references: Option<String>,
     /// Enum values, each with its aliases.
     pub values: Vec<(String, Vec<String>)>,
@@ -119,14 +153,21 @@ impl ColumnSchema {
 /// A parameter with dated values.
 #[derive(Debug, Clone)]
 pub struct Param {
+    /// The parameter's name, as expressions use it.
     pub name: String,
+    /// What it means, for people (the name when none is given).
     pub label: String,
+    /// Unit shown with the value (`小时`), if any.
     pub unit: Option<String>,
+    /// Whether the source fixes the value or it is an assumption.
     pub basis: Basis,
+    /// The source's words that fix the value, if given.
     pub quote: Option<String>,
+    /// Why the value was chosen, if given (for an assumption).
     pub reason: Option<String>,
     /// Values, sorted by their start date.
     pub values: Vec<(NaiveDate, toml::Value)>,
+    /// Where the parameter is declared.
     pub loc: Loc,
 }
 
@@ -144,30 +185,50 @@ impl Param {
 /// A value in an aggregate filter or period bound.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValueRef {
+    /// A value written in the policy file.
     Lit(toml::Value),
+    /// `$subject.COLUMN`: this column of the subject's row.
     Subject(String),
+    /// `$param.NAME`: the parameter's value on the evaluation date.
     Param(String),
+    /// `$agg.NAME`: the subject's value of another aggregate.
     Agg(String),
+    /// `$as_of`: the evaluation date.
     AsOf,
 }
 
+/// What a filter asks of its column's value.
 #[derive(Debug, Clone)]
 pub enum Cond {
+    /// `is`: the value equals this.
     Is(ValueRef),
+    /// `is_not`: the value differs from this.
     IsNot(ValueRef),
+    /// `in`: the value is one of these.
     In(Vec<ValueRef>),
+    /// `not_in`: the value is none of these.
     NotIn(Vec<ValueRef>),
+    /// `within`: the row's date lies in the named period (and not after `--as-of`).
     Within(String),
+    /// `from`: on or after this.
     From(ValueRef),
+    /// `until`: on or before this.
     Until(ValueRef),
+    /// `weekday`: on one of these ISO weekdays (1 = Monday).
     Weekday(ValueRef),
+    /// `time_from`: the time of day is at or after this `HH:MM`.
     TimeFrom(ValueRef),
+    /// `time_before`: the time of day is before this `HH:MM`.
     TimeBefore(ValueRef),
+    /// `present`: the value is present (`true`) or empty (`false`).
     Present(bool),
+    /// `working_day`: the row's date is (`true`) or is not (`false`) a working day.
     WorkingDay(bool),
     /// The span from the filter's column to `end` overlaps working hours (or not).
     WorkingTime {
+        /// `true`: the span must overlap working hours; `false`: it must not.
         overlaps: bool,
+        /// The column where the span ends.
         end: String,
     },
 }
@@ -191,29 +252,43 @@ pub fn time_of_day(v: &toml::Value) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(v.as_str()?.trim(), "%H:%M").ok()
 }
 
+/// One condition an aggregate's rows must meet.
 #[derive(Debug, Clone)]
 pub struct Filter {
+    /// The column of the aggregate's table the condition reads.
     pub column: String,
+    /// What the value must satisfy.
     pub cond: Cond,
 }
 
 /// A per-subject figure computed natively from one table.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
+    /// The aggregate's name, as expressions use it.
     pub name: String,
+    /// What the figure means, for people (the name when none is given).
     pub label: String,
+    /// The kind of subject it is computed for.
     pub subject: String,
+    /// The table whose rows it reads.
     pub table: String,
     /// Reference path from a row to the subject key (`["member_id", "branch_id"]`).
     pub by: Vec<String>,
+    /// Conditions a row must all meet to count.
     pub filters: Vec<Filter>,
+    /// What it computes.
     pub op: AggOp,
+    /// The column the operation reads (the start, for hour sums), if it reads one.
     pub column: Option<String>,
+    /// The column where a span ends, for hour sums.
     pub end_column: Option<String>,
+    /// `min`/`max`: the column of the chosen row to return instead of the compared value.
     pub pick: Option<String>,
+    /// `days`/`count_days`: another `days` aggregate whose days are left out.
     pub except_days: Option<String>,
     /// `sum_hours`/`sum_working_hours`: time covered by overlapping rows counts once.
     pub merge_overlaps: bool,
+    /// Where the aggregate is declared.
     pub loc: Loc,
 }
 
@@ -258,17 +333,24 @@ impl Aggregate {
 /// One end of a period.
 #[derive(Debug, Clone)]
 pub enum Bound {
+    /// A fixed date.
     Date(NaiveDate),
+    /// A `$` reference (`$param.NAME`, `$agg.NAME`, `$as_of`).
     Ref(ValueRef),
     /// A Rhai expression over `as_of` and parameters, evaluated once per run.
     Script(Expr),
 }
 
+/// A named span of dates.
 #[derive(Debug, Clone)]
 pub struct Period {
+    /// The period's name, as filters and rules use it.
     pub name: String,
+    /// Name for people (`年度考核周期`; the name when none is given).
     pub label: String,
+    /// The first day.
     pub start: Bound,
+    /// The last day.
     pub end: Bound,
     /// The period starts no earlier than this (a fixed bound).
     pub not_before: Option<Bound>,
@@ -276,35 +358,54 @@ pub struct Period {
     pub not_after: Option<Bound>,
 }
 
+/// A clause of a directive, quoted from the source.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Clause {
+    /// The clause's key, as rules name it.
     pub key: String,
+    /// The clause, quoted from the source.
     pub text: String,
+    /// How the clause is read, where that needs saying.
     pub note: Option<String>,
 }
 
+/// A directive: the document, when it is in force, and the clauses the rules enforce.
 #[derive(Debug, Clone)]
 pub struct Directive {
+    /// Stable key every finding carries (`service-hours-20`).
     pub key: String,
+    /// Title of the directive.
     pub title: String,
+    /// Who issued it, if given.
     pub issuer: Option<String>,
+    /// The document number (文号), if it has one.
     pub document_number: Option<String>,
+    /// Date of issue, if given.
     pub issued_on: Option<NaiveDate>,
+    /// First day in force; `None`: from the beginning.
     pub effective_from: Option<NaiveDate>,
+    /// Last day in force; `None` when open-ended or given by a parameter (`until_param`).
     pub effective_until: Option<NaiveDate>,
     /// `effective_until = "$param.NAME"`: the last day is that parameter's value in the run.
     pub until_param: Option<String>,
+    /// What the directive requires, in a sentence, if given.
     pub summary: Option<String>,
+    /// Where the text is quoted from, if given.
     pub cited_from: Option<String>,
+    /// The clauses, in the order the file lists them.
     pub clauses: Vec<Clause>,
+    /// The directive's file.
     pub file: FileId,
 }
 
 /// A compiled Rhai expression with where it was written.
 #[derive(Debug, Clone)]
 pub struct Expr {
+    /// The expression as written.
     pub src: String,
+    /// Where it is written.
     pub loc: Loc,
+    /// The compiled expression, with the helper functions merged in.
     pub ast: rhai::AST,
     /// Identifiers the expression mentions (to fill the scope with only what it needs).
     pub idents: Vec<String>,
@@ -313,40 +414,64 @@ pub struct Expr {
 /// A message with `{expr}` placeholders.
 #[derive(Debug, Clone)]
 pub enum Part {
+    /// Text shown as it is.
     Text(String),
+    /// A `{expr}` placeholder, replaced by the expression's value.
     Expr(Expr),
 }
 
+/// A compiled message template.
 #[derive(Debug, Clone)]
 pub struct Template {
+    /// The text and placeholders, in order.
     pub parts: Vec<Part>,
 }
 
+/// One outcome of a rule.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// The condition; `None`: the case always holds.
     pub when: Option<Expr>,
+    /// The status the case gives.
     pub status: CaseStatus,
+    /// The finding's message.
     pub message: Template,
 }
 
 /// One version of one rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Rule id, the same for every version (`hours.yearly`).
     pub id: String,
+    /// Version of the rule, as text (a number in the file becomes its digits).
     pub version: String,
+    /// Title of the check, for people.
     pub title: String,
+    /// Key of the directive the rule belongs to.
     pub directive: String,
+    /// The kind of subject the rule checks.
     pub subject: String,
+    /// First day this version is in force; `None`: no start.
     pub effective_from: Option<NaiveDate>,
+    /// Last day this version is in force; `None`: no end.
     pub effective_until: Option<NaiveDate>,
+    /// The clause of the directive this rule enforces.
     pub clause: Clause,
+    /// How grave a failure is.
     pub severity: Severity,
+    /// Name of the period the rule looks at, if any.
     pub period: Option<String>,
+    /// The condition for the rule to apply; when false the finding is `not_applicable`.
     pub applies: Option<Expr>,
+    /// Message of the `not_applicable` finding when `applies` is false (default `不适用`).
     pub not_applicable_message: String,
+    /// Intermediate values, in order; later ones may use earlier ones.
     pub lets: Vec<(String, Expr)>,
+    /// Names whose values are recorded in the finding's evidence.
     pub evidence: Vec<String>,
+    /// Outcomes, tried in order; the first whose `when` holds decides.
     pub cases: Vec<Case>,
+    /// Where the rule is written.
     pub loc: Loc,
 }
 
@@ -410,7 +535,9 @@ pub const GRADE_ORG_NAMES: &[&str] = &[
 /// How findings become grades.
 #[derive(Debug, Clone)]
 pub struct Assessment {
+    /// Title of the assessment, for reports (default `考核评价`).
     pub title: String,
+    /// A note shown with the grades, if given.
     pub note: Option<String>,
     /// The period the grades assess; only directives in force during it count.
     pub period: Option<String>,
@@ -418,24 +545,34 @@ pub struct Assessment {
     pub directives: Option<Vec<String>>,
     /// The member aggregate shown as the hours the grades used.
     pub hours: Option<String>,
+    /// Grades for members, tried in order; the first whose `when` holds applies.
     pub member: Vec<Grade>,
+    /// Grades for organizations, tried in order.
     pub organization: Vec<Grade>,
 }
 
+/// One grade and the condition that gives it.
 #[derive(Debug, Clone)]
 pub struct Grade {
+    /// Name of the grade (`优秀`, `合格`, …).
     pub name: String,
+    /// The condition; `None`: the grade always applies.
     pub when: Option<Expr>,
+    /// What the grade means, shown in reports, if given.
     pub description: Option<String>,
 }
 
 /// Loading failed: the diagnostics (errors and warnings) and the sources to render them.
 pub struct LoadFailure {
+    /// Every diagnostic found, errors and warnings.
     pub diags: Vec<Diag>,
+    /// The text of the policy files read, which the diagnostics point into.
     pub sources: Sources,
 }
 
 impl LoadFailure {
+    /// Every diagnostic rendered with its file, line and caret, then the count of errors
+    /// and warnings.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for d in &self.diags {
@@ -476,7 +613,7 @@ pub fn load_with(root: &Path, limits: &Limits) -> Result<PolicySet, LoadFailure>
         Ok(f) => f,
         Err(msg) => {
             return Err(LoadFailure {
-                diags: vec![Diag::error("RB0004", msg)],
+                diags: vec![Diag::error(Code::RB0004, msg)],
                 sources,
             });
         }
@@ -492,11 +629,14 @@ pub fn load_with(root: &Path, limits: &Limits) -> Result<PolicySet, LoadFailure>
                     texts.push((path.clone(), id));
                 }
                 Err(_) => diags.push(
-                    Diag::error("RB0004", format!("{rel}: policy files must be UTF-8 text"))
-                        .help("save the file as UTF-8 (in Notepad: Save As → Encoding: UTF-8)"),
+                    Diag::error(
+                        Code::RB0004,
+                        format!("{rel}: policy files must be UTF-8 text"),
+                    )
+                    .help("save the file as UTF-8 (in Notepad: Save As → Encoding: UTF-8)"),
                 ),
             },
-            Err(e) => diags.push(Diag::error("RB0004", format!("cannot read {rel}: {e}"))),
+            Err(e) => diags.push(Diag::error(Code::RB0004, format!("cannot read {rel}: {e}"))),
         }
     }
     let engine = script::engine(limits);

@@ -13,7 +13,9 @@ use toml::Spanned;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum DateLit {
+    /// Written as a TOML date (`2020-02-07`).
     Toml(toml::value::Datetime),
+    /// Written as text (`"2020-02-07"`); not yet checked to be a date.
     Text(String),
 }
 
@@ -145,9 +147,13 @@ fn weekend() -> Vec<u32> {
 /// fields and hand them over here.)
 #[derive(Debug, Clone, Default)]
 pub struct Declarations {
+    /// Tables of the data schema, by name.
     pub tables: IndexMap<String, Spanned<TableDef>>,
+    /// Parameters with dated values, by name.
     pub parameters: IndexMap<String, Spanned<ParamDef>>,
+    /// Per-subject aggregates, by name.
     pub aggregates: IndexMap<String, Spanned<AggDef>>,
+    /// Named date ranges, by name.
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
@@ -156,6 +162,8 @@ pub struct Declarations {
 macro_rules! impl_take_decls {
     ($($t:ty),*) => {$(
         impl $t {
+            /// Move the file's tables, parameters, aggregates and periods out, leaving them
+            /// empty in the file.
             pub fn take_decls(&mut self) -> Declarations {
                 Declarations {
                     tables: std::mem::take(&mut self.tables),
@@ -170,6 +178,7 @@ macro_rules! impl_take_decls {
 
 impl_take_decls!(ManifestFile, DirectiveFile, AssessmentFile);
 
+/// A kind of subject the rules evaluate (`member`, `organization`): the table of its rows.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectDef {
@@ -200,19 +209,28 @@ pub struct TableDef {
     pub columns: IndexMap<String, Spanned<ColumnDef>>,
 }
 
+/// The kind of value a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
+    /// An identifier: a table's key, or a reference to another table's key.
     Id,
+    /// Free text.
     Text,
+    /// A date (`2020-02-07`, also `2020/2/7`).
     Date,
+    /// A local date and time (`2020-02-07 09:30`).
     Datetime,
+    /// Yes or no (`true`/`false`, `是`/`否`, `1`/`0`, …).
     Bool,
+    /// A decimal number.
     Number,
+    /// One of the words the column's `values` list.
     Enum,
 }
 
 impl ColumnType {
+    /// The word a policy file writes for the type (`id`, `datetime`, …).
     pub fn name(self) -> &'static str {
         match self {
             ColumnType::Id => "id",
@@ -226,6 +244,7 @@ impl ColumnType {
     }
 }
 
+/// One column of a table: its type, names, and the checks each value must pass.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnDef {
@@ -284,6 +303,7 @@ pub struct ParamDef {
     pub values: Vec<Spanned<DatedValue>>,
 }
 
+/// One value of a parameter and the day it starts to hold.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatedValue {
@@ -337,23 +357,36 @@ pub struct AggDef {
     pub except_days: Option<Spanned<String>>,
 }
 
+/// What an aggregate computes over a subject's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AggOp {
+    /// The number of rows.
     Count,
+    /// Whether there is at least one row.
     Exists,
+    /// The number of distinct dates in `column` (less those of `except_days`).
     CountDays,
+    /// The distinct dates in `column` (less those of `except_days`), as a list of days.
     Days,
+    /// The sum of the number column `column`.
     Sum,
+    /// The hours from `column` to `end_column`, summed over the rows.
     SumHours,
+    /// The smallest value of `column` (or the `pick` column of that row).
     Min,
+    /// The largest value of `column` (or the `pick` column of that row).
     Max,
+    /// The rows themselves.
     Records,
+    /// The number of distinct values of `column`.
     CountDistinct,
+    /// Like `sum_hours`, but only the hours inside working hours on working days.
     SumWorkingHours,
 }
 
 impl AggOp {
+    /// The word a policy file writes for the operation (`count_days`, …).
     pub fn name(self) -> &'static str {
         match self {
             AggOp::Count => "count",
@@ -470,6 +503,8 @@ pub struct DirectiveFile {
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
+/// The `[directive]` table of a directive file: what the directive is and the clauses it
+/// quotes.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectiveDef {
@@ -501,6 +536,7 @@ pub struct DirectiveDef {
     pub clauses: IndexMap<String, ClauseDef>,
 }
 
+/// One clause of a directive, quoted from the source.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClauseDef {
@@ -510,11 +546,15 @@ pub struct ClauseDef {
     pub note: Option<String>,
 }
 
+/// How grave a rule's failure is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// The gravest; grades count these failures as `critical_fails`.
     Critical,
+    /// The default; grades count these failures as `major_fails`.
     Major,
+    /// The lightest; grades count these failures as `minor_fails`.
     Minor,
 }
 
@@ -571,15 +611,21 @@ fn major() -> Severity {
     Severity::Major
 }
 
+/// The status a rule's case gives the subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
+    /// The subject complies.
     Pass,
+    /// The subject does not comply.
     Fail,
+    /// A warning: not a failure, but something to look at.
     Warn,
+    /// The rule does not apply to the subject.
     NotApplicable,
 }
 
+/// One outcome of a rule (`[[rule.case]]`): a condition, the status and the message.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseDef {
@@ -617,6 +663,7 @@ pub struct AssessmentFile {
     pub periods: IndexMap<String, Spanned<PeriodDef>>,
 }
 
+/// The `[assessment]` table: which findings count and the grades for each kind of subject.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentDef {
@@ -644,6 +691,7 @@ pub struct AssessmentDef {
     pub organization: Vec<Spanned<GradeDef>>,
 }
 
+/// One grade and the condition that gives it.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GradeDef {

@@ -4,7 +4,15 @@
 //!
 //! The data each template receives is documented in `report-templates/README.md`.
 
+mod grade;
+mod render;
 pub mod typst;
+
+pub use grade::Tally;
+pub use render::{
+    GlyphProblem, RenderOptions, Rendered, check_glyphs, file_name, render, render_typst,
+    templates, tera_error,
+};
 
 use crate::data::Dataset;
 use crate::eval::{Outcomes, Run};
@@ -23,10 +31,15 @@ use std::path::{Path, PathBuf};
 /// Which reports to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// One report per member.
     Member,
+    /// One report per branch (党支部).
     Branch,
+    /// One report per community (社区).
     Community,
+    /// The summary of the whole run.
     Summary,
+    /// All of the above.
     All,
 }
 
@@ -35,100 +48,12 @@ pub enum Level {
 pub struct Job {
     /// `member`, `branch`, `community` or `summary`.
     pub kind: &'static str,
+    /// The subject's id (empty for the summary).
     pub id: String,
     /// Output path relative to the output folder.
     pub file: PathBuf,
+    /// The data the template receives (see `report-templates/README.md`).
     pub context: Value,
-}
-
-/// A character no loaded font can print.
-#[derive(Debug, Clone, Serialize)]
-pub struct GlyphProblem {
-    pub report: String,
-    pub field: String,
-    pub character: char,
-}
-
-impl std::fmt::Display for GlyphProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: field {} has '{}' (U+{:04X}), which no font can print",
-            self.report, self.field, self.character, self.character as u32
-        )
-    }
-}
-
-/// Grades and counts per subject, computed from findings by the assessment rules.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Tally {
-    pub passes: i64,
-    pub fails: i64,
-    pub warns: i64,
-    pub errors: i64,
-    pub not_applicable: i64,
-    pub waived: i64,
-    pub critical_fails: i64,
-    pub major_fails: i64,
-    pub minor_fails: i64,
-    pub failed_directives: i64,
-    pub warned_directives: i64,
-}
-
-impl Tally {
-    /// Count findings given as (status, severity, directive).
-    fn of<'d>(findings: impl Iterator<Item = (Status, Severity, &'d str)>) -> Tally {
-        let mut t = Tally::default();
-        // Directives with a failure and with a warning (a subject has only a few).
-        let mut failed: Vec<&str> = Vec::new();
-        let mut warned: Vec<&str> = Vec::new();
-        let note = |list: &mut Vec<&'d str>, d: &'d str| {
-            if !list.contains(&d) {
-                list.push(d);
-            }
-        };
-        for (status, severity, directive) in findings {
-            match status {
-                Status::Pass => t.passes += 1,
-                Status::Fail => {
-                    t.fails += 1;
-                    note(&mut failed, directive);
-                    match severity {
-                        Severity::Critical => t.critical_fails += 1,
-                        Severity::Major => t.major_fails += 1,
-                        Severity::Minor => t.minor_fails += 1,
-                    }
-                }
-                Status::Warn => {
-                    t.warns += 1;
-                    note(&mut warned, directive);
-                }
-                Status::Error => t.errors += 1,
-                Status::NotApplicable => t.not_applicable += 1,
-                Status::Waived => t.waived += 1,
-            }
-        }
-        t.failed_directives = failed.len() as i64;
-        t.warned_directives = warned.len() as i64;
-        t
-    }
-
-    fn push(&self, scope: &mut rhai::Scope<'static>) {
-        for (k, v) in [
-            ("passes", self.passes),
-            ("fails", self.fails),
-            ("warns", self.warns),
-            ("errors", self.errors),
-            ("not_applicable", self.not_applicable),
-            ("critical_fails", self.critical_fails),
-            ("major_fails", self.major_fails),
-            ("minor_fails", self.minor_fails),
-            ("failed_directives", self.failed_directives),
-            ("warned_directives", self.warned_directives),
-        ] {
-            scope.push(k, v);
-        }
-    }
 }
 
 /// Everything reports are made from.
@@ -137,8 +62,11 @@ impl Tally {
 /// subject), so a province needs no [`Finding`]s in memory; the findings a report shows are
 /// made again for its subject.
 pub struct Model<'a> {
+    /// The evaluated run.
     pub run: &'a Run<'a>,
+    /// Its policy set.
     pub policy: &'a PolicySet,
+    /// Its dataset.
     pub data: &'a Dataset,
     outcomes: &'a Outcomes,
     /// Per subject kind, its rules in run order.
@@ -255,62 +183,6 @@ impl<'a> Model<'a> {
         self.kind_rules.get(kind).map_or(&[], |v| v.as_slice())
     }
 
-    /// The counts of a subject's findings.
-    fn tally(&self, kind: &str, row: usize) -> Tally {
-        Tally::of(
-            self.rules_of(kind)
-                .iter()
-                .map(|r| (self.outcomes.status(r.index, row), r.severity, r.directive)),
-        )
-    }
-
-    /// The counts of a subject's findings that enter grades.
-    fn grade_tally(&self, kind: &str, row: usize) -> Tally {
-        Tally::of(
-            self.rules_of(kind)
-                .iter()
-                .filter(|r| r.graded)
-                .map(|r| (self.outcomes.status(r.index, row), r.severity, r.directive)),
-        )
-    }
-
-    /// The hours figure the grades use for member row `row`: the assessment's `hours`
-    /// aggregate, or else verified service hours within the grading period (or the as-of
-    /// year).
-    fn graded_hours(&self, row: usize) -> f64 {
-        if let Some(h) = self
-            .policy
-            .assessment
-            .as_ref()
-            .and_then(|a| a.hours.as_deref())
-        {
-            return self.run.agg_number("member", row, h).unwrap_or(0.0);
-        }
-        let (from, to) = self.run.grading_span.unwrap_or_else(|| {
-            let y = self.run.as_of.year();
-            (
-                NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or(self.run.as_of),
-                self.run.as_of,
-            )
-        });
-        self.services_of(Some(row), None)
-            .unwrap_or_default()
-            .iter()
-            .filter(|(d, _, _)| from <= *d && *d <= to)
-            .map(|(_, h, _)| h)
-            .sum()
-    }
-
-    /// The worst status of a subject's findings under `directive`; `None` if it has none.
-    fn worst(&self, kind: &str, row: usize, directive: &str) -> Option<Status> {
-        worst_status(
-            self.rules_of(kind)
-                .iter()
-                .filter(|r| r.directive == directive)
-                .map(|r| self.outcomes.status(r.index, row)),
-        )
-    }
-
     /// Every waived finding (in run order), as the appendix lists them.
     fn waived(&self) -> Vec<Value> {
         let mut out = Vec::new();
@@ -382,159 +254,6 @@ impl<'a> Model<'a> {
             .unwrap_or("member_id")
             .to_string();
         self.run.cell_text(mt, row, &key).unwrap_or_default()
-    }
-
-    /// The first grade of `grades` whose condition holds in `scope` (its index); problems
-    /// go to `errors`, named by `who`.
-    fn pick_grade(
-        &self,
-        grades: &[Grade],
-        scope: &mut rhai::Scope<'static>,
-        who: &dyn Fn() -> String,
-        errors: &mut Vec<String>,
-    ) -> Option<u16> {
-        for (i, g) in grades.iter().enumerate() {
-            match &g.when {
-                None => return Some(i as u16),
-                Some(e) => match self.run.eval_in(e, scope).map(|v| v.as_bool()) {
-                    Ok(Ok(true)) => return Some(i as u16),
-                    Ok(Ok(false)) => {}
-                    Ok(Err(t)) => errors.push(format!(
-                        "{}: grade `{}`: `{}` gave {t}, not true/false",
-                        who(),
-                        g.name,
-                        e.src
-                    )),
-                    Err(msg) => errors.push(format!("{}: grade `{}`: {msg}", who(), g.name)),
-                },
-            }
-        }
-        None
-    }
-
-    /// Keep the first grading problems and count them all.
-    fn note_grade_errors(&mut self, errors: Vec<String>) {
-        self.grade_error_count += errors.len();
-        let room = GRADE_ERRORS_KEPT.saturating_sub(self.grade_errors.len());
-        self.grade_errors.extend(errors.into_iter().take(room));
-    }
-
-    /// Grade every member, then every organization (which look at their members), in
-    /// parallel; problems are kept in subject order.
-    fn grade_all(&mut self) {
-        let Some(assessment) = self.policy.assessment.as_ref() else {
-            return;
-        };
-        let member_who = |row: usize| format!("member {}", self.member_id(row));
-        let (grades, errors) =
-            self.grade_kind("member", &assessment.member, &member_who, &|_, _| {});
-        self.member_grades = grades;
-        self.note_grade_errors(errors);
-        let Some(ot) = self.org_table() else {
-            return;
-        };
-        let okey = self.policy.schema.tables[ot]
-            .key_name()
-            .unwrap_or("org_id")
-            .to_string();
-        let org_id = |row: usize| self.run.cell_text(ot, row, &okey).unwrap_or_default();
-        let org_who = |row: usize| format!("organization {}", org_id(row));
-        // Organizations also see how many of their members fail.
-        let members = |row: usize, scope: &mut rhai::Scope<'static>| {
-            let members = self
-                .members_of
-                .get(&org_id(row))
-                .map_or(&[][..], |v| v.as_slice());
-            let failing = members.iter().filter(|&&r| self.member_fails[r]).count() as i64;
-            let n = members.len() as i64;
-            let share = |k: i64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-            scope.push("members", n);
-            scope.push("members_failing", failing);
-            scope.push("members_passing", n - failing);
-            scope.push("member_pass_share", share(n - failing));
-            scope.push("member_fail_share", share(failing));
-        };
-        let (grades, errors) =
-            self.grade_kind("organization", &assessment.organization, &org_who, &members);
-        self.org_grades = grades;
-        self.note_grade_errors(errors);
-    }
-
-    /// Grade every subject of `kind` with `grades`, in parallel: each scope holds the
-    /// subject's columns and aggregates that the grade expressions name, its tally, and what
-    /// `more` pushes. The grade by row, and the problems in subject order (named by `who`).
-    #[allow(clippy::type_complexity)]
-    fn grade_kind(
-        &self,
-        kind: &str,
-        grades: &[Grade],
-        who: &(dyn Fn(usize) -> String + Sync),
-        more: &(dyn Fn(usize, &mut rhai::Scope<'static>) + Sync),
-    ) -> (Vec<Option<u16>>, Vec<String>) {
-        let wanted: std::collections::HashSet<&str> = grades
-            .iter()
-            .filter_map(|g| g.when.as_ref())
-            .flat_map(|e| e.idents.iter().map(String::as_str))
-            .collect();
-        let wanted = |n: &str| wanted.contains(n);
-        let base = self.run.base_scope();
-        let graded: Vec<(usize, Option<u16>, Vec<String>)> = self
-            .run
-            .subjects(kind)
-            .into_par_iter()
-            .map_init(
-                || base.clone(),
-                |scope, row| {
-                    scope.rewind(base.len());
-                    self.run.push_subject(scope, kind, row, &wanted);
-                    self.grade_tally(kind, row).push(scope);
-                    more(row, scope);
-                    let mut errors = Vec::new();
-                    let g = self.pick_grade(grades, scope, &|| who(row), &mut errors);
-                    (row, g, errors)
-                },
-            )
-            .collect();
-        let mut by_row = vec![None; self.rows_of(kind)];
-        let mut errors = Vec::new();
-        for (row, g, e) in graded {
-            by_row[row] = g;
-            errors.extend(e);
-        }
-        (by_row, errors)
-    }
-
-    /// The grade of the subject with id `id` (the first kind that has it), as reports show it.
-    pub fn grade_of(&self, id: &str) -> Option<String> {
-        let (kind, row) = crate::eval::find_subject(self.policy, self.data, id)?;
-        Some(self.grade(kind, row))
-    }
-
-    /// The grade of a subject (`未评定` when it has none).
-    fn grade(&self, kind: &str, row: usize) -> String {
-        let (grades, list) = match (kind, self.policy.assessment.as_ref()) {
-            ("member", Some(a)) => (&self.member_grades, &a.member),
-            (_, Some(a)) => (&self.org_grades, &a.organization),
-            (_, None) => return "未评定".into(),
-        };
-        grades
-            .get(row)
-            .copied()
-            .flatten()
-            .and_then(|i| list.get(i as usize))
-            .map_or_else(|| "未评定".into(), |g| g.name.clone())
-    }
-
-    fn grade_description(&self, kind: &str, grade: &str) -> Option<String> {
-        let a = self.policy.assessment.as_ref()?;
-        let list = if kind == "member" {
-            &a.member
-        } else {
-            &a.organization
-        };
-        list.iter()
-            .find(|g| g.name == grade)
-            .and_then(|g| g.description.clone())
     }
 
     /// Data every report gets: the document facts and the appendix.
@@ -1306,288 +1025,6 @@ fn json_text(v: &Value) -> String {
         }
         Value::Object(_) => v.to_string(),
     }
-}
-
-/// A safe file name from an id and a name: no separators, no `..`, no reserved names.
-pub fn file_name(id: &str, name: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
-    let mut base = clean(id);
-    let n = clean(name);
-    if !n.trim_matches('_').is_empty() {
-        base = format!("{base}-{n}");
-    }
-    let base: String = base.trim_matches(['_', '.']).chars().take(80).collect();
-    let upper = base.to_ascii_uppercase();
-    let stem = upper.split('.').next().unwrap_or("");
-    let reserved = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "LPT1", "LPT2", "LPT3",
-    ];
-    let base = if base.is_empty() || reserved.contains(&stem) {
-        format!("_{base}")
-    } else {
-        base
-    };
-    format!("{base}.pdf")
-}
-
-/// Every string in a report's data, with where it sits (for the glyph check).
-pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
-    fn walk(
-        v: &Value,
-        path: &mut Vec<String>,
-        fonts: &typst::Fonts,
-        report: &str,
-        out: &mut Vec<GlyphProblem>,
-    ) {
-        match v {
-            Value::String(s) => {
-                for c in s.chars() {
-                    if !fonts.covers(c)
-                        && !out
-                            .iter()
-                            .any(|p| p.character == c && p.field == path.join("."))
-                    {
-                        out.push(GlyphProblem {
-                            report: report.to_string(),
-                            field: path.join("."),
-                            character: c,
-                        });
-                    }
-                }
-            }
-            Value::Array(a) => {
-                for (i, x) in a.iter().enumerate() {
-                    path.push(i.to_string());
-                    walk(x, path, fonts, report, out);
-                    path.pop();
-                }
-            }
-            Value::Object(o) => {
-                for (k, x) in o {
-                    path.push(k.clone());
-                    walk(x, path, fonts, report, out);
-                    path.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    let report = format!("{} {}", job.kind, job.id);
-    let key = job.kind;
-    if let Some(v) = job.context.get(key) {
-        walk(v, &mut vec![key.to_string()], fonts, &report, &mut out);
-    }
-    out
-}
-
-/// Tera templates of the templates folder, escaping data for Typst markup by default.
-pub fn templates(dir: &Path) -> Result<tera::Tera> {
-    let mut t = tera::Tera::default();
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read templates folder {}", dir.display()))?
-    {
-        let p = e?.path();
-        if p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".tera"))
-        {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            files.push((p, Some(name)));
-        }
-    }
-    files.sort();
-    t.add_template_files(files)
-        .map_err(|e| anyhow!("{}", tera_error(&e)))?;
-    t.autoescape_on(vec![".typ.tera"]);
-    t.set_escape_fn(typst::escape_markup);
-    t.register_filter("str", |v: &Value, _: &HashMap<String, Value>| {
-        let s = match v {
-            Value::String(s) => s.clone(),
-            other => json_text(other),
-        };
-        Ok(Value::String(typst::string_literal(&s)))
-    });
-    t.register_filter("num", |v: &Value, _: &HashMap<String, Value>| {
-        Ok(Value::String(match v {
-            Value::Number(n) => n.as_f64().map(script::format_number).unwrap_or_default(),
-            Value::Null => "0".into(),
-            other => json_text(other),
-        }))
-    });
-    t.register_filter("text", |v: &Value, _: &HashMap<String, Value>| {
-        Ok(Value::String(json_text(v)))
-    });
-    Ok(t)
-}
-
-/// A Tera error with its chain of causes (template name, line and column where known).
-pub fn tera_error(e: &tera::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!("\n  caused by: {s}"));
-        src = s.source();
-    }
-    msg
-}
-
-/// Render a job's template to Typst source.
-pub fn render_typst(tera: &tera::Tera, job: &Job) -> Result<String> {
-    let name = format!("{}.typ.tera", job.kind);
-    let ctx = tera::Context::from_value(job.context.clone()).map_err(|e| anyhow!("{e}"))?;
-    tera.render(&name, &ctx)
-        .map_err(|e| anyhow!("template {name}: {}", tera_error(&e)))
-}
-
-/// What a report run produced.
-#[derive(Debug, Default)]
-pub struct Rendered {
-    pub files: Vec<(PathBuf, u64)>,
-    pub glyph_problems: Vec<GlyphProblem>,
-    pub seconds: f64,
-}
-
-/// Options for rendering.
-pub struct RenderOptions<'a> {
-    pub templates: &'a Path,
-    pub out: &'a Path,
-    pub fonts: &'a typst::Fonts,
-    pub strict: bool,
-    /// PDF creation date.
-    pub date: chrono::NaiveDateTime,
-    /// Also write each report's Typst source beside its PDF.
-    pub keep_typst: bool,
-    /// Where progress goes (reports rendered).
-    pub progress: &'a dyn crate::progress::Progress,
-}
-
-/// Render jobs to PDFs in parallel, writing each file atomically.
-pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
-    opts.progress
-        .start(crate::progress::Stage::Rendering, jobs.len() as u64);
-    let r = render_jobs(jobs, opts);
-    opts.progress.finish(r.is_ok());
-    r
-}
-
-fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
-    let started = std::time::Instant::now();
-    let tera = templates(opts.templates)?;
-    // Typst recurses deeply on long documents (a branch of many members): its threads get
-    // large stacks (address space only; pages are used as the stack grows).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .stack_size(256 << 20)
-        .thread_name(|i| format!("render-{i}"))
-        .build()
-        .context("starting the rendering threads")?;
-    let glyph_problems: Vec<GlyphProblem> = pool
-        .install(|| {
-            jobs.par_iter()
-                .map(|j| check_glyphs(j, opts.fonts))
-                .collect::<Vec<_>>()
-        })
-        .into_iter()
-        .flatten()
-        .collect();
-    if opts.strict && !glyph_problems.is_empty() {
-        return Err(anyhow!(
-            "{} character(s) cannot be printed with the loaded fonts (--strict):\n  {}",
-            glyph_problems.len(),
-            glyph_problems
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        ));
-    }
-    // Render all sources first: a broken template stops before any PDF is written (the
-    // first broken report in job order is the one named).
-    let sources: Vec<String> = pool
-        .install(|| {
-            jobs.par_iter()
-                .map(|j| render_typst(&tera, j))
-                .collect::<Vec<_>>()
-        })
-        .into_iter()
-        .collect::<Result<_>>()?;
-    let compiler = typst::Compiler::new(opts.templates, opts.fonts);
-    // One loop per thread takes the next report until none is left. (A parallel iterator
-    // over the reports would let a thread that waits inside Typst's or the PDF writer's
-    // own parallel work start a whole other report there, nesting reports on one stack.)
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<std::sync::Mutex<Option<Result<u64>>>> =
-        jobs.iter().map(|_| Default::default()).collect();
-    let render_one = |job: &Job, src: &str| -> Result<u64> {
-        let path = opts.out.join(&job.file);
-        let ident = format!("rulebook-{}-{}", job.kind, job.id);
-        let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
-            format!(
-                "report {} {} (template {}.typ.tera)",
-                job.kind, job.id, job.kind
-            )
-        })?;
-        crate::output::write_bytes(&path, &pdf)?;
-        if opts.keep_typst {
-            crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
-        }
-        opts.progress.advance(1);
-        Ok(pdf.len() as u64)
-    };
-    pool.scope(|scope| {
-        for _ in 0..pool.current_num_threads() {
-            scope.spawn(|_| {
-                use std::sync::atomic::Ordering;
-                while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let r = render_one(job, &sources[i]);
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    // The first failure in job order, else every file.
-    let mut files = Vec::with_capacity(jobs.len());
-    for (job, slot) in jobs.iter().zip(results) {
-        let r = slot
-            .into_inner()
-            .map_err(|_| anyhow!("a rendering thread panicked"))?;
-        match r {
-            Some(Ok(bytes)) => files.push((job.file.clone(), bytes)),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-    }
-    if failed.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(anyhow!("rendering stopped"));
-    }
-    Ok(Rendered {
-        files,
-        glyph_problems,
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 #[cfg(test)]

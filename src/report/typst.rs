@@ -126,7 +126,9 @@ impl FileResolver for Resolver {
 
 /// The fonts reports may use, with their character coverage.
 pub struct Fonts {
+    /// The bytes of each font file read, in folder order and then file-name order.
     pub data: Vec<Bytes>,
+    /// One `family weight` line per face found (a `.ttc` file may hold several faces).
     pub names: Vec<String>,
     faces: Vec<Font>,
 }
@@ -232,6 +234,7 @@ pub struct Compiler {
 }
 
 impl Compiler {
+    /// A compiler that resolves template files under `templates` and typesets with `fonts`.
     pub fn new(templates: &Path, fonts: &Fonts) -> Compiler {
         let reports = Arc::new(RwLock::new(HashMap::new()));
         let engine = TypstEngine::builder()

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 /// at a row of the referenced table that `.1` marks, for any entry. No entries: none.
 #[derive(Debug, Clone, Default)]
 pub struct RowFilter {
+    /// Per reference column (its index in the table), one flag per row of the referenced
+    /// table: `true` where a row pointing there is kept.
     pub via: Vec<(usize, Vec<bool>)>,
 }
 
@@ -32,11 +34,13 @@ pub trait Focus: Sync {
 
 /// The tables loaded so far and the dataset's ids, for a [`Focus`].
 pub struct LoadedTables<'a> {
+    /// The dataset's interned ids, shared by every table.
     pub ids: &'a Interner,
     pub(super) tables: &'a HashMap<String, Table>,
 }
 
 impl<'a> LoadedTables<'a> {
+    /// The table called `name`, if it has loaded already.
     pub fn table(&self, name: &str) -> Option<&'a Table> {
         self.tables.get(name)
     }

@@ -14,6 +14,7 @@
 //! Rhai limit in force. Evaluation here has no side effects, so giving up half-way is safe.
 
 use crate::dates::{DateText, DateTimeText};
+use crate::script::builtin;
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use rhai::{Dynamic, ImmutableString};
 use std::collections::HashMap;
@@ -666,31 +667,27 @@ fn native<'r>(prog: &'r Program, f: Native, x: V<'r>, y: V<'r>) -> R<V<'r>> {
         },
         Native::MaxOf | Native::MinOf => match (x, y) {
             (V::Float(a), V::Float(b)) => V::Float(if f == Native::MaxOf {
-                a.max(b)
+                builtin::max_of(a, b)
             } else {
-                a.min(b)
+                builtin::min_of(a, b)
             }),
             _ => return Err(Bail),
         },
         Native::RoundTo => match (x, y) {
-            (V::Float(v), V::Int(places)) => {
-                let m = 10f64.powi(places.clamp(0, 9) as i32);
-                V::Float((v * m).round() / m)
-            }
+            (V::Float(v), V::Int(places)) => V::Float(builtin::round_to(v, places)),
             (V::Int(v), V::Int(_)) => V::Float(v as f64),
             _ => return Err(Bail),
         },
         Native::Ratio => match (x, y) {
-            (V::Float(a), V::Float(b)) => V::Float(if b == 0.0 { 0.0 } else { a / b }),
-            (V::Int(a), V::Int(b)) => V::Float(if b == 0 { 0.0 } else { a as f64 / b as f64 }),
+            (V::Float(a), V::Float(b)) => V::Float(builtin::ratio(a, b)),
+            (V::Int(a), V::Int(b)) => V::Float(builtin::ratio_int(a, b)),
             _ => return Err(Bail),
         },
         Native::DaysBetween => {
             if x.ty() != Ty::Str || y.ty() != Ty::Str {
                 return Err(Bail);
             }
-            let (a, b) = (date_arg(&x)?, date_arg(&y)?);
-            V::Int((b - a).num_days())
+            V::Int(builtin::days_between(date_arg(&x)?, date_arg(&y)?))
         }
         Native::Year | Native::Month => {
             if x.ty() != Ty::Str {
@@ -698,9 +695,9 @@ fn native<'r>(prog: &'r Program, f: Native, x: V<'r>, y: V<'r>) -> R<V<'r>> {
             }
             let d = date_arg(&x)?;
             V::Int(if f == Native::Year {
-                d.year() as i64
+                builtin::year(d)
             } else {
-                d.month() as i64
+                builtin::month(d)
             })
         }
         Native::Len => match x {

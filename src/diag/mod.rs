@@ -1,6 +1,9 @@
 //! Diagnostics for policy files: a stable code, the file, line and column, the offending line
 //! with a caret, and a hint in words a policy officer understands.
 
+pub mod codes;
+pub use codes::Code;
+
 use codespan_reporting::diagnostic::{Diagnostic, Label, Severity as CsSeverity};
 use codespan_reporting::files::{Files, SimpleFiles};
 use codespan_reporting::term::{self, Config};
@@ -17,11 +20,13 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Add a file's text under `name` (as diagnostics show it); its id.
     pub fn add(&mut self, name: String, text: String) -> FileId {
         self.count += 1;
         self.files.add(name, text)
     }
 
+    /// The name of file `id` (empty if unknown).
     pub fn name(&self, id: FileId) -> String {
         self.files
             .get(id)
@@ -29,6 +34,7 @@ impl Sources {
             .unwrap_or_default()
     }
 
+    /// The text of file `id` (empty if unknown).
     pub fn text(&self, id: FileId) -> &str {
         self.files
             .get(id)
@@ -43,10 +49,12 @@ impl Sources {
         (line + 1, col)
     }
 
+    /// How many files are held.
     pub fn len(&self) -> usize {
         self.count
     }
 
+    /// Whether no file is held.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -55,29 +63,38 @@ impl Sources {
 /// A place in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loc {
+    /// The file.
     pub file: FileId,
+    /// Byte range in the file's text.
     pub span: Range<usize>,
 }
 
 impl Loc {
+    /// A place: `span` of `file`.
     pub fn new(file: FileId, span: Range<usize>) -> Self {
         Loc { file, span }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How serious a diagnostic is.
 pub enum Level {
+    /// The policy set cannot be used.
     Error,
+    /// The policy set loads, but something is probably wrong.
     Warning,
 }
 
 /// One problem found in a policy set.
 #[derive(Debug, Clone)]
 pub struct Diag {
+    /// Error or warning.
     pub level: Level,
     /// Stable code, `RB` and four digits.
     pub code: &'static str,
+    /// What is wrong, in one line.
     pub message: String,
+    /// Where (`None`: the policy set as a whole).
     pub loc: Option<Loc>,
     /// Short text under the caret.
     pub label: String,
@@ -86,10 +103,11 @@ pub struct Diag {
 }
 
 impl Diag {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with its code and message.
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Diag {
             level: Level::Error,
-            code,
+            code: code.as_str(),
             message: message.into(),
             loc: None,
             label: String::new(),
@@ -97,23 +115,27 @@ impl Diag {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    /// A warning with its code and message.
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Diag {
             level: Level::Warning,
             ..Diag::error(code, message)
         }
     }
 
+    /// Where the problem is.
     pub fn at(mut self, loc: Option<Loc>) -> Self {
         self.loc = loc;
         self
     }
 
+    /// A short label under the caret.
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
         self
     }
 
+    /// Add a line telling what to do.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help.push(help.into());
         self
@@ -142,6 +164,7 @@ impl Diag {
             .unwrap_or_else(|_| format!("{}[{}]: {}\n", self.level_name(), self.code, self.message))
     }
 
+    /// `error` or `warning`.
     pub fn level_name(&self) -> &'static str {
         match self.level {
             Level::Error => "error",
@@ -194,7 +217,7 @@ mod tests {
     fn renders_file_line_column_and_caret() {
         let mut sources = Sources::default();
         let id = sources.add("p.toml".into(), "a = 1\nstaus = 2\n".into());
-        let d = Diag::error("RB0001", "unknown field")
+        let d = Diag::error(Code::RB0001, "unknown field")
             .at(Some(Loc::new(id, 6..11)))
             .label("here")
             .help("did you mean `status`?");

@@ -3,10 +3,13 @@
 
 use super::model::{self, AggOp, ColumnType, DirectiveFile, FilterDef, ManifestFile};
 use super::*;
-use crate::diag::{Diag, FileId, Loc, Sources, did_you_mean};
+use crate::diag::{Code, Diag, FileId, Loc, Sources, did_you_mean};
 use rhai::{AST, Dynamic, Engine, Scope};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use toml::Spanned;
+
+mod aggregates;
+use aggregates::build_aggregates;
 
 /// Names every rule expression can use besides parameters, aggregates and subject columns.
 pub const BUILTIN_NAMES: &[&str] = &["as_of", "period_start", "period_end", "subject_id"];
@@ -17,6 +20,9 @@ struct Ctx<'a> {
     engine: &'a Engine,
     /// Names of every function an expression may call (built-in, registered, helpers).
     functions: HashSet<String>,
+    /// Names declared but left out after an error of their own (an aggregate on an unknown
+    /// table): a use of one is not reported again as an unknown name.
+    broken: HashSet<String>,
 }
 
 /// Rhai keywords and built-ins that look like calls but are not registered functions.
@@ -131,35 +137,16 @@ pub(super) fn build(
         diags,
         engine: &engine,
         functions: HashSet::new(),
+        broken: HashSet::new(),
     };
 
     // 1. Parse every file.
-    let mut manifest: Option<(ManifestFile, FileId)> = None;
-    let mut directive_files: Vec<(DirectiveFile, FileId)> = Vec::new();
-    let mut helper_files: Vec<FileId> = Vec::new();
-    let mut assessment_file: Option<(model::AssessmentFile, FileId)> = None;
-    for (path, id) in &texts {
-        let text = cx.sources.text(*id);
-        let at_root = |name: &str| {
-            path.file_name().is_some_and(|n| n == name) && path.parent().is_some_and(|p| p == root)
-        };
-        let is_manifest = at_root("policy.toml");
-        if path.extension().is_some_and(|e| e == "rhai") {
-            helper_files.push(*id);
-        } else if path.extension().is_some_and(|e| e == "csv") {
-            // Data shipped with the set (the working calendar), read below.
-        } else if at_root("assessment.toml") {
-            if let Some(a) = parse_toml::<model::AssessmentFile>(&mut cx, *id, text) {
-                assessment_file = Some((a, *id));
-            }
-        } else if is_manifest {
-            if let Some(m) = parse_toml::<ManifestFile>(&mut cx, *id, text) {
-                manifest = Some((m, *id));
-            }
-        } else if let Some(d) = parse_toml::<DirectiveFile>(&mut cx, *id, text) {
-            directive_files.push((d, *id));
-        }
-    }
+    let Parsed {
+        manifest,
+        mut directive_files,
+        helper_files,
+        mut assessment_file,
+    } = parse_files(&mut cx, root, &texts);
     let Some((mut manifest, manifest_file)) = manifest else {
         let diags = std::mem::take(&mut cx.diags);
         return Err((
@@ -183,96 +170,29 @@ pub(super) fn build(
     }
     let mut schema = build_schema(&mut cx, &decls);
     let subjects = build_subjects(&mut cx, &manifest, manifest_file, &schema);
-    // Keys that are looked up by id: subject tables and referenced tables.
-    let referenced: Vec<String> = schema
-        .tables
-        .values()
-        .flat_map(|t| t.columns.iter().filter_map(|c| c.references.clone()))
-        .chain(subjects.values().map(|s| s.table.clone()))
-        .collect();
-    for name in referenced {
-        if let Some(t) = schema.tables.get_mut(&name) {
-            t.indexed = true;
-        }
-    }
+    mark_indexed(&mut schema, &subjects);
     let params = build_params(&mut cx, &decls);
-    let mut periods_raw = Vec::new();
-    for (d, file) in &decls {
-        for (name, p) in &d.periods {
-            periods_raw.push((name.clone(), p.clone(), *file));
-        }
-    }
-    check_unique(
-        &mut cx,
-        decls
-            .iter()
-            .flat_map(|(d, f)| d.periods.iter().map(move |(n, p)| (n, p.span(), *f))),
-        "period",
-    );
+    let periods_raw = gather_periods(&mut cx, &decls);
     let aggregates = build_aggregates(&mut cx, &decls, &schema, &subjects, &params, &periods_raw);
     let periods = build_periods(&mut cx, &periods_raw, &params, &aggregates, &helpers);
     check_agg_periods(&mut cx, &aggregates, &periods);
     check_agg_cycles(&mut cx, &aggregates, &periods);
 
-    // 4. Directives and rules.
-    let mut directives = Vec::new();
-    let mut rules = Vec::new();
-    let mut keys: HashMap<String, Loc> = HashMap::new();
-    for (df, file) in &directive_files {
-        let d = df.directive.get_ref();
-        let key = d.key.get_ref().clone();
-        let loc = Loc::new(*file, d.key.span());
-        if let Some(prev) = keys.get(&key) {
-            let (l, c) = cx.sources.line_col(prev.file, prev.span.start);
-            cx.err(
-                Diag::error("RB0101", format!("directive key `{key}` is used twice"))
-                    .at(Some(loc.clone()))
-                    .label("second use")
-                    .help(format!(
-                        "first used at {}:{l}:{c}; each directive needs its own key",
-                        cx.sources.name(prev.file)
-                    )),
-            );
-        }
-        keys.insert(key.clone(), loc);
-        let directive = build_directive(&mut cx, df, *file, &params);
-        for r in &df.rules {
-            if let Some(rule) = build_rule(
-                &mut cx,
-                r,
-                *file,
-                &directive,
-                &subjects,
-                &schema,
-                &params,
-                &aggregates,
-                &periods,
-                &helpers,
-            ) {
-                rules.push(rule);
-            }
-        }
-        directives.push(directive);
-    }
-    directives.sort_by(|a, b| {
-        (a.issued_on.or(a.effective_from), &a.key).cmp(&(b.issued_on.or(b.effective_from), &b.key))
-    });
+    // 4. Directives and rules, and the grades.
+    let declared = Declared {
+        subjects: &subjects,
+        schema: &schema,
+        params: &params,
+        aggregates: &aggregates,
+        periods: &periods,
+        helpers: &helpers,
+    };
+    let (directives, rules) = build_directives(&mut cx, &directive_files, &declared);
     check_rule_versions(&mut cx, &rules);
     let directive_keys: Vec<&str> = directives.iter().map(|d| d.key.as_str()).collect();
-    let assessment = assessment_file.as_ref().map(|(a, file)| {
-        build_assessment(
-            &mut cx,
-            a,
-            *file,
-            &subjects,
-            &schema,
-            &params,
-            &aggregates,
-            &periods,
-            &directive_keys,
-            &helpers,
-        )
-    });
+    let assessment = assessment_file
+        .as_ref()
+        .map(|(a, file)| build_assessment(&mut cx, a, *file, &declared, &directive_keys));
     let run_period = manifest
         .run_period
         .as_ref()
@@ -283,40 +203,8 @@ pub(super) fn build(
     };
     let calendar = std::sync::Arc::new(calendar);
     if manifest.calendar.is_none() {
-        // Working time needs working hours, which only a calendar declares.
-        for agg in aggregates.values() {
-            let uses = agg.op == AggOp::SumWorkingHours
-                || agg
-                    .filters
-                    .iter()
-                    .any(|f| matches!(f.cond, Cond::WorkingTime { .. }));
-            if uses {
-                cx.err(
-                    Diag::error(
-                        "RB0110",
-                        format!("aggregate `{}`: working time needs working hours, and the policy set declares no `[calendar]`", agg.name),
-                    )
-                    .at(Some(agg.loc.clone()))
-                    .help("declare `[calendar]` in policy.toml with `file`, `source`, `years`, `work_start` and `work_end`"),
-                );
-            }
-        }
+        require_calendar_for_working_time(&mut cx, &aggregates);
     }
-    let mut used_by_grades: Vec<Rule> = Vec::new();
-    if let Some(a) = &assessment {
-        // Grades count as users of parameters and aggregates.
-        for g in a.member.iter().chain(&a.organization) {
-            if let (Some(w), Some(first)) = (&g.when, rules.first()) {
-                let mut r = first.clone();
-                r.applies = Some(w.clone());
-                r.lets.clear();
-                r.cases.clear();
-                r.evidence.clear();
-                used_by_grades.push(r);
-            }
-        }
-    }
-    let all_users: Vec<Rule> = rules.iter().cloned().chain(used_by_grades).collect();
     // Names used outside rules: the run period, the grading period and hours, directive ends
     // and working hours.
     let mut used_elsewhere: Vec<String> = Vec::new();
@@ -333,10 +221,8 @@ pub(super) fn build(
     }
     warn_unused(
         &mut cx,
-        &params,
-        &aggregates,
-        &periods,
-        &all_users,
+        &declared,
+        &users_of_names(&rules, assessment.as_ref()),
         &used_elsewhere,
     );
 
@@ -379,6 +265,174 @@ pub(super) fn build(
     })
 }
 
+/// The declarations rules and grades are checked against.
+#[derive(Clone, Copy)]
+struct Declared<'a> {
+    subjects: &'a IndexMap<String, SubjectKind>,
+    schema: &'a Schema,
+    params: &'a IndexMap<String, Param>,
+    aggregates: &'a IndexMap<String, Aggregate>,
+    periods: &'a IndexMap<String, Period>,
+    helpers: &'a AST,
+}
+
+/// The files of a policy set, parsed (each kept only when it parses).
+struct Parsed {
+    manifest: Option<(ManifestFile, FileId)>,
+    directive_files: Vec<(DirectiveFile, FileId)>,
+    helper_files: Vec<FileId>,
+    assessment_file: Option<(model::AssessmentFile, FileId)>,
+}
+
+/// Parse every file by its place: `policy.toml` and `assessment.toml` at the root, helpers
+/// (`.rhai`), data (`.csv`, read later) and directive files.
+fn parse_files(cx: &mut Ctx, root: &Path, texts: &[(PathBuf, FileId)]) -> Parsed {
+    let mut out = Parsed {
+        manifest: None,
+        directive_files: Vec::new(),
+        helper_files: Vec::new(),
+        assessment_file: None,
+    };
+    for (path, id) in texts {
+        let text = cx.sources.text(*id);
+        let at_root = |name: &str| {
+            path.file_name().is_some_and(|n| n == name) && path.parent().is_some_and(|p| p == root)
+        };
+        if path.extension().is_some_and(|e| e == "rhai") {
+            out.helper_files.push(*id);
+        } else if path.extension().is_some_and(|e| e == "csv") {
+            // Data shipped with the set (the working calendar), read with the manifest.
+        } else if at_root("assessment.toml") {
+            if let Some(a) = parse_toml::<model::AssessmentFile>(cx, *id, text) {
+                out.assessment_file = Some((a, *id));
+            }
+        } else if at_root("policy.toml") {
+            if let Some(m) = parse_toml::<ManifestFile>(cx, *id, text) {
+                out.manifest = Some((m, *id));
+            }
+        } else if let Some(d) = parse_toml::<DirectiveFile>(cx, *id, text) {
+            out.directive_files.push((d, *id));
+        }
+    }
+    out
+}
+
+/// Keys that are looked up by id: subject tables and referenced tables.
+fn mark_indexed(schema: &mut Schema, subjects: &IndexMap<String, SubjectKind>) {
+    let referenced: Vec<String> = schema
+        .tables
+        .values()
+        .flat_map(|t| t.columns.iter().filter_map(|c| c.references.clone()))
+        .chain(subjects.values().map(|s| s.table.clone()))
+        .collect();
+    for name in referenced {
+        if let Some(t) = schema.tables.get_mut(&name) {
+            t.indexed = true;
+        }
+    }
+}
+
+/// Every declared period with its file (names checked unique).
+fn gather_periods(
+    cx: &mut Ctx,
+    decls: &[(model::Declarations, FileId)],
+) -> Vec<(String, Spanned<model::PeriodDef>, FileId)> {
+    let mut periods_raw = Vec::new();
+    for (d, file) in decls {
+        for (name, p) in &d.periods {
+            periods_raw.push((name.clone(), p.clone(), *file));
+        }
+    }
+    check_unique(
+        cx,
+        decls
+            .iter()
+            .flat_map(|(d, f)| d.periods.iter().map(move |(n, p)| (n, p.span(), *f))),
+        "period",
+    );
+    periods_raw
+}
+
+/// Directives (keys unique) with their rules; directives in the order they were issued.
+fn build_directives(
+    cx: &mut Ctx,
+    directive_files: &[(DirectiveFile, FileId)],
+    declared: &Declared,
+) -> (Vec<Directive>, Vec<Rule>) {
+    let mut directives = Vec::new();
+    let mut rules = Vec::new();
+    let mut keys: HashMap<String, Loc> = HashMap::new();
+    for (df, file) in directive_files {
+        let d = df.directive.get_ref();
+        let key = d.key.get_ref().clone();
+        let loc = Loc::new(*file, d.key.span());
+        if let Some(prev) = keys.get(&key) {
+            let (l, c) = cx.sources.line_col(prev.file, prev.span.start);
+            cx.err(
+                Diag::error(Code::RB0101, format!("directive key `{key}` is used twice"))
+                    .at(Some(loc.clone()))
+                    .label("second use")
+                    .help(format!(
+                        "first used at {}:{l}:{c}; each directive needs its own key",
+                        cx.sources.name(prev.file)
+                    )),
+            );
+        }
+        keys.insert(key.clone(), loc);
+        let directive = build_directive(cx, df, *file, declared.params);
+        for r in &df.rules {
+            if let Some(rule) = build_rule(cx, r, *file, &directive, declared) {
+                rules.push(rule);
+            }
+        }
+        directives.push(directive);
+    }
+    directives.sort_by(|a, b| {
+        (a.issued_on.or(a.effective_from), &a.key).cmp(&(b.issued_on.or(b.effective_from), &b.key))
+    });
+    (directives, rules)
+}
+
+/// Working time needs working hours, which only a `[calendar]` declares.
+fn require_calendar_for_working_time(cx: &mut Ctx, aggregates: &IndexMap<String, Aggregate>) {
+    for agg in aggregates.values() {
+        let uses = agg.op == AggOp::SumWorkingHours
+            || agg
+                .filters
+                .iter()
+                .any(|f| matches!(f.cond, Cond::WorkingTime { .. }));
+        if uses {
+            cx.err(
+                Diag::error(
+                    Code::RB0110,
+                    format!("aggregate `{}`: working time needs working hours, and the policy set declares no `[calendar]`", agg.name),
+                )
+                .at(Some(agg.loc.clone()))
+                .help("declare `[calendar]` in policy.toml with `file`, `source`, `years`, `work_start` and `work_end`"),
+            );
+        }
+    }
+}
+
+/// The rules, and the grades as rules (a grade's condition counts as a use of the
+/// parameters and aggregates it names).
+fn users_of_names(rules: &[Rule], assessment: Option<&Assessment>) -> Vec<Rule> {
+    let mut users: Vec<Rule> = rules.to_vec();
+    if let (Some(a), Some(first)) = (assessment, rules.first()) {
+        for g in a.member.iter().chain(&a.organization) {
+            if let Some(w) = &g.when {
+                let mut r = first.clone();
+                r.applies = Some(w.clone());
+                r.lets.clear();
+                r.cases.clear();
+                r.evidence.clear();
+                users.push(r);
+            }
+        }
+    }
+    users
+}
+
 /// The Chinese word for each enum value (its first alias; the first table that has the value
 /// wins), as `zh(value)` gives it.
 pub fn enum_words(schema: &Schema) -> HashMap<String, String> {
@@ -410,7 +464,7 @@ fn register_labels(engine: &mut Engine, schema: &Schema) {
 
 fn ensure_error(mut diags: Vec<Diag>, msg: &str) -> Vec<Diag> {
     if !diags.iter().any(|d| d.level == crate::diag::Level::Error) {
-        diags.push(Diag::error("RB0004", msg));
+        diags.push(Diag::error(Code::RB0004, msg));
     }
     diags
 }
@@ -435,7 +489,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: 
                             .collect()
                     })
                     .unwrap_or_default();
-                let mut d = Diag::error("RB0002", format!("unknown field `{field}`"))
+                let mut d = Diag::error(Code::RB0002, format!("unknown field `{field}`"))
                     .at(loc)
                     .label("not a field here");
                 if let Some(s) = did_you_mean(&field, expected.iter().map(|s| s.as_str())) {
@@ -446,7 +500,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: 
                 }
                 d
             } else if msg.starts_with("missing field") {
-                Diag::error("RB0003", msg.clone()).at(loc).label("this table needs it").help(
+                Diag::error(Code::RB0003, msg.clone()).at(loc).label("this table needs it").help(
                     "add the field; see the README section \"Writing rule files\" for each table's fields",
                 )
             } else if msg.starts_with("unknown variant") {
@@ -462,7 +516,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: 
                             .collect()
                     })
                     .unwrap_or_default();
-                let mut d = Diag::error("RB0003", format!("`{word}` is not allowed here"))
+                let mut d = Diag::error(Code::RB0003, format!("`{word}` is not allowed here"))
                     .at(loc)
                     .label("unknown word");
                 if let Some(s) = did_you_mean(&word, expected.iter().map(|s| s.as_str())) {
@@ -476,11 +530,11 @@ fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: 
                 || msg.starts_with("invalid value")
                 || msg.starts_with("invalid length")
             {
-                Diag::error("RB0003", msg.clone())
+                Diag::error(Code::RB0003, msg.clone())
                     .at(loc)
                     .label("wrong kind of value")
             } else {
-                Diag::error("RB0001", format!("TOML syntax error: {msg}"))
+                Diag::error(Code::RB0001, format!("TOML syntax error: {msg}"))
                     .at(loc)
                     .label("here")
                     .help(
@@ -505,7 +559,7 @@ fn compile_helpers(cx: &mut Ctx, files: &[FileId]) -> AST {
                 if let Some(line) = top_level_code(&text) {
                     cx.err(
                         Diag::error(
-                            "RB0403",
+                            Code::RB0403,
                             "helper files may only define functions (`fn name(args) { … }`)",
                         )
                         .at(Some(Loc::new(file, line..line + 1)))
@@ -524,7 +578,7 @@ fn compile_helpers(cx: &mut Ctx, files: &[FileId]) -> AST {
                     pos.position().unwrap_or(1),
                 );
                 cx.err(
-                    Diag::error("RB0401", format!("Rhai syntax error: {}", e.err_type()))
+                    Diag::error(Code::RB0401, format!("Rhai syntax error: {}", e.err_type()))
                         .at(Some(Loc::new(file, offset..offset + 1)))
                         .label("here"),
                 );
@@ -568,7 +622,7 @@ fn check_unique<'a>(
             let (l, c) = cx.sources.line_col(*pf, *ps);
             let first = format!("{}:{l}:{c}", cx.sources.name(*pf));
             cx.err(
-                Diag::error("RB0101", format!("{what} `{name}` is declared twice"))
+                Diag::error(Code::RB0101, format!("{what} `{name}` is declared twice"))
                     .at(Some(Loc::new(file, span)))
                     .label("second declaration")
                     .help(format!("first declared at {first}; rename one of them")),
@@ -594,127 +648,8 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
         .collect();
     for (d, file) in decls {
         for (name, t) in &d.tables {
-            let t = t.get_ref();
-            let mut columns = Vec::new();
-            for (cname, c) in &t.columns {
-                let cdef = c.get_ref();
-                if cdef.ty == ColumnType::Enum && cdef.values.is_empty() {
-                    cx.err(
-                        Diag::error(
-                            "RB0110",
-                            format!("enum column `{name}.{cname}` lists no values"),
-                        )
-                        .at(cx.loc(*file, c))
-                        .help("add `values = { english_name = [\"中文别名\"] }`"),
-                    );
-                }
-                if let Some(r) = &cdef.references
-                    && !all_tables.contains(r.get_ref().as_str())
-                {
-                    let mut d = Diag::error(
-                        "RB0102",
-                        format!(
-                            "column `{name}.{cname}` references unknown table `{}`",
-                            r.get_ref()
-                        ),
-                    )
-                    .at(cx.loc(*file, r))
-                    .label("no such table");
-                    if let Some(s) = did_you_mean(r.get_ref(), all_tables.iter().copied()) {
-                        d = d.help(s);
-                    }
-                    cx.err(d);
-                }
-                columns.push(ColumnSchema {
-                    name: cname.clone(),
-                    label: cdef.label.clone().unwrap_or_default(),
-                    ty: cdef.ty,
-                    aliases: cdef.aliases.clone(),
-                    required: cdef.required,
-                    references: cdef.references.as_ref().map(|r| r.get_ref().clone()),
-                    values: cdef
-                        .values
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    after: None,
-                });
-            }
-            // `after` and aliases need all columns.
-            for (i, (cname, c)) in t.columns.iter().enumerate() {
-                if let Some(a) = &c.get_ref().after {
-                    match t.columns.get_index_of(a.get_ref()) {
-                        Some(j) => columns[i].after = Some(j),
-                        None => {
-                            let mut d = Diag::error(
-                                "RB0103",
-                                format!(
-                                    "column `{name}.{cname}`: `after` names unknown column `{}`",
-                                    a.get_ref()
-                                ),
-                            )
-                            .at(cx.loc(*file, a));
-                            if let Some(s) =
-                                did_you_mean(a.get_ref(), t.columns.keys().map(|s| s.as_str()))
-                            {
-                                d = d.help(s);
-                            }
-                            cx.err(d);
-                        }
-                    }
-                }
-            }
-            let mut header_words: HashMap<String, &str> = HashMap::new();
-            for (cname, c) in &t.columns {
-                for w in std::iter::once(cname).chain(c.get_ref().aliases.iter()) {
-                    let key = w.trim().to_lowercase();
-                    if let Some(other) = header_words.get(&key)
-                        && *other != cname.as_str()
-                    {
-                        cx.err(
-                            Diag::error("RB0101", format!("header `{w}` would mean both `{other}` and `{cname}` in table `{name}`"))
-                                .at(cx.loc(*file, c))
-                                .help("each header alias must belong to one column of a table"),
-                        );
-                    }
-                    header_words.insert(key, cname);
-                }
-            }
-            let key = match &t.key {
-                Some(k) => match t.columns.get_index_of(k.get_ref()) {
-                    Some(i) => Some(i),
-                    None => {
-                        let mut d = Diag::error(
-                            "RB0103",
-                            format!(
-                                "table `{name}`: key `{}` is not one of its columns",
-                                k.get_ref()
-                            ),
-                        )
-                        .at(cx.loc(*file, k));
-                        if let Some(s) =
-                            did_you_mean(k.get_ref(), t.columns.keys().map(|s| s.as_str()))
-                        {
-                            d = d.help(s);
-                        }
-                        cx.err(d);
-                        None
-                    }
-                },
-                None => None,
-            };
-            tables.insert(
-                name.clone(),
-                TableSchema {
-                    name: name.clone(),
-                    label: t.label.clone().unwrap_or_else(|| name.clone()),
-                    aliases: t.aliases.clone(),
-                    key,
-                    optional: t.optional,
-                    columns,
-                    indexed: false,
-                },
-            );
+            let table = build_table(cx, name, t.get_ref(), *file, &all_tables);
+            tables.insert(name.clone(), table);
         }
     }
     // References must point at tables with a key.
@@ -728,7 +663,7 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
                 {
                     cx.err(
                         Diag::error(
-                            "RB0112",
+                            Code::RB0112,
                             format!(
                                 "`{name}.{cname}` references `{}`, which has no key",
                                 r.get_ref()
@@ -744,6 +679,136 @@ fn build_schema(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> Schema
     schema
 }
 
+/// One table of the schema: its columns (types, aliases, references to known tables),
+/// `after` orderings, header words that must not be ambiguous, and its key.
+fn build_table(
+    cx: &mut Ctx,
+    name: &str,
+    t: &model::TableDef,
+    file: FileId,
+    all_tables: &HashSet<&str>,
+) -> TableSchema {
+    let mut columns = Vec::new();
+    for (cname, c) in &t.columns {
+        let cdef = c.get_ref();
+        if cdef.ty == ColumnType::Enum && cdef.values.is_empty() {
+            cx.err(
+                Diag::error(
+                    Code::RB0110,
+                    format!("enum column `{name}.{cname}` lists no values"),
+                )
+                .at(cx.loc(file, c))
+                .help("add `values = { english_name = [\"中文别名\"] }`"),
+            );
+        }
+        if let Some(r) = &cdef.references
+            && !all_tables.contains(r.get_ref().as_str())
+        {
+            let mut d = Diag::error(
+                Code::RB0102,
+                format!(
+                    "column `{name}.{cname}` references unknown table `{}`",
+                    r.get_ref()
+                ),
+            )
+            .at(cx.loc(file, r))
+            .label("no such table");
+            if let Some(s) = did_you_mean(r.get_ref(), all_tables.iter().copied()) {
+                d = d.help(s);
+            }
+            cx.err(d);
+        }
+        columns.push(ColumnSchema {
+            name: cname.clone(),
+            label: cdef.label.clone().unwrap_or_default(),
+            ty: cdef.ty,
+            aliases: cdef.aliases.clone(),
+            required: cdef.required,
+            references: cdef.references.as_ref().map(|r| r.get_ref().clone()),
+            values: cdef
+                .values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            after: None,
+        });
+    }
+    // `after` and aliases need all columns.
+    for (i, (cname, c)) in t.columns.iter().enumerate() {
+        if let Some(a) = &c.get_ref().after {
+            match t.columns.get_index_of(a.get_ref()) {
+                Some(j) => columns[i].after = Some(j),
+                None => {
+                    let mut d = Diag::error(
+                        Code::RB0103,
+                        format!(
+                            "column `{name}.{cname}`: `after` names unknown column `{}`",
+                            a.get_ref()
+                        ),
+                    )
+                    .at(cx.loc(file, a));
+                    if let Some(s) = did_you_mean(a.get_ref(), t.columns.keys().map(|s| s.as_str()))
+                    {
+                        d = d.help(s);
+                    }
+                    cx.err(d);
+                }
+            }
+        }
+    }
+    let mut header_words: HashMap<String, &str> = HashMap::new();
+    for (cname, c) in &t.columns {
+        for w in std::iter::once(cname).chain(c.get_ref().aliases.iter()) {
+            let key = w.trim().to_lowercase();
+            if let Some(other) = header_words.get(&key)
+                && *other != cname.as_str()
+            {
+                cx.err(
+                    Diag::error(
+                        Code::RB0101,
+                        format!(
+                            "header `{w}` would mean both `{other}` and `{cname}` in table `{name}`"
+                        ),
+                    )
+                    .at(cx.loc(file, c))
+                    .help("each header alias must belong to one column of a table"),
+                );
+            }
+            header_words.insert(key, cname);
+        }
+    }
+    let key = match &t.key {
+        Some(k) => match t.columns.get_index_of(k.get_ref()) {
+            Some(i) => Some(i),
+            None => {
+                let mut d = Diag::error(
+                    Code::RB0103,
+                    format!(
+                        "table `{name}`: key `{}` is not one of its columns",
+                        k.get_ref()
+                    ),
+                )
+                .at(cx.loc(file, k));
+                if let Some(s) = did_you_mean(k.get_ref(), t.columns.keys().map(|s| s.as_str())) {
+                    d = d.help(s);
+                }
+                cx.err(d);
+                None
+            }
+        },
+        None => None,
+    };
+    TableSchema {
+        name: name.to_string(),
+        label: t.label.clone().unwrap_or_else(|| name.to_string()),
+        aliases: t.aliases.clone(),
+        key,
+        optional: t.optional,
+        columns,
+        indexed: false,
+    }
+}
+
 fn build_subjects(
     cx: &mut Ctx,
     m: &ManifestFile,
@@ -753,7 +818,7 @@ fn build_subjects(
     let mut out = IndexMap::new();
     if m.subjects.is_empty() {
         cx.err(
-            Diag::error("RB0104", "policy.toml declares no subjects")
+            Diag::error(Code::RB0104, "policy.toml declares no subjects")
                 .at(Some(Loc::new(file, 0..0)))
                 .help("add `[subjects.member]` with `table = \"members\"`"),
         );
@@ -763,7 +828,7 @@ fn build_subjects(
         match schema.tables.get(table) {
             None => {
                 let mut d = Diag::error(
-                    "RB0102",
+                    Code::RB0102,
                     format!("subject `{name}` uses unknown table `{table}`"),
                 )
                 .at(cx.loc(file, &s.get_ref().table));
@@ -774,7 +839,7 @@ fn build_subjects(
             }
             Some(t) if t.key.is_none() => cx.err(
                 Diag::error(
-                    "RB0112",
+                    Code::RB0112,
                     format!("subject `{name}`: table `{table}` has no key"),
                 )
                 .at(cx.loc(file, &s.get_ref().table)),
@@ -808,12 +873,12 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
             let pd = p.get_ref();
             match pd.basis {
                 Basis::Source if pd.quote.as_deref().is_none_or(|q| q.trim().is_empty()) => cx.err(
-                    Diag::error("RB0202", format!("parameter `{name}` says `basis = \"source\"` but quotes nothing"))
+                    Diag::error(Code::RB0202, format!("parameter `{name}` says `basis = \"source\"` but quotes nothing"))
                         .at(Some(loc.clone()))
                         .help("add `quote = \"…\"` with the words of the source that fix this value"),
                 ),
                 Basis::Assumption if pd.reason.as_deref().is_none_or(|q| q.trim().is_empty()) => cx.err(
-                    Diag::error("RB0202", format!("parameter `{name}` is an assumption but gives no reason"))
+                    Diag::error(Code::RB0202, format!("parameter `{name}` is an assumption but gives no reason"))
                         .at(Some(loc.clone()))
                         .help("add `reason = \"…\"`: why this value, since the source does not fix it"),
                 ),
@@ -823,7 +888,7 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
             let mut seen: BTreeMap<NaiveDate, std::ops::Range<usize>> = BTreeMap::new();
             if pd.values.is_empty() {
                 cx.err(
-                    Diag::error("RB0201", format!("parameter `{name}` has no values"))
+                    Diag::error(Code::RB0201, format!("parameter `{name}` has no values"))
                         .at(Some(loc.clone()))
                         .help("add `values = [{ from = 2020-01-01, value = … }]`"),
                 );
@@ -835,7 +900,7 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
                 let Some(date) = parse_date(&text) else {
                     cx.err(
                         Diag::error(
-                            "RB0109",
+                            Code::RB0109,
                             format!("parameter `{name}`: `{text}` is not a date"),
                         )
                         .at(Some(Loc::new(*file, v.span())))
@@ -845,7 +910,7 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
                 };
                 if seen.contains_key(&date) {
                     cx.err(
-                        Diag::error("RB0201", format!("parameter `{name}` has two values from {date}"))
+                        Diag::error(Code::RB0201, format!("parameter `{name}` has two values from {date}"))
                             .at(Some(Loc::new(*file, v.span())))
                             .label("overlaps an earlier value")
                             .help("each value holds from its date until the next one; give each a different `from`"),
@@ -859,7 +924,7 @@ fn build_params(cx: &mut Ctx, decls: &[(model::Declarations, FileId)]) -> IndexM
                 {
                     cx.err(
                         Diag::error(
-                            "RB0203",
+                            Code::RB0203,
                             format!("parameter `{name}`: value is {k} here but {prev} elsewhere"),
                         )
                         .at(Some(Loc::new(*file, v.span())))
@@ -922,583 +987,6 @@ fn value_ref(v: &toml::Value) -> Result<ValueRef, String> {
     Ok(ValueRef::Lit(v.clone()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_ref(
-    cx: &mut Ctx,
-    r: &ValueRef,
-    loc: &Loc,
-    subject_table: Option<&TableSchema>,
-    subject: &str,
-    params: &IndexMap<String, Param>,
-    agg_subjects: &HashMap<String, String>,
-    col: Option<&ColumnSchema>,
-) {
-    match r {
-        ValueRef::Subject(c) => {
-            if let Some(t) = subject_table
-                && t.column(c).is_none()
-            {
-                let mut d = Diag::error(
-                    "RB0103",
-                    format!("`$subject.{c}`: table `{}` has no column `{c}`", t.name),
-                )
-                .at(Some(loc.clone()));
-                if let Some(h) = did_you_mean(c, t.columns.iter().map(|c| c.name.as_str())) {
-                    d = d.help(h);
-                }
-                cx.err(d);
-            }
-        }
-        ValueRef::Param(p) => {
-            if !params.contains_key(p) {
-                let mut d =
-                    Diag::error("RB0105", format!("unknown parameter `{p}`")).at(Some(loc.clone()));
-                if let Some(h) = did_you_mean(p, params.keys().map(|s| s.as_str())) {
-                    d = d.help(h);
-                }
-                cx.err(d);
-            }
-        }
-        ValueRef::Agg(a) => match agg_subjects.get(a) {
-            None => {
-                let mut d =
-                    Diag::error("RB0106", format!("unknown aggregate `{a}`")).at(Some(loc.clone()));
-                if let Some(h) = did_you_mean(a, agg_subjects.keys().map(|s| s.as_str())) {
-                    d = d.help(h);
-                }
-                cx.err(d);
-            }
-            Some(s) if s != subject => cx.err(
-                Diag::error(
-                    "RB0106",
-                    format!("aggregate `{a}` is computed for `{s}`, not `{subject}`"),
-                )
-                .at(Some(loc.clone())),
-            ),
-            _ => {}
-        },
-        ValueRef::Lit(v) => {
-            if let Some(col) = col
-                && let Err(msg) = check_literal(col, v)
-            {
-                cx.err(Diag::error("RB0110", msg).at(Some(loc.clone())));
-            }
-        }
-        ValueRef::AsOf => {}
-    }
-}
-
-/// A literal compared with a column must fit the column's type.
-fn check_literal(col: &ColumnSchema, v: &toml::Value) -> Result<(), String> {
-    match (col.ty, v) {
-        (ColumnType::Enum, toml::Value::String(s)) => {
-            if col.values.iter().any(|(k, _)| k == s) {
-                Ok(())
-            } else {
-                let names: Vec<&str> = col.values.iter().map(|(k, _)| k.as_str()).collect();
-                let hint = did_you_mean(s, names.iter().copied())
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-                Err(format!(
-                    "`{s}` is not a value of `{}` (values: {}){hint}",
-                    col.name,
-                    names.join(", ")
-                ))
-            }
-        }
-        (ColumnType::Bool, toml::Value::Boolean(_)) => Ok(()),
-        (ColumnType::Bool, _) => Err(format!(
-            "`{}` is a yes/no column: compare with true or false",
-            col.name
-        )),
-        (ColumnType::Date | ColumnType::Datetime, toml::Value::Datetime(_)) => Ok(()),
-        (ColumnType::Date | ColumnType::Datetime, toml::Value::String(s)) => {
-            if parse_date(s).is_some() {
-                Ok(())
-            } else {
-                Err(format!("`{s}` is not a date (write 2020-02-07)"))
-            }
-        }
-        (ColumnType::Number, toml::Value::Integer(_) | toml::Value::Float(_)) => Ok(()),
-        (ColumnType::Id | ColumnType::Text, toml::Value::String(_)) => Ok(()),
-        (ty, v) => Err(format!(
-            "column `{}` holds {} values; `{v}` does not fit",
-            col.name,
-            ty.name()
-        )),
-    }
-}
-
-fn build_aggregates(
-    cx: &mut Ctx,
-    decls: &[(model::Declarations, FileId)],
-    schema: &Schema,
-    subjects: &IndexMap<String, SubjectKind>,
-    params: &IndexMap<String, Param>,
-    periods: &[(String, Spanned<model::PeriodDef>, FileId)],
-) -> IndexMap<String, Aggregate> {
-    check_unique(
-        cx,
-        decls
-            .iter()
-            .flat_map(|(d, f)| d.aggregates.iter().map(move |(n, a)| (n, a.span(), *f))),
-        "aggregate",
-    );
-    let agg_subjects: HashMap<String, String> = decls
-        .iter()
-        .flat_map(|(d, _)| {
-            d.aggregates
-                .iter()
-                .map(|(n, a)| (n.clone(), a.get_ref().subject.get_ref().clone()))
-        })
-        .collect();
-    let agg_ops: HashMap<String, AggOp> = decls
-        .iter()
-        .flat_map(|(d, _)| {
-            d.aggregates
-                .iter()
-                .map(|(n, a)| (n.clone(), *a.get_ref().op.get_ref()))
-        })
-        .collect();
-    let period_names: Vec<&str> = periods.iter().map(|(n, _, _)| n.as_str()).collect();
-    let mut out = IndexMap::new();
-    for (d, file) in decls {
-        for (name, a) in &d.aggregates {
-            let file = *file;
-            let ad = a.get_ref();
-            let loc = Loc::new(file, a.span());
-            let subject = ad.subject.get_ref().clone();
-            let subject_table = match subjects.get(&subject) {
-                Some(s) => schema.tables.get(&s.table),
-                None => {
-                    let mut d = Diag::error(
-                        "RB0104",
-                        format!("aggregate `{name}`: unknown subject `{subject}`"),
-                    )
-                    .at(cx.loc(file, &ad.subject));
-                    if let Some(h) = did_you_mean(&subject, subjects.keys().map(|s| s.as_str())) {
-                        d = d.help(h);
-                    }
-                    cx.err(d);
-                    None
-                }
-            };
-            let Some(table) = schema.tables.get(ad.table.get_ref()) else {
-                let mut d = Diag::error(
-                    "RB0102",
-                    format!("aggregate `{name}`: unknown table `{}`", ad.table.get_ref()),
-                )
-                .at(cx.loc(file, &ad.table))
-                .label("no such table");
-                if let Some(h) =
-                    did_you_mean(ad.table.get_ref(), schema.tables.keys().map(|s| s.as_str()))
-                {
-                    d = d.help(h);
-                } else {
-                    d = d.help(
-                        "declare the table under [tables.NAME] in policy.toml or in this file",
-                    );
-                }
-                cx.err(d);
-                continue;
-            };
-            let col_of = |cx: &mut Ctx, c: &Spanned<String>, what: &str| -> Option<ColumnSchema> {
-                match table.column(c.get_ref()) {
-                    Some(i) => Some(table.columns[i].clone()),
-                    None => {
-                        let mut d = Diag::error(
-                            "RB0103",
-                            format!(
-                                "aggregate `{name}`: table `{}` has no column `{}` ({what})",
-                                table.name,
-                                c.get_ref()
-                            ),
-                        )
-                        .at(Some(Loc::new(file, c.span())));
-                        if let Some(h) =
-                            did_you_mean(c.get_ref(), table.columns.iter().map(|c| c.name.as_str()))
-                        {
-                            d = d.help(h);
-                        }
-                        cx.err(d);
-                        None
-                    }
-                }
-            };
-            // `by` path.
-            let by: Vec<String> = ad
-                .by
-                .get_ref()
-                .split('.')
-                .map(|s| s.trim().to_string())
-                .collect();
-            if let Some(st) = subject_table {
-                let mut cur = table;
-                let by_loc = Loc::new(file, ad.by.span());
-                for (i, step) in by.iter().enumerate() {
-                    let Some(ci) = cur.column(step) else {
-                        let mut d = Diag::error(
-                            "RB0112",
-                            format!(
-                                "aggregate `{name}`: `by` step `{step}` is not a column of `{}`",
-                                cur.name
-                            ),
-                        )
-                        .at(Some(by_loc.clone()));
-                        if let Some(h) =
-                            did_you_mean(step, cur.columns.iter().map(|c| c.name.as_str()))
-                        {
-                            d = d.help(h);
-                        }
-                        cx.err(d);
-                        break;
-                    };
-                    let col = &cur.columns[ci];
-                    let last = i + 1 == by.len();
-                    if last && cur.name == st.name && cur.key == Some(ci) {
-                        break;
-                    }
-                    match col.references.as_deref().and_then(|r| schema.tables.get(r)) {
-                        Some(next) => {
-                            if last && next.name != st.name {
-                                cx.err(
-                                    Diag::error("RB0112", format!("aggregate `{name}`: `by` ends at table `{}`, but subject `{subject}` is table `{}`", next.name, st.name))
-                                        .at(Some(by_loc.clone()))
-                                        .help("follow references until the subject's table, e.g. `member_id.branch_id`"),
-                                );
-                            }
-                            cur = next;
-                        }
-                        None => {
-                            cx.err(
-                                Diag::error("RB0112", format!("aggregate `{name}`: `{}.{step}` does not reference another table", cur.name))
-                                    .at(Some(by_loc.clone()))
-                                    .help("`by` must name a column with `references = …` leading to the subject's table"),
-                            );
-                            break;
-                        }
-                    }
-                }
-            }
-            // Filters.
-            let mut filters = Vec::new();
-            for f in &ad.filters {
-                let floc = Loc::new(file, f.span());
-                let fd: &FilterDef = f.get_ref();
-                let Some(ci) = table.column(&fd.column) else {
-                    let mut d = Diag::error(
-                        "RB0103",
-                        format!(
-                            "aggregate `{name}`: table `{}` has no column `{}`",
-                            table.name, fd.column
-                        ),
-                    )
-                    .at(Some(floc));
-                    if let Some(h) =
-                        did_you_mean(&fd.column, table.columns.iter().map(|c| c.name.as_str()))
-                    {
-                        d = d.help(h);
-                    }
-                    cx.err(d);
-                    continue;
-                };
-                let col = &table.columns[ci];
-                let conds = filter_conds(fd);
-                if conds.is_empty() {
-                    cx.err(Diag::error("RB0110", format!("aggregate `{name}`: condition on `{}` says nothing", fd.column))
-                        .at(Some(floc.clone()))
-                        .help("add one of: is, is_not, in, not_in, within, from, until, weekday, time_from, time_before, present"));
-                }
-                for cond in conds {
-                    let cond = match cond {
-                        Ok(c) => c,
-                        Err(msg) => {
-                            cx.err(
-                                Diag::error("RB0110", format!("aggregate `{name}`: {msg}"))
-                                    .at(Some(floc.clone())),
-                            );
-                            continue;
-                        }
-                    };
-                    let is_time = matches!(col.ty, ColumnType::Date | ColumnType::Datetime);
-                    match &cond {
-                        Cond::Is(r) | Cond::IsNot(r) => check_ref(
-                            cx,
-                            r,
-                            &floc,
-                            subject_table,
-                            &subject,
-                            params,
-                            &agg_subjects,
-                            Some(col),
-                        ),
-                        Cond::In(rs) | Cond::NotIn(rs) => {
-                            for r in rs {
-                                check_ref(
-                                    cx,
-                                    r,
-                                    &floc,
-                                    subject_table,
-                                    &subject,
-                                    params,
-                                    &agg_subjects,
-                                    Some(col),
-                                );
-                            }
-                        }
-                        Cond::From(r) | Cond::Until(r) => {
-                            if !is_time && col.ty != ColumnType::Number {
-                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `from`/`until` need a date or number column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
-                            }
-                            check_ref(
-                                cx,
-                                r,
-                                &floc,
-                                subject_table,
-                                &subject,
-                                params,
-                                &agg_subjects,
-                                Some(col),
-                            );
-                        }
-                        Cond::Within(p) => {
-                            if !is_time {
-                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `within` needs a date column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
-                            }
-                            if !period_names.contains(&p.as_str()) {
-                                let mut d = Diag::error(
-                                    "RB0107",
-                                    format!("aggregate `{name}`: unknown period `{p}`"),
-                                )
-                                .at(Some(floc.clone()));
-                                if let Some(h) = did_you_mean(p, period_names.iter().copied()) {
-                                    d = d.help(h);
-                                }
-                                cx.err(d);
-                            }
-                        }
-                        Cond::Weekday(r) => {
-                            if !is_time {
-                                cx.err(
-                                    Diag::error(
-                                        "RB0110",
-                                        format!(
-                                            "aggregate `{name}`: `weekday` needs a date column"
-                                        ),
-                                    )
-                                    .at(Some(floc.clone())),
-                                );
-                            }
-                            check_ref(
-                                cx,
-                                r,
-                                &floc,
-                                subject_table,
-                                &subject,
-                                params,
-                                &agg_subjects,
-                                None,
-                            );
-                        }
-                        Cond::WorkingDay(_) if !is_time => {
-                            cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `working_day` needs a date or datetime column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
-                        }
-                        Cond::WorkingTime { end, .. } => {
-                            let end_ty = table.column(end).map(|i| table.columns[i].ty);
-                            if col.ty != ColumnType::Datetime
-                                || end_ty != Some(ColumnType::Datetime)
-                            {
-                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: `working_time` needs `column` and `end_column` naming datetime columns of `{}`", table.name)).at(Some(floc.clone())));
-                            }
-                        }
-                        Cond::TimeFrom(r) | Cond::TimeBefore(r) => {
-                            if col.ty != ColumnType::Datetime {
-                                cx.err(Diag::error("RB0110", format!("aggregate `{name}`: time of day needs a datetime column; `{}` is {}", col.name, col.ty.name())).at(Some(floc.clone())));
-                            }
-                            check_ref(
-                                cx,
-                                r,
-                                &floc,
-                                subject_table,
-                                &subject,
-                                params,
-                                &agg_subjects,
-                                None,
-                            );
-                        }
-                        _ => {}
-                    }
-                    filters.push(Filter {
-                        column: fd.column.clone(),
-                        cond,
-                    });
-                }
-            }
-            // Operation and its columns.
-            let op = *ad.op.get_ref();
-            let column = ad.column.as_ref().and_then(|c| col_of(cx, c, "column"));
-            let end_column = ad
-                .end_column
-                .as_ref()
-                .and_then(|c| col_of(cx, c, "end_column"));
-            if let Some(p) = &ad.pick {
-                col_of(cx, p, "pick");
-            }
-            let need = |cx: &mut Ctx, ok: bool, what: &str| {
-                if !ok {
-                    cx.err(
-                        Diag::error(
-                            "RB0110",
-                            format!("aggregate `{name}`: op `{}` needs {what}", op.name()),
-                        )
-                        .at(Some(Loc::new(file, ad.op.span()))),
-                    );
-                }
-            };
-            let ty = column.as_ref().map(|c| c.ty);
-            let dated = matches!(ty, Some(ColumnType::Date | ColumnType::Datetime));
-            match op {
-                AggOp::Count | AggOp::Exists | AggOp::Records => {}
-                AggOp::CountDays | AggOp::Days => {
-                    need(cx, dated, "`column` naming a date or datetime column")
-                }
-                AggOp::Sum => need(
-                    cx,
-                    ty == Some(ColumnType::Number),
-                    "`column` naming a number column",
-                ),
-                AggOp::CountDistinct => need(cx, ad.column.is_some(), "`column`"),
-                AggOp::SumHours | AggOp::SumWorkingHours => need(
-                    cx,
-                    ty == Some(ColumnType::Datetime)
-                        && end_column
-                            .as_ref()
-                            .is_some_and(|c| c.ty == ColumnType::Datetime),
-                    "`column` (start) and `end_column` (end), both datetime columns",
-                ),
-                AggOp::Min | AggOp::Max => need(cx, ad.column.is_some(), "`column`"),
-            }
-            if ad.merge_overlaps && !matches!(op, AggOp::SumHours | AggOp::SumWorkingHours) {
-                need(
-                    cx,
-                    false,
-                    "op `sum_hours` or `sum_working_hours` to use `merge_overlaps`",
-                );
-            }
-            if let Some(e) = &ad.except_days {
-                if !matches!(op, AggOp::Days | AggOp::CountDays) {
-                    need(cx, false, "op `days` or `count_days` to use `except_days`");
-                }
-                match agg_ops.get(e.get_ref()) {
-                    Some(AggOp::Days) if agg_subjects.get(e.get_ref()) == Some(&subject) => {}
-                    Some(_) => cx.err(Diag::error("RB0106", format!("aggregate `{name}`: `except_days` must name a `days` aggregate of the same subject")).at(Some(Loc::new(file, e.span())))),
-                    None => {
-                        let mut d = Diag::error("RB0106", format!("aggregate `{name}`: unknown aggregate `{}`", e.get_ref())).at(Some(Loc::new(file, e.span())));
-                        if let Some(h) = did_you_mean(e.get_ref(), agg_ops.keys().map(|s| s.as_str())) {
-                            d = d.help(h);
-                        }
-                        cx.err(d);
-                    }
-                }
-            }
-            out.insert(
-                name.clone(),
-                Aggregate {
-                    name: name.clone(),
-                    label: ad.label.clone().unwrap_or_else(|| name.clone()),
-                    subject,
-                    table: table.name.clone(),
-                    by,
-                    filters,
-                    op,
-                    column: ad.column.as_ref().map(|c| c.get_ref().clone()),
-                    end_column: ad.end_column.as_ref().map(|c| c.get_ref().clone()),
-                    pick: ad.pick.as_ref().map(|c| c.get_ref().clone()),
-                    except_days: ad.except_days.as_ref().map(|c| c.get_ref().clone()),
-                    merge_overlaps: ad.merge_overlaps,
-                    loc,
-                },
-            );
-        }
-    }
-    out
-}
-
-fn filter_conds(f: &FilterDef) -> Vec<Result<Cond, String>> {
-    let mut out = Vec::new();
-    let one = |v: &toml::Value| value_ref(v);
-    if let Some(v) = &f.is {
-        out.push(one(v).map(Cond::Is));
-    }
-    if let Some(v) = &f.is_not {
-        out.push(one(v).map(Cond::IsNot));
-    }
-    if let Some(vs) = &f.one_of {
-        out.push(
-            vs.iter()
-                .map(one)
-                .collect::<Result<Vec<_>, _>>()
-                .map(Cond::In),
-        );
-    }
-    if let Some(vs) = &f.not_in {
-        out.push(
-            vs.iter()
-                .map(one)
-                .collect::<Result<Vec<_>, _>>()
-                .map(Cond::NotIn),
-        );
-    }
-    if let Some(p) = &f.within {
-        out.push(Ok(Cond::Within(p.clone())));
-    }
-    if let Some(v) = &f.from {
-        out.push(one(v).map(Cond::From));
-    }
-    if let Some(v) = &f.until {
-        out.push(one(v).map(Cond::Until));
-    }
-    if let Some(w) = &f.weekday {
-        out.push(one(w).and_then(|r| match &r {
-            ValueRef::Lit(v) if weekdays(v).is_none() => {
-                Err("weekdays are a list of 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5]".into())
-            }
-            _ => Ok(Cond::Weekday(r)),
-        }));
-    }
-    for (t, ctor) in [
-        (&f.time_from, Cond::TimeFrom as fn(ValueRef) -> Cond),
-        (&f.time_before, Cond::TimeBefore),
-    ] {
-        if let Some(t) = t {
-            out.push(one(t).and_then(|r| match &r {
-                ValueRef::Lit(v) if time_of_day(v).is_none() => {
-                    Err(format!("`{v}` is not a time of day (write \"09:00\")"))
-                }
-                _ => Ok(ctor(r)),
-            }));
-        }
-    }
-    if let Some(p) = f.present {
-        out.push(Ok(Cond::Present(p)));
-    }
-    if let Some(w) = f.working_day {
-        out.push(Ok(Cond::WorkingDay(w)));
-    }
-    match (&f.working_time, &f.end_column) {
-        (Some(w), Some(end)) => out.push(Ok(Cond::WorkingTime {
-            overlaps: *w,
-            end: end.clone(),
-        })),
-        (Some(_), None) => out.push(Err(
-            "`working_time` needs `end_column`, the column where the span ends".into(),
-        )),
-        (None, Some(_)) => out.push(Err("`end_column` goes with `working_time`".into())),
-        (None, None) => {}
-    }
-    out
-}
-
 fn build_periods(
     cx: &mut Ctx,
     raw: &[(String, Spanned<model::PeriodDef>, FileId)],
@@ -1526,7 +1014,8 @@ fn build_periods(
                     Ok(r) => r,
                     Err(m) => {
                         cx.err(
-                            Diag::error("RB0110", format!("period `{name}`: {m}")).at(Some(loc)),
+                            Diag::error(Code::RB0110, format!("period `{name}`: {m}"))
+                                .at(Some(loc)),
                         );
                         return None;
                     }
@@ -1535,7 +1024,7 @@ fn build_periods(
                     && !agg_subjects.contains_key(a)
                 {
                     let mut d = Diag::error(
-                        "RB0106",
+                        Code::RB0106,
                         format!("period `{name}`: unknown aggregate `{a}`"),
                     )
                     .at(Some(loc.clone()));
@@ -1548,7 +1037,7 @@ fn build_periods(
                     && !params.contains_key(pn)
                 {
                     let mut d = Diag::error(
-                        "RB0105",
+                        Code::RB0105,
                         format!("period `{name}`: unknown parameter `{pn}`"),
                     )
                     .at(Some(loc.clone()));
@@ -1560,7 +1049,7 @@ fn build_periods(
                 if let ValueRef::Subject(_) = &r {
                     cx.err(
                         Diag::error(
-                            "RB0110",
+                            Code::RB0110,
                             format!(
                                 "period `{name}`: a period cannot use `$subject`; use an aggregate"
                             ),
@@ -1581,7 +1070,7 @@ fn build_periods(
             if let Bound::Ref(ValueRef::Agg(_)) = b {
                 cx.err(
                     Diag::error(
-                        "RB0110",
+                        Code::RB0110,
                         format!("period `{name}`: `not_before`/`not_after` must be the same for every subject (a date, `$param.NAME`, `$as_of` or an expression), not an aggregate"),
                     )
                     .at(Some(Loc::new(*file, s.span()))),
@@ -1626,7 +1115,7 @@ fn check_agg_periods(
                         && d.subject != a.subject
                     {
                         cx.err(
-                            Diag::error("RB0106", format!("aggregate `{}` (for {}) uses period `{p}`, which depends on `{dep}` (for {})", a.name, a.subject, d.subject))
+                            Diag::error(Code::RB0106, format!("aggregate `{}` (for {}) uses period `{p}`, which depends on `{dep}` (for {})", a.name, a.subject, d.subject))
                                 .at(Some(a.loc.clone())),
                         );
                     }
@@ -1679,7 +1168,7 @@ fn check_agg_cycles(
         if let Some(cycle) = visit(name, aggregates, periods, &mut state, &mut stack) {
             let a = &aggregates[cycle[0].as_str()];
             cx.err(
-                Diag::error("RB0111", format!("aggregates depend on each other in a circle: {}", cycle.join(" → ")))
+                Diag::error(Code::RB0111, format!("aggregates depend on each other in a circle: {}", cycle.join(" → ")))
                     .at(Some(a.loc.clone()))
                     .help("an aggregate cannot use itself, directly or through periods and other aggregates"),
             );
@@ -1701,7 +1190,7 @@ fn date_of(
         Some(x) => Some(x),
         None => {
             cx.err(
-                Diag::error("RB0109", format!("{what}: `{text}` is not a date"))
+                Diag::error(Code::RB0109, format!("{what}: `{text}` is not a date"))
                     .at(Some(Loc::new(file, span)))
                     .help("write dates as 2020-02-07"),
             );
@@ -1737,7 +1226,7 @@ fn build_directive(
         match params.get(pn) {
             None => {
                 let mut diag = Diag::error(
-                    "RB0105",
+                    Code::RB0105,
                     format!("directive `effective_until`: unknown parameter `{pn}`"),
                 )
                 .at(Some(Loc::new(file, span.clone())));
@@ -1748,7 +1237,7 @@ fn build_directive(
             }
             Some(p) if p.values.iter().any(|(_, v)| toml_value_date(v).is_none()) => cx.err(
                 Diag::error(
-                    "RB0109",
+                    Code::RB0109,
                     format!("directive `effective_until`: parameter `{pn}` is not a date"),
                 )
                 .at(Some(Loc::new(file, span.clone()))),
@@ -1876,10 +1365,12 @@ fn compile_at(
                 if cx.functions.contains(&name) || defined.contains(&name) {
                     continue;
                 }
-                let mut d =
-                    Diag::warning("RB0404", format!("unknown function `{name}` in expression"))
-                        .at(Some(Loc::new(file, start + off..start + off + name.len())))
-                        .label("no built-in or helper function has this name");
+                let mut d = Diag::warning(
+                    Code::RB0404,
+                    format!("unknown function `{name}` in expression"),
+                )
+                .at(Some(Loc::new(file, start + off..start + off + name.len())))
+                .label("no built-in or helper function has this name");
                 if let Some(h) = did_you_mean(&name, cx.functions.iter().map(|s| s.as_str())) {
                     d = d.help(h);
                 } else {
@@ -1905,8 +1396,12 @@ fn compile_at(
             );
             let loc = Some(Loc::new(file, off..off + 1));
             let d = match e.err_type() {
+                // Follows from the error that left the declaration of `v` out.
+                rhai::ParseErrorType::VariableUndefined(v) if cx.broken.contains(v) => {
+                    return None;
+                }
                 rhai::ParseErrorType::VariableUndefined(v) => {
-                    let mut d = Diag::error("RB0402", format!("unknown name `{v}` in expression"))
+                    let mut d = Diag::error(Code::RB0402, format!("unknown name `{v}` in expression"))
                         .at(Some(Loc::new(file, off..off + v.len())))
                         .label("not a parameter, aggregate, subject column or earlier `let`");
                     if let Some(h) = did_you_mean(v, names.iter().map(|s| s.as_str())) {
@@ -1914,7 +1409,7 @@ fn compile_at(
                     }
                     d
                 }
-                other => Diag::error("RB0401", format!("expression error: {other}"))
+                other => Diag::error(Code::RB0401, format!("expression error: {other}"))
                     .at(loc)
                     .label("here")
                     .help("expressions are Rhai: compare with == != < <= > >=, combine with && || !, strings in \"quotes\""),
@@ -1964,7 +1459,7 @@ fn compile_template(
                 }
                 if depth != 0 {
                     cx.err(
-                        Diag::error("RB0401", "message has a `{` without its `}`")
+                        Diag::error(Code::RB0401, "message has a `{` without its `}`")
                             .at(Some(Loc::new(file, base + i..base + i + 1)))
                             .help("placeholders look like {hours}; write {{ for a literal brace"),
                     );
@@ -1994,26 +1489,26 @@ fn compile_template(
     ok.then_some(Template { parts })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_rule(
     cx: &mut Ctx,
     r: &Spanned<model::RuleDef>,
     file: FileId,
     directive: &Directive,
-    subjects: &IndexMap<String, SubjectKind>,
-    schema: &Schema,
-    params: &IndexMap<String, Param>,
-    aggregates: &IndexMap<String, Aggregate>,
-    periods: &IndexMap<String, Period>,
-    helpers: &AST,
+    declared: &Declared,
 ) -> Option<Rule> {
+    let Declared {
+        subjects,
+        periods,
+        helpers,
+        ..
+    } = *declared;
     let rd = r.get_ref();
     let loc = Loc::new(file, r.span());
     let id = rd.id.get_ref().clone();
     let subject = rd.subject.get_ref().clone();
     let Some(sk) = subjects.get(&subject) else {
         let mut d = Diag::error(
-            "RB0104",
+            Code::RB0104,
             format!("rule `{id}`: unknown subject `{subject}`"),
         )
         .at(cx.loc(file, &rd.subject));
@@ -2026,43 +1521,12 @@ fn build_rule(
         )));
         return None;
     };
-    let clause = match directive
-        .clauses
-        .iter()
-        .find(|c| &c.key == rd.clause.get_ref())
-    {
-        Some(c) => c.clone(),
-        None => {
-            let mut d = Diag::error(
-                "RB0108",
-                format!(
-                    "rule `{id}`: directive `{}` has no clause `{}`",
-                    directive.key,
-                    rd.clause.get_ref()
-                ),
-            )
-            .at(cx.loc(file, &rd.clause));
-            if let Some(h) = did_you_mean(
-                rd.clause.get_ref(),
-                directive.clauses.iter().map(|c| c.key.as_str()),
-            ) {
-                d = d.help(h);
-            } else {
-                d = d.help("add it under [directive.clauses] with the quoted text");
-            }
-            cx.err(d);
-            Clause {
-                key: rd.clause.get_ref().clone(),
-                text: String::new(),
-                note: None,
-            }
-        }
-    };
+    let clause = rule_clause(cx, rd, file, directive);
     if let Some(p) = &rd.period
         && !periods.contains_key(p.get_ref())
     {
         let mut d = Diag::error(
-            "RB0107",
+            Code::RB0107,
             format!("rule `{id}`: unknown period `{}`", p.get_ref()),
         )
         .at(cx.loc(file, p));
@@ -2071,142 +1535,53 @@ fn build_rule(
         }
         cx.err(d);
     }
-    let version = match rd.version.get_ref() {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        other => {
-            cx.err(
-                Diag::error(
-                    "RB0003",
-                    format!("rule `{id}`: version must be a number or text, not `{other}`"),
-                )
-                .at(cx.loc(file, &rd.version)),
-            );
-            String::new()
-        }
-    };
-    let eff_from = rd.effective_from.as_ref().and_then(|d| {
-        date_of(
-            cx,
-            file,
-            &Some(d.get_ref().clone()),
-            "effective_from",
-            d.span(),
-        )
-    });
-    let eff_until = rd.effective_until.as_ref().and_then(|d| {
-        date_of(
-            cx,
-            file,
-            &Some(d.get_ref().clone()),
-            "effective_until",
-            d.span(),
-        )
-    });
-    if let (Some(f), Some(u)) = (eff_from, eff_until)
-        && u < f
-    {
-        cx.err(
-            Diag::error(
-                "RB0109",
-                format!("rule `{id}`: effective_until {u} is before effective_from {f}"),
-            )
-            .at(Some(loc.clone())),
-        );
-    }
+    let (version, eff_from, eff_until) = rule_version_and_dates(cx, rd, file, &loc);
 
     // Names the rule's expressions may use; they must not collide.
-    let table = schema.tables.get(&sk.table);
-    let mut names: Vec<String> = BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
-    let mut origin: HashMap<String, String> = BUILTIN_NAMES
-        .iter()
-        .map(|s| (s.to_string(), "built-in name".to_string()))
-        .collect();
-    let mut add = |cx: &mut Ctx, n: &str, what: String, names: &mut Vec<String>| {
-        if let Some(prev) = origin.get(n) {
-            if *prev != what {
-                cx.err(
-                    Diag::error(
-                        "RB0304",
-                        format!("rule `{id}`: `{n}` is both a {prev} and a {what}"),
-                    )
-                    .at(Some(loc.clone()))
-                    .help("rename one of them so expressions are unambiguous"),
-                );
-            }
-        } else {
-            origin.insert(n.to_string(), what);
-            names.push(n.to_string());
-        }
-    };
-    for p in params.keys() {
-        add(cx, p, "parameter".into(), &mut names);
+    let mut names = RuleNames::new(&id, &loc);
+    for p in declared.params.keys() {
+        names.add(cx, p, "parameter".into());
     }
-    for a in aggregates.values().filter(|a| a.subject == subject) {
-        add(cx, &a.name, "aggregate".into(), &mut names);
+    for a in declared
+        .aggregates
+        .values()
+        .filter(|a| a.subject == subject)
+    {
+        names.add(cx, &a.name, "aggregate".into());
     }
-    if let Some(t) = table {
+    if let Some(t) = declared.schema.tables.get(&sk.table) {
         for c in &t.columns {
-            add(cx, &c.name, format!("column of {}", t.name), &mut names);
+            names.add(cx, &c.name, format!("column of {}", t.name));
         }
     }
     let applies = rd
         .applies
         .as_ref()
-        .and_then(|s| compile_expr(cx, file, s, &names, helpers));
+        .and_then(|s| compile_expr(cx, file, s, &names.names, helpers));
     let mut lets = Vec::new();
     for (n, s) in &rd.lets {
-        if let Some(e) = compile_expr(cx, file, s, &names, helpers) {
+        if let Some(e) = compile_expr(cx, file, s, &names.names, helpers) {
             lets.push((n.clone(), e));
         }
-        add(cx, n, "`let` of this rule".into(), &mut names);
+        names.add(cx, n, "`let` of this rule".into());
     }
     for e in &rd.evidence {
-        if !names.contains(e.get_ref()) {
+        if !names.names.contains(e.get_ref()) && !cx.broken.contains(e.get_ref()) {
             let mut d = Diag::error(
-                "RB0402",
+                Code::RB0402,
                 format!(
                     "rule `{id}`: evidence names unknown value `{}`",
                     e.get_ref()
                 ),
             )
             .at(cx.loc(file, e));
-            if let Some(h) = did_you_mean(e.get_ref(), names.iter().map(|s| s.as_str())) {
+            if let Some(h) = did_you_mean(e.get_ref(), names.names.iter().map(|s| s.as_str())) {
                 d = d.help(h);
             }
             cx.err(d);
         }
     }
-    if rd.cases.is_empty() {
-        cx.err(
-            Diag::error("RB0302", format!("rule `{id}` has no [[rule.case]]"))
-                .at(Some(loc.clone()))
-                .help("add cases with `when`, `status` and `message`; the last may omit `when`"),
-        );
-    }
-    let mut cases = Vec::new();
-    for (i, c) in rd.cases.iter().enumerate() {
-        let cd = c.get_ref();
-        if cd.when.is_none() && i + 1 != rd.cases.len() {
-            cx.err(
-                Diag::error("RB0302", format!("rule `{id}`: a case without `when` must be the last"))
-                    .at(Some(Loc::new(file, c.span())))
-                    .help("cases are tried in order; one without `when` always holds, so later ones never run"),
-            );
-        }
-        let when = cd
-            .when
-            .as_ref()
-            .and_then(|s| compile_expr(cx, file, s, &names, helpers));
-        if let Some(message) = compile_template(cx, file, &cd.message, &names, helpers) {
-            cases.push(Case {
-                when,
-                status: cd.status,
-                message,
-            });
-        }
-    }
+    let cases = rule_cases(cx, rd, file, &loc, &names.names, helpers);
     Some(Rule {
         id,
         version,
@@ -2230,19 +1605,183 @@ fn build_rule(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The clause of its directive a rule encodes (an empty one, after an error, when the
+/// directive has no such clause).
+fn rule_clause(cx: &mut Ctx, rd: &model::RuleDef, file: FileId, directive: &Directive) -> Clause {
+    if let Some(c) = directive
+        .clauses
+        .iter()
+        .find(|c| &c.key == rd.clause.get_ref())
+    {
+        return c.clone();
+    }
+    let mut d = Diag::error(
+        Code::RB0108,
+        format!(
+            "rule `{}`: directive `{}` has no clause `{}`",
+            rd.id.get_ref(),
+            directive.key,
+            rd.clause.get_ref()
+        ),
+    )
+    .at(cx.loc(file, &rd.clause));
+    if let Some(h) = did_you_mean(
+        rd.clause.get_ref(),
+        directive.clauses.iter().map(|c| c.key.as_str()),
+    ) {
+        d = d.help(h);
+    } else {
+        d = d.help("add it under [directive.clauses] with the quoted text");
+    }
+    cx.err(d);
+    Clause {
+        key: rd.clause.get_ref().clone(),
+        text: String::new(),
+        note: None,
+    }
+}
+
+/// A rule's version (a number or text) and the days it is in force.
+fn rule_version_and_dates(
+    cx: &mut Ctx,
+    rd: &model::RuleDef,
+    file: FileId,
+    loc: &Loc,
+) -> (String, Option<NaiveDate>, Option<NaiveDate>) {
+    let id = rd.id.get_ref();
+    let version = match rd.version.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => {
+            cx.err(
+                Diag::error(
+                    Code::RB0003,
+                    format!("rule `{id}`: version must be a number or text, not `{other}`"),
+                )
+                .at(cx.loc(file, &rd.version)),
+            );
+            String::new()
+        }
+    };
+    let mut date = |d: &Option<Spanned<model::DateLit>>, what: &str| {
+        d.as_ref()
+            .and_then(|d| date_of(cx, file, &Some(d.get_ref().clone()), what, d.span()))
+    };
+    let eff_from = date(&rd.effective_from, "effective_from");
+    let eff_until = date(&rd.effective_until, "effective_until");
+    if let (Some(f), Some(u)) = (eff_from, eff_until)
+        && u < f
+    {
+        cx.err(
+            Diag::error(
+                Code::RB0109,
+                format!("rule `{id}`: effective_until {u} is before effective_from {f}"),
+            )
+            .at(Some(loc.clone())),
+        );
+    }
+    (version, eff_from, eff_until)
+}
+
+/// The names a rule's expressions may use, each with what it is; a name that is two
+/// different things is an error.
+struct RuleNames<'a> {
+    id: &'a str,
+    loc: &'a Loc,
+    names: Vec<String>,
+    origin: HashMap<String, String>,
+}
+
+impl<'a> RuleNames<'a> {
+    fn new(id: &'a str, loc: &'a Loc) -> Self {
+        RuleNames {
+            id,
+            loc,
+            names: BUILTIN_NAMES.iter().map(|s| s.to_string()).collect(),
+            origin: BUILTIN_NAMES
+                .iter()
+                .map(|s| (s.to_string(), "built-in name".to_string()))
+                .collect(),
+        }
+    }
+
+    fn add(&mut self, cx: &mut Ctx, n: &str, what: String) {
+        if let Some(prev) = self.origin.get(n) {
+            if *prev != what {
+                cx.err(
+                    Diag::error(
+                        Code::RB0304,
+                        format!("rule `{}`: `{n}` is both a {prev} and a {what}", self.id),
+                    )
+                    .at(Some(self.loc.clone()))
+                    .help("rename one of them so expressions are unambiguous"),
+                );
+            }
+        } else {
+            self.origin.insert(n.to_string(), what);
+            self.names.push(n.to_string());
+        }
+    }
+}
+
+/// A rule's cases: conditions and messages compiled; only the last may omit `when`.
+fn rule_cases(
+    cx: &mut Ctx,
+    rd: &model::RuleDef,
+    file: FileId,
+    loc: &Loc,
+    names: &[String],
+    helpers: &AST,
+) -> Vec<Case> {
+    let id = rd.id.get_ref();
+    if rd.cases.is_empty() {
+        cx.err(
+            Diag::error(Code::RB0302, format!("rule `{id}` has no [[rule.case]]"))
+                .at(Some(loc.clone()))
+                .help("add cases with `when`, `status` and `message`; the last may omit `when`"),
+        );
+    }
+    let mut cases = Vec::new();
+    for (i, c) in rd.cases.iter().enumerate() {
+        let cd = c.get_ref();
+        if cd.when.is_none() && i + 1 != rd.cases.len() {
+            cx.err(
+                Diag::error(Code::RB0302, format!("rule `{id}`: a case without `when` must be the last"))
+                    .at(Some(Loc::new(file, c.span())))
+                    .help("cases are tried in order; one without `when` always holds, so later ones never run"),
+            );
+        }
+        let when = cd
+            .when
+            .as_ref()
+            .and_then(|s| compile_expr(cx, file, s, names, helpers));
+        if let Some(message) = compile_template(cx, file, &cd.message, names, helpers) {
+            cases.push(Case {
+                when,
+                status: cd.status,
+                message,
+            });
+        }
+    }
+    cases
+}
+
 fn build_assessment(
     cx: &mut Ctx,
     a: &model::AssessmentFile,
     file: FileId,
-    subjects: &IndexMap<String, SubjectKind>,
-    schema: &Schema,
-    params: &IndexMap<String, Param>,
-    aggregates: &IndexMap<String, Aggregate>,
-    periods: &IndexMap<String, Period>,
+    declared: &Declared,
     directive_keys: &[&str],
-    helpers: &AST,
 ) -> Assessment {
+    let Declared {
+        subjects,
+        schema,
+        params,
+        aggregates,
+        periods,
+        helpers,
+    } = *declared;
     let grades = |cx: &mut Ctx,
                   defs: &[Spanned<model::GradeDef>],
                   subject: &str,
@@ -2276,7 +1815,7 @@ fn build_assessment(
             if gd.when.is_none() && i + 1 != defs.len() {
                 cx.err(
                     Diag::error(
-                        "RB0302",
+                        Code::RB0302,
                         format!("grade `{}` has no `when` but is not the last", gd.grade),
                     )
                     .at(Some(Loc::new(file, g.span())))
@@ -2315,7 +1854,7 @@ fn build_assessment(
                     return Some(key.clone());
                 }
                 let mut d = Diag::error(
-                    "RB0101",
+                    Code::RB0101,
                     format!("assessment `directives`: no directive has the key `{key}`"),
                 )
                 .at(Some(Loc::new(file, k.span())));
@@ -2331,9 +1870,10 @@ fn build_assessment(
         let name = h.get_ref();
         match aggregates.get(name) {
             Some(agg) if agg.subject == "member" => Some(name.clone()),
+            None if cx.broken.contains(name) => None,
             _ => {
                 let mut d = Diag::error(
-                    "RB0106",
+                    Code::RB0106,
                     format!("assessment `hours`: no member aggregate `{name}`"),
                 )
                 .at(Some(Loc::new(file, h.span())));
@@ -2372,7 +1912,7 @@ fn fixed_period(
         Some(_) => {
             cx.err(
                 Diag::error(
-                    "RB0110",
+                    Code::RB0110,
                     format!("{what}: period `{name}` depends on each subject; it must be one period for everyone"),
                 )
                 .at(Some(loc))
@@ -2382,7 +1922,7 @@ fn fixed_period(
         }
         None => {
             let mut d =
-                Diag::error("RB0107", format!("{what}: unknown period `{name}`")).at(Some(loc));
+                Diag::error(Code::RB0107, format!("{what}: unknown period `{name}`")).at(Some(loc));
             if let Some(h) = did_you_mean(name, periods.keys().map(|s| s.as_str())) {
                 d = d.help(h);
             }
@@ -2411,7 +1951,7 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
             if a.directive != b.directive {
                 cx.err(
                     Diag::error(
-                        "RB0101",
+                        Code::RB0101,
                         format!(
                             "rule id `{id}` is used in two directives ({} and {})",
                             a.directive, b.directive
@@ -2423,7 +1963,7 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
             if a.version == b.version {
                 cx.err(
                     Diag::error(
-                        "RB0303",
+                        Code::RB0303,
                         format!("rule `{id}` has version {} twice", a.version),
                     )
                     .at(Some(b.loc.clone()))
@@ -2435,7 +1975,7 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
             if a_end < b_start && a_end.succ_opt().is_some_and(|next| next < b_start) {
                 cx.err(
                     Diag::warning(
-                        "RB0504",
+                        Code::RB0504,
                         format!(
                             "no version of rule `{id}` is in force from {} to {}",
                             a_end.succ_opt().unwrap_or(a_end),
@@ -2453,7 +1993,7 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
             if a_end >= b_start {
                 cx.err(
                     Diag::error(
-                        "RB0301",
+                        Code::RB0301,
                         format!(
                             "versions {} and {} of rule `{id}` are both in force on {}",
                             a.version,
@@ -2475,14 +2015,24 @@ fn check_rule_versions(cx: &mut Ctx, rules: &[Rule]) {
     }
 }
 
-fn warn_unused(
-    cx: &mut Ctx,
-    params: &IndexMap<String, Param>,
-    aggregates: &IndexMap<String, Aggregate>,
-    periods: &IndexMap<String, Period>,
-    rules: &[Rule],
-    used_elsewhere: &[String],
-) {
+/// Warn about parameters, aggregates and periods nothing uses: not `rules` (rules and
+/// grades), and not named in `used_elsewhere`.
+fn warn_unused(cx: &mut Ctx, declared: &Declared, rules: &[Rule], used_elsewhere: &[String]) {
+    // While there are errors, a name that only an erroneous declaration uses (left out of
+    // `declared`) would show as unused: these warnings wait until the errors are fixed.
+    if cx
+        .diags
+        .iter()
+        .any(|d| d.level == crate::diag::Level::Error)
+    {
+        return;
+    }
+    let Declared {
+        params,
+        aggregates,
+        periods,
+        ..
+    } = *declared;
     let mut used: HashSet<String> = used_elsewhere.iter().cloned().collect();
     for r in rules {
         used.extend(r.idents());
@@ -2538,7 +2088,7 @@ fn warn_unused(
         if !used.contains(&p.name) {
             cx.err(
                 Diag::warning(
-                    "RB0501",
+                    Code::RB0501,
                     format!("parameter `{}` is not used by any rule", p.name),
                 )
                 .at(Some(p.loc.clone()))
@@ -2550,7 +2100,7 @@ fn warn_unused(
         if !used.contains(&a.name) {
             cx.err(
                 Diag::warning(
-                    "RB0502",
+                    Code::RB0502,
                     format!("aggregate `{}` is not used by any rule", a.name),
                 )
                 .at(Some(a.loc.clone())),
@@ -2584,7 +2134,7 @@ fn build_calendar(
     match source {
         None => cx.err(
             Diag::error(
-                "RB0004",
+                Code::RB0004,
                 format!("calendar file `{wanted}` not found in the policy folder"),
             )
             .at(Some(file_loc))
@@ -2598,7 +2148,7 @@ fn build_calendar(
             let header: Vec<String> = match rd.headers() {
                 Ok(h) => h.iter().map(|x| x.trim().trim_start_matches('\u{feff}').to_string()).collect(),
                 Err(e) => {
-                    cx.err(Diag::error("RB0004", format!("{want_name}: {e}")));
+                    cx.err(Diag::error(Code::RB0004, format!("{want_name}: {e}")));
                     Vec::new()
                 }
             };
@@ -2611,7 +2161,7 @@ fn build_calendar(
             if dc.is_none() || tc.is_none() {
                 cx.err(
                     Diag::error(
-                        "RB0004",
+                        Code::RB0004,
                         format!("{want_name}: the calendar needs the columns `date` and `type` (found: {})", header.join(", ")),
                     )
                     .at(Some(Loc::new(id, 0..text.find('\n').unwrap_or(text.len())))),
@@ -2621,7 +2171,7 @@ fn build_calendar(
                 let rec = match rec {
                     Ok(r) => r,
                     Err(e) => {
-                        cx.err(Diag::error("RB0004", format!("{want_name}: {e}")));
+                        cx.err(Diag::error(Code::RB0004, format!("{want_name}: {e}")));
                         break;
                     }
                 };
@@ -2632,7 +2182,7 @@ fn build_calendar(
                 let date_text = rec.get(dc).unwrap_or("").trim();
                 let Some(date) = parse_date(date_text) else {
                     cx.err(
-                        Diag::error("RB0109", format!("{want_name}: `{date_text}` is not a date"))
+                        Diag::error(Code::RB0109, format!("{want_name}: `{date_text}` is not a date"))
                             .at(Some(loc))
                             .help("write dates as 2020-10-01"),
                     );
@@ -2641,7 +2191,7 @@ fn build_calendar(
                 let word = rec.get(tc).unwrap_or("").trim();
                 let Some(kind) = DayKind::parse(word) else {
                     cx.err(
-                        Diag::error("RB0109", format!("{want_name}: day type `{word}` is neither `holiday` (休) nor `workday` (班)"))
+                        Diag::error(Code::RB0109, format!("{want_name}: day type `{word}` is neither `holiday` (休) nor `workday` (班)"))
                             .at(Some(loc)),
                     );
                     continue;
@@ -2654,7 +2204,7 @@ fn build_calendar(
     if let Some(bad) = cd.weekend.iter().find(|d| !(1..=7).contains(*d)) {
         cx.err(
             Diag::error(
-                "RB0110",
+                Code::RB0110,
                 format!("calendar `weekend`: {bad} is not a weekday (1 = Monday … 7 = Sunday)"),
             )
             .at(Some(Loc::new(manifest_file, c.span()))),
@@ -2671,7 +2221,7 @@ fn build_calendar(
                 Some(_) => {
                     cx.err(
                         Diag::error(
-                            "RB0110",
+                            Code::RB0110,
                             format!("calendar: parameter `{pn}` is not a time of day (\"09:00\")"),
                         )
                         .at(Some(loc)),
@@ -2680,7 +2230,7 @@ fn build_calendar(
                 }
                 None => {
                     let mut d =
-                        Diag::error("RB0105", format!("calendar: unknown parameter `{pn}`"))
+                        Diag::error(Code::RB0105, format!("calendar: unknown parameter `{pn}`"))
                             .at(Some(loc));
                     if let Some(h) = did_you_mean(pn, params.keys().map(|s| s.as_str())) {
                         d = d.help(h);
@@ -2694,7 +2244,7 @@ fn build_calendar(
             if time_of_day(&v).is_some() {
                 Some(ValueRef::Lit(v))
             } else {
-                cx.err(Diag::error("RB0110", format!("calendar: `{text}` is not a time of day (write \"09:00\" or $param.NAME)")).at(Some(loc)));
+                cx.err(Diag::error(Code::RB0110, format!("calendar: `{text}` is not a time of day (write \"09:00\" or $param.NAME)")).at(Some(loc)));
                 None
             }
         }
