@@ -41,16 +41,18 @@ pub enum Command {
     Report(ReportArgs),
     /// Generate a synthetic dataset (data contract v1) for benchmarks.
     Gen(GenArgs),
-    /// Print the JSON Schema of a kind of policy file (editor completion and validation).
+    /// Print the JSON Schema of a kind of policy file (editor completion and validation), or of
+    /// the data report templates receive.
     Schema(SchemaArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
-    /// Which policy file the schema is for.
+    /// Which policy file the schema is for (`report`: the report templates' data).
     #[arg(long, value_enum, default_value_t = CliSchemaKind::Directive)]
     pub kind: CliSchemaKind,
-    /// Write all three schemas (policy, directive, assessment) into this folder instead.
+    /// Write all three policy file schemas (policy, directive, assessment) into this folder
+    /// instead.
     #[arg(long, value_name = "DIR", conflicts_with = "kind")]
     pub out: Option<PathBuf>,
 }
@@ -209,16 +211,18 @@ cli_enum!(
 );
 cli_enum!(CliLevel => report::Level { Member, Branch, Community, Summary, All });
 cli_enum!(CliFormat => Format { Json, Jsonl, Csv });
-cli_enum!(
-    CliSchemaKind => policy::schema::SchemaKind {
-        /// `policy.toml`, the manifest.
-        Manifest,
-        /// A file in `directives/`.
-        Directive,
-        /// `assessment.toml`, the grades.
-        Assessment,
-    }
-);
+/// Which schema `rulebook schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CliSchemaKind {
+    /// `policy.toml`, the manifest.
+    Manifest,
+    /// A file in `directives/`.
+    Directive,
+    /// `assessment.toml`, the grades.
+    Assessment,
+    /// The data report templates receive (`report-templates/context.schema.json`).
+    Report,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DiffFormat {
@@ -1064,7 +1068,18 @@ fn gen_cmd(a: &GenArgs) -> Result<ExitCode> {
 
 fn schema_cmd(a: &SchemaArgs) -> Result<ExitCode> {
     let Some(dir) = &a.out else {
-        let text = policy::schema::to_json(a.kind.into());
+        let text = match a.kind {
+            CliSchemaKind::Manifest => {
+                policy::schema::to_json(policy::schema::SchemaKind::Manifest)
+            }
+            CliSchemaKind::Directive => {
+                policy::schema::to_json(policy::schema::SchemaKind::Directive)
+            }
+            CliSchemaKind::Assessment => {
+                policy::schema::to_json(policy::schema::SchemaKind::Assessment)
+            }
+            CliSchemaKind::Report => report::context::schema_text(),
+        };
         match std::io::stdout().lock().write_all(text.as_bytes()) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(e).context("writing the schema to stdout");

@@ -91,6 +91,9 @@ codes! {
     RB0112,
     "bad `by` path or reference",
     "`by` must follow columns with `references = …` from the aggregate's table to the subject's table, and referenced tables need a key.\n\nExample (a branch's members' assignments):\n    by = \"member_id.branch_id\"\n\nFix: list the reference columns from the aggregate's table to the subject's, separated by dots, and give each referenced table a `key`.";
+    RB0113,
+    "unknown table or column in `[roles]` or a subject's `name`",
+    "`[roles]` in policy.toml names the tables and columns reports and waivers read (service records, communities, waivers, columns of the subject tables); a subject's `name` names the column with its names. A name written there must be a table or column the schema declares, of the kind the role needs.\n\nExample:\n    [roles.services]\n    verified = \"checked\"   # the services table has no column `checked`\n\nFix: write the column's name as the schema declares it, or declare the column.";
     RB0201,
     "parameter values overlap or are missing",
     "Two values of a parameter start on the same date (each holds from its date until the next), or there is none.\n\nExample:\n    values = [{ from = 2020-01-01, value = 20 }, { from = 2020-01-01, value = 24 }]\n\nFix: values = [{ from = 2020-01-01, value = 20 }, { from = 2022-01-01, value = 24 }].";

@@ -2,7 +2,7 @@
 //! matter to the subject, as the policy set's aggregates show.
 //!
 //! A run for one subject ([`super::prepare_subject`]) reads the subject tables, the tables
-//! other tables refer to and the `waivers` table whole, and of any other table only the rows
+//! other tables refer to and the waivers table (`[roles.waivers]`) whole, and of any other table only the rows
 //! its kind's aggregates group under the subject. Such a table keeps only the rows whose
 //! first step on each `by` path — a reference column — leads to the subject along the rest
 //! of the path (worked out on the tables already loaded, exactly as
@@ -28,7 +28,7 @@ impl Focus for SubjectFocus<'_> {
         let schema = &policy.schema;
         // Read whole: subject tables, tables referred to (their rows decide other tables'
         // rows), and waivers (read apart from aggregates).
-        if ts.name == "waivers"
+        if ts.name == policy.roles.waivers.table
             || policy.subjects.values().any(|sk| sk.table == ts.name)
             || schema.tables.values().any(|t| {
                 t.columns

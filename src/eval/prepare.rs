@@ -418,7 +418,7 @@ impl Stage<'_, '_> {
             lineage_slot: plan.lineage_slot,
             n_slots: plan.n_slots,
             key_col: key,
-            name_col: ts.column("name"),
+            name_col: ts.column(&sk.name_column),
             prepared: plan.prepared,
             groups: plan.groups,
         })

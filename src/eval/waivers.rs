@@ -1,5 +1,5 @@
-//! Waivers: approved exemptions read from the `waivers` table (when the policy set declares
-//! one). A waiver in force on `--as-of` turns a subject's failing finding of its directive
+//! Waivers: approved exemptions read from the waivers table (`[roles.waivers]`, by default
+//! `waivers`, when the policy set declares it). A waiver in force on `--as-of` turns a subject's failing finding of its directive
 //! (or one rule) into `waived`; every other waiver row is listed with why it was not applied.
 
 use super::value::{Scalar, Values};
@@ -8,7 +8,7 @@ use crate::policy::PolicySet;
 use chrono::NaiveDate;
 use std::collections::HashMap;
 
-/// An approved exemption (a row of the `waivers` table).
+/// An approved exemption (a row of the waivers table).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Waiver {
     /// The member or organization exempted.
@@ -31,7 +31,7 @@ pub struct Waiver {
     pub line: u32,
 }
 
-/// Read the `waivers` table (if the policy set declares it): those in force on `as_of` by
+/// Read the waivers table (if the policy set declares it): those in force on `as_of` by
 /// subject, and notes on the others.
 pub(super) fn read_waivers(
     policy: &PolicySet,
@@ -41,13 +41,14 @@ pub(super) fn read_waivers(
 ) -> (HashMap<String, Vec<Waiver>>, Vec<String>) {
     let mut active: HashMap<String, Vec<Waiver>> = Default::default();
     let mut notes = Vec::new();
+    let role = &policy.roles.waivers;
     let (Some(ts), Some(t)) = (
-        policy.schema.tables.get("waivers"),
-        data.tables.get("waivers"),
+        policy.schema.tables.get(&role.table),
+        data.tables.get(role.table.as_str()),
     ) else {
         return (active, notes);
     };
-    let tidx = policy.schema.tables.get_index_of("waivers").unwrap_or(0);
+    let tidx = policy.schema.tables.get_index_of(&role.table).unwrap_or(0);
     let col = |name: &str, r: usize| -> Option<String> {
         let ci = ts.column(name)?;
         match Values::cell(t, tidx, ci, r) {
@@ -63,13 +64,13 @@ pub(super) fn read_waivers(
     };
     for r in 0..t.len() {
         let w = Waiver {
-            subject_id: col("subject_id", r).unwrap_or_default(),
-            directive: col("directive", r).unwrap_or_default(),
-            rule: col("rule", r),
-            reason: col("reason", r).unwrap_or_default(),
-            approved_by: col("approved_by", r).unwrap_or_default(),
-            valid_from: col("valid_from", r).unwrap_or_default(),
-            valid_until: col("valid_until", r),
+            subject_id: col(&role.subject, r).unwrap_or_default(),
+            directive: col(&role.directive, r).unwrap_or_default(),
+            rule: col(&role.rule, r),
+            reason: col(&role.reason, r).unwrap_or_default(),
+            approved_by: col(&role.approved_by, r).unwrap_or_default(),
+            valid_from: col(&role.valid_from, r).unwrap_or_default(),
+            valid_until: col(&role.valid_until, r),
             file: t.file.clone(),
             line: t.lines[r],
         };

@@ -7,6 +7,7 @@
 
 pub use crate::diag::codes;
 pub mod model;
+pub mod roles;
 pub mod schema;
 mod validate;
 
@@ -18,6 +19,7 @@ use model::{AggOp, Basis, CaseStatus, ColumnType, Severity};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+pub use roles::Roles;
 pub use validate::{BUILTIN_NAMES, enum_words};
 
 /// A loaded, checked and compiled policy set.
@@ -57,6 +59,8 @@ pub struct PolicySet {
     pub run_period: Option<String>,
     /// The working calendar (`[calendar]`; without it Monday to Friday are working days).
     pub calendar: std::sync::Arc<crate::calendar::Calendar>,
+    /// Which tables and columns reports and waivers read (`[roles]`).
+    pub roles: Roles,
     /// Working hours (`HH:MM` text or `$param.NAME`), from `[calendar]`.
     pub work_hours: Option<(ValueRef, ValueRef)>,
     /// Helper functions from `helpers/*.rhai`, merged into every expression.
@@ -77,6 +81,8 @@ pub struct SubjectKind {
     pub table: String,
     /// Name for people (`党员`; the kind's name when none is given).
     pub label: String,
+    /// The column with each subject's name for people (`name`).
+    pub name_column: String,
 }
 
 /// The data schema: tables and their columns, with aliases.
@@ -698,7 +704,9 @@ fn display_path(root: &Path, path: &Path) -> String {
     }
 }
 
-/// SHA-256 over every file of the set (relative path and bytes), plus the tests folder.
+/// SHA-256 over every file of the set that decides findings (relative path and bytes): the
+/// manifest, the assessment, directives, helpers and calendar files; not the policy tests or
+/// the editor schemas.
 fn content_hash(root: &Path, files: &[PathBuf]) -> String {
     let mut h = Sha256::new();
     for f in files {

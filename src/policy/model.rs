@@ -87,6 +87,9 @@ pub struct ManifestFile {
     /// `working_time` conditions, and `sum_working_hours`.
     #[schemars(with = "Option<CalendarDef>")]
     pub calendar: Option<Spanned<CalendarDef>>,
+    /// Which tables and columns the reports and waivers read besides the rules' own (service
+    /// records, communities, waivers); every name defaults to data contract v1's.
+    pub roles: Option<super::roles::RolesDef>,
     /// Kinds of subject findings are about (`member`, `organization`), one table each.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, SubjectDef>")]
@@ -187,6 +190,9 @@ pub struct SubjectDef {
     pub table: Spanned<String>,
     /// Name for people (`党员`).
     pub label: Option<String>,
+    /// The table's column with each subject's name for people (default `name`).
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
 }
 
 /// One table of the data contract (or a table a new directive adds).

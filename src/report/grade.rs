@@ -5,7 +5,7 @@
 use super::*;
 
 /// Grades and counts per subject, computed from findings by the assessment rules.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Tally {
     /// Findings that pass.
     pub passes: i64,

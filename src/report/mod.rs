@@ -2,8 +2,12 @@
 //! branches, communities and the whole dataset, Tera templates rendered to Typst markup
 //! (data escaped by default), and PDFs compiled in-process, in parallel.
 //!
-//! The data each template receives is documented in `report-templates/README.md`.
+//! The data each template receives is typed in [`context`] (its JSON Schema ships as
+//! `report-templates/context.schema.json`) and documented in `report-templates/README.md`.
+//! The tables and columns reports read besides the rules' (services, communities, names)
+//! come from the policy set's `[roles]` ([`crate::policy::Roles`]).
 
+pub mod context;
 mod grade;
 mod render;
 pub mod typst;
@@ -17,16 +21,19 @@ pub use render::{
 use crate::data::Dataset;
 use crate::eval::{Outcomes, Run};
 use crate::findings::{Finding, Status};
+use crate::policy::Roles;
 use crate::policy::model::{Basis, Severity};
 use crate::policy::{Grade, PolicySet};
 use crate::script;
 use anyhow::{Context, Result, anyhow};
 use chrono::{Datelike, NaiveDate};
+use context as ctx;
 use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Which reports to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +59,8 @@ pub struct Job {
     pub id: String,
     /// Output path relative to the output folder.
     pub file: PathBuf,
-    /// The data the template receives (see `report-templates/README.md`).
+    /// The data the template receives: a [`context::Context`] as JSON (see
+    /// `report-templates/README.md`).
     pub context: Value,
 }
 
@@ -83,7 +91,7 @@ pub struct Model<'a> {
     /// Member rows per organization id (members whose branch is the organization).
     members_of: HashMap<String, Vec<usize>>,
     /// Waived findings, as every report's appendix lists them.
-    waivers: Vec<Value>,
+    waivers: Vec<ctx::WaiverFacts>,
     /// Verified service rows by member row and by community (built on first use).
     service_index: std::sync::OnceLock<ServiceIndex>,
     /// Members living in each community, by community id (built on first use).
@@ -184,7 +192,7 @@ impl<'a> Model<'a> {
     }
 
     /// Every waived finding (in run order), as the appendix lists them.
-    fn waived(&self) -> Vec<Value> {
+    fn waived(&self) -> Vec<ctx::WaiverFacts> {
         let mut out = Vec::new();
         for (index, r) in self.run.rules().enumerate() {
             if self.outcomes.rule_count(index, Status::Waived) == 0 {
@@ -197,16 +205,22 @@ impl<'a> Model<'a> {
                 let Some(f) = self.run.rule_finding(index, row) else {
                     continue;
                 };
-                let w = |k: &str| f.evidence.get("waiver").and_then(|w| w.get(k)).cloned();
-                out.push(json!({
-                    "subject_id": f.subject_id,
-                    "subject_name": f.subject_name,
-                    "rule": f.rule.to_string(),
-                    "reason": w("reason"),
-                    "approved_by": w("approved_by"),
-                    "valid_from": w("valid_from"),
-                    "valid_until": w("valid_until"),
-                }));
+                let w = |k: &str| {
+                    f.evidence
+                        .get("waiver")
+                        .and_then(|w| w.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                out.push(ctx::WaiverFacts {
+                    subject_id: f.subject_id.clone(),
+                    subject_name: f.subject_name.clone(),
+                    rule: f.rule.to_string(),
+                    reason: w("reason"),
+                    approved_by: w("approved_by"),
+                    valid_from: w("valid_from"),
+                    valid_until: w("valid_until"),
+                });
             }
         }
         out
@@ -257,91 +271,146 @@ impl<'a> Model<'a> {
     }
 
     /// Data every report gets: the document facts and the appendix.
-    pub fn common(&self) -> Value {
+    pub fn common(&self) -> ctx::Common {
         let as_of = self.run.as_of;
-        let assumptions: Vec<Value> = self
+        let day = |d: Option<NaiveDate>| d.map(|x| x.to_string());
+        let assumptions = self
             .policy
             .params
             .values()
             .map(|p| {
                 let v = &self.run.params[&p.name];
-                json!({
-                    "name": p.name,
-                    "label": p.label,
-                    "value": toml_text(&v.value),
-                    "unit": p.unit,
-                    "from": v.from.map(|d| d.to_string()),
-                    "basis": if p.basis == Basis::Assumption { "assumption" } else { "source" },
-                    "reason": p.reason,
-                    "quote": p.quote,
-                })
+                ctx::Assumption {
+                    name: p.name.clone(),
+                    label: p.label.clone(),
+                    value: toml_text(&v.value),
+                    unit: p.unit.clone(),
+                    from: day(v.from),
+                    basis: match p.basis {
+                        Basis::Assumption => ctx::BasisName::Assumption,
+                        Basis::Source => ctx::BasisName::Source,
+                    },
+                    reason: p.reason.clone(),
+                    quote: p.quote.clone(),
+                }
             })
             .collect();
-        let periods: Vec<Value> = self
-            .run
-            .periods
-            .iter()
-            .map(|p| json!({"name": p.name, "label": p.label, "start": p.start.map(|d| d.to_string()), "end": p.end.map(|d| d.to_string()), "per_subject": p.per_subject}))
+        let periods = (self.run.periods.iter())
+            .map(|p| ctx::PeriodFacts {
+                name: p.name.clone(),
+                label: p.label.clone(),
+                start: day(p.start),
+                end: day(p.end),
+                per_subject: p.per_subject,
+            })
             .collect();
-        let sources: Vec<Value> = self
-            .data
-            .stats
-            .iter()
-            .map(|s| json!({"table": s.table, "label": self.policy.schema.tables.get(&s.table).map(|t| t.label.clone()), "file": s.file, "encoding": s.encoding, "read": s.read, "loaded": s.loaded, "rejected": s.rejected}))
+        let sources = (self.data.stats.iter())
+            .map(|s| ctx::SourceFacts {
+                table: s.table.clone(),
+                label: self
+                    .policy
+                    .schema
+                    .tables
+                    .get(&s.table)
+                    .map(|t| t.label.clone()),
+                file: s.file.clone(),
+                encoding: s.encoding.clone(),
+                read: s.read,
+                loaded: s.loaded,
+                rejected: s.rejected,
+            })
             .collect();
-        let directives: Vec<Value> = self
-            .policy
-            .directives
-            .iter()
+        let directives = (self.policy.directives.iter())
             .filter(|d| self.run.rules().any(|r| r.directive == d.key))
-            .map(|d| json!({"key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer, "issued_on": d.issued_on.map(|x| x.to_string())}))
+            .map(|d| ctx::DirectiveFacts {
+                key: d.key.clone(),
+                title: d.title.clone(),
+                document: d.document_number.clone(),
+                issuer: d.issuer.clone(),
+                issued_on: day(d.issued_on),
+            })
             .collect();
-        let day = |d: Option<NaiveDate>| d.map(|x| x.to_string());
-        let window = |w: &crate::eval::DirectiveWindow| json!({"key": w.key, "title": w.title, "from": day(w.from), "until": day(w.until)});
-        let grading_period = self
-            .policy
-            .assessment
-            .as_ref()
+        let window = |w: &crate::eval::DirectiveWindow| ctx::Window {
+            key: w.key.clone(),
+            title: w.title.clone(),
+            from: day(w.from),
+            until: day(w.until),
+        };
+        let grading_period = (self.policy.assessment.as_ref())
             .and_then(|a| a.period.as_deref())
             .and_then(|p| self.run.periods.iter().find(|x| x.name == p));
-        let grading = json!({
-            "period": grading_period.map(|p| p.label.clone()),
-            "start": day(self.run.grading_span.map(|s| s.0)),
-            "end": day(self.run.grading_span.map(|s| s.1)),
-            "directives": self.run.directives.iter().filter(|w| w.graded).map(window).collect::<Vec<_>>(),
-            "not_graded": self.run.directives.iter().filter(|w| w.in_force && !w.graded).map(window).collect::<Vec<_>>(),
-        });
-        let not_in_force: Vec<Value> = self
-            .run
-            .directives
-            .iter()
-            .filter(|w| !w.in_force)
-            .map(window)
-            .collect();
-        json!({
-            "grading": grading,
-            "not_in_force": not_in_force,
-            "calendar": {"label": self.policy.calendar.label, "file": self.policy.calendar.file, "source": self.policy.calendar.source, "years": self.policy.calendar.years, "covers_year": self.run.calendar_note().is_none()},
-            "as_of": as_of.to_string(),
-            "as_of_cn": format!("{}年{}月{}日", as_of.year(), as_of.month(), as_of.day()),
-            "year": as_of.year(), "month": as_of.month(), "day": as_of.day(),
-            "policy": {"name": self.policy.name, "title": self.policy.title, "version": self.policy.version, "hash": self.policy.hash, "short_hash": self.policy.short_hash(), "source": self.policy.source},
-            "assessment": self.policy.assessment.as_ref().map(|a| json!({
-                "title": a.title, "note": a.note,
-                "member_grades": a.member.iter().map(|g| json!({"grade": g.name, "description": g.description, "when": g.when.as_ref().map(|e| e.src.clone())})).collect::<Vec<_>>(),
-                "organization_grades": a.organization.iter().map(|g| json!({"grade": g.name, "description": g.description, "when": g.when.as_ref().map(|e| e.src.clone())})).collect::<Vec<_>>(),
-            })),
-            "periods": periods,
-            "assumptions": assumptions,
-            "sources": sources,
-            "totals": {"read": self.data.total_read(), "loaded": self.data.total_loaded(), "rejected": self.data.total_rejected()},
-            "directives": directives,
-            "waivers": self.waivers,
-            "waiver_notes": self.run.waiver_notes,
-        })
+        let windows = |keep: &dyn Fn(&crate::eval::DirectiveWindow) -> bool| {
+            self.run
+                .directives
+                .iter()
+                .filter(|w| keep(w))
+                .map(window)
+                .collect()
+        };
+        let grades = |list: &[Grade]| {
+            list.iter()
+                .map(|g| ctx::GradeFacts {
+                    grade: g.name.clone(),
+                    description: g.description.clone(),
+                    when: g.when.as_ref().map(|e| e.src.clone()),
+                })
+                .collect()
+        };
+        let cal = &self.policy.calendar;
+        ctx::Common {
+            grading: ctx::Grading {
+                period: grading_period.map(|p| p.label.clone()),
+                start: day(self.run.grading_span.map(|s| s.0)),
+                end: day(self.run.grading_span.map(|s| s.1)),
+                directives: windows(&|w| w.graded),
+                not_graded: windows(&|w| w.in_force && !w.graded),
+            },
+            not_in_force: windows(&|w| !w.in_force),
+            calendar: ctx::CalendarFacts {
+                label: cal.label.clone(),
+                file: cal.file.clone(),
+                source: cal.source.clone(),
+                years: cal.years.clone(),
+                covers_year: self.run.calendar_note().is_none(),
+            },
+            as_of: as_of.to_string(),
+            as_of_cn: format!("{}年{}月{}日", as_of.year(), as_of.month(), as_of.day()),
+            year: as_of.year(),
+            month: as_of.month(),
+            day: as_of.day(),
+            policy: ctx::PolicyFacts {
+                name: self.policy.name.clone(),
+                title: self.policy.title.clone(),
+                version: self.policy.version.clone(),
+                hash: self.policy.hash.clone(),
+                short_hash: self.policy.short_hash().to_string(),
+                source: self.policy.source.clone(),
+            },
+            assessment: self
+                .policy
+                .assessment
+                .as_ref()
+                .map(|a| ctx::AssessmentFacts {
+                    title: a.title.clone(),
+                    note: a.note.clone(),
+                    member_grades: grades(&a.member),
+                    organization_grades: grades(&a.organization),
+                }),
+            periods,
+            assumptions,
+            sources,
+            totals: ctx::Totals {
+                read: self.data.total_read(),
+                loaded: self.data.total_loaded(),
+                rejected: self.data.total_rejected(),
+            },
+            directives,
+            waivers: self.waivers.clone(),
+            waiver_notes: self.run.waiver_notes.clone(),
+        }
     }
 
-    fn finding_json(&self, f: &Finding) -> Value {
+    fn finding_facts(&self, f: &Finding) -> ctx::FindingFacts {
         let rule = self.run.rules().find(|r| *r.id == *f.rule);
         let mut evidence = Vec::new();
         for (k, v) in &f.evidence {
@@ -355,12 +424,13 @@ impl<'a> Model<'a> {
                 .map(|a| a.label.clone())
                 .or_else(|| self.policy.params.get(k).map(|p| p.label.clone()))
                 .unwrap_or_else(|| k.clone());
-            evidence.push(json!({"name": k, "label": label, "value": json_text(v)}));
+            evidence.push(ctx::EvidenceItem {
+                name: k.clone(),
+                label,
+                value: json_text(v),
+            });
         }
-        let records: Vec<Value> = f
-            .evidence
-            .get("records")
-            .and_then(|r| r.as_object())
+        let records = (f.evidence.get("records").and_then(|r| r.as_object()))
             .map(|o| {
                 o.iter()
                     .filter(|(_, v)| v["lines"].as_array().is_some_and(|a| !a.is_empty()))
@@ -369,29 +439,37 @@ impl<'a> Model<'a> {
                             .as_array()
                             .map(|a| a.iter().map(|x| x.to_string()).collect())
                             .unwrap_or_default();
-                        json!({"name": k, "file": v["file"], "lines": lines.join(", ")})
+                        ctx::RecordLines {
+                            name: k.clone(),
+                            file: v["file"].as_str().map(str::to_string),
+                            lines: lines.join(", "),
+                        }
                     })
                     .collect()
             })
             .unwrap_or_default();
-        json!({
-            "rule": f.rule.to_string(),
-            "title": rule.map(|r| r.title.clone()).unwrap_or_default(),
-            "version": f.rule_version.to_string(),
-            "status": f.status.name(),
-            "status_cn": f.status.chinese(),
-            "severity": crate::findings::severity_name(f.severity),
-            "message": f.message,
-            "clause": f.source.text.to_string(),
-            "document": f.source.document.to_string(),
-            "period": f.period.as_ref().map(|p| json!({"name": p.name.to_string(), "start": p.start, "end": p.end})),
-            "evidence": evidence,
-            "records": records,
-        })
+        ctx::FindingFacts {
+            rule: f.rule.to_string(),
+            title: rule.map(|r| r.title.clone()).unwrap_or_default(),
+            version: f.rule_version.to_string(),
+            status: f.status.name().into(),
+            status_cn: f.status.chinese().into(),
+            severity: crate::findings::severity_name(f.severity).into(),
+            message: f.message.clone(),
+            clause: f.source.text.to_string(),
+            document: f.source.document.to_string(),
+            period: f.period.as_ref().map(|p| ctx::PeriodSpan {
+                name: p.name.to_string(),
+                start: p.start.clone(),
+                end: p.end.clone(),
+            }),
+            evidence,
+            records,
+        }
     }
 
     /// Findings of a subject grouped by directive, with the worst status of each.
-    fn directive_sections(&self, kind: &str, row: usize) -> Vec<Value> {
+    fn directive_sections(&self, kind: &str, row: usize) -> Vec<ctx::DirectiveSection> {
         let findings = self.run.subject_findings(kind, row);
         let mut out = Vec::new();
         for d in &self.policy.directives {
@@ -399,17 +477,22 @@ impl<'a> Model<'a> {
             let Some(worst) = worst_status(fs.iter().map(|f| f.status)) else {
                 continue;
             };
-            out.push(json!({
-                "key": d.key, "title": d.title, "document": d.document_number, "issuer": d.issuer,
-                "status": worst.name(), "status_cn": worst.chinese(),
-                "findings": fs.iter().map(|f| self.finding_json(f)).collect::<Vec<_>>(),
-            }));
+            out.push(ctx::DirectiveSection {
+                key: d.key.clone(),
+                title: d.title.clone(),
+                document: d.document_number.clone(),
+                issuer: d.issuer.clone(),
+                status: worst.name().into(),
+                status_cn: worst.chinese().into(),
+                findings: fs.iter().map(|f| self.finding_facts(f)).collect(),
+            });
         }
         out
     }
 
-    /// Verified service hours of a member by month of the as-of year (contract table `services`).
-    fn hours_by_month(&self, member_row: usize) -> Vec<Value> {
+    /// Verified service hours of a member by month of the as-of year (the `[roles.services]`
+    /// table).
+    fn hours_by_month(&self, member_row: usize) -> Vec<ctx::Bar> {
         let year = self.run.as_of.year();
         let mut months = [0f64; 12];
         if let Some(hours) = self.services_of(Some(member_row), None) {
@@ -422,7 +505,10 @@ impl<'a> Model<'a> {
         months
             .iter()
             .enumerate()
-            .map(|(i, h)| json!({"label": format!("{}月", i + 1), "value": round2(*h)}))
+            .map(|(i, h)| ctx::Bar {
+                label: format!("{}月", i + 1),
+                value: round2(*h),
+            })
             .collect()
     }
 
@@ -486,14 +572,15 @@ impl<'a> Model<'a> {
     #[allow(clippy::type_complexity)]
     fn scan_services(&self) -> Option<Vec<(usize, crate::data::Sym, (NaiveDate, f64, usize))>> {
         use crate::data::ColumnData;
-        let ts = self.policy.schema.tables.get("services")?;
-        let t = self.data.tables.get("services")?;
+        let role = &self.roles().services;
+        let ts = self.policy.schema.tables.get(&role.table)?;
+        let t = self.data.tables.get(role.table.as_str())?;
         let (ci_m, ci_c, ci_s, ci_e, ci_v) = (
-            ts.column("member_id")?,
-            ts.column("community_id")?,
-            ts.column("start")?,
-            ts.column("end")?,
-            ts.column("verified")?,
+            ts.column(&role.member)?,
+            ts.column(&role.community)?,
+            ts.column(&role.start)?,
+            ts.column(&role.end)?,
+            ts.column(&role.verified)?,
         );
         let (
             ColumnData::DateTime(st),
@@ -526,76 +613,115 @@ impl<'a> Model<'a> {
         Some(out)
     }
 
-    fn community_name(&self, id: &str) -> String {
+    /// The policy set's `[roles]`: which tables and columns reports read.
+    fn roles(&self) -> &Roles {
+        &self.policy.roles
+    }
+
+    /// The column holding a subject kind's names for people.
+    fn name_column(&self, kind: &str) -> &str {
         self.policy
-            .schema
-            .tables
-            .get("communities")
-            .and_then(|_| self.data.ids.get(id))
-            .and_then(|sym| {
-                self.data
-                    .tables
-                    .get("communities")?
-                    .key_index
-                    .get(&sym)
-                    .copied()
-            })
-            .and_then(|row| self.run.cell_text("communities", row as usize, "name"))
+            .subjects
+            .get(kind)
+            .map_or("name", |s| s.name_column.as_str())
+    }
+
+    /// Text of a column of a subject's row (empty when missing).
+    fn subject_text(&self, kind: &str, row: usize, column: &str) -> String {
+        let table = match kind {
+            "member" => self.member_table(),
+            _ => self.org_table(),
+        };
+        table
+            .and_then(|t| self.run.cell_text(t, row, column))
             .unwrap_or_default()
     }
 
-    fn member_json(&self, row: usize) -> Value {
-        let mt = self.member_table().unwrap_or("members");
-        let id = self.member_id(row);
-        let text = |c: &str| self.run.cell_text(mt, row, c).unwrap_or_default();
-        let branch_id = self.branch_column().map(|c| text(&c)).unwrap_or_default();
-        let ot = self.org_table().unwrap_or("organizations");
-        let branch_row = self.run.subject_row("organization", &branch_id);
-        let branch_name = branch_row
-            .and_then(|r| self.run.cell_text(ot, r, "name"))
-            .unwrap_or_default();
-        let contact = branch_row
-            .and_then(|r| self.run.cell_text(ot, r, "community_id"))
-            .unwrap_or_default();
-        let residence = text("residence_community_id");
-        let tally = self.tally("member", row);
-        let grade = self.grade("member", row);
-        let months = self.hours_by_month(row);
-        let total: f64 = months.iter().filter_map(|m| m["value"].as_f64()).sum();
-        let graded_hours = self.graded_hours(row);
-        let employment = text("employment");
-        json!({
-            "id": id,
-            "name": text("name"),
-            "employment": employment,
-            "employment_cn": self.zh("employment", &employment),
-            "branch": {"id": branch_id, "name": branch_name},
-            "residence_community": {"id": residence, "name": self.community_name(&residence)},
-            "contact_community": {"id": contact, "name": self.community_name(&contact)},
-            "grade": grade,
-            "grade_description": self.grade_description("member", &grade),
-            "tally": tally,
-            "directives": self.directive_sections("member", row),
-            "hours_by_month": months,
-            "hours_total": round2(total),
-            "graded_hours": round2(graded_hours),
-            "grade_tally": self.grade_tally("member", row),
-        })
+    /// A subject's name for people.
+    fn subject_name(&self, kind: &str, row: usize) -> String {
+        self.subject_text(kind, row, self.name_column(kind))
     }
 
-    fn zh(&self, column: &str, value: &str) -> String {
-        for t in self.policy.schema.tables.values() {
-            if let Some(c) = t.columns.iter().find(|c| c.name == column)
-                && let Some((_, al)) = c.values.iter().find(|(k, _)| k == value)
-            {
-                return al.first().cloned().unwrap_or_else(|| value.to_string());
-            }
+    /// The row of a community by id, in the `[roles.communities]` table.
+    fn community_row(&self, id: &str) -> Option<usize> {
+        let table = self.roles().communities.table.as_str();
+        self.policy.schema.tables.get(table)?;
+        let sym = self.data.ids.get(id)?;
+        let row = self.data.tables.get(table)?.key_index.get(&sym).copied()?;
+        Some(row as usize)
+    }
+
+    /// Text of a column of a community's row (empty when missing).
+    fn community_text(&self, row: usize, column: &str) -> String {
+        let table = self.roles().communities.table.as_str();
+        self.run.cell_text(table, row, column).unwrap_or_default()
+    }
+
+    fn community_name(&self, id: &str) -> String {
+        self.community_row(id)
+            .map(|row| self.community_text(row, &self.roles().communities.name))
+            .unwrap_or_default()
+    }
+
+    /// An organization as an id and a name.
+    fn organization(&self, id: String) -> ctx::Named {
+        let name = (self.run.subject_row("organization", &id))
+            .map(|r| self.subject_name("organization", r))
+            .unwrap_or_default();
+        ctx::Named { id, name }
+    }
+
+    /// A community as an id and a name.
+    fn community(&self, id: String) -> ctx::Named {
+        let name = self.community_name(&id);
+        ctx::Named { id, name }
+    }
+
+    fn member_facts(&self, row: usize) -> ctx::Member {
+        let roles = &self.roles().members;
+        let text = |c: &str| self.subject_text("member", row, c);
+        let branch_id = self.branch_column().map(|c| text(&c)).unwrap_or_default();
+        let contact = (self.run.subject_row("organization", &branch_id))
+            .map(|r| self.subject_text("organization", r, &self.roles().organizations.community))
+            .unwrap_or_default();
+        let grade = self.grade("member", row);
+        let months = self.hours_by_month(row);
+        let total: f64 = months.iter().map(|m| m.value).sum();
+        let employment = text(&roles.employment);
+        ctx::Member {
+            id: self.member_id(row),
+            name: self.subject_name("member", row),
+            employment_cn: self.zh(
+                self.member_table().unwrap_or(""),
+                &roles.employment,
+                &employment,
+            ),
+            employment,
+            branch: self.organization(branch_id),
+            residence_community: self.community(text(&roles.residence)),
+            contact_community: self.community(contact),
+            grade_description: self.grade_description("member", &grade),
+            grade,
+            tally: self.tally("member", row),
+            directives: self.directive_sections("member", row),
+            hours_by_month: months,
+            hours_total: round2(total),
+            graded_hours: round2(self.graded_hours(row)),
+            grade_tally: self.grade_tally("member", row),
         }
-        value.to_string()
+    }
+
+    /// The Chinese word for an enumerated value of `table.column` (its first alias).
+    fn zh(&self, table: &str, column: &str, value: &str) -> String {
+        (self.policy.schema.tables.get(table))
+            .and_then(|t| t.columns.iter().find(|c| c.name == column))
+            .and_then(|c| c.values.iter().find(|(k, _)| k == value))
+            .and_then(|(_, aliases)| aliases.first().cloned())
+            .unwrap_or_else(|| value.to_string())
     }
 
     /// Compliance per directive over a set of subjects: applicable, pass/warn/fail subjects.
-    fn compliance(&self, subjects: &[(&str, usize)]) -> Vec<Value> {
+    fn compliance(&self, subjects: &[(&str, usize)]) -> Vec<ctx::Compliance> {
         let mut out = Vec::new();
         for d in &self.policy.directives {
             let (mut applicable, mut failing, mut warning) = (0i64, 0i64, 0i64);
@@ -617,16 +743,21 @@ impl<'a> Model<'a> {
                 continue;
             }
             let passing = applicable - failing;
-            out.push(json!({
-                "key": d.key, "title": d.title, "document": d.document_number,
-                "applicable": applicable, "passing": passing, "warning": warning, "failing": failing,
-                "rate": round1(pct(passing, applicable)),
-            }));
+            out.push(ctx::Compliance {
+                key: d.key.clone(),
+                title: d.title.clone(),
+                document: d.document_number.clone(),
+                applicable,
+                passing,
+                warning,
+                failing,
+                rate: round1(pct(passing, applicable)),
+            });
         }
         out
     }
 
-    fn grade_distribution(&self, kind: &str, rows: &[usize]) -> Vec<Value> {
+    fn grade_distribution(&self, kind: &str, rows: &[usize]) -> Vec<ctx::GradeShare> {
         let Some(a) = self.policy.assessment.as_ref() else {
             return Vec::new();
         };
@@ -643,7 +774,11 @@ impl<'a> Model<'a> {
         list.iter()
             .map(|g| {
                 let n = counts.get(g.name.as_str()).copied().unwrap_or(0);
-                json!({"label": g.name, "value": n, "share": round1(pct(n, total))})
+                ctx::GradeShare {
+                    label: g.name.clone(),
+                    value: n,
+                    share: round1(pct(n, total)),
+                }
             })
             .collect()
     }
@@ -651,214 +786,235 @@ impl<'a> Model<'a> {
     /// The report jobs for `level`.
     pub fn jobs(&self, level: Level) -> Vec<Job> {
         let mut jobs = Vec::new();
-        let common = self.common();
-        let with = |kind: &'static str, id: String, file: PathBuf, key: &str, v: Value| {
-            let mut ctx = common.clone();
-            ctx["report"] = json!({"kind": kind, "id": id});
-            ctx[key] = v;
+        let common = Arc::new(self.common());
+        let with = |body: Body| {
+            let (kind, folder, id, name) = match &body {
+                Body::Member(m) => ("member", "members", m.id.clone(), m.name.as_str()),
+                Body::Branch(b) => ("branch", "branches", b.id.clone(), b.name.as_str()),
+                Body::Community(c) => ("community", "communities", c.id.clone(), c.name.as_str()),
+                Body::Summary(_) => ("summary", "", "summary".to_string(), ""),
+            };
+            let file = match &body {
+                Body::Summary(_) => PathBuf::from("summary.pdf"),
+                _ => PathBuf::from(folder).join(file_name(&id, name)),
+            };
+            let mut context = ctx::Context {
+                common: common.clone(),
+                report: ctx::ReportRef {
+                    kind: kind.into(),
+                    id: id.clone(),
+                },
+                member: None,
+                branch: None,
+                community: None,
+                summary: None,
+            };
+            match body {
+                Body::Member(m) => context.member = Some(*m),
+                Body::Branch(b) => context.branch = Some(b),
+                Body::Community(c) => context.community = Some(c),
+                Body::Summary(s) => context.summary = Some(s),
+            }
             Job {
                 kind,
                 id,
                 file,
-                context: ctx,
+                context: serde_json::to_value(&context).unwrap_or_default(),
             }
         };
-        let member_rows = self.run.subjects("member");
         // Report data is made in parallel; `collect` keeps the order.
         if matches!(level, Level::Member | Level::All) {
-            jobs.par_extend(member_rows.par_iter().map(|&row| {
-                let m = self.member_json(row);
-                let id = m["id"].as_str().unwrap_or("").to_string();
-                let file =
-                    PathBuf::from("members").join(file_name(&id, m["name"].as_str().unwrap_or("")));
-                with("member", id, file, "member", m)
-            }));
+            let member_rows = self.run.subjects("member");
+            jobs.par_extend(
+                (member_rows.par_iter())
+                    .map(|&row| with(Body::Member(Box::new(self.member_facts(row))))),
+            );
         }
-        let ot = self.org_table().unwrap_or("organizations").to_string();
-        let okey = self
-            .policy
-            .schema
-            .tables
-            .get(ot.as_str())
-            .and_then(|t| t.key_name())
-            .unwrap_or("org_id")
-            .to_string();
         if matches!(level, Level::Branch | Level::All) {
-            let branches: Vec<usize> = self
-                .run
-                .subjects("organization")
-                .into_iter()
-                .filter(|&row| {
-                    self.run.cell_text(&ot, row, "kind").as_deref() == Some("unit_branch")
-                })
-                .collect();
-            jobs.par_extend(branches.into_par_iter().map(|row| {
-                let b = self.branch_json(&ot, &okey, row);
-                let id = b["id"].as_str().unwrap_or("").to_string();
-                let file = PathBuf::from("branches")
-                    .join(file_name(&id, b["name"].as_str().unwrap_or("")));
-                with("branch", id, file, "branch", b)
-            }));
+            jobs.par_extend(
+                (self.branches().into_par_iter())
+                    .map(|row| with(Body::Branch(self.branch_facts(row)))),
+            );
         }
-        if matches!(level, Level::Community | Level::All)
-            && let Some(ct) = self.data.tables.get("communities")
-        {
-            let cs = &self.policy.schema.tables["communities"];
-            let key = cs.key_name().unwrap_or("community_id").to_string();
-            let mut rows: Vec<(String, usize)> = (0..ct.len())
-                .map(|r| {
-                    (
-                        self.run
-                            .cell_text("communities", r, &key)
-                            .unwrap_or_default(),
-                        r,
-                    )
-                })
-                .collect();
+        if matches!(level, Level::Community | Level::All) {
+            let mut rows = self.communities();
             rows.sort();
-            jobs.par_extend(rows.into_par_iter().map(|(id, row)| {
-                let c = self.community_json(&id, row);
-                let file = PathBuf::from("communities")
-                    .join(file_name(&id, c["name"].as_str().unwrap_or("")));
-                with("community", id, file, "community", c)
-            }));
+            jobs.par_extend(
+                rows.into_par_iter()
+                    .map(|(id, row)| with(Body::Community(self.community_facts(&id, row)))),
+            );
         }
         if matches!(level, Level::Summary | Level::All) {
-            let s = self.summary_json(&ot, &okey);
-            jobs.push(with(
-                "summary",
-                "summary".into(),
-                PathBuf::from("summary.pdf"),
-                "summary",
-                s,
-            ));
+            jobs.push(with(Body::Summary(self.summary_facts())));
         }
         jobs
     }
 
-    fn branch_json(&self, ot: &str, okey: &str, row: usize) -> Value {
-        let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
-        let name = self.run.cell_text(ot, row, "name").unwrap_or_default();
-        let contact = self
-            .run
-            .cell_text(ot, row, "community_id")
-            .unwrap_or_default();
+    /// The key column of the organization table.
+    fn org_key(&self) -> &str {
+        self.org_table()
+            .and_then(|ot| self.policy.schema.tables.get(ot))
+            .and_then(|t| t.key_name())
+            .unwrap_or("org_id")
+    }
+
+    /// The organizations that get branch reports: those of the `[roles.organizations]` kind.
+    fn branches(&self) -> Vec<usize> {
+        let role = &self.roles().organizations;
+        self.run
+            .subjects("organization")
+            .into_iter()
+            .filter(|&row| self.subject_text("organization", row, &role.kind) == role.branch)
+            .collect()
+    }
+
+    /// Every community (id, row) of the `[roles.communities]` table, in row order.
+    fn communities(&self) -> Vec<(String, usize)> {
+        let table = self.roles().communities.table.as_str();
+        let (Some(ct), Some(cs)) = (
+            self.data.tables.get(table),
+            self.policy.schema.tables.get(table),
+        ) else {
+            return Vec::new();
+        };
+        let key = cs.key_name().unwrap_or("community_id");
+        (0..ct.len())
+            .map(|r| (self.run.cell_text(table, r, key).unwrap_or_default(), r))
+            .collect()
+    }
+
+    fn branch_facts(&self, row: usize) -> ctx::Branch {
+        let id = self.subject_text("organization", row, self.org_key());
+        let contact = self.subject_text("organization", row, &self.roles().organizations.community);
         let rows = self.members_of.get(&id).cloned().unwrap_or_default();
-        let mut members: Vec<Value> = rows.iter().map(|&r| self.member_row_summary(r)).collect();
-        members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let mut members: Vec<ctx::MemberRow> = rows.iter().map(|&r| self.member_row(r)).collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
         let subjects: Vec<(&str, usize)> = rows.iter().map(|&r| ("member", r)).collect();
         let grade = self.grade("organization", row);
-        let hours: Vec<Value> = members
-            .iter()
-            .map(|m| json!({"label": m["name"], "value": m["hours"]}))
+        let hours_chart = (members.iter())
+            .map(|m| ctx::Bar {
+                label: m.name.clone(),
+                value: m.hours,
+            })
             .collect();
-        json!({
-            "id": id, "name": name,
-            "contact_community": {"id": contact, "name": self.community_name(&contact)},
-            "grade": grade,
-            "grade_description": self.grade_description("organization", &grade),
-            "members": members,
-            "member_count": rows.len(),
-            "compliance": self.compliance(&subjects),
-            "grades": self.grade_distribution("member", &rows),
-            "own": self.directive_sections("organization", row),
-            "hours_chart": hours,
-        })
+        ctx::Branch {
+            name: self.subject_name("organization", row),
+            id,
+            contact_community: self.community(contact),
+            grade_description: self.grade_description("organization", &grade),
+            grade,
+            member_count: rows.len(),
+            compliance: self.compliance(&subjects),
+            grades: self.grade_distribution("member", &rows),
+            own: self.directive_sections("organization", row),
+            members,
+            hours_chart,
+        }
     }
 
-    fn member_row_summary(&self, r: usize) -> Value {
-        let mt = self.member_table().unwrap_or("members");
-        let id = self.member_id(r);
+    fn member_row(&self, r: usize) -> ctx::MemberRow {
         let tally = self.grade_tally("member", r);
-        let hours = self.graded_hours(r);
-        json!({
-            "id": id,
-            "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
-            "grade": self.grade("member", r),
-            "hours": round2(hours),
-            "fails": tally.fails, "warns": tally.warns,
-        })
+        ctx::MemberRow {
+            id: self.member_id(r),
+            name: self.subject_name("member", r),
+            grade: self.grade("member", r),
+            hours: round2(self.graded_hours(r)),
+            fails: tally.fails,
+            warns: tally.warns,
+        }
     }
 
-    fn community_json(&self, id: &str, row: usize) -> Value {
-        let name = self
-            .run
-            .cell_text("communities", row, "name")
-            .unwrap_or_default();
-        let district = self
-            .run
-            .cell_text("communities", row, "district")
-            .unwrap_or_default();
-        let services = self.services_of(None, Some(id)).unwrap_or_default();
+    fn community_facts(&self, id: &str, row: usize) -> ctx::Community {
         let year = self.run.as_of.year();
-        let services: Vec<_> = services
+        let services: Vec<_> = (self.services_of(None, Some(id)).unwrap_or_default())
             .into_iter()
             .filter(|(d, _, _)| d.year() == year && *d <= self.run.as_of)
             .collect();
-        let t = self.data.tables.get("services");
-        let ts = self.policy.schema.tables.get("services");
+        let role = &self.roles().services;
         let mut by_member: BTreeMap<usize, (f64, i64)> = BTreeMap::new();
         let mut by_category: BTreeMap<String, f64> = BTreeMap::new();
-        if let (Some(t), Some(ts)) = (t, ts) {
-            let mref = ts.column("member_id").and_then(|c| t.refs[c].as_ref());
+        if let (Some(t), Some(ts)) = (
+            self.data.tables.get(role.table.as_str()),
+            self.policy.schema.tables.get(&role.table),
+        ) {
+            let mref = ts.column(&role.member).and_then(|c| t.refs[c].as_ref());
             for (_, h, r) in &services {
                 if let Some(m) = mref.map(|m| m[*r] as usize) {
                     let e = by_member.entry(m).or_default();
                     e.0 += h;
                     e.1 += 1;
                 }
-                let cat = self
-                    .run
-                    .cell_text("services", *r, "category")
-                    .unwrap_or_default();
+                let cat = (self.run.cell_text(&role.table, *r, &role.category)).unwrap_or_default();
                 *by_category.entry(cat).or_default() += h;
             }
         }
-        let mt = self.member_table().unwrap_or("members");
-        let bc = self.branch_column().unwrap_or_else(|| "branch_id".into());
-        let ot = self.org_table().unwrap_or("organizations");
-        let mut members: Vec<Value> = by_member
-            .iter()
-            .map(|(&r, (h, n))| {
-                let branch = self.run.cell_text(mt, r, &bc).unwrap_or_default();
-                let bname = self
-                    .run
-                    .subject_row("organization", &branch)
-                    .and_then(|b| self.run.cell_text(ot, b, "name"))
-                    .unwrap_or_default();
-                let residence = self
-                    .run
-                    .cell_text(mt, r, "residence_community_id")
-                    .unwrap_or_default();
-                json!({
-                    "id": self.member_id(r),
-                    "name": self.run.cell_text(mt, r, "name").unwrap_or_default(),
-                    "branch": {"id": branch, "name": bname},
-                    "resident": residence == id,
-                    "hours": round2(*h), "services": n,
-                    "grade": self.grade("member", r),
-                })
-            })
-            .collect();
-        members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let members = self.serving_members(id, &by_member);
         let mut from: BTreeMap<String, (String, i64, f64)> = BTreeMap::new();
         for m in &members {
-            let e = from
-                .entry(m["branch"]["id"].as_str().unwrap_or("").to_string())
-                .or_insert((
-                    m["branch"]["name"].as_str().unwrap_or("").to_string(),
-                    0,
-                    0.0,
-                ));
+            let e = (from.entry(m.branch.id.clone())).or_insert((m.branch.name.clone(), 0, 0.0));
             e.1 += 1;
-            e.2 += m["hours"].as_f64().unwrap_or(0.0);
+            e.2 += m.hours;
         }
-        let residents = self
-            .residents
+        let total: f64 = by_category.values().sum();
+        ctx::Community {
+            id: id.to_string(),
+            name: self.community_text(row, &self.roles().communities.name),
+            district: self.community_text(row, &self.roles().communities.district),
+            year,
+            members,
+            residents: self.residents(id),
+            from: (from.into_iter())
+                .map(|(id, (name, members, hours))| ctx::BranchHours {
+                    id,
+                    name,
+                    members,
+                    hours: round2(hours),
+                })
+                .collect(),
+            hours_by_category: (by_category.into_iter())
+                .map(|(k, h)| ctx::Bar {
+                    label: self.zh(&role.table, &role.category, &k),
+                    value: round2(h),
+                })
+                .collect(),
+            hours_total: round2(total),
+            services_total: services.len(),
+        }
+    }
+
+    /// Members who served in community `id`, by id, from their (hours, services) by row.
+    fn serving_members(
+        &self,
+        id: &str,
+        by_member: &BTreeMap<usize, (f64, i64)>,
+    ) -> Vec<ctx::ServingMember> {
+        let bc = self.branch_column().unwrap_or_else(|| "branch_id".into());
+        let residence = &self.roles().members.residence;
+        let mut members: Vec<ctx::ServingMember> = (by_member.iter())
+            .map(|(&r, (h, n))| ctx::ServingMember {
+                id: self.member_id(r),
+                name: self.subject_name("member", r),
+                branch: self.organization(self.subject_text("member", r, &bc)),
+                resident: self.subject_text("member", r, residence) == id,
+                hours: round2(*h),
+                services: *n,
+                grade: self.grade("member", r),
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        members
+    }
+
+    /// Members living in community `id`.
+    fn residents(&self, id: &str) -> usize {
+        let residence = &self.roles().members.residence;
+        self.residents
             .get_or_init(|| {
                 let mut n: HashMap<String, usize> = HashMap::new();
                 for r in self.run.subjects("member") {
-                    if let Some(c) = self.run.cell_text(mt, r, "residence_community_id") {
+                    if let Some(mt) = self.member_table()
+                        && let Some(c) = self.run.cell_text(mt, r, residence)
+                    {
                         *n.entry(c).or_default() += 1;
                     }
                 }
@@ -866,31 +1022,35 @@ impl<'a> Model<'a> {
             })
             .get(id)
             .copied()
-            .unwrap_or(0);
-        let total: f64 = by_category.values().sum();
-        json!({
-            "id": id, "name": name, "district": district,
-            "year": year,
-            "members": members,
-            "residents": residents,
-            "from": from.into_iter().map(|(k, (n, c, h))| json!({"id": k, "name": n, "members": c, "hours": round2(h)})).collect::<Vec<_>>(),
-            "hours_by_category": by_category.into_iter().map(|(k, h)| json!({"label": self.zh("category", &k), "value": round2(h)})).collect::<Vec<_>>(),
-            "hours_total": round2(total),
-            "services_total": services.len(),
-        })
+            .unwrap_or(0)
     }
 
-    fn summary_json(&self, ot: &str, okey: &str) -> Value {
+    fn summary_facts(&self) -> ctx::Summary {
         let member_rows = self.run.subjects("member");
         let mut subjects: Vec<(&str, usize)> = member_rows.iter().map(|&r| ("member", r)).collect();
-        let branches: Vec<usize> = self
-            .run
-            .subjects("organization")
-            .into_iter()
-            .filter(|&r| self.run.cell_text(ot, r, "kind").as_deref() == Some("unit_branch"))
-            .collect();
+        let branches = self.branches();
         subjects.extend(branches.iter().map(|&r| ("organization", r)));
-        // Most common failures, with the first failing finding's message as the example.
+        let statuses = (Status::ALL.iter())
+            .map(|s| (s.name().to_string(), self.outcomes.count(*s) as i64))
+            .collect();
+        ctx::Summary {
+            members: member_rows.len(),
+            branches: branches.len(),
+            findings: self.outcomes.total(),
+            statuses,
+            compliance: self.compliance(&subjects),
+            member_grades: self.grade_distribution("member", &member_rows),
+            branch_grades: self.grade_distribution("organization", &branches),
+            top_failures: self.top_failures(),
+            branches_ranked: self.ranked(&branches),
+            grade_errors: self.grade_errors.clone(),
+            grade_error_count: self.grade_error_count,
+        }
+    }
+
+    /// The 10 rules with most failures (then warnings), with the first failing finding's
+    /// message as the example.
+    fn top_failures(&self) -> Vec<ctx::TopFailure> {
         let mut fails: BTreeMap<(&str, &str), (i64, i64, Option<usize>)> = BTreeMap::new();
         for (index, r) in self.run.rules().enumerate() {
             let e = fails.entry((&r.directive, &r.id)).or_insert((0, 0, None));
@@ -900,73 +1060,75 @@ impl<'a> Model<'a> {
                 e.2 = Some(index);
             }
         }
-        let mut top: Vec<Value> = fails
-            .into_iter()
+        let mut top: Vec<ctx::TopFailure> = (fails.into_iter())
             .filter(|(_, (f, w, _))| *f + *w > 0)
-            .map(|((d, r), (f, w, example))| {
+            .map(|((d, r), (fails, warns, example))| {
                 let example = example
                     .and_then(|i| self.run.rule_finding(i, self.outcomes.first_fail(i)?))
                     .map(|f| f.message)
                     .unwrap_or_default();
-                let title = self.run.rules().find(|x| x.id == r).map(|x| x.title.clone()).unwrap_or_default();
-                json!({"directive": d, "rule": r, "title": title, "fails": f, "warns": w, "example": example})
+                let title = (self.run.rules().find(|x| x.id == r))
+                    .map(|x| x.title.clone())
+                    .unwrap_or_default();
+                ctx::TopFailure {
+                    directive: d.into(),
+                    rule: r.into(),
+                    title,
+                    fails,
+                    warns,
+                    example,
+                }
             })
             .collect();
         top.sort_by(|a, b| {
-            b["fails"]
-                .as_i64()
-                .cmp(&a["fails"].as_i64())
-                .then(b["warns"].as_i64().cmp(&a["warns"].as_i64()))
-                .then(a["rule"].as_str().cmp(&b["rule"].as_str()))
+            (b.fails.cmp(&a.fails))
+                .then(b.warns.cmp(&a.warns))
+                .then(a.rule.cmp(&b.rule))
         });
         top.truncate(10);
-        let mut ranked: Vec<Value> = branches
-            .iter()
+        top
+    }
+
+    /// Unit branches by the share of their members failing no rule, then by their own
+    /// failures, then by id.
+    fn ranked(&self, branches: &[usize]) -> Vec<ctx::RankedBranch> {
+        let mut ranked: Vec<ctx::RankedBranch> = (branches.iter())
             .map(|&row| {
-                let id = self.run.cell_text(ot, row, okey).unwrap_or_default();
+                let id = self.subject_text("organization", row, self.org_key());
                 let rows = self.members_of.get(&id).map_or(&[][..], |v| v.as_slice());
                 let failing = rows.iter().filter(|&&r| self.member_fails[r]).count() as i64;
                 let n = rows.len() as i64;
-                let own = self.tally("organization", row);
-                json!({
-                    "id": id, "name": self.run.cell_text(ot, row, "name").unwrap_or_default(),
-                    "grade": self.grade("organization", row),
-                    "members": n, "members_passing": n - failing,
-                    "pass_rate": round1(pct(n - failing, n)),
-                    "own_fails": own.fails,
-                })
+                ctx::RankedBranch {
+                    name: self.subject_name("organization", row),
+                    id,
+                    grade: self.grade("organization", row),
+                    members: n,
+                    members_passing: n - failing,
+                    pass_rate: round1(pct(n - failing, n)),
+                    own_fails: self.tally("organization", row).fails,
+                    rank: 0,
+                }
             })
             .collect();
         ranked.sort_by(|a, b| {
-            b["pass_rate"]
-                .as_f64()
-                .partial_cmp(&a["pass_rate"].as_f64())
+            (b.pass_rate.partial_cmp(&a.pass_rate))
                 .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a["own_fails"].as_i64().cmp(&b["own_fails"].as_i64()))
-                .then(a["id"].as_str().cmp(&b["id"].as_str()))
+                .then(a.own_fails.cmp(&b.own_fails))
+                .then(a.id.cmp(&b.id))
         });
         for (i, b) in ranked.iter_mut().enumerate() {
-            b["rank"] = json!(i + 1);
+            b.rank = i + 1;
         }
-        let compliance = self.compliance(&subjects);
-        let statuses: BTreeMap<&str, i64> = Status::ALL
-            .iter()
-            .map(|s| (s.name(), self.outcomes.count(*s) as i64))
-            .collect();
-        json!({
-            "members": member_rows.len(),
-            "branches": branches.len(),
-            "findings": self.outcomes.total(),
-            "statuses": statuses,
-            "compliance": compliance,
-            "member_grades": self.grade_distribution("member", &member_rows),
-            "branch_grades": self.grade_distribution("organization", &branches),
-            "top_failures": top,
-            "branches_ranked": ranked,
-            "grade_errors": self.grade_errors,
-            "grade_error_count": self.grade_error_count,
-        })
+        ranked
     }
+}
+
+/// The body of one report.
+enum Body {
+    Member(Box<ctx::Member>),
+    Branch(ctx::Branch),
+    Community(ctx::Community),
+    Summary(ctx::Summary),
 }
 
 /// The worst status (error > fail > warn > waived > pass > not applicable); `None` if empty.

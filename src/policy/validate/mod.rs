@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use toml::Spanned;
 
 mod aggregates;
+mod roles;
 use aggregates::build_aggregates;
 
 /// Names every rule expression can use besides parameters, aggregates and subject columns.
@@ -170,7 +171,11 @@ pub(super) fn build(
     }
     let mut schema = build_schema(&mut cx, &decls);
     let subjects = build_subjects(&mut cx, &manifest, manifest_file, &schema);
-    mark_indexed(&mut schema, &subjects);
+    // Community reports look communities up by id.
+    let communities = (manifest.roles.as_ref().map(|r| r.communities.resolve()))
+        .unwrap_or_default()
+        .table;
+    mark_indexed(&mut schema, &subjects, &communities);
     let params = build_params(&mut cx, &decls);
     let periods_raw = gather_periods(&mut cx, &decls);
     let aggregates = build_aggregates(&mut cx, &decls, &schema, &subjects, &params, &periods_raw);
@@ -205,6 +210,7 @@ pub(super) fn build(
     if manifest.calendar.is_none() {
         require_calendar_for_working_time(&mut cx, &aggregates);
     }
+    let roles = roles::check_roles(&mut cx, &manifest, manifest_file, &schema, &subjects);
     // Names used outside rules: the run period, the grading period and hours, directive ends
     // and working hours.
     let mut used_elsewhere: Vec<String> = Vec::new();
@@ -258,6 +264,7 @@ pub(super) fn build(
         assessment,
         run_period,
         calendar,
+        roles,
         work_hours,
         helpers,
         engine,
@@ -317,13 +324,15 @@ fn parse_files(cx: &mut Ctx, root: &Path, texts: &[(PathBuf, FileId)]) -> Parsed
     out
 }
 
-/// Keys that are looked up by id: subject tables and referenced tables.
-fn mark_indexed(schema: &mut Schema, subjects: &IndexMap<String, SubjectKind>) {
+/// Keys that are looked up by id: subject tables, referenced tables and the communities
+/// table of `[roles]`.
+fn mark_indexed(schema: &mut Schema, subjects: &IndexMap<String, SubjectKind>, communities: &str) {
     let referenced: Vec<String> = schema
         .tables
         .values()
         .flat_map(|t| t.columns.iter().filter_map(|c| c.references.clone()))
         .chain(subjects.values().map(|s| s.table.clone()))
+        .chain([communities.to_string()])
         .collect();
     for name in referenced {
         if let Some(t) = schema.tables.get_mut(&name) {
@@ -852,6 +861,8 @@ fn build_subjects(
                 name: name.clone(),
                 table: table.clone(),
                 label: s.get_ref().label.clone().unwrap_or_else(|| name.clone()),
+                name_column: (s.get_ref().name.as_ref())
+                    .map_or_else(|| "name".to_string(), |n| n.get_ref().clone()),
             },
         );
     }
