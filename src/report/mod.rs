@@ -4,10 +4,12 @@
 //!
 //! The data each template receives is documented in `report-templates/README.md`.
 
+mod error;
 mod grade;
 mod render;
 pub mod typst;
 
+pub use error::Error;
 pub use grade::Tally;
 pub use render::{
     GlyphProblem, RenderOptions, Rendered, check_glyphs, file_name, render, render_typst,
@@ -20,7 +22,6 @@ use crate::findings::{Finding, Status};
 use crate::policy::model::{Basis, Severity};
 use crate::policy::{Grade, PolicySet};
 use crate::script;
-use anyhow::{Context, Result, anyhow};
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use serde::Serialize;
