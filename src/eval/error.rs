@@ -27,8 +27,8 @@ pub enum Error {
         period: String,
         /// The parameter.
         param: String,
-        /// Its value in force.
-        value: toml::Value,
+        /// Its value in force (as TOML writes it).
+        value: String,
     },
     /// A period bound's expression failed.
     #[error("period `{period}`: `{expr}` failed: {message}")]

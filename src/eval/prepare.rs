@@ -223,7 +223,7 @@ fn resolve_period(
                 Some(toml_date(&v.value).ok_or_else(|| Error::ParameterNotDate {
                     period: p.name.clone(),
                     param: n.clone(),
-                    value: v.value.clone(),
+                    value: v.value.to_string(),
                 })?)
             }
             Bound::Ref(_) => {
