@@ -23,8 +23,8 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// Writing the contents failed. The message is the I/O error's alone, as it has always
-    /// been.
+    /// Writing the contents failed. The message is the I/O error's alone (it is not given as
+    /// a source, which would repeat it).
     #[error("{error}")]
     Write {
         /// The file being written.

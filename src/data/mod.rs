@@ -396,7 +396,8 @@ impl std::fmt::Display for FatalError {
 /// A dataset that cannot be loaded: the problems that stop it, one per table (or one for the
 /// data folder).
 ///
-/// Displayed as `rulebook` prints them: one `file: message` line per problem, then the count.
+/// Displayed as `rulebook` lists them: one `file: message` line per problem (the command
+/// prefixes each with `error: `), then the line with their count.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", show_problems(.problems))]
 pub struct Error {
