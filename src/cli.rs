@@ -442,7 +442,7 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
     let base_dir = match rulebook::diff::resolve_base(&a.base, &a.data.policies, tmp.path()) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {:#}", anyhow::Error::from(e));
             return Ok(ExitCode::from(1));
         }
     };
@@ -680,7 +680,7 @@ fn load_data(
 }
 
 /// Print the problems that stop a dataset from loading; the exit code (2).
-fn data_errors(errors: &[data::FatalError], what: &str) -> ExitCode {
+fn data_errors(errors: &data::Error, what: &str) -> ExitCode {
     for e in errors {
         eprintln!("error{what}: {}: {}", e.file, e.message);
     }
@@ -720,7 +720,7 @@ fn report_data_problems(ds: &Dataset) {
 
 /// Write rejected rows as CSV: table, file, line, column, value, reason, row.
 pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
-    output::write_atomic(path, |w| {
+    output::write_atomic(path, |w| -> Result<()> {
         let mut c = csv::Writer::from_writer(w);
         c.write_record(["table", "file", "line", "column", "value", "reason", "row"])?;
         for r in &ds.rejects {
@@ -921,7 +921,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         }
         let path = a.out.join(name);
         let first = written.is_empty();
-        output::write_atomic(&path, |w| {
+        output::write_atomic(&path, |w| -> Result<()> {
             let mut fw = FindingWriter::new(w, format)?;
             let mut again = Summary::default();
             let (summary, outcomes) = if first {
@@ -978,7 +978,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     let rendered = match report::render(&jobs, &opts) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {:#}", anyhow::Error::from(e));
             return Ok(ExitCode::from(1));
         }
     };

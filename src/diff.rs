@@ -4,7 +4,6 @@
 //! a git revision of the policies folder.
 
 use crate::findings::{Finding, Status};
-use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -206,34 +205,112 @@ impl Impact {
     }
 }
 
+/// Why the old policy set (`--base`) cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policies folder cannot be resolved.
+    #[error("policy folder {}", .path.display())]
+    PolicyFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Git cannot be run.
+    #[error("running git")]
+    RunGit {
+        /// Git's arguments.
+        args: Vec<String>,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A git command failed.
+    #[error("git {}: {stderr}", .args.join(" "))]
+    Git {
+        /// Git's arguments.
+        args: Vec<String>,
+        /// What git wrote to stderr.
+        stderr: String,
+    },
+    /// `--base` is not a folder, and the policies folder is not in a git repository.
+    #[error(
+        "--base `{base}` is neither a folder nor a git revision ({} is not in a git repository)",
+        .policies.display()
+    )]
+    NotInRepository {
+        /// `--base`.
+        base: String,
+        /// The policies folder.
+        policies: PathBuf,
+    },
+    /// `--base` is neither a folder nor a revision of the repository.
+    #[error("--base `{base}` is neither a folder nor a git revision")]
+    NotARevision {
+        /// `--base`.
+        base: String,
+    },
+    /// A file of the revision cannot be read from git.
+    #[error("git show {base}:{file} failed")]
+    Show {
+        /// The revision.
+        base: String,
+        /// The file (from the top of the repository).
+        file: String,
+    },
+    /// A file of the revision cannot be read from git (spawning `git show`) or written out;
+    /// the message is the I/O error's.
+    #[error("{error}")]
+    Io {
+        /// The file or folder written, or the repository read.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The revision has no policy files.
+    #[error("revision `{base}` has no files under {prefix}/")]
+    NoFiles {
+        /// The revision.
+        base: String,
+        /// The policies folder, from the top of the repository.
+        prefix: String,
+    },
+}
+
 /// The old policy set as a folder: `base` itself if it is one, otherwise a git revision of
 /// the folder `policies` (checked out into `into`).
-pub fn resolve_base(base: &str, policies: &Path, into: &Path) -> Result<PathBuf> {
+pub fn resolve_base(base: &str, policies: &Path, into: &Path) -> Result<PathBuf, Error> {
     let p = Path::new(base);
     if p.is_dir() {
         return Ok(p.to_path_buf());
     }
     let dir = policies
         .canonicalize()
-        .with_context(|| format!("policy folder {}", policies.display()))?;
-    let git = |args: &[&str]| -> Result<String> {
+        .map_err(|source| Error::PolicyFolder {
+            path: policies.to_path_buf(),
+            source,
+        })?;
+    let git = |args: &[&str]| -> Result<String, Error> {
+        let args_owned = || args.iter().map(|a| a.to_string()).collect();
         let out = Command::new("git")
             .arg("-C")
             .arg(&dir)
             .args(args)
             .output()
-            .context("running git")?;
+            .map_err(|source| Error::RunGit {
+                args: args_owned(),
+                source,
+            })?;
         if !out.status.success() {
-            bail!(
-                "git {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            return Err(Error::Git {
+                args: args_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let prefix = git(&["rev-parse", "--show-prefix"]).map_err(|_| {
-        anyhow!("--base `{base}` is neither a folder nor a git revision ({} is not in a git repository)", policies.display())
+    let prefix = git(&["rev-parse", "--show-prefix"]).map_err(|_| Error::NotInRepository {
+        base: base.to_string(),
+        policies: policies.to_path_buf(),
     })?;
     let prefix = prefix.trim().trim_end_matches('/').to_string();
     git(&[
@@ -242,7 +319,9 @@ pub fn resolve_base(base: &str, policies: &Path, into: &Path) -> Result<PathBuf>
         "--quiet",
         &format!("{base}^{{commit}}"),
     ])
-    .map_err(|_| anyhow!("--base `{base}` is neither a folder nor a git revision"))?;
+    .map_err(|_| Error::NotARevision {
+        base: base.to_string(),
+    })?;
     let top = git(&["rev-parse", "--show-toplevel"])?.trim().to_string();
     let files = git(&[
         "ls-tree",
@@ -260,19 +339,32 @@ pub fn resolve_base(base: &str, policies: &Path, into: &Path) -> Result<PathBuf>
             .arg("-C")
             .arg(&top)
             .args(["show", &format!("{base}:{f}")])
-            .output()?;
+            .output()
+            .map_err(|error| Error::Io {
+                path: PathBuf::from(&top),
+                error,
+            })?;
         if !out.status.success() {
-            bail!("git show {base}:{f} failed");
+            return Err(Error::Show {
+                base: base.to_string(),
+                file: f.to_string(),
+            });
         }
         let dest = into.join(rel);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).map_err(|error| Error::Io {
+                path: parent.to_path_buf(),
+                error,
+            })?;
         }
-        std::fs::write(&dest, out.stdout)?;
+        std::fs::write(&dest, out.stdout).map_err(|error| Error::Io { path: dest, error })?;
         n += 1;
     }
     if n == 0 {
-        bail!("revision `{base}` has no files under {prefix}/");
+        return Err(Error::NoFiles {
+            base: base.to_string(),
+            prefix,
+        });
     }
     Ok(into.to_path_buf())
 }

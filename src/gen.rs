@@ -6,7 +6,6 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 
-use anyhow::{Context, Result, bail};
 use chrono::{Datelike, NaiveDate, Weekday};
 use rayon::prelude::*;
 
@@ -32,6 +31,55 @@ impl Default for GenOptions {
             year: 2020,
         }
     }
+}
+
+/// Why a dataset cannot be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No members were asked for.
+    #[error("members must be at least 1")]
+    NoMembers,
+    /// The year is not one of four digits.
+    #[error("year {year} is outside 1000..=9999")]
+    YearOutOfRange {
+        /// The year asked for.
+        year: i32,
+    },
+    /// The year has no 1 January (never for a year in range).
+    #[error("invalid year")]
+    InvalidYear {
+        /// The year asked for.
+        year: i32,
+    },
+    /// A calendar day the data uses does not exist in the year (never for a year in range).
+    #[error("invalid date {year}-{month}-{day}")]
+    InvalidDate {
+        /// The year.
+        year: i32,
+        /// The month.
+        month: u32,
+        /// The day.
+        day: u32,
+    },
+    /// The output folder or a table's file cannot be created.
+    #[error("cannot create {}", .path.display())]
+    Create {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A table's file cannot be written (the message is the I/O error's).
+    #[error("{error}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The thread writing the member tables panicked.
+    #[error("writer thread panicked")]
+    WriterPanicked,
 }
 
 /// What was written: one entry per table in contract order.
@@ -371,10 +419,10 @@ struct World {
     last: u32,
 }
 
-fn day_of(year: i32, month: u32, day: u32) -> Result<u32> {
+fn day_of(year: i32, month: u32, day: u32) -> Result<u32, Error> {
     NaiveDate::from_ymd_opt(year, month, day)
         .map(|d| d.ordinal0())
-        .with_context(|| format!("invalid date {year}-{month}-{day}"))
+        .ok_or(Error::InvalidDate { year, month, day })
 }
 
 impl World {
@@ -400,12 +448,12 @@ impl World {
 }
 
 /// Builds the shared world and writes the three small tables into `small[0..3]`.
-fn build_world(opts: &GenOptions, small: &mut [(Vec<u8>, u64); 3]) -> Result<World> {
+fn build_world(opts: &GenOptions, small: &mut [(Vec<u8>, u64); 3]) -> Result<World, Error> {
     let year = opts.year;
     if !(1000..=9999).contains(&year) {
-        bail!("year {year} is outside 1000..=9999");
+        return Err(Error::YearOutOfRange { year });
     }
-    let first = NaiveDate::from_ymd_opt(year, 1, 1).context("invalid year")?;
+    let first = NaiveDate::from_ymd_opt(year, 1, 1).ok_or(Error::InvalidYear { year })?;
     let ndays = if first.leap_year() { 366 } else { 365 };
     let mut dates = Vec::with_capacity(ndays);
     let mut weekend = Vec::with_capacity(ndays);
@@ -1099,12 +1147,21 @@ impl MemberGen<'_> {
     }
 }
 
-fn create(opts: &GenOptions, table: usize) -> Result<BufWriter<File>> {
-    let path = opts.out.join(format!("{}.csv", TABLES[table]));
-    let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+/// The file of table number `table`.
+fn table_path(opts: &GenOptions, table: usize) -> PathBuf {
+    opts.out.join(format!("{}.csv", TABLES[table]))
+}
+
+fn create(opts: &GenOptions, table: usize) -> Result<BufWriter<File>, Error> {
+    let path = table_path(opts, table);
+    let f = File::create(&path).map_err(|source| Error::Create {
+        path: path.clone(),
+        source,
+    })?;
     let mut w = BufWriter::with_capacity(1 << 21, f);
-    w.write_all(HEADERS[table].as_bytes())?;
-    w.write_all(b"\n")?;
+    w.write_all(HEADERS[table].as_bytes())
+        .and_then(|()| w.write_all(b"\n"))
+        .map_err(|error| Error::Write { path, error })?;
     Ok(w)
 }
 
@@ -1113,12 +1170,14 @@ fn create(opts: &GenOptions, table: usize) -> Result<BufWriter<File>> {
 /// The same options always give byte-identical files, whatever the number of threads:
 /// members are made in chunks of fixed size, each with its own RNG stream seeded from
 /// (seed, chunk index), generated in parallel with rayon and written in chunk order.
-pub fn generate(opts: &GenOptions) -> Result<GenReport> {
+pub fn generate(opts: &GenOptions) -> Result<GenReport, Error> {
     if opts.members == 0 {
-        bail!("members must be at least 1");
+        return Err(Error::NoMembers);
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out).map_err(|source| Error::Create {
+        path: opts.out.clone(),
+        source,
+    })?;
     let mut small: [(Vec<u8>, u64); 3] = Default::default();
     let world = build_world(opts, &mut small)?;
 
@@ -1126,8 +1185,12 @@ pub fn generate(opts: &GenOptions) -> Result<GenReport> {
     let mut bytes = [0u64; 10];
     for (k, t) in [0usize, 1, 9].into_iter().enumerate() {
         let mut f = create(opts, t)?;
-        f.write_all(&small[k].0)?;
-        f.flush()?;
+        f.write_all(&small[k].0)
+            .and_then(|()| f.flush())
+            .map_err(|error| Error::Write {
+                path: table_path(opts, t),
+                error,
+            })?;
         rows[t] = small[k].1;
         bytes[t] = (HEADERS[t].len() + 1 + small[k].0.len()) as u64;
     }
@@ -1143,20 +1206,27 @@ pub fn generate(opts: &GenOptions) -> Result<GenReport> {
     let batch = (2 * rayon::current_num_threads()).max(2);
     // generation of batch i+1 overlaps writing of batch i
     let (tx, rx) = sync_channel::<Vec<ChunkOut>>(1);
-    let writer = std::thread::spawn(move || -> Result<([u64; 7], [u64; 7])> {
+    let paths: Vec<PathBuf> = (0..MEMBER_TABLES)
+        .map(|t| table_path(opts, FIRST_MEMBER_TABLE + t))
+        .collect();
+    let writer = std::thread::spawn(move || -> Result<([u64; 7], [u64; 7]), Error> {
+        let failed = |t: usize| {
+            let path = paths[t].clone();
+            move |error: std::io::Error| Error::Write { path, error }
+        };
         let mut rows = [0u64; MEMBER_TABLES];
         let mut bytes = [0u64; MEMBER_TABLES];
         for outs in rx {
             for out in outs {
                 for t in 0..MEMBER_TABLES {
-                    writers[t].write_all(&out.bufs[t])?;
+                    writers[t].write_all(&out.bufs[t]).map_err(failed(t))?;
                     bytes[t] += out.bufs[t].len() as u64;
                     rows[t] += out.rows[t];
                 }
             }
         }
-        for mut f in writers {
-            f.flush()?;
+        for (t, mut f) in writers.into_iter().enumerate() {
+            f.flush().map_err(failed(t))?;
         }
         Ok((rows, bytes))
     });
@@ -1173,9 +1243,7 @@ pub fn generate(opts: &GenOptions) -> Result<GenReport> {
         first = last;
     }
     drop(tx);
-    let (mrows, mbytes) = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let (mrows, mbytes) = writer.join().map_err(|_| Error::WriterPanicked)??;
     let member_tables = FIRST_MEMBER_TABLE..FIRST_MEMBER_TABLE + MEMBER_TABLES;
     rows[member_tables.clone()].copy_from_slice(&mrows);
     for (b, m) in bytes[member_tables].iter_mut().zip(mbytes) {

@@ -1,27 +1,78 @@
 //! Atomic output: files are written to a temporary file beside the target and renamed into
 //! place, so a killed run leaves either the old file or the new one, never half of one.
 
-use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A file that could not be written: which file or folder, and the I/O error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The folder of the file could not be created.
+    #[error("cannot create folder {}", .path.display())]
+    CreateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No temporary file could be created in the folder of the file.
+    #[error("cannot create a temporary file in {}", .path.display())]
+    CreateTemporary {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the contents failed. The message is the I/O error's alone (it is not given as
+    /// a source, which would repeat it).
+    #[error("{error}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The temporary file could not be renamed into place.
+    #[error("cannot write {}", .path.display())]
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// Why (the temporary file, removed when this is dropped, and the I/O error).
+        source: tempfile::PersistError,
+    },
+}
 
 /// Write a file atomically by calling `fill` on a buffered temporary file.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+///
+/// `fill` fails with the caller's own error type `E`, which this function passes through;
+/// its own failures become `E` through [`From<Error>`].
+pub fn write_atomic<E: From<Error>>(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create folder {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::CreateFolder {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let tmp = tempfile::Builder::new()
         .prefix(".rulebook-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        .map_err(|source| Error::CreateTemporary {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
         fill(&mut w)?;
-        w.flush()?;
+        w.flush().map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            error,
+        })?;
     }
     tmp.as_file().sync_all().ok();
     // Temporary files are private (0600); outputs are ordinary files.
@@ -32,16 +83,20 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .ok();
     }
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).map_err(|source| Error::Persist {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 
 /// Write bytes atomically.
-pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_atomic(path, |w| {
-        w.write_all(bytes)?;
-        Ok(())
+        w.write_all(bytes).map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            error,
+        })
     })
 }
 

@@ -7,7 +7,6 @@ use crate::data::{self, LoadOptions};
 use crate::eval;
 use crate::findings::{Finding, Status};
 use crate::policy::PolicySet;
-use anyhow::{Context, Result, anyhow};
 use chrono::NaiveDate;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -186,18 +185,107 @@ fn toml_matches(actual: &serde_json::Value, want: &toml::Value) -> bool {
     }
 }
 
+/// Why policy tests cannot run: a test file that cannot be read or parsed, or (reported as
+/// a broken case, not returned) a case that cannot be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A test file cannot be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A test file is not valid TOML for a test file.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// Line of the problem (0 when TOML gives no place).
+        line: usize,
+        /// Column of the problem (0 when TOML gives no place).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A case's `as_of` is a date-time or a time, not a date.
+    #[error("as_of `{value}` is not a date")]
+    AsOf {
+        /// The value written.
+        value: toml::value::Datetime,
+    },
+    /// No temporary folder can be made for the case's data.
+    #[error(transparent)]
+    TempFolder(std::io::Error),
+    /// A table of the case's data cannot be written (the message is the I/O error's).
+    #[error("{error}")]
+    CaseData {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A case gives data for a table the policy set does not declare.
+    #[error("table `{table}` is not part of the policy set")]
+    UnknownTable {
+        /// The table.
+        table: String,
+    },
+    /// The case's data cannot be loaded (its problems on one line).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Data(data::Error),
+    /// A row of the case's data is rejected.
+    #[error(
+        "test data row rejected: {file}:{line}: {}{reason}",
+        .column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default()
+    )]
+    Rejected {
+        /// The file.
+        file: String,
+        /// The line.
+        line: u32,
+        /// The column, where one is at fault.
+        column: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// The case cannot be evaluated.
+    #[error(transparent)]
+    Eval(#[from] eval::Error),
+}
+
+/// An error and its causes, as `error: cause: cause` (how a broken case is shown).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
 /// Run every test file of the policy set.
-pub fn run(policy: &PolicySet, files: &[PathBuf]) -> Result<Outcome> {
+pub fn run(policy: &PolicySet, files: &[PathBuf]) -> Result<Outcome, Error> {
     let mut out = Outcome {
         files: files.len(),
         ..Default::default()
     };
     for file in files {
         let shown = file.display().to_string();
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {shown}"))?;
+        let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+            path: file.clone(),
+            source,
+        })?;
         let tf: TestFile = toml::from_str(&text).map_err(|e| {
-            let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
-            anyhow!("{shown}:{line}:{col}: {}", e.message())
+            let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
+            Error::Parse {
+                file: shown.clone(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
         })?;
         for case in &tf.cases {
             out.cases += 1;
@@ -223,9 +311,10 @@ pub fn run(policy: &PolicySet, files: &[PathBuf]) -> Result<Outcome> {
                         }
                     }
                 }
-                Err(e) => out
-                    .broken
-                    .push(format!("{shown}: case \"{}\": {e:#}", case.name)),
+                Err(e) => {
+                    out.broken
+                        .push(format!("{shown}: case \"{}\": {}", case.name, chain(&e)))
+                }
             }
         }
     }
@@ -244,10 +333,10 @@ fn run_case(
     tf: &TestFile,
     case: &Case,
     cov: &mut Coverage,
-) -> Result<(Vec<Finding>, Vec<String>)> {
+) -> Result<(Vec<Finding>, Vec<String>), Error> {
     let as_of = crate::policy::parse_date(&case.as_of.to_string())
-        .ok_or_else(|| anyhow!("as_of `{}` is not a date", case.as_of))?;
-    let dir = tempfile::tempdir()?;
+        .ok_or(Error::AsOf { value: case.as_of })?;
+    let dir = tempfile::tempdir().map_err(Error::TempFolder)?;
     let mut tables: IndexMap<&str, &str> = IndexMap::new();
     for (k, v) in tf.data.iter().chain(case.data.iter()) {
         tables.insert(k, v);
@@ -259,33 +348,25 @@ fn run_case(
             None if ts.optional => continue,
             None => header.join(",") + "\n",
         };
-        std::fs::write(dir.path().join(format!("{name}.csv")), body)?;
+        let path = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&path, body).map_err(|error| Error::CaseData { path, error })?;
     }
     for name in tables.keys() {
         if !policy.schema.tables.contains_key(*name) {
-            return Err(anyhow!("table `{name}` is not part of the policy set"));
+            return Err(Error::UnknownTable {
+                table: name.to_string(),
+            });
         }
     }
-    let ds = data::load(dir.path(), &policy.schema, &LoadOptions::default()).map_err(|errs| {
-        anyhow!(
-            "{}",
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let ds =
+        data::load(dir.path(), &policy.schema, &LoadOptions::default()).map_err(Error::Data)?;
     if let Some(r) = ds.rejects.first() {
-        return Err(anyhow!(
-            "test data row rejected: {}:{}: {}{}",
-            r.file,
-            r.line,
-            r.column
-                .as_deref()
-                .map(|c| format!("{c}: "))
-                .unwrap_or_default(),
-            r.reason
-        ));
+        return Err(Error::Rejected {
+            file: r.file.clone(),
+            line: r.line,
+            column: r.column.clone(),
+            reason: r.reason.clone(),
+        });
     }
     let run = eval::prepare(policy, &ds, Some(as_of))?;
     for r in run.rules() {

@@ -225,7 +225,7 @@ fn dependency_order(schema: &Schema) -> Vec<&TableSchema> {
 }
 
 /// Load the dataset in `dir`.
-pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, Vec<FatalError>> {
+pub fn load(dir: &Path, schema: &Schema, opts: &LoadOptions) -> Result<Dataset, Error> {
     load_with(dir, schema, opts, None)
         .map(|ds| ds.expect("a whole dataset is never given up for a subject"))
 }
@@ -236,7 +236,7 @@ fn load_with(
     schema: &Schema,
     opts: &LoadOptions,
     focusing: Option<focus::Focusing>,
-) -> Result<Option<Dataset>, Vec<FatalError>> {
+) -> Result<Option<Dataset>, Error> {
     let mut warnings = Vec::new();
     let sources = discover(dir, schema, &mut warnings)?;
     let total: u64 = sources
@@ -322,7 +322,7 @@ fn load_with(
     }
     opts.progress.finish(fatal.is_empty());
     if !fatal.is_empty() {
-        return Err(fatal);
+        return Err(fatal.into());
     }
     for name in schema.tables.keys() {
         if let Some(t) = loaded.remove(name) {

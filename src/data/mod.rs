@@ -393,6 +393,63 @@ impl std::fmt::Display for FatalError {
     }
 }
 
+/// A dataset that cannot be loaded: the problems that stop it, one per table (or one for the
+/// data folder).
+///
+/// Displayed as `rulebook` lists them: one `file: message` line per problem (the command
+/// prefixes each with `error: `), then the line with their count.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", show_problems(.problems))]
+pub struct Error {
+    /// The problems, in the order they were found.
+    pub problems: Vec<FatalError>,
+}
+
+impl Error {
+    /// The number of problems.
+    pub fn len(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Whether there are no problems (never so for an error a load returns).
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The problems, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, FatalError> {
+        self.problems.iter()
+    }
+}
+
+impl From<Vec<FatalError>> for Error {
+    fn from(problems: Vec<FatalError>) -> Self {
+        Error { problems }
+    }
+}
+
+impl<'a> IntoIterator for &'a Error {
+    type Item = &'a FatalError;
+    type IntoIter = std::slice::Iter<'a, FatalError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.problems.iter()
+    }
+}
+
+/// [`Error`]'s text: each problem on a line, then how many there are.
+fn show_problems(problems: &[FatalError]) -> String {
+    let mut out = String::new();
+    for p in problems {
+        out.push_str(&format!("{p}\n"));
+    }
+    out.push_str(&format!(
+        "the data cannot be evaluated: {} file problem(s)",
+        problems.len()
+    ));
+    out
+}
+
 /// A loaded dataset.
 #[derive(Debug)]
 pub struct Dataset {

@@ -10,7 +10,7 @@
 //! rows. Where that cannot be shown (a path that does not start with a reference column to
 //! another table, a table not yet loaded), the table loads whole.
 
-use crate::data::{self, Dataset, FatalError, Focus, LoadOptions, LoadedTables, RowFilter};
+use crate::data::{self, Dataset, Focus, LoadOptions, LoadedTables, RowFilter};
 use crate::policy::{PolicySet, TableSchema};
 use std::path::Path;
 
@@ -97,7 +97,7 @@ pub fn load_for_subject(
     opts: &LoadOptions,
     id: &str,
     latest: bool,
-) -> Result<Dataset, Vec<FatalError>> {
+) -> Result<Dataset, data::Error> {
     let focus = SubjectFocus { policy, id };
     match data::load_focused(dir, &policy.schema, opts, &focus, latest)? {
         Some(ds) => Ok(ds),

@@ -4,6 +4,7 @@
 //! (directive, rule, subject id).
 
 pub(crate) mod aggregate;
+mod error;
 pub mod explain;
 pub mod focus;
 mod native;
@@ -12,6 +13,7 @@ mod rules;
 pub mod value;
 mod waivers;
 
+pub use error::{EmitError, Error};
 pub use prepare::{find_subject, prepare, prepare_subject};
 pub use rules::Outcomes;
 pub use waivers::Waiver;
@@ -21,7 +23,6 @@ use crate::findings::{Finding, SourceRef};
 use crate::policy::{Bound, Expr, PolicySet, Rule, ValueRef};
 use crate::script;
 use aggregate::{AggValue, Groups, Prepared, Span};
-use anyhow::Result;
 use chrono::{Datelike, NaiveDate};
 use indexmap::IndexMap;
 use rhai::{Dynamic, Scope};
@@ -533,7 +534,7 @@ impl<'a> Run<'a> {
     }
 
     /// The status of every finding (for reports), from one pass over the rules.
-    pub fn outcomes(&self) -> Result<Outcomes> {
+    pub fn outcomes(&self) -> Result<Outcomes, Error> {
         let mut outcomes = Outcomes::default();
         self.stream(
             None,

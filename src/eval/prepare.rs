@@ -5,14 +5,13 @@
 use super::aggregate::{self, AggValue, Groups, Prepared, Span, SubjectCtx};
 use super::value::{Scalar, Values};
 use super::{
-    BoundSource, DirectiveWindow, KindState, ParamValue, PerSubject, PeriodValue, PreparedRule,
-    Run, VarSource, date_text, native, rules, span_of,
+    BoundSource, DirectiveWindow, Error, KindState, ParamValue, PerSubject, PeriodValue,
+    PreparedRule, Run, VarSource, date_text, native, rules, span_of,
 };
 use crate::data::{ColumnData, Dataset};
 use crate::findings::SourceRef;
 use crate::policy::{Bound, PolicySet, Rule, SubjectKind, ValueRef};
 use crate::script;
-use anyhow::{Context, Result, anyhow, bail};
 use chrono::NaiveDate;
 use indexmap::IndexMap;
 use rayon::prelude::*;
@@ -25,7 +24,7 @@ pub fn prepare<'a>(
     policy: &'a PolicySet,
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
-) -> Result<Run<'a>> {
+) -> Result<Run<'a>, Error> {
     prepare_with(policy, data, as_of, Subjects::All)
 }
 
@@ -53,7 +52,7 @@ pub fn prepare_subject<'a>(
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
     id: &str,
-) -> Result<Option<Run<'a>>> {
+) -> Result<Option<Run<'a>>, Error> {
     // Without such a subject the run is still prepared (without subjects), so that it fails
     // as a full run would.
     let found = find_subject(policy, data, id);
@@ -85,20 +84,15 @@ fn prepare_with<'a>(
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
     subjects: Subjects,
-) -> Result<Run<'a>> {
-    let as_of = match as_of.or_else(|| data.latest_date()) {
-        Some(d) => d,
-        None => bail!(
-            "the data has no dates, so --as-of cannot default to the latest one; give --as-of YYYY-MM-DD"
-        ),
-    };
+) -> Result<Run<'a>, Error> {
+    let as_of = as_of.or_else(|| data.latest_date()).ok_or(Error::NoDates)?;
     let vals = Values::new(data, policy);
     let (params, base) = resolve_params(policy, as_of);
     let periods = policy
         .periods
         .values()
         .map(|p| resolve_period(policy, p, &params, &base, as_of))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let (windows, grading) = directive_windows(policy, &params, &periods, as_of);
     let in_force = rules_in_force(policy, &windows, as_of);
     let lineage_names: HashSet<&str> = in_force
@@ -215,22 +209,21 @@ fn resolve_period(
     params: &IndexMap<String, ParamValue>,
     base: &Scope<'static>,
     as_of: NaiveDate,
-) -> Result<PeriodValue> {
+) -> Result<PeriodValue, Error> {
     let mut per_subject = false;
-    let mut bound = |b: &Bound| -> Result<Option<NaiveDate>> {
+    let mut bound = |b: &Bound| -> Result<Option<NaiveDate>, Error> {
         Ok(match b {
             Bound::Date(d) => Some(*d),
             Bound::Ref(ValueRef::AsOf) => Some(as_of),
             Bound::Ref(ValueRef::Param(n)) => {
-                let v = params
-                    .get(n)
-                    .ok_or_else(|| anyhow!("period `{}`: unknown parameter `{n}`", p.name))?;
-                Some(toml_date(&v.value).ok_or_else(|| {
-                    anyhow!(
-                        "period `{}`: parameter `{n}` is `{}`, not a date",
-                        p.name,
-                        v.value
-                    )
+                let v = params.get(n).ok_or_else(|| Error::UnknownParameter {
+                    period: p.name.clone(),
+                    param: n.clone(),
+                })?;
+                Some(toml_date(&v.value).ok_or_else(|| Error::ParameterNotDate {
+                    period: p.name.clone(),
+                    param: n.clone(),
+                    value: v.value.to_string(),
                 })?)
             }
             Bound::Ref(_) => {
@@ -243,18 +236,19 @@ fn resolve_period(
                 let v = policy
                     .engine
                     .eval_ast_with_scope::<Dynamic>(&mut scope, &e.ast)
-                    .map_err(|err| {
-                        anyhow!(
-                            "period `{}`: `{}` failed: {}",
-                            p.name,
-                            e.src,
-                            script::describe_error(&err)
-                        )
+                    .map_err(|err| Error::BoundFailed {
+                        period: p.name.clone(),
+                        expr: e.src.to_string(),
+                        message: script::describe_error(&err),
                     })?;
                 let text = v.to_string();
-                Some(crate::policy::parse_date(&text).ok_or_else(|| {
-                    anyhow!("period `{}`: `{}` gave `{text}`, not a date", p.name, e.src)
-                })?)
+                Some(
+                    crate::policy::parse_date(&text).ok_or_else(|| Error::BoundNotDate {
+                        period: p.name.clone(),
+                        expr: e.src.to_string(),
+                        value: text.clone(),
+                    })?,
+                )
             }
         })
     };
@@ -379,19 +373,28 @@ impl Stage<'_, '_> {
         sk: &SubjectKind,
         lineage_names: &HashSet<&str>,
         only: Option<usize>,
-    ) -> Result<KindState> {
+    ) -> Result<KindState, Error> {
         let (policy, data) = (self.policy, self.data);
         let table_idx = policy
             .schema
             .tables
             .get_index_of(&sk.table)
-            .context("subject table")?;
+            .ok_or_else(|| Error::SubjectTable {
+                kind: kname.to_string(),
+                table: sk.table.clone(),
+            })?;
         let table = &data.tables[sk.table.as_str()];
         let ts = &policy.schema.tables[sk.table.as_str()];
         let n = table.len();
-        let key = ts.key.context("subject table has a key")?;
+        let key = ts.key.ok_or_else(|| Error::SubjectKey {
+            kind: kname.to_string(),
+            table: sk.table.clone(),
+        })?;
         let ColumnData::Id(keys) = &table.columns[key] else {
-            bail!("subject key is not an id")
+            return Err(Error::SubjectKeyNotId {
+                kind: kname.to_string(),
+                table: sk.table.clone(),
+            });
         };
         let order: Vec<u32> = match only {
             Some(row) => vec![row as u32],

@@ -10,13 +10,13 @@
 use super::native::{self, Frame, Machine, Node, Slot, V};
 use super::value::Scalar;
 use super::{AggValue, KindState, PreparedRule, Run, VarSource, Waiver};
+use super::{EmitError, Error};
 use crate::dates::{DateText, DateTimeText};
 use crate::findings::{
     self, Finding, FindingParts, Format, PeriodRef, Status, Summary, WriteJson, json,
 };
 use crate::policy::{Part, Rule, case_status_name};
 use crate::script;
-use anyhow::Result;
 use rayon::prelude::*;
 use rhai::{Dynamic, Scope};
 use serde_json::ser::Formatter;
@@ -398,7 +398,10 @@ impl<'a> Run<'a> {
     }
 
     /// Evaluate every rule on every subject, calling `emit` with findings in order.
-    pub fn for_each_finding(&self, emit: impl FnMut(Finding) -> Result<()>) -> Result<()> {
+    pub fn for_each_finding(
+        &self,
+        emit: impl FnMut(Finding) -> Result<(), EmitError>,
+    ) -> Result<(), Error> {
         self.for_each_finding_with(false, emit)
     }
 
@@ -406,8 +409,8 @@ impl<'a> Run<'a> {
     pub(super) fn for_each_finding_with(
         &self,
         rhai_only: bool,
-        mut emit: impl FnMut(Finding) -> Result<()>,
-    ) -> Result<()> {
+        mut emit: impl FnMut(Finding) -> Result<(), EmitError>,
+    ) -> Result<(), Error> {
         let base = self.base_values();
         for pr in &self.rules {
             let Some(kind) = self.kinds.get(&*pr.kind) else {
@@ -434,7 +437,7 @@ impl<'a> Run<'a> {
                     .flatten()
                     .collect();
                 for f in findings {
-                    emit(f)?;
+                    emit(f).map_err(Error::Emit)?;
                 }
             }
         }
@@ -452,8 +455,8 @@ impl<'a> Run<'a> {
         format: Option<Format>,
         summary: &mut Summary,
         mut outcomes: Option<&mut Outcomes>,
-        mut emit: impl FnMut(&[&[u8]], u64) -> Result<()>,
-    ) -> Result<()> {
+        mut emit: impl FnMut(&[&[u8]], u64) -> Result<(), EmitError>,
+    ) -> Result<(), Error> {
         let base = self.base_values();
         let keep = outcomes.is_some();
         if let Some(o) = outcomes.as_deref_mut() {
@@ -546,7 +549,7 @@ impl<'a> Run<'a> {
             for (ri, chunks) in rx.iter() {
                 if format.is_some() {
                     let outs: Vec<&[u8]> = chunks.iter().map(|c| &c.out[..]).collect();
-                    result = emit(&outs, chunks.iter().map(|c| c.n).sum());
+                    result = emit(&outs, chunks.iter().map(|c| c.n).sum()).map_err(Error::Emit);
                     if result.is_err() {
                         break;
                     }
@@ -556,7 +559,7 @@ impl<'a> Run<'a> {
             // Stops the producer at its next block if we stopped early.
             drop(rx);
             if producer.join().is_err() {
-                result = Err(anyhow::anyhow!("evaluating the rules failed"));
+                result = Err(Error::Panicked);
             }
             result
         })?;

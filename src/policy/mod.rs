@@ -569,6 +569,11 @@ pub struct Grade {
 }
 
 /// Loading failed: the diagnostics (errors and warnings) and the sources to render them.
+///
+/// Displayed (and debug-printed) as [`LoadFailure::render`] gives it, without the last line
+/// break.
+#[derive(thiserror::Error)]
+#[error("{}", self.render().trim_end())]
 pub struct LoadFailure {
     /// Every diagnostic found, errors and warnings.
     pub diags: Vec<Diag>,

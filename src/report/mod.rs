@@ -8,10 +8,12 @@
 //! come from the policy set's `[roles]` ([`crate::policy::Roles`]).
 
 pub mod context;
+mod error;
 mod grade;
 mod render;
 pub mod typst;
 
+pub use error::Error;
 pub use grade::Tally;
 pub use render::{
     GlyphProblem, RenderOptions, Rendered, check_glyphs, file_name, render, render_typst,
@@ -25,7 +27,6 @@ use crate::policy::Roles;
 use crate::policy::model::{Basis, Severity};
 use crate::policy::{Grade, PolicySet};
 use crate::script;
-use anyhow::{Context, Result, anyhow};
 use chrono::{Datelike, NaiveDate};
 use context as ctx;
 use rayon::prelude::*;

@@ -88,13 +88,19 @@ pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
 }
 
 /// Tera templates of the templates folder, escaping data for Typst markup by default.
-pub fn templates(dir: &Path) -> Result<tera::Tera> {
+pub fn templates(dir: &Path) -> Result<tera::Tera, Error> {
     let mut t = tera::Tera::default();
     let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read templates folder {}", dir.display()))?
-    {
-        let p = e?.path();
+    for e in std::fs::read_dir(dir).map_err(|source| Error::TemplatesFolder {
+        path: dir.to_path_buf(),
+        source,
+    })? {
+        let p = e
+            .map_err(|error| Error::TemplatesEntry {
+                path: dir.to_path_buf(),
+                error,
+            })?
+            .path();
         if p.file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.ends_with(".tera"))
@@ -109,7 +115,7 @@ pub fn templates(dir: &Path) -> Result<tera::Tera> {
     }
     files.sort();
     t.add_template_files(files)
-        .map_err(|e| anyhow!("{}", tera_error(&e)))?;
+        .map_err(|error| Error::Templates { error })?;
     t.autoescape_on(vec![".typ.tera"]);
     t.set_escape_fn(typst::escape_markup);
     t.register_filter("str", |v: &Value, _: &HashMap<String, Value>| {
@@ -144,11 +150,16 @@ pub fn tera_error(e: &tera::Error) -> String {
 }
 
 /// Render a job's template to Typst source.
-pub fn render_typst(tera: &tera::Tera, job: &Job) -> Result<String> {
+pub fn render_typst(tera: &tera::Tera, job: &Job) -> Result<String, Error> {
     let name = format!("{}.typ.tera", job.kind);
-    let ctx = tera::Context::from_value(job.context.clone()).map_err(|e| anyhow!("{e}"))?;
-    tera.render(&name, &ctx)
-        .map_err(|e| anyhow!("template {name}: {}", tera_error(&e)))
+    let ctx = tera::Context::from_value(job.context.clone()).map_err(|error| Error::Data {
+        template: name.clone(),
+        error,
+    })?;
+    tera.render(&name, &ctx).map_err(|error| Error::Template {
+        template: name,
+        error,
+    })
 }
 
 /// What a report run produced.
@@ -181,7 +192,7 @@ pub struct RenderOptions<'a> {
 }
 
 /// Render jobs to PDFs in parallel, writing each file atomically.
-pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
+pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered, Error> {
     opts.progress
         .start(crate::progress::Stage::Rendering, jobs.len() as u64);
     let r = render_jobs(jobs, opts);
@@ -189,7 +200,7 @@ pub fn render(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
     r
 }
 
-pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered> {
+pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered, Error> {
     let started = std::time::Instant::now();
     let tera = templates(opts.templates)?;
     // Typst recurses deeply on long documents (a branch of many members): its threads get
@@ -198,7 +209,7 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
         .stack_size(256 << 20)
         .thread_name(|i| format!("render-{i}"))
         .build()
-        .context("starting the rendering threads")?;
+        .map_err(Error::Threads)?;
     let glyph_problems: Vec<GlyphProblem> = pool
         .install(|| {
             jobs.par_iter()
@@ -209,15 +220,7 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
         .flatten()
         .collect();
     if opts.strict && !glyph_problems.is_empty() {
-        return Err(anyhow!(
-            "{} character(s) cannot be printed with the loaded fonts (--strict):\n  {}",
-            glyph_problems.len(),
-            glyph_problems
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        ));
+        return Err(Error::Glyphs(glyph_problems));
     }
     // Render all sources first: a broken template stops before any PDF is written (the
     // first broken report in job order is the one named).
@@ -228,24 +231,25 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
                 .collect::<Vec<_>>()
         })
         .into_iter()
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let compiler = typst::Compiler::new(opts.templates, opts.fonts);
     // One loop per thread takes the next report until none is left. (A parallel iterator
     // over the reports would let a thread that waits inside Typst's or the PDF writer's
     // own parallel work start a whole other report there, nesting reports on one stack.)
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<std::sync::Mutex<Option<Result<u64>>>> =
+    let results: Vec<std::sync::Mutex<Option<Result<u64, Error>>>> =
         jobs.iter().map(|_| Default::default()).collect();
-    let render_one = |job: &Job, src: &str| -> Result<u64> {
+    let render_one = |job: &Job, src: &str| -> Result<u64, Error> {
         let path = opts.out.join(&job.file);
         let ident = format!("rulebook-{}-{}", job.kind, job.id);
-        let pdf = compiler.pdf(src, &ident, opts.date).with_context(|| {
-            format!(
-                "report {} {} (template {}.typ.tera)",
-                job.kind, job.id, job.kind
-            )
-        })?;
+        let pdf = compiler
+            .pdf(src, &ident, opts.date)
+            .map_err(|e| Error::Report {
+                kind: job.kind,
+                id: job.id.clone(),
+                source: Box::new(e),
+            })?;
         crate::output::write_bytes(&path, &pdf)?;
         if opts.keep_typst {
             crate::output::write_bytes(&path.with_extension("typ"), src.as_bytes())?;
@@ -274,9 +278,7 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
     // The first failure in job order, else every file.
     let mut files = Vec::with_capacity(jobs.len());
     for (job, slot) in jobs.iter().zip(results) {
-        let r = slot
-            .into_inner()
-            .map_err(|_| anyhow!("a rendering thread panicked"))?;
+        let r = slot.into_inner().map_err(|_| Error::Panicked)?;
         match r {
             Some(Ok(bytes)) => files.push((job.file.clone(), bytes)),
             Some(Err(e)) => return Err(e),
@@ -284,7 +286,7 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
         }
     }
     if failed.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(anyhow!("rendering stopped"));
+        return Err(Error::Stopped);
     }
     Ok(Rendered {
         files,

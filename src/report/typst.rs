@@ -2,7 +2,7 @@
 //! only the templates folder and the report being compiled, PDF export with a pinned date,
 //! escaping of data placed into Typst markup, and a check that every character has a glyph.
 
-use anyhow::{Context, Result, anyhow};
+use super::Error;
 use sha2::Digest;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -135,7 +135,7 @@ pub struct Fonts {
 
 impl Fonts {
     /// Load every `.ttf`/`.otf`/`.ttc` in the given folders.
-    pub fn load(dirs: &[PathBuf]) -> Result<Fonts> {
+    pub fn load(dirs: &[PathBuf]) -> Result<Fonts, Error> {
         let mut data = Vec::new();
         let mut names = Vec::new();
         let mut faces = Vec::new();
@@ -144,7 +144,10 @@ impl Fonts {
                 continue;
             }
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .with_context(|| format!("reading fonts in {}", dir.display()))?
+                .map_err(|source| Error::FontsFolder {
+                    path: dir.clone(),
+                    source,
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -157,15 +160,13 @@ impl Fonts {
                 .collect();
             files.sort();
             for f in files {
-                let bytes = Bytes::new(
-                    std::fs::read(&f).with_context(|| format!("reading font {}", f.display()))?,
-                );
+                let bytes = Bytes::new(std::fs::read(&f).map_err(|source| Error::FontFile {
+                    path: f.clone(),
+                    source,
+                })?);
                 let found: Vec<Font> = Font::iter(bytes.clone()).collect();
                 if found.is_empty() {
-                    return Err(anyhow!(
-                        "{} is not a font Typst can read (WOFF/WOFF2 are not supported; use TTF or OTF)",
-                        f.display()
-                    ));
+                    return Err(Error::NotAFont { path: f });
                 }
                 for face in &found {
                     names.push(format!(
@@ -179,13 +180,9 @@ impl Fonts {
             }
         }
         if data.is_empty() {
-            return Err(anyhow!(
-                "no fonts found in {}; reports need a CJK font (report-templates/fonts/)",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(Error::NoFonts {
+                folders: dirs.to_vec(),
+            });
         }
         Ok(Fonts { data, names, faces })
     }
@@ -258,7 +255,7 @@ impl Compiler {
 
     /// Split off the shared part of a report (from [`SHARED_MARKER`] on), registering it
     /// as a file the first time it is seen.
-    fn split(&self, source: &str) -> Result<Split> {
+    fn split(&self, source: &str) -> Result<Split, Error> {
         let at = if source.starts_with(SHARED_MARKER) {
             Some(0)
         } else {
@@ -275,13 +272,13 @@ impl Compiler {
         let known = self
             .shared
             .read()
-            .map_err(|_| anyhow!("lock"))?
+            .map_err(|_| Error::Lock)?
             .get(tail)
             .cloned();
         let src = match known {
             Some(s) => s,
             None => {
-                let mut shared = self.shared.write().map_err(|_| anyhow!("lock"))?;
+                let mut shared = self.shared.write().map_err(|_| Error::Lock)?;
                 if let Some(s) = shared.get(tail) {
                     s.clone()
                 } else if shared.len() >= MAX_SHARED {
@@ -292,14 +289,15 @@ impl Compiler {
                 } else {
                     let digest = sha2::Sha256::digest(tail.as_bytes());
                     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                    let vpath = VirtualPath::new(format!("/__shared_{hex}.typ"))
-                        .map_err(|e| anyhow!("{e:?}"))?;
+                    let name = format!("/__shared_{hex}.typ");
+                    let vpath = VirtualPath::new(&name)
+                        .map_err(|error| Error::VirtualPath { path: name, error })?;
                     let id =
                         FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
                     let src = Source::new(id, tail.to_string());
                     self.reports
                         .write()
-                        .map_err(|_| anyhow!("lock"))?
+                        .map_err(|_| Error::Lock)?
                         .insert(id, src.clone());
                     shared.insert(tail.to_string(), src.clone());
                     src
@@ -315,27 +313,31 @@ impl Compiler {
 
     /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
     /// `date` pins the PDF's creation date.
-    pub fn pdf(&self, source: &str, ident: &str, date: chrono::NaiveDateTime) -> Result<Vec<u8>> {
+    pub fn pdf(
+        &self,
+        source: &str,
+        ident: &str,
+        date: chrono::NaiveDateTime,
+    ) -> Result<Vec<u8>, Error> {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let split = self.split(source)?;
-        let vpath = VirtualPath::new(format!("/__report_{n}.typ")).map_err(|e| anyhow!("{e:?}"))?;
+        let name = format!("/__report_{n}.typ");
+        let vpath =
+            VirtualPath::new(&name).map_err(|error| Error::VirtualPath { path: name, error })?;
         let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
         let src = Source::new(id, split.main);
         self.reports
             .write()
-            .map_err(|_| anyhow!("lock"))?
+            .map_err(|_| Error::Lock)?
             .insert(id, src.clone());
         let result = self.engine.compile::<_, typst_layout::PagedDocument>(id);
-        self.reports
-            .write()
-            .map_err(|_| anyhow!("lock"))?
-            .remove(&id);
+        self.reports.write().map_err(|_| Error::Lock)?.remove(&id);
         typst::comemo::evict(EVICT_MAX_AGE);
-        let doc = result
-            .output
-            .map_err(|e| anyhow!("{}", describe_typst_error(&e, &src, split.shared.as_ref())))?;
+        let doc = result.output.map_err(|e| Error::Compile {
+            message: describe_typst_error(&e, &src, split.shared.as_ref()),
+        })?;
         let ts = typst::foundations::Datetime::from_ymd_hms(
             chrono::Datelike::year(&date),
             chrono::Datelike::month(&date) as u8,
@@ -344,20 +346,14 @@ impl Compiler {
             chrono::Timelike::minute(&date) as u8,
             chrono::Timelike::second(&date) as u8,
         )
-        .ok_or_else(|| anyhow!("bad report date"))?;
+        .ok_or(Error::Date { date })?;
         let options = typst_pdf::PdfOptions {
             ident: Smart::Custom(ident.to_string()),
             timestamp: Some(typst_pdf::Timestamp::new_utc(ts)),
             ..Default::default()
         };
-        typst_pdf::pdf(&doc, &options).map_err(|errs| {
-            anyhow!(
-                "PDF export failed: {}",
-                errs.iter()
-                    .map(|e| e.message.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
+        typst_pdf::pdf(&doc, &options).map_err(|errs| Error::PdfExport {
+            messages: errs.iter().map(|e| e.message.to_string()).collect(),
         })
     }
 }

@@ -68,7 +68,7 @@ pub fn load_focused(
     opts: &LoadOptions,
     focus: &dyn Focus,
     latest: bool,
-) -> Result<Option<Dataset>, Vec<FatalError>> {
+) -> Result<Option<Dataset>, Error> {
     let threshold = AtomicI32::new(i32::MIN);
     super::load_with(
         dir,
