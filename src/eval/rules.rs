@@ -1088,6 +1088,7 @@ impl EvidenceValues for FastEvidence<'_, '_, '_> {
 
 /// A native value as evidence, `None` for those only Rhai's value of says how to write
 /// ([`script::to_json`]: aggregate rows, array and map parameters).
+#[inline]
 fn as_evidence<'v>(v: &'v V) -> Option<EvidenceValue<'v>> {
     Some(match v {
         V::Unit => EvidenceValue::Null,

@@ -8,12 +8,14 @@
 //! - [`encode`] encodes a [`Finding`]; [`encode_into`] encodes one from borrowed
 //!   [`FindingParts`] and any evidence that implements [`WriteJson`], without building a
 //!   `Finding`; [`encode_with`] does the same from a [`Template`], the bytes every finding of
-//!   one rule shares, encoded once.
+//!   one rule shares, encoded once; [`encode_in_stream`] picks one of the two for the
+//!   evaluator's stream.
 //! - Evidence: a `serde_json::Map` writes itself ([`WriteJson`]); the evaluator writes its
 //!   values straight to bytes through [`LaidOut`]: an [`EvidenceLayout`] per rule (the
 //!   entries' names and the aggregates listed under `records`, their keys encoded once) and
 //!   the values of one finding ([`EvidenceValues`], implemented in `eval::rules`), each value
-//!   a [`Plain`] written as [`crate::script::to_json`] would give it, or any JSON value.
+//!   an [`EvidenceValue`] written as [`crate::script::to_json`] would give it, or any JSON
+//!   value.
 //! - [`json`]: strings, keys, numbers, objects and values written with a serde_json
 //!   [`Formatter`] (compact for JSON Lines and CSV; for the JSON array, `InArray`, serde_json's
 //!   pretty form indented one level); `csv_field` quotes a CSV field as the `csv` crate does.
@@ -745,6 +747,7 @@ pub enum EvidenceValue<'a> {
 
 /// A number of evidence as [`crate::script::to_json`] writes it: rounded to six decimal
 /// places.
+#[inline]
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
@@ -1173,7 +1176,7 @@ mod tests {
             None,
         ];
         let names: Vec<String> = (0..values.len()).map(|i| format!("名{i}\t")).collect();
-        let heads = vec![
+        let heads = [
             RecordHead {
                 name: "名1\t",
                 table: "service_records",
