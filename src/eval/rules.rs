@@ -1,6 +1,8 @@
 //! Running the rules on every subject: the status, message and evidence of each finding,
 //! computed with the native evaluator where it can ([`super::native`]) and with Rhai where it
 //! cannot, then counted, encoded straight into output bytes, or turned into [`Finding`]s.
+//! How the bytes look is [`crate::findings::encode`]'s business; this module only hands it
+//! the values (the evidence through [`EvidenceValues`]).
 //!
 //! The result is exactly what evaluating every expression with Rhai gives: an expression the
 //! native evaluator gives up on is evaluated with Rhai in a scope holding the same variables
@@ -12,9 +14,11 @@ use super::value::Scalar;
 use super::{AggValue, KindState, PreparedRule, Run, VarSource, Waiver};
 use super::{EmitError, Error};
 use crate::dates::{DateText, DateTimeText};
-use crate::findings::{
-    self, Finding, FindingParts, Format, PeriodRef, Status, Summary, WriteJson, json,
+use crate::findings::encode::{
+    self, EvidenceLayout, EvidenceValue, EvidenceValues, FindingParts, LaidOut, RecordHead,
+    Template, json,
 };
+use crate::findings::{Finding, Format, PeriodRef, Status, Summary};
 use crate::policy::{Part, Rule, case_status_name};
 use crate::script;
 use rayon::prelude::*;
@@ -34,16 +38,10 @@ pub(super) struct FastRule<'a> {
     parts: Vec<Vec<Option<Node>>>,
     /// Per evidence name: where its value is.
     evidence: Vec<EvSlot>,
-    /// The evidence object can be written straight from the values: no name repeats and none
-    /// is `records`.
-    plain: bool,
+    /// The evidence object's names and records, for writing it.
+    layout: EvidenceLayout<'a>,
+    /// Where the input rows of each of the layout's records are.
     records: Vec<Record<'a>>,
-    /// Compact JSON of each evidence key with its separator: `"k":`, then `,"k":`.
-    ev_keys: Vec<Vec<u8>>,
-    /// Compact JSON before the records: `"records":{` (with its separator).
-    rec_open: Vec<u8>,
-    /// Compact JSON before each record's line numbers: `"name":{"table":…,"lines":[`.
-    rec_keys: Vec<Vec<u8>>,
 }
 
 /// Where an evidence value comes from: the latest of these `let`s already computed, else a
@@ -53,13 +51,20 @@ struct EvSlot {
     other: Option<Slot>,
 }
 
-/// An aggregate whose input rows are listed under `records`.
+/// An aggregate whose input rows are listed under `records`: its lineage slot, and the line
+/// number of each row of its table.
 struct Record<'a> {
-    name: &'a str,
     slot: usize,
-    table: &'a str,
-    file: &'a str,
     lines: &'a [u32],
+}
+
+impl Record<'_> {
+    /// The line numbers of subject row `s`'s input rows.
+    fn lines<'x>(&'x self, kind: &'x KindState, s: usize) -> impl Iterator<Item = u32> + 'x {
+        kind.lineage[s * kind.n_slots + self.slot]
+            .iter()
+            .map(|&row| self.lines[row as usize])
+    }
 }
 
 /// Compile a rule for the native evaluator.
@@ -127,11 +132,7 @@ pub(super) fn compile<'a>(
             other: slot_of(name, 0),
         })
         .collect();
-    let mut names: Vec<&str> = rule.evidence.iter().map(|s| s.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let plain = names.len() == rule.evidence.len() && !names.contains(&"records");
-    let records: Vec<Record> = rule
+    let (heads, records): (Vec<RecordHead>, Vec<Record>) = rule
         .evidence
         .iter()
         .filter_map(|name| {
@@ -140,56 +141,28 @@ pub(super) fn compile<'a>(
             let slot = kind.lineage_slot[l]?;
             let a = &policy.aggregates[g];
             let table = &data.tables[a.table.as_str()];
-            Some(Record {
+            let head = RecordHead {
                 name: name.as_str(),
-                slot,
                 table: a.table.as_str(),
                 file: table.file.as_str(),
-                lines: &table.lines,
-            })
+            };
+            Some((
+                head,
+                Record {
+                    slot,
+                    lines: &table.lines,
+                },
+            ))
         })
-        .collect();
-    let f = &mut serde_json::ser::CompactFormatter;
-    let ev_keys = rule
-        .evidence
-        .iter()
-        .enumerate()
-        .map(|(j, name)| {
-            let mut o = Vec::new();
-            json::key(f, &mut o, name, j == 0);
-            o
-        })
-        .collect();
-    let mut rec_open = Vec::new();
-    json::key(f, &mut rec_open, "records", rule.evidence.is_empty());
-    let _ = f.begin_object(&mut rec_open);
-    let rec_keys = records
-        .iter()
-        .enumerate()
-        .map(|(i, r): (usize, &Record)| {
-            let mut o = Vec::new();
-            json::key(f, &mut o, r.name, i == 0);
-            let _ = f.begin_object(&mut o);
-            json::key(f, &mut o, "table", true);
-            json::str(f, &mut o, r.table);
-            json::key(f, &mut o, "file", false);
-            json::str(f, &mut o, r.file);
-            json::key(f, &mut o, "lines", false);
-            let _ = f.begin_array(&mut o);
-            o
-        })
-        .collect();
+        .unzip();
     FastRule {
         applies,
         lets,
         whens,
         parts,
         evidence,
-        plain,
+        layout: EvidenceLayout::new(&rule.evidence, heads),
         records,
-        ev_keys,
-        rec_open,
-        rec_keys,
     }
 }
 
@@ -573,8 +546,8 @@ impl<'a> Run<'a> {
     }
 
     /// The bytes every finding of `pr` shares in `format`.
-    fn template(&self, pr: &PreparedRule, format: Format) -> Option<findings::Template> {
-        findings::Template::new(
+    fn template(&self, pr: &PreparedRule, format: Format) -> Option<Template> {
+        Template::new(
             &FindingParts {
                 directive: &pr.directive,
                 rule: &pr.id,
@@ -727,7 +700,7 @@ impl<'a> Run<'a> {
                     }
                     self.insert_records(pr, kind, s, &mut m);
                     w.map = Some(m);
-                } else if !pr.fast.plain {
+                } else if !pr.fast.layout.is_plain() {
                     w.map = Some(self.evidence_map(pr, kind, s, base, w));
                 }
             }
@@ -950,23 +923,9 @@ impl<'a> Run<'a> {
 
     /// [`script::to_json`] of a native value.
     fn v_json(&self, v: &V, kind: &KindState) -> serde_json::Value {
-        use serde_json::Value as J;
-        match v {
-            V::Unit => J::Null,
-            V::Bool(b) => J::Bool(*b),
-            V::Int(i) => J::from(*i),
-            V::Float(x) => {
-                let r = (x * 1e6).round() / 1e6;
-                serde_json::Number::from_f64(r)
-                    .map(J::Number)
-                    .unwrap_or(J::Null)
-            }
-            V::Str(s) => J::String(s.to_string()),
-            V::Own(s) => J::String(s.to_string()),
-            V::Date(d) => J::String(super::date_text(*d)),
-            V::DateTime(d) => J::String(crate::dates::datetime_text(*d)),
-            V::Days(d) => J::Array(d.iter().map(|d| J::String(super::date_text(*d))).collect()),
-            V::Rows(..) | V::Dyn(_) => script::to_json(&self.v_dynamic(v, kind)),
+        match as_evidence(v) {
+            Some(e) => e.to_json(),
+            None => script::to_json(&self.v_dynamic(v, kind)),
         }
     }
 
@@ -998,23 +957,10 @@ impl<'a> Run<'a> {
         s: usize,
         m: &mut serde_json::Map<String, serde_json::Value>,
     ) {
-        if pr.fast.records.is_empty() {
-            return;
+        let records = &pr.fast.records;
+        if let Some(r) = pr.fast.layout.records_json(|i| records[i].lines(kind, s)) {
+            m.insert("records".into(), r);
         }
-        let mut out = serde_json::Map::new();
-        for r in &pr.fast.records {
-            let rows = &kind.lineage[s * kind.n_slots + r.slot];
-            let lines: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|&row| serde_json::Value::from(r.lines[row as usize]))
-                .collect();
-            let mut e = serde_json::Map::new();
-            e.insert("table".into(), r.table.into());
-            e.insert("file".into(), r.file.into());
-            e.insert("lines".into(), serde_json::Value::Array(lines));
-            out.insert(r.name.to_string(), serde_json::Value::Object(e));
-        }
-        m.insert("records".into(), serde_json::Value::Object(out));
     }
 
     /// The finding just evaluated into `w`.
@@ -1063,7 +1009,7 @@ impl<'a> Run<'a> {
         s: usize,
         base: &[V<'r>],
         w: &mut Worker<'r>,
-        (format, template): (Format, Option<&findings::Template>),
+        (format, template): (Format, Option<&Template>),
         out: &mut Vec<u8>,
     ) {
         let period = w.period;
@@ -1093,29 +1039,30 @@ impl<'a> Run<'a> {
             policy_hash: &self.policy_hash,
         };
         let mut scratch = std::mem::take(&mut w.scratch);
-        match (&w.map, template) {
-            (Some(m), Some(t)) => findings::encode_with(out, &mut scratch, t, &parts, m),
-            (Some(m), None) => findings::encode_into(out, &mut scratch, &parts, m, format, true),
-            (None, _) => {
-                let ev = FastEvidence {
-                    run: self,
-                    pr,
-                    kind,
-                    s,
-                    base,
-                    w,
+        let how = (format, template);
+        match &w.map {
+            Some(m) => encode::encode_in_stream(out, &mut scratch, &parts, m, how),
+            None => {
+                let ev = LaidOut {
+                    layout: &pr.fast.layout,
+                    values: FastEvidence {
+                        run: self,
+                        pr,
+                        kind,
+                        s,
+                        base,
+                        w,
+                    },
                 };
-                match template {
-                    Some(t) => findings::encode_with(out, &mut scratch, t, &parts, &ev),
-                    None => findings::encode_into(out, &mut scratch, &parts, &ev, format, true),
-                }
+                encode::encode_in_stream(out, &mut scratch, &parts, &ev, how);
             }
         }
         w.scratch = scratch;
     }
 }
 
-/// The evidence of a finding evaluated natively, written straight from the values.
+/// The evidence values of a finding evaluated natively, for [`LaidOut`] to write straight
+/// from the values.
 struct FastEvidence<'x, 'a, 'r> {
     run: &'r Run<'a>,
     pr: &'r PreparedRule<'a>,
@@ -1125,121 +1072,39 @@ struct FastEvidence<'x, 'a, 'r> {
     w: &'x Worker<'r>,
 }
 
-impl WriteJson for FastEvidence<'_, '_, '_> {
-    fn write_compact(&self, o: &mut Vec<u8>) {
-        self.compact(o);
-    }
-
-    fn write_json<F: Formatter>(&self, f: &mut F, o: &mut Vec<u8>) {
-        let run = self.run;
-        let _ = f.begin_object(o);
-        let mut first = true;
-        for (j, name) in self.pr.rule.evidence.iter().enumerate() {
-            json::key(f, o, name, first);
-            first = false;
-            match run.evidence_value(self.pr, j, self.base, self.w) {
-                Some(v) => write_v(run, self.kind, f, o, v),
-                None => {
-                    let _ = f.write_null(o);
-                }
-            }
-            let _ = f.end_object_value(o);
-        }
-        let records = &self.pr.fast.records;
-        if !records.is_empty() {
-            json::key(f, o, "records", first);
-            let _ = f.begin_object(o);
-            let kind = self.kind;
-            for (i, r) in records.iter().enumerate() {
-                json::key(f, o, r.name, i == 0);
-                let _ = f.begin_object(o);
-                json::key(f, o, "table", true);
-                json::str(f, o, r.table);
-                let _ = f.end_object_value(o);
-                json::key(f, o, "file", false);
-                json::str(f, o, r.file);
-                let _ = f.end_object_value(o);
-                json::key(f, o, "lines", false);
-                let _ = f.begin_array(o);
-                let rows = &kind.lineage[self.s * kind.n_slots + r.slot];
-                for (k, &row) in rows.iter().enumerate() {
-                    let _ = f.begin_array_value(o, k == 0);
-                    let _ = f.write_u32(o, r.lines[row as usize]);
-                    let _ = f.end_array_value(o);
-                }
-                let _ = f.end_array(o);
-                let _ = f.end_object_value(o);
-                let _ = f.end_object(o);
-                let _ = f.end_object_value(o);
-            }
-            let _ = f.end_object(o);
-            let _ = f.end_object_value(o);
-        }
-        let _ = f.end_object(o);
-    }
-}
-
-impl FastEvidence<'_, '_, '_> {
-    /// As `write_json` with `CompactFormatter`, with the keys encoded beforehand.
-    fn compact(&self, o: &mut Vec<u8>) {
-        let fr = &self.pr.fast;
-        let f = &mut serde_json::ser::CompactFormatter;
-        o.push(b'{');
-        for (j, key) in fr.ev_keys.iter().enumerate() {
-            o.extend_from_slice(key);
-            match self.run.evidence_value(self.pr, j, self.base, self.w) {
-                Some(v) => write_v(self.run, self.kind, f, o, v),
-                None => o.extend_from_slice(b"null"),
-            }
-        }
-        if !fr.records.is_empty() {
-            o.extend_from_slice(&fr.rec_open);
-            let kind = self.kind;
-            for (r, key) in fr.records.iter().zip(&fr.rec_keys) {
-                o.extend_from_slice(key);
-                let rows = &kind.lineage[self.s * kind.n_slots + r.slot];
-                for (k, &row) in rows.iter().enumerate() {
-                    if k > 0 {
-                        o.push(b',');
-                    }
-                    let _ = f.write_u32(o, r.lines[row as usize]);
-                }
-                o.extend_from_slice(b"]}");
-            }
-            o.push(b'}');
-        }
-        o.push(b'}');
-    }
-}
-
-/// A native value as [`script::to_json`] writes it.
-fn write_v<F: Formatter>(run: &Run, kind: &KindState, f: &mut F, o: &mut Vec<u8>, v: &V) {
-    match v {
-        V::Unit => {
+impl EvidenceValues for FastEvidence<'_, '_, '_> {
+    fn write_value<F: Formatter>(&self, j: usize, f: &mut F, o: &mut Vec<u8>) {
+        let Some(v) = self.run.evidence_value(self.pr, j, self.base, self.w) else {
             let _ = f.write_null(o);
+            return;
+        };
+        match as_evidence(v) {
+            Some(e) => e.write_json(f, o),
+            None => json::value(f, o, &script::to_json(&self.run.v_dynamic(v, self.kind))),
         }
-        V::Bool(b) => {
-            let _ = f.write_bool(o, *b);
-        }
-        V::Int(i) => {
-            let _ = f.write_i64(o, *i);
-        }
-        V::Float(x) => json::f64(f, o, (x * 1e6).round() / 1e6),
-        V::Str(s) => json::str(f, o, s),
-        V::Own(s) => json::str(f, o, s),
-        V::Date(d) => json::str(f, o, DateText::of(*d).as_str()),
-        V::DateTime(d) => json::str(f, o, DateTimeText::of(*d).as_str()),
-        V::Days(days) => {
-            let _ = f.begin_array(o);
-            for (i, d) in days.iter().enumerate() {
-                let _ = f.begin_array_value(o, i == 0);
-                json::str(f, o, DateText::of(*d).as_str());
-                let _ = f.end_array_value(o);
-            }
-            let _ = f.end_array(o);
-        }
-        V::Rows(..) | V::Dyn(_) => json::value(f, o, &run.v_json(v, kind)),
     }
+
+    fn record_lines(&self, r: usize) -> impl Iterator<Item = u32> {
+        self.pr.fast.records[r].lines(self.kind, self.s)
+    }
+}
+
+/// A native value as evidence, `None` for those only Rhai's value of says how to write
+/// ([`script::to_json`]: aggregate rows, array and map parameters).
+#[inline]
+fn as_evidence<'v>(v: &'v V) -> Option<EvidenceValue<'v>> {
+    Some(match v {
+        V::Unit => EvidenceValue::Null,
+        V::Bool(b) => EvidenceValue::Bool(*b),
+        V::Int(i) => EvidenceValue::Int(*i),
+        V::Float(x) => EvidenceValue::Float(*x),
+        V::Str(s) => EvidenceValue::Str(s),
+        V::Own(s) => EvidenceValue::Str(s),
+        V::Date(d) => EvidenceValue::Date(*d),
+        V::DateTime(d) => EvidenceValue::DateTime(*d),
+        V::Days(days) => EvidenceValue::Dates(days),
+        V::Rows(..) | V::Dyn(_) => return None,
+    })
 }
 
 #[cfg(test)]
@@ -1286,7 +1151,7 @@ mod tests {
                     }
                 }
             }
-            assert!(f.plain, "{}", r.id);
+            assert!(f.layout.is_plain(), "{}", r.id);
         }
         let (native, rhai) = (findings(&run, false), findings(&run, true));
         assert_eq!(native.len(), rhai.len());

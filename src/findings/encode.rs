@@ -1,158 +1,31 @@
-//! Findings per the findings contract: one per (rule, subject), with status, Chinese message,
-//! evidence and lineage, the source clause and the period; written as JSON, JSON Lines or
-//! CSV in a deterministic order, plus the terminal summary.
+//! How findings are written: everything that turns findings into the bytes of the findings
+//! contract, in JSON (one indented array), JSON Lines or CSV, byte for byte as serde_json and
+//! the `csv` crate would write them, but faster (this is the hot path for millions of
+//! findings).
+//!
+//! - [`FindingWriter`] writes the output: what comes before the first finding, the findings
+//!   (encoded here, or already encoded in parallel), and the end.
+//! - [`encode`] encodes a [`Finding`]; [`encode_into`] encodes one from borrowed
+//!   [`FindingParts`] and any evidence that implements [`WriteJson`], without building a
+//!   `Finding`; [`encode_with`] does the same from a [`Template`], the bytes every finding of
+//!   one rule shares, encoded once; [`encode_in_stream`] picks one of the two for the
+//!   evaluator's stream.
+//! - Evidence: a `serde_json::Map` writes itself ([`WriteJson`]); the evaluator writes its
+//!   values straight to bytes through [`LaidOut`]: an [`EvidenceLayout`] per rule (the
+//!   entries' names and the aggregates listed under `records`, their keys encoded once) and
+//!   the values of one finding ([`EvidenceValues`], implemented in `eval::rules`), each value
+//!   an [`EvidenceValue`] written as [`crate::script::to_json`] would give it, or any JSON
+//!   value.
+//! - [`json`]: strings, keys, numbers, objects and values written with a serde_json
+//!   [`Formatter`] (compact for JSON Lines and CSV; for the JSON array, `InArray`, serde_json's
+//!   pretty form indented one level); `csv_field` quotes a CSV field as the `csv` crate does.
 
-use crate::data::TableStats;
+use super::{Finding, Format, SourceRef, Status, severity_name};
+use crate::dates::{DateText, DateTimeText};
 use crate::policy::model::Severity;
-use serde::Serialize;
+use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
-
-/// The verdict of one rule on one subject.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// The subject complies (符合).
-    Pass,
-    /// The subject does not comply (不符合).
-    Fail,
-    /// A warning (提醒): not a failure, but something to look at.
-    Warn,
-    /// The rule does not apply to the subject (不适用).
-    NotApplicable,
-    /// The rule could not be evaluated for the subject (规则出错); the message says why.
-    Error,
-    /// A `fail` or `warn` turned aside by a waiver in force (已豁免).
-    Waived,
-}
-
-impl Status {
-    /// Every status, in declaration order (`status as usize` is the index).
-    pub const ALL_IN_ORDER: [Status; 6] = [
-        Status::Pass,
-        Status::Fail,
-        Status::Warn,
-        Status::NotApplicable,
-        Status::Error,
-        Status::Waived,
-    ];
-
-    /// Every status, `pass`, `warn` and `fail` first.
-    pub const ALL: [Status; 6] = [
-        Status::Pass,
-        Status::Warn,
-        Status::Fail,
-        Status::NotApplicable,
-        Status::Error,
-        Status::Waived,
-    ];
-
-    /// The status as the findings contract writes it (`pass`, `not_applicable`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Warn => "warn",
-            Status::NotApplicable => "not_applicable",
-            Status::Error => "error",
-            Status::Waived => "waived",
-        }
-    }
-
-    /// The word used in Chinese reports.
-    pub fn chinese(self) -> &'static str {
-        match self {
-            Status::Pass => "符合",
-            Status::Fail => "不符合",
-            Status::Warn => "提醒",
-            Status::NotApplicable => "不适用",
-            Status::Error => "规则出错",
-            Status::Waived => "已豁免",
-        }
-    }
-}
-
-/// The document and clause a finding enforces.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceRef {
-    /// Document number, or the title where it has none.
-    pub document: Arc<str>,
-    /// The directive's title and issuer (in the policy set; not repeated in every finding).
-    #[serde(skip)]
-    pub title: Arc<str>,
-    /// Who issued the directive; `None` when the policy set does not say.
-    #[serde(skip)]
-    pub issuer: Option<Arc<str>>,
-    /// Key of the directive's clause the rule enforces.
-    pub clause: Arc<str>,
-    /// The clause, quoted from the source.
-    pub text: Arc<str>,
-}
-
-/// The dates a finding looked at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeriodRef {
-    /// The period's name for people (its label).
-    pub name: Arc<str>,
-    /// First day, `YYYY-MM-DD`, for this subject; `None` when it could not be worked out
-    /// (e.g. it comes from an aggregate the subject has no date for).
-    pub start: Option<String>,
-    /// Last day, `YYYY-MM-DD`, for this subject; `None` when it could not be worked out.
-    pub end: Option<String>,
-}
-
-/// One finding.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// Key of the directive the rule belongs to (`service-hours-20`).
-    pub directive: Arc<str>,
-    /// The rule's id (`hours.yearly`).
-    pub rule: Arc<str>,
-    /// The version of the rule that was evaluated.
-    pub rule_version: Arc<str>,
-    /// Kind of subject (`member`, `organization`).
-    pub subject_kind: Arc<str>,
-    /// The subject's id.
-    pub subject_id: String,
-    /// The subject's name, from the `name` column of its table; `None` when there is no such
-    /// column or the cell is empty.
-    pub subject_name: Option<String>,
-    /// The verdict.
-    pub status: Status,
-    /// How grave a failure of the rule is.
-    pub severity: Severity,
-    /// The verdict in Chinese, saying what would fix it where that can be computed.
-    pub message: String,
-    /// The values the decision used; `records` names the input rows behind aggregates.
-    pub evidence: serde_json::Map<String, serde_json::Value>,
-    /// The document and clause the rule enforces (shared by the rule's findings).
-    pub source: Arc<SourceRef>,
-    /// The period the rule looks at; `None` when the rule names none.
-    pub period: Option<PeriodRef>,
-    /// The evaluation date, `YYYY-MM-DD`.
-    pub as_of: Arc<str>,
-    /// Name of the policy set.
-    pub policy_set: Arc<str>,
-    /// Version of the policy set.
-    pub policy_version: Arc<str>,
-    /// SHA-256 of the policy set's files, hex.
-    pub policy_hash: Arc<str>,
-}
-
-/// Output format of findings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON array, a finding per element, indented.
-    Json,
-    /// JSON Lines: one compact JSON object per line.
-    Jsonl,
-    /// CSV with a header line; evidence as compact JSON in one field.
-    Csv,
-}
 
 /// Writes findings as they come, in the chosen format.
 pub struct FindingWriter<W: Write> {
@@ -247,15 +120,6 @@ impl<W: Write> FindingWriter<W> {
         }
         out.flush()?;
         Ok(out)
-    }
-}
-
-/// The severity as the findings contract writes it (`critical`, `major`, `minor`).
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "critical",
-        Severity::Major => "major",
-        Severity::Minor => "minor",
     }
 }
 
@@ -449,6 +313,22 @@ pub fn encode_with<E: WriteJson>(
     match t {
         Template::Jsonl(t) => t.encode(out, p, ev),
         Template::Csv(t) => t.encode(out, scratch, p, ev),
+    }
+}
+
+/// Append one finding of a rule to a stream of its findings: from the rule's `template` where
+/// there is one (JSON Lines, CSV), else as [`encode_into`] gives it with the `,` separator
+/// (the JSON array; see [`FindingWriter::write_runs`]).
+pub fn encode_in_stream<E: WriteJson>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    p: &FindingParts,
+    ev: &E,
+    (format, template): (Format, Option<&Template>),
+) {
+    match template {
+        Some(t) => encode_with(out, scratch, t, p, ev),
+        None => encode_into(out, scratch, p, ev, format, true),
     }
 }
 
@@ -843,6 +723,280 @@ fn write_finding<F: Formatter, E: WriteJson>(
     let _ = f.end_object(o);
 }
 
+/// A value of evidence as the evaluator holds it without Rhai, borrowed, written as
+/// [`crate::script::to_json`] gives the same value held by Rhai.
+#[derive(Debug, Clone, Copy)]
+pub enum EvidenceValue<'a> {
+    /// No value: `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number, rounded to six decimal places (`null` when it is not finite).
+    Float(f64),
+    /// A string.
+    Str(&'a str),
+    /// A date, as the string `YYYY-MM-DD`.
+    Date(NaiveDate),
+    /// A date-time, as the string `YYYY-MM-DD HH:MM:SS`.
+    DateTime(NaiveDateTime),
+    /// Dates, as an array of `YYYY-MM-DD` strings.
+    Dates(&'a [NaiveDate]),
+}
+
+/// A number of evidence as [`crate::script::to_json`] writes it: rounded to six decimal
+/// places.
+#[inline]
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+impl EvidenceValue<'_> {
+    /// Append the value to `o` written with `f`.
+    pub fn write_json<F: Formatter>(self, f: &mut F, o: &mut Vec<u8>) {
+        match self {
+            EvidenceValue::Null => {
+                let _ = f.write_null(o);
+            }
+            EvidenceValue::Bool(b) => {
+                let _ = f.write_bool(o, b);
+            }
+            EvidenceValue::Int(i) => {
+                let _ = f.write_i64(o, i);
+            }
+            EvidenceValue::Float(x) => json::f64(f, o, round6(x)),
+            EvidenceValue::Str(s) => json::str(f, o, s),
+            EvidenceValue::Date(d) => json::str(f, o, DateText::of(d).as_str()),
+            EvidenceValue::DateTime(d) => json::str(f, o, DateTimeText::of(d).as_str()),
+            EvidenceValue::Dates(days) => {
+                let _ = f.begin_array(o);
+                for (i, d) in days.iter().enumerate() {
+                    let _ = f.begin_array_value(o, i == 0);
+                    json::str(f, o, DateText::of(*d).as_str());
+                    let _ = f.end_array_value(o);
+                }
+                let _ = f.end_array(o);
+            }
+        }
+    }
+
+    /// The value as a JSON value (which serde_json writes as [`EvidenceValue::write_json`]
+    /// does).
+    pub fn to_json(self) -> serde_json::Value {
+        use crate::dates::{date_text, datetime_text};
+        use serde_json::Value as J;
+        match self {
+            EvidenceValue::Null => J::Null,
+            EvidenceValue::Bool(b) => J::Bool(b),
+            EvidenceValue::Int(i) => J::from(i),
+            EvidenceValue::Float(x) => serde_json::Number::from_f64(round6(x))
+                .map(J::Number)
+                .unwrap_or(J::Null),
+            EvidenceValue::Str(s) => J::String(s.to_string()),
+            EvidenceValue::Date(d) => J::String(date_text(d)),
+            EvidenceValue::DateTime(d) => J::String(datetime_text(d)),
+            EvidenceValue::Dates(d) => {
+                J::Array(d.iter().map(|d| J::String(date_text(*d))).collect())
+            }
+        }
+    }
+}
+
+/// An aggregate whose input rows a rule's evidence lists under `records`: the evidence
+/// entry's name, and the table and file the rows come from.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead<'a> {
+    /// The evidence entry (the aggregate's name).
+    pub name: &'a str,
+    /// The table the aggregate reads.
+    pub table: &'a str,
+    /// The table's file.
+    pub file: &'a str,
+}
+
+/// The shape of one rule's evidence object: its entries' names in order, then, under
+/// `records`, the input rows behind the aggregates among them; with the compact JSON of the
+/// keys encoded once for all the rule's findings.
+pub struct EvidenceLayout<'a> {
+    names: &'a [String],
+    records: Vec<RecordHead<'a>>,
+    /// No name repeats and none is `records`.
+    plain: bool,
+    /// Compact JSON of each evidence key with its separator: `"k":`, then `,"k":`.
+    keys: Vec<Vec<u8>>,
+    /// Compact JSON before the records: `"records":{` (with its separator).
+    rec_open: Vec<u8>,
+    /// Compact JSON before each record's line numbers: `"name":{"table":…,"lines":[`.
+    rec_keys: Vec<Vec<u8>>,
+}
+
+impl<'a> EvidenceLayout<'a> {
+    /// The layout of evidence entries `names` (values to come from [`EvidenceValues`]) and
+    /// of `records`, in that order.
+    pub fn new(names: &'a [String], records: Vec<RecordHead<'a>>) -> EvidenceLayout<'a> {
+        let mut sorted: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let plain = sorted.len() == names.len() && !sorted.contains(&"records");
+        let f = &mut CompactFormatter;
+        let keys = names
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let mut o = Vec::new();
+                json::key(f, &mut o, name, j == 0);
+                o
+            })
+            .collect();
+        let mut rec_open = Vec::new();
+        json::key(f, &mut rec_open, "records", names.is_empty());
+        let _ = f.begin_object(&mut rec_open);
+        let rec_keys = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut o = Vec::new();
+                json::key(f, &mut o, r.name, i == 0);
+                let _ = f.begin_object(&mut o);
+                json::key(f, &mut o, "table", true);
+                json::str(f, &mut o, r.table);
+                json::key(f, &mut o, "file", false);
+                json::str(f, &mut o, r.file);
+                json::key(f, &mut o, "lines", false);
+                let _ = f.begin_array(&mut o);
+                o
+            })
+            .collect();
+        EvidenceLayout {
+            names,
+            records,
+            plain,
+            keys,
+            rec_open,
+            rec_keys,
+        }
+    }
+
+    /// The object can be written straight from the values ([`LaidOut`]): no name repeats
+    /// and none is `records` (otherwise the evidence is built as a `serde_json::Map`, where a
+    /// later entry replaces an earlier one of the same name).
+    pub fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// The `records` entry of the evidence: per record, its table, its file and the line
+    /// numbers `lines` gives for it (by index in the layout's records); `None` when the
+    /// evidence names no aggregate with input rows.
+    pub fn records_json<I: Iterator<Item = u32>>(
+        &self,
+        lines: impl Fn(usize) -> I,
+    ) -> Option<serde_json::Value> {
+        if self.records.is_empty() {
+            return None;
+        }
+        let mut out = serde_json::Map::new();
+        for (i, r) in self.records.iter().enumerate() {
+            let lines: Vec<serde_json::Value> = lines(i).map(serde_json::Value::from).collect();
+            let mut e = serde_json::Map::new();
+            e.insert("table".into(), r.table.into());
+            e.insert("file".into(), r.file.into());
+            e.insert("lines".into(), serde_json::Value::Array(lines));
+            out.insert(r.name.to_string(), serde_json::Value::Object(e));
+        }
+        Some(serde_json::Value::Object(out))
+    }
+}
+
+/// The values of one finding's evidence, as the evaluator holds them (implemented in
+/// `eval::rules`), to be written in an [`EvidenceLayout`] by [`LaidOut`].
+pub trait EvidenceValues {
+    /// Append the value of the layout's entry `j` to `o`, written with `f` (`null` when the
+    /// entry has no value).
+    fn write_value<F: Formatter>(&self, j: usize, f: &mut F, o: &mut Vec<u8>);
+
+    /// The line numbers of the input rows behind the layout's record `r`.
+    fn record_lines(&self, r: usize) -> impl Iterator<Item = u32>;
+}
+
+/// One finding's evidence written straight from the evaluator's values, without building a
+/// `serde_json::Map`: the same bytes as the map would give (for a layout that
+/// [`EvidenceLayout::is_plain`]).
+pub struct LaidOut<'l, 'a, E> {
+    /// The rule's layout.
+    pub layout: &'l EvidenceLayout<'a>,
+    /// The finding's values.
+    pub values: E,
+}
+
+impl<E: EvidenceValues> WriteJson for LaidOut<'_, '_, E> {
+    fn write_compact(&self, o: &mut Vec<u8>) {
+        // As `write_json` with `CompactFormatter`, with the keys encoded beforehand.
+        let l = self.layout;
+        let f = &mut CompactFormatter;
+        o.push(b'{');
+        for (j, key) in l.keys.iter().enumerate() {
+            o.extend_from_slice(key);
+            self.values.write_value(j, f, o);
+        }
+        if !l.records.is_empty() {
+            o.extend_from_slice(&l.rec_open);
+            for (r, key) in l.rec_keys.iter().enumerate() {
+                o.extend_from_slice(key);
+                for (k, line) in self.values.record_lines(r).enumerate() {
+                    if k > 0 {
+                        o.push(b',');
+                    }
+                    let _ = f.write_u32(o, line);
+                }
+                o.extend_from_slice(b"]}");
+            }
+            o.push(b'}');
+        }
+        o.push(b'}');
+    }
+
+    fn write_json<F: Formatter>(&self, f: &mut F, o: &mut Vec<u8>) {
+        let l = self.layout;
+        let _ = f.begin_object(o);
+        let mut first = true;
+        for (j, name) in l.names.iter().enumerate() {
+            json::key(f, o, name, first);
+            first = false;
+            self.values.write_value(j, f, o);
+            let _ = f.end_object_value(o);
+        }
+        if !l.records.is_empty() {
+            json::key(f, o, "records", first);
+            let _ = f.begin_object(o);
+            for (i, r) in l.records.iter().enumerate() {
+                json::key(f, o, r.name, i == 0);
+                let _ = f.begin_object(o);
+                json::key(f, o, "table", true);
+                json::str(f, o, r.table);
+                let _ = f.end_object_value(o);
+                json::key(f, o, "file", false);
+                json::str(f, o, r.file);
+                let _ = f.end_object_value(o);
+                json::key(f, o, "lines", false);
+                let _ = f.begin_array(o);
+                for (k, line) in self.values.record_lines(i).enumerate() {
+                    let _ = f.begin_array_value(o, k == 0);
+                    let _ = f.write_u32(o, line);
+                    let _ = f.end_array_value(o);
+                }
+                let _ = f.end_array(o);
+                let _ = f.end_object_value(o);
+                let _ = f.end_object(o);
+                let _ = f.end_object_value(o);
+            }
+            let _ = f.end_object(o);
+            let _ = f.end_object_value(o);
+        }
+        let _ = f.end_object(o);
+    }
+}
+
 /// JSON pieces written with a serde_json [`Formatter`] into a byte buffer (writing to a `Vec`
 /// cannot fail), byte for byte as serde_json writes them.
 pub mod json {
@@ -980,170 +1134,92 @@ pub mod json {
     }
 }
 
-/// Counts by directive × status, in directive order.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    /// Per directive key, the number of findings per status (statuses with none left out).
-    pub counts: BTreeMap<String, BTreeMap<Status, u64>>,
-    /// Subjects failing each directive (a subject fails when any of its findings fails).
-    pub failing_subjects: BTreeMap<String, u64>,
-    /// Findings counted, all directives together.
-    pub total: u64,
-    #[serde(skip)]
-    failed: std::collections::HashSet<(Arc<str>, Arc<str>, String)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Summary {
-    /// Count one finding.
-    pub fn add(&mut self, f: &Finding) {
-        *self
-            .counts
-            .entry(f.directive.to_string())
-            .or_default()
-            .entry(f.status)
-            .or_default() += 1;
-        self.total += 1;
-        if f.status == Status::Fail
-            && self.failed.insert((
-                f.directive.clone(),
-                f.subject_kind.clone(),
-                f.subject_id.clone(),
-            ))
-        {
-            *self
-                .failing_subjects
-                .entry(f.directive.to_string())
-                .or_default() += 1;
-        }
-    }
+    /// Evidence values held in vectors (`None`: the entry has no value).
+    struct Held<'a>(Vec<Option<EvidenceValue<'a>>>, Vec<Vec<u32>>);
 
-    /// Add the findings of one rule counted elsewhere: `counts` by status (in the order of
-    /// the [`Status`] variants) and the subjects that fail `directive` for the first time
-    /// (the caller keeps track of them; do not mix with [`Summary::add`] for a directive).
-    pub fn add_counts(&mut self, directive: &str, counts: &[u64; 6], newly_failing: u64) {
-        let n: u64 = counts.iter().sum();
-        if n > 0 {
-            let m = self.counts.entry(directive.to_string()).or_default();
-            for (i, &c) in counts.iter().enumerate() {
-                if c > 0 {
-                    *m.entry(Status::ALL_IN_ORDER[i]).or_default() += c;
+    impl EvidenceValues for Held<'_> {
+        fn write_value<F: Formatter>(&self, j: usize, f: &mut F, o: &mut Vec<u8>) {
+            match self.0[j] {
+                Some(v) => v.write_json(f, o),
+                None => {
+                    let _ = f.write_null(o);
                 }
             }
-            self.total += n;
         }
-        if newly_failing > 0 {
-            *self
-                .failing_subjects
-                .entry(directive.to_string())
-                .or_default() += newly_failing;
+
+        fn record_lines(&self, r: usize) -> impl Iterator<Item = u32> {
+            self.1[r].iter().copied()
         }
     }
 
-    /// Findings with `status`, all directives together.
-    pub fn count(&self, status: Status) -> u64 {
-        self.counts.values().filter_map(|m| m.get(&status)).sum()
-    }
-}
-
-/// The terminal summary: rows per table, then findings by directive × status.
-///
-/// `notes` are printed last, a line each (directives not in force, what grades cover).
-pub fn render_summary(
-    summary: &Summary,
-    stats: &[TableStats],
-    as_of: &str,
-    policy: &str,
-    notes: &[String],
-) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("policy set {policy}, as of {as_of}\n\n"));
-    s.push_str(&format!(
-        "{:<20} {:<28} {:>9} {:>9} {:>9}\n",
-        "table", "file", "read", "loaded", "rejected"
-    ));
-    for t in stats {
-        s.push_str(&format!(
-            "{:<20} {} {:>9} {:>9} {:>9}\n",
-            t.table,
-            pad(&truncate(&t.file, 28), 28),
-            t.read,
-            t.loaded,
-            t.rejected
-        ));
-    }
-    let (r, l, j) = stats.iter().fold((0, 0, 0), |(r, l, j), t| {
-        (r + t.read, l + t.loaded, j + t.rejected)
-    });
-    s.push_str(&format!(
-        "{:<20} {:<28} {:>9} {:>9} {:>9}\n\n",
-        "total", "", r, l, j
-    ));
-    let cols = [
-        Status::Pass,
-        Status::Warn,
-        Status::Fail,
-        Status::NotApplicable,
-        Status::Error,
-        Status::Waived,
-    ];
-    s.push_str(&format!("{:<34}", "directive"));
-    for c in cols {
-        s.push_str(&format!(" {:>8}", short(c)));
-    }
-    s.push_str(&format!(" {:>16}\n", "failing subjects"));
-    for (d, m) in &summary.counts {
-        s.push_str(&format!("{:<34}", truncate(d, 34)));
-        for c in cols {
-            s.push_str(&format!(" {:>8}", m.get(&c).copied().unwrap_or(0)));
+    #[test]
+    fn laid_out_evidence_is_what_serde_json_writes_of_the_map() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let days = [day(2020, 1, 2), day(12345, 6, 7), day(0, 1, 1)];
+        let at = day(2020, 2, 29).and_hms_opt(23, 5, 9).unwrap();
+        let values = vec![
+            Some(EvidenceValue::Null),
+            Some(EvidenceValue::Bool(true)),
+            Some(EvidenceValue::Int(i64::MIN)),
+            Some(EvidenceValue::Float(1.234_567_89)),
+            Some(EvidenceValue::Float(f64::NAN)),
+            Some(EvidenceValue::Float(-1e300)),
+            Some(EvidenceValue::Str("引\"号\\\n\u{1}\u{7f}end")),
+            Some(EvidenceValue::Date(days[1])),
+            Some(EvidenceValue::DateTime(at)),
+            Some(EvidenceValue::Dates(&days)),
+            Some(EvidenceValue::Dates(&[])),
+            None,
+        ];
+        let names: Vec<String> = (0..values.len()).map(|i| format!("名{i}\t")).collect();
+        let heads = [
+            RecordHead {
+                name: "名1\t",
+                table: "service_records",
+                file: "service,records.csv",
+            },
+            RecordHead {
+                name: "hours",
+                table: "t",
+                file: "t.xlsx",
+            },
+        ];
+        for (n, records) in [(names.len(), 2), (0, 2), (names.len(), 0), (0, 0), (1, 1)] {
+            let layout = EvidenceLayout::new(&names[..n], heads[..records].to_vec());
+            assert!(layout.is_plain());
+            let held = Held(values[..n].to_vec(), vec![vec![3, 5, 8], vec![]]);
+            let mut map = serde_json::Map::new();
+            for (name, v) in names[..n].iter().zip(&held.0) {
+                let v = v.map_or(serde_json::Value::Null, EvidenceValue::to_json);
+                map.insert(name.clone(), v);
+            }
+            if let Some(r) = layout.records_json(|r| held.1[r].iter().copied()) {
+                map.insert("records".into(), r);
+            }
+            let ev = LaidOut {
+                layout: &layout,
+                values: held,
+            };
+            let mut compact = Vec::new();
+            ev.write_compact(&mut compact);
+            let expected = serde_json::to_vec(&map).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&compact),
+                String::from_utf8_lossy(&expected)
+            );
+            let mut general = Vec::new();
+            ev.write_json(&mut CompactFormatter, &mut general);
+            assert_eq!(general, expected);
+            let mut pretty = Vec::new();
+            ev.write_json(&mut serde_json::ser::PrettyFormatter::new(), &mut pretty);
+            assert_eq!(pretty, serde_json::to_vec_pretty(&map).unwrap());
         }
-        s.push_str(&format!(
-            " {:>16}\n",
-            summary.failing_subjects.get(d).copied().unwrap_or(0)
-        ));
+        let repeated = ["a".to_string(), "a".to_string()];
+        assert!(!EvidenceLayout::new(&repeated, Vec::new()).is_plain());
+        assert!(!EvidenceLayout::new(&["records".to_string()], Vec::new()).is_plain());
     }
-    s.push_str(&format!("{:<34}", "total"));
-    for c in cols {
-        s.push_str(&format!(" {:>8}", summary.count(c)));
-    }
-    s.push_str(&format!(
-        "\n{} findings (a subject fails a directive when any of its findings under it fails)\n",
-        summary.total
-    ));
-    for n in notes {
-        s.push_str(n);
-        s.push('\n');
-    }
-    s
-}
-
-/// Pad to a display width (CJK characters are two columns wide).
-fn pad(s: &str, width: usize) -> String {
-    let w = unicode_width::UnicodeWidthStr::width(s);
-    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
-}
-
-fn short(s: Status) -> &'static str {
-    match s {
-        Status::NotApplicable => "n/a",
-        other => other.name(),
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    use unicode_width::UnicodeWidthChar;
-    if unicode_width::UnicodeWidthStr::width(s) <= n {
-        return s.to_string();
-    }
-    let mut t = String::new();
-    let mut w = 0;
-    for c in s.chars() {
-        let cw = c.width().unwrap_or(0);
-        if w + cw + 1 > n {
-            break;
-        }
-        w += cw;
-        t.push(c);
-    }
-    t.push('…');
-    t
 }
