@@ -16,14 +16,16 @@
 //! Stand-ins carry spans past the end of the text, so a mistake about a stand-in is known
 //! for what it is and the next stand-in is tried; removing a required field is not kept
 //! either (it would only be reported as missing). No mistake that only follows from a
-//! repair is reported. Reading stops after [`MAX_ERRORS`] mistakes.
+//! repair is reported, nor a required field missing after a field that looks like its
+//! misspelling (`titel` for `title`). Reading stops after [`MAX_ERRORS`] mistakes.
 //!
 //! A file with a mistake makes loading fail, but the rest of it is still checked: each
 //! `[[rule]]`, parameter, aggregate or period that had a mistake of its own is left out of the
 //! later checks, and the names of declarations left out go to `Ctx::broken`, so that their
 //! uses are not reported again. A mistake anywhere else (the `[directive]` or `[assessment]`
 //! table, a data table, the manifest's own fields) leaves the whole file out of the later
-//! checks.
+//! checks, as a syntax error does; the names it declares (parameters, aggregates, periods,
+//! the directive's key) then go to `Ctx::broken`.
 
 use super::Ctx;
 use crate::diag::{Code, Diag, FileId, Loc, did_you_mean, suggest};
