@@ -350,3 +350,183 @@ fn an_error_is_reported_once_not_again_where_the_broken_name_is_used() {
         .collect();
     assert_eq!(problems.len(), 1, "{out}");
 }
+
+/// `file:line:col` of every diagnostic in `out`, in order, and their first lines.
+fn problems(out: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut head: Option<String> = None;
+    for line in out.lines() {
+        if line.starts_with("error[") || line.starts_with("warning[") {
+            head = Some(line.to_string());
+        } else if let (Some(h), Some(place)) = (&head, line.trim().strip_prefix("┌─ ")) {
+            found.push((h.clone(), place.to_string()));
+            head = None;
+        }
+    }
+    found
+}
+
+/// `file:line:col` (column in characters) of the first `needle` in `text`.
+fn place(file: &str, text: &str, needle: &str) -> String {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in {file}"));
+    let line = text[..at].matches('\n').count() + 1;
+    let col = text[..at].rsplit('\n').next().unwrap().chars().count() + 1;
+    format!("policies/{file}:{line}:{col}")
+}
+
+/// Replace the first `from` after `anchor`.
+fn replace_after(text: &str, anchor: &str, from: &str, to: &str) -> String {
+    let start = text.find(anchor).unwrap();
+    let at = start + text[start..].find(from).unwrap();
+    format!("{}{to}{}", &text[..at], &text[at + from.len()..])
+}
+
+const DUAL: &str = "directives/dual-registration-2020-07.toml";
+
+#[test]
+fn every_mistake_of_a_file_is_reported_in_one_run() {
+    // An unknown field in one rule, a wrong kind of value in another, an unknown word in a
+    // third: all three, each at its place, in file order, and nothing else.
+    let mut text = String::new();
+    let (code, out) = check_with(DUAL, |t| {
+        let t = t.replacen(
+            "not_applicable_message = \"非在职党员，不适用“双报到”\"",
+            "not_applicable_mesage = \"非在职党员，不适用“双报到”\"",
+            1,
+        );
+        let t = t.replacen("title = \"报到后向单位党支部报备\"", "title = 42", 1);
+        let t = replace_after(
+            &t,
+            "id = \"dual.spare-time\"",
+            "status = \"warn\"",
+            "status = \"warnn\"",
+        );
+        text = t.clone();
+        t
+    });
+    assert_eq!(code, 1);
+    let found = problems(&out);
+    let expected = vec![
+        (
+            "error[RB0002]: unknown field `not_applicable_mesage`".to_string(),
+            place(DUAL, &text, "not_applicable_mesage"),
+        ),
+        (
+            "error[RB0003]: invalid type: integer `42`, expected a string".to_string(),
+            place(DUAL, &text, "42"),
+        ),
+        (
+            "error[RB0003]: `warnn` is not allowed here".to_string(),
+            place(DUAL, &text, "\"warnn\""),
+        ),
+    ];
+    assert_eq!(found, expected, "{out}");
+    assert!(
+        out.contains("did you mean `not_applicable_message`?")
+            && out.contains("did you mean `warn`?")
+            && out.contains("3 error(s), 0 warning(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_rest_of_a_file_with_a_mistake_is_still_checked() {
+    // A mistake in one rule does not hide the later checks of another rule of the file.
+    let mut text = String::new();
+    let (code, out) = check_with(DUAL, |t| {
+        let t = t.replacen(
+            "not_applicable_message = \"非在职党员，不适用“双报到”\"",
+            "not_applicable_mesage = \"非在职党员，不适用“双报到”\"",
+            1,
+        );
+        let t = t.replacen(
+            "applies = 'kind == \"unit_branch\"'",
+            "applies = 'kinds == \"unit_branch\"'",
+            1,
+        );
+        text = t.clone();
+        t
+    });
+    assert_eq!(code, 1);
+    let found = problems(&out);
+    assert_eq!(found.len(), 2, "{out}");
+    assert_eq!(
+        found[0],
+        (
+            "error[RB0002]: unknown field `not_applicable_mesage`".to_string(),
+            place(DUAL, &text, "not_applicable_mesage"),
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        found[1].0, "error[RB0402]: unknown name `kinds` in expression",
+        "{out}"
+    );
+    assert!(out.contains("did you mean `kind`?"), "{out}");
+}
+
+#[test]
+fn a_declaration_with_a_mistake_is_not_reported_again_where_it_is_used() {
+    // `filing_deadline_days` has a wrong word: that is the one error; the rule that uses
+    // the parameter (in a condition and its evidence) says nothing about it.
+    let mut text = String::new();
+    let (code, out) = check_with(DUAL, |t| {
+        let t = replace_after(
+            &t,
+            "[parameters.filing_deadline_days]",
+            "basis = \"assumption\"",
+            "basis = \"assumed\"",
+        );
+        text = t.clone();
+        t
+    });
+    assert_eq!(code, 1);
+    assert_eq!(
+        problems(&out),
+        vec![(
+            "error[RB0003]: `assumed` is not allowed here".to_string(),
+            place(DUAL, &text, "\"assumed\""),
+        )],
+        "{out}"
+    );
+}
+
+#[test]
+fn several_mistakes_in_one_table_are_all_reported() {
+    // In one rule: a misspelt field, and a case with an unknown status word and no
+    // `message`. Nothing that only follows from them: no "missing field `title`" (it is
+    // the misspelt one) nor "missing field `status`".
+    let mut text = String::new();
+    let (code, out) = check_with(DUAL, |t| {
+        let t = t.replacen(
+            "title = \"单位党支部向联系社区报到\"",
+            "titel = \"单位党支部向联系社区报到\"",
+            1,
+        );
+        let t = replace_after(
+            &t,
+            "when = \"present(registration_contact)\"",
+            "status = \"pass\"\nmessage = \"已于 {registration_contact} 向联系点社区（{community_id}）报到\"\n",
+            "status = \"passed\"\n",
+        );
+        text = t.clone();
+        t
+    });
+    assert_eq!(code, 1);
+    let found = problems(&out);
+    let heads: Vec<&str> = found.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(
+        heads,
+        [
+            "error[RB0002]: unknown field `titel`",
+            "error[RB0003]: missing field `message`",
+            "error[RB0003]: `passed` is not allowed here",
+        ],
+        "{out}"
+    );
+    assert_eq!(found[0].1, place(DUAL, &text, "titel"), "{out}");
+    assert_eq!(found[2].1, place(DUAL, &text, "\"passed\""), "{out}");
+    assert!(!out.contains("missing field `title`"), "{out}");
+}

@@ -279,7 +279,7 @@ impl Names<'_> {
                         col.ty.name()
                     ));
                 }
-                if !self.period_names.contains(&p.as_str()) {
+                if !self.period_names.contains(&p.as_str()) && !cx.broken.contains(p) {
                     let mut d = Diag::error(
                         Code::RB0107,
                         format!("aggregate `{name}`: unknown period `{p}`"),
@@ -413,6 +413,7 @@ impl Names<'_> {
             match self.agg_ops.get(e.get_ref()) {
                 Some(AggOp::Days) if self.agg_subjects.get(e.get_ref()).map(String::as_str) == Some(one.subject) => {}
                 Some(_) => cx.err(Diag::error(Code::RB0106, format!("aggregate `{name}`: `except_days` must name a `days` aggregate of the same subject")).at(Some(Loc::new(file, e.span())))),
+                None if cx.broken.contains(e.get_ref()) => {}
                 None => {
                     let mut d = Diag::error(Code::RB0106, format!("aggregate `{name}`: unknown aggregate `{}`", e.get_ref())).at(Some(Loc::new(file, e.span())));
                     if let Some(h) = did_you_mean(e.get_ref(), self.agg_ops.keys().map(|s| s.as_str())) {
@@ -452,7 +453,7 @@ impl Names<'_> {
                 }
             }
             ValueRef::Param(p) => {
-                if !self.params.contains_key(p) {
+                if !self.params.contains_key(p) && !cx.broken.contains(p) {
                     let mut d = Diag::error(Code::RB0105, format!("unknown parameter `{p}`"))
                         .at(Some(loc.clone()));
                     if let Some(h) = did_you_mean(p, self.params.keys().map(|s| s.as_str())) {
@@ -462,6 +463,7 @@ impl Names<'_> {
                 }
             }
             ValueRef::Agg(a) => match self.agg_subjects.get(a) {
+                None if cx.broken.contains(a) => {}
                 None => {
                     let mut d = Diag::error(Code::RB0106, format!("unknown aggregate `{a}`"))
                         .at(Some(loc.clone()));

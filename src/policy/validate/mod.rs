@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use toml::Spanned;
 
 mod aggregates;
+mod parse;
 mod roles;
 use aggregates::build_aggregates;
+use parse::parse_toml;
 
 /// Names every rule expression can use besides parameters, aggregates and subject columns.
 pub const BUILTIN_NAMES: &[&str] = &["as_of", "period_start", "period_end", "subject_id"];
@@ -22,7 +24,8 @@ struct Ctx<'a> {
     /// Names of every function an expression may call (built-in, registered, helpers).
     functions: HashSet<String>,
     /// Names declared but left out after an error of their own (an aggregate on an unknown
-    /// table): a use of one is not reported again as an unknown name.
+    /// table, a parameter with a mistake in its file): a use of one is not reported again as
+    /// an unknown name.
     broken: HashSet<String>,
 }
 
@@ -476,87 +479,6 @@ fn ensure_error(mut diags: Vec<Diag>, msg: &str) -> Vec<Diag> {
         diags.push(Diag::error(Code::RB0004, msg));
     }
     diags
-}
-
-/// Parse TOML into `T`, turning serde errors into diagnostics with a suggestion.
-fn parse_toml<T: serde::de::DeserializeOwned>(cx: &mut Ctx, file: FileId, text: &str) -> Option<T> {
-    match toml::from_str::<T>(text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let msg = e.message().trim().to_string();
-            let loc = e.span().map(|s| Loc::new(file, s));
-            let mut d = if let Some(rest) = msg.strip_prefix("unknown field `") {
-                let field = rest.split('`').next().unwrap_or("").to_string();
-                let expected: Vec<String> = rest
-                    .split("expected ")
-                    .nth(1)
-                    .map(|x| {
-                        x.split('`')
-                            .enumerate()
-                            .filter(|(i, _)| i % 2 == 1)
-                            .map(|(_, s)| s.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut d = Diag::error(Code::RB0002, format!("unknown field `{field}`"))
-                    .at(loc)
-                    .label("not a field here");
-                if let Some(s) = did_you_mean(&field, expected.iter().map(|s| s.as_str())) {
-                    d = d.help(s);
-                }
-                if !expected.is_empty() {
-                    d = d.help(format!("fields allowed here: {}", expected.join(", ")));
-                }
-                d
-            } else if msg.starts_with("missing field") {
-                Diag::error(Code::RB0003, msg.clone()).at(loc).label("this table needs it").help(
-                    "add the field; see the README section \"Writing rule files\" for each table's fields",
-                )
-            } else if msg.starts_with("unknown variant") {
-                let word = msg.split('`').nth(1).unwrap_or("").to_string();
-                let expected: Vec<String> = msg
-                    .split("expected ")
-                    .nth(1)
-                    .map(|x| {
-                        x.split('`')
-                            .enumerate()
-                            .filter(|(i, _)| i % 2 == 1)
-                            .map(|(_, s)| s.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut d = Diag::error(Code::RB0003, format!("`{word}` is not allowed here"))
-                    .at(loc)
-                    .label("unknown word");
-                if let Some(s) = did_you_mean(&word, expected.iter().map(|s| s.as_str())) {
-                    d = d.help(s);
-                }
-                if !expected.is_empty() {
-                    d = d.help(format!("allowed: {}", expected.join(", ")));
-                }
-                d
-            } else if msg.starts_with("invalid type")
-                || msg.starts_with("invalid value")
-                || msg.starts_with("invalid length")
-            {
-                Diag::error(Code::RB0003, msg.clone())
-                    .at(loc)
-                    .label("wrong kind of value")
-            } else {
-                Diag::error(Code::RB0001, format!("TOML syntax error: {msg}"))
-                    .at(loc)
-                    .label("here")
-                    .help(
-                        "check quotes, brackets and `=` on this line; strings need matching quotes",
-                    )
-            };
-            if d.loc.is_none() {
-                d = d.help(format!("in {}", cx.sources.name(file)));
-            }
-            cx.err(d);
-            None
-        }
-    }
 }
 
 fn compile_helpers(cx: &mut Ctx, files: &[FileId]) -> AST {
@@ -1033,6 +955,7 @@ fn build_periods(
                 };
                 if let ValueRef::Agg(a) = &r
                     && !agg_subjects.contains_key(a)
+                    && !cx.broken.contains(a)
                 {
                     let mut d = Diag::error(
                         Code::RB0106,
@@ -1046,6 +969,7 @@ fn build_periods(
                 }
                 if let ValueRef::Param(pn) = &r
                     && !params.contains_key(pn)
+                    && !cx.broken.contains(pn)
                 {
                     let mut d = Diag::error(
                         Code::RB0105,
@@ -1235,6 +1159,7 @@ fn build_directive(
         .map(str::to_string);
     if let Some(pn) = &until_param {
         match params.get(pn) {
+            None if cx.broken.contains(pn) => {}
             None => {
                 let mut diag = Diag::error(
                     Code::RB0105,
@@ -1535,6 +1460,7 @@ fn build_rule(
     let clause = rule_clause(cx, rd, file, directive);
     if let Some(p) = &rd.period
         && !periods.contains_key(p.get_ref())
+        && !cx.broken.contains(p.get_ref())
     {
         let mut d = Diag::error(
             Code::RB0107,
@@ -1864,6 +1790,9 @@ fn build_assessment(
                 if directive_keys.contains(&key.as_str()) {
                     return Some(key.clone());
                 }
+                if cx.broken.contains(key) {
+                    return None;
+                }
                 let mut d = Diag::error(
                     Code::RB0101,
                     format!("assessment `directives`: no directive has the key `{key}`"),
@@ -1931,6 +1860,7 @@ fn fixed_period(
             );
             None
         }
+        None if cx.broken.contains(name) => None,
         None => {
             let mut d =
                 Diag::error(Code::RB0107, format!("{what}: unknown period `{name}`")).at(Some(loc));
@@ -2239,6 +2169,7 @@ fn build_calendar(
                     );
                     None
                 }
+                None if cx.broken.contains(pn) => None,
                 None => {
                     let mut d =
                         Diag::error(Code::RB0105, format!("calendar: unknown parameter `{pn}`"))
