@@ -278,3 +278,69 @@ fn an_editor_session() {
     c.request("shutdown", Value::Null);
     c.notify("exit", Value::Null);
 }
+
+#[test]
+fn lenses_references_and_hovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policies = common::policies_copy(tmp.path());
+    let data = common::root().join("samples/hubei-2020");
+    std::fs::write(
+        tmp.path().join("rulebook.toml"),
+        format!("data = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
+    let mut c = Client::start(tmp.path());
+    let file = policies.join("directives/service-hours-20.toml");
+    let uri = url(&file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let doc = |p: Value| json!({ "textDocument": { "uri": uri }, "position": p });
+
+    // A lens over the rule: its counts on the sample dataset.
+    let lenses = c.request(
+        "textDocument/codeLens",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    let lens = &lenses.as_array().unwrap()[0];
+    assert_eq!(lens["range"]["start"], pos(&text, "[[rule]]"), "{lens}");
+    let title = lens["command"]["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("pass ") && title.contains(" · fail "),
+        "{title}"
+    );
+
+    // References of an aggregate: its uses in expressions, evidence and assessment.toml.
+    let mut p = doc(pos(&text, "verified_hours]"));
+    p["context"] = json!({ "includeDeclaration": true });
+    let refs = c.request("textDocument/references", p);
+    let refs = refs.as_array().unwrap();
+    let assessment = url(&policies.join("assessment.toml"));
+    assert!(refs.iter().any(|r| r["uri"] == assessment), "{refs:?}");
+    assert!(
+        refs.iter().filter(|r| r["uri"] == uri).count() >= 5,
+        "{refs:?}"
+    );
+
+    let hover = |c: &mut Client, p: Value| -> String {
+        let h = c.request("textDocument/hover", p);
+        h["contents"]["value"].as_str().unwrap_or("").to_string()
+    };
+    // A rule function, a clause reference, a column in a filter.
+    let h = hover(&mut c, doc(pos(&text, "to_float(service")));
+    assert!(h.contains("to_float(n) -> float"), "{h}");
+    let h = hover(&mut c, doc(pos(&text, "yearly-hours\"\nseverity")));
+    assert!(h.contains("要求每位党员在社区服务 20小时"), "{h}");
+    let h = hover(&mut c, doc(pos(&text, "verified\", is = true")));
+    assert!(h.contains("是否核实") && h.contains("bool"), "{h}");
+
+    // A diagnostic's code explained where it is.
+    let bad = text.replacen("status = \"pass\"", "staus = \"pass\"", 1);
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "toml", "version": 1, "text": bad } }),
+    );
+    let h = hover(&mut c, doc(pos(&bad, "staus")));
+    assert!(h.contains("RB0002: unknown field"), "{h}");
+
+    c.request("shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+}
