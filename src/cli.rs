@@ -44,6 +44,8 @@ pub enum Command {
     /// Print the JSON Schema of a kind of policy file (editor completion and validation), or of
     /// the data report templates receive.
     Schema(SchemaArgs),
+    /// Run the language server for policy files over stdio (for editors).
+    Lsp,
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +329,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report_cmd(&a),
         Command::Gen(a) => gen_cmd(&a),
         Command::Schema(a) => schema_cmd(&a),
+        Command::Lsp => rulebook::lsp::run()
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| anyhow::anyhow!(e)),
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`calendar`]: the working calendar (statutory holidays, adjusted working days, hours);
 //! - [`diff`]: the impact of a policy change on a dataset (`rulebook diff`);
 //! - [`policytest`]: policy tests beside the rules (`rulebook test`) and their coverage;
+//! - [`lsp`]: the language server behind `rulebook lsp` (diagnostics as you type, hover,
+//!   definition, references, completion, code lenses);
 //! - [`diag`]: diagnostics with file, line, column and a caret;
 //! - [`output`]: atomic file writes;
 //! - [`progress`]: progress of the long stages, for a front end to show;
@@ -35,6 +37,7 @@ pub mod eval;
 pub mod findings;
 #[doc(hidden)]
 pub mod r#gen;
+pub mod lsp;
 pub mod output;
 pub mod policy;
 pub mod policytest;

@@ -154,6 +154,121 @@ pub mod builtin {
     }
 }
 
+/// The rule functions for people: name, signature and what each does (editor hovers and
+/// completion). A test checks that every function [`engine`] registers is listed here.
+pub const BUILTIN_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "days_between",
+        "days_between(a, b) -> int",
+        "Days from date `a` to date `b` (negative when `b` is earlier).",
+    ),
+    (
+        "add_days",
+        "add_days(d, n) -> date",
+        "The date `n` days after `d` (before it when `n` is negative).",
+    ),
+    (
+        "date",
+        "date(y, m, d) -> date",
+        "The date of year `y`, month `m`, day `d` as `\"YYYY-MM-DD\"` text.",
+    ),
+    (
+        "date_of",
+        "date_of(d) -> date",
+        "The date part of a date or date-time.",
+    ),
+    ("year", "year(d) -> int", "The year of a date."),
+    ("month", "month(d) -> int", "The month of a date (1–12)."),
+    (
+        "weekday",
+        "weekday(d) -> int",
+        "The ISO weekday of a date (1 = Monday … 7 = Sunday).",
+    ),
+    (
+        "year_start",
+        "year_start(d) -> date",
+        "1 January of the year of `d`.",
+    ),
+    (
+        "year_end",
+        "year_end(d) -> date",
+        "31 December of the year of `d`.",
+    ),
+    (
+        "max_date",
+        "max_date(a, b) -> date",
+        "The later of two dates.",
+    ),
+    (
+        "min_date",
+        "min_date(a, b) -> date",
+        "The earlier of two dates.",
+    ),
+    (
+        "present",
+        "present(x) -> bool",
+        "Whether `x` has a value (is not `()`).",
+    ),
+    (
+        "missing",
+        "missing(x) -> bool",
+        "Whether `x` has no value (is `()`).",
+    ),
+    (
+        "round_to",
+        "round_to(x, n) -> float",
+        "`x` rounded to `n` decimal places.",
+    ),
+    (
+        "to_float",
+        "to_float(n) -> float",
+        "An integer as a decimal number.",
+    ),
+    (
+        "ratio",
+        "ratio(a, b) -> float",
+        "`a / b` as a decimal number, 0 when `b` is 0.",
+    ),
+    (
+        "max_of",
+        "max_of(a, b) -> float",
+        "The larger of two numbers.",
+    ),
+    (
+        "min_of",
+        "min_of(a, b) -> float",
+        "The smaller of two numbers.",
+    ),
+    (
+        "join",
+        "join(list, sep) -> text",
+        "The items of a list as text, separated by `sep`.",
+    ),
+    (
+        "zh",
+        "zh(value) -> text",
+        "The Chinese word for an enumerated value (its first alias), for messages.",
+    ),
+    (
+        "is_working_day",
+        "is_working_day(d) -> bool",
+        "Whether `d` is a working day of the working calendar (`[calendar]`; Monday to Friday without one).",
+    ),
+    (
+        "working_hours_between",
+        "working_hours_between(start, end, from, to) -> float",
+        "Hours of `start..end` that fall inside working hours `from`–`to` (`\"HH:MM\"`) on working days.",
+    ),
+];
+
+/// Signature and doc of the rule function `name`, if it is one.
+pub fn builtin_doc(name: &str) -> Option<(&'static str, &'static str)> {
+    BUILTIN_DOCS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, sig, doc)| (*sig, *doc))
+}
+
 fn register_functions(e: &mut Engine) {
     // Dates.
     e.register_fn("days_between", |a: &str, b: &str| -> Res<i64> {
@@ -367,6 +482,18 @@ mod tests {
         let mut scope = Scope::new();
         start_clock();
         e.eval_with_scope::<Dynamic>(&mut scope, src)
+    }
+
+    #[test]
+    fn every_registered_function_has_a_doc() {
+        let e = engine(&Limits::default());
+        for sig in e.gen_fn_signatures(false) {
+            let name = sig.split('(').next().unwrap_or("").trim();
+            assert!(
+                builtin_doc(name).is_some(),
+                "no BUILTIN_DOCS entry for {sig}"
+            );
+        }
     }
 
     #[test]

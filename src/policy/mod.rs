@@ -618,6 +618,27 @@ pub fn load(root: &Path) -> Result<PolicySet, LoadFailure> {
 
 /// Load, check and compile the policy set in `root`.
 pub fn load_with(root: &Path, limits: &Limits) -> Result<PolicySet, LoadFailure> {
+    load_from(root, limits, &|p: &Path| std::fs::read(p))
+}
+
+/// Load the policy set in `root` with some files' texts given in memory (an editor's
+/// unsaved buffers, by path); other files are read from disk.
+pub fn load_overlay(
+    root: &Path,
+    limits: &Limits,
+    overlay: &std::collections::HashMap<PathBuf, String>,
+) -> Result<PolicySet, LoadFailure> {
+    load_from(root, limits, &|p: &Path| match overlay.get(p) {
+        Some(text) => Ok(text.clone().into_bytes()),
+        None => std::fs::read(p),
+    })
+}
+
+/// How a file's bytes are read while loading (from disk, or from an editor's buffers).
+type Reader<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+/// Load the policy set in `root`, reading each file with `read`.
+fn load_from(root: &Path, limits: &Limits, read: Reader) -> Result<PolicySet, LoadFailure> {
     let mut sources = Sources::default();
     let mut diags = Vec::new();
     let files = match collect_files(root) {
@@ -629,11 +650,11 @@ pub fn load_with(root: &Path, limits: &Limits) -> Result<PolicySet, LoadFailure>
             });
         }
     };
-    let hash = content_hash(root, &files);
+    let hash = content_hash(root, &files, read);
     let mut texts = Vec::new();
     for path in &files {
         let rel = display_path(root, path);
-        match std::fs::read(path) {
+        match read(path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => {
                     let id = sources.add(rel.clone(), text);
@@ -712,7 +733,7 @@ fn display_path(root: &Path, path: &Path) -> String {
 /// SHA-256 over every file of the set that decides findings (relative path and bytes): the
 /// manifest, the assessment, directives, helpers and calendar files; not the policy tests or
 /// the editor schemas.
-fn content_hash(root: &Path, files: &[PathBuf]) -> String {
+fn content_hash(root: &Path, files: &[PathBuf], read: Reader) -> String {
     let mut h = Sha256::new();
     for f in files {
         let rel = f
@@ -722,7 +743,7 @@ fn content_hash(root: &Path, files: &[PathBuf]) -> String {
             .replace('\\', "/");
         h.update(rel.as_bytes());
         h.update([0u8]);
-        if let Ok(bytes) = std::fs::read(f) {
+        if let Ok(bytes) = read(f) {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
         }
