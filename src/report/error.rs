@@ -51,7 +51,7 @@ pub enum Error {
     /// With `--strict`, characters no loaded font can print.
     #[error(
         "{} character(s) cannot be printed with the loaded fonts (--strict):\n  {}",
-        .0.len(),
+        .0.iter().map(|g| g.characters.len()).sum::<usize>(),
         .0.iter().map(|g| g.to_string()).collect::<Vec<_>>().join("\n  ")
     )]
     Glyphs(Vec<GlyphProblem>),

@@ -36,7 +36,8 @@ pub fn file_name(id: &str, name: &str) -> String {
     format!("{base}.pdf")
 }
 
-/// Every string in a report's data, with where it sits (for the glyph check).
+/// The characters of a report's data that no loaded font can print: one problem per field
+/// (string) that has any, naming each such character once, in the order they first appear.
 pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
     fn walk(
         v: &Value,
@@ -47,18 +48,19 @@ pub fn check_glyphs(job: &Job, fonts: &typst::Fonts) -> Vec<GlyphProblem> {
     ) {
         match v {
             Value::String(s) => {
+                let mut characters: Vec<char> = Vec::new();
                 for c in s.chars() {
-                    if !fonts.covers(c)
-                        && !out
-                            .iter()
-                            .any(|p| p.character == c && p.field == path.join("."))
-                    {
-                        out.push(GlyphProblem {
-                            report: report.to_string(),
-                            field: path.join("."),
-                            character: c,
-                        });
+                    if !fonts.covers(c) && !characters.contains(&c) {
+                        characters.push(c);
                     }
+                }
+                if !characters.is_empty() {
+                    out.push(GlyphProblem {
+                        report: report.to_string(),
+                        field: path.join("."),
+                        text: s.clone(),
+                        characters,
+                    });
                 }
             }
             Value::Array(a) => {
@@ -295,23 +297,45 @@ pub(super) fn render_jobs(jobs: &[Job], opts: &RenderOptions) -> Result<Rendered
     })
 }
 
-/// A character no loaded font can print.
+/// Characters of one field of a report's data that no loaded font can print.
 #[derive(Debug, Clone, Serialize)]
 pub struct GlyphProblem {
-    /// The report (its file).
+    /// The report (its kind and id).
     pub report: String,
-    /// The field of the data holding the character.
+    /// The field of the data holding the characters (`member.name`).
     pub field: String,
-    /// The character.
-    pub character: char,
+    /// The whole text of the field.
+    pub text: String,
+    /// The characters no font has, each once, in the order they appear in the text.
+    pub characters: Vec<char>,
 }
 
+/// At most this many characters of a field's text are quoted in a glyph warning.
+const QUOTED_CHARS: usize = 40;
+
 impl std::fmt::Display for GlyphProblem {
+    /// `member M3: field member.name "王𰀀" has 1 character no font can print: 𰀀 (U+30000)`.
+    /// The text is quoted as Rust's `{:?}` shows it (invisible characters escaped) and cut
+    /// after 40 characters.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut quoted: String = self.text.chars().take(QUOTED_CHARS).collect();
+        if self.text.chars().nth(QUOTED_CHARS).is_some() {
+            quoted.push('…');
+        }
+        let listed: Vec<String> = self
+            .characters
+            .iter()
+            .map(|c| format!("{} (U+{:04X})", c.escape_debug(), *c as u32))
+            .collect();
         write!(
             f,
-            "{}: field {} has '{}' (U+{:04X}), which no font can print",
-            self.report, self.field, self.character, self.character as u32
+            "{}: field {} {:?} has {} character{} no font can print: {}",
+            self.report,
+            self.field,
+            quoted,
+            self.characters.len(),
+            if self.characters.len() == 1 { "" } else { "s" },
+            listed.join(", ")
         )
     }
 }

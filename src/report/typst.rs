@@ -187,10 +187,13 @@ impl Fonts {
         Ok(Fonts { data, names, faces })
     }
 
-    /// Whether some loaded font has a glyph for `c`.
+    /// Whether `c` prints: some loaded font has a glyph for it, or it is whitespace, a
+    /// control character or a default-ignorable code point (a variation selector such as
+    /// U+E0100 after an ideograph, a zero-width joiner), which Typst never draws a glyph for.
     pub fn covers(&self, c: char) -> bool {
         c.is_whitespace()
             || c.is_control()
+            || typst::text::is_default_ignorable(c)
             || self
                 .faces
                 .iter()
@@ -438,6 +441,21 @@ mod tests {
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("report-templates");
         let fonts = Fonts::load(&[templates.join("fonts")]).unwrap();
         Compiler::new(&templates, &fonts)
+    }
+
+    #[test]
+    fn the_shipped_fonts_cover_rare_name_characters() {
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("report-templates");
+        let fonts = Fonts::load(&[templates.join("fonts")]).unwrap();
+        // GBK, Extension A (two- and four-byte GB18030), Extensions B-F, and a variation
+        // selector (drawn as nothing, so nothing is missing).
+        for c in "张喆䶮㑊𠮷𪚥𫠝\u{2CEB0}\u{2EBE0}\u{E0100}\u{FE00}\u{200D}".chars() {
+            assert!(fonts.covers(c), "U+{:04X}", c as u32);
+        }
+        // Extension H and private use: no shipped font has them.
+        for c in ['\u{31350}', '\u{E000}'] {
+            assert!(!fonts.covers(c), "U+{:04X}", c as u32);
+        }
     }
 
     fn date() -> chrono::NaiveDateTime {
