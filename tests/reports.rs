@@ -24,6 +24,7 @@ fn jobs_for(data: &Path) -> (Vec<report::Job>, tera::Tera) {
     // The hash changes with every policy edit; keep snapshots about the content.
     for j in jobs.iter_mut() {
         j.context["policy"]["hash"] = "HASH".into();
+        j.context["policy"]["short_hash"] = "HASH".into();
     }
     (
         jobs,

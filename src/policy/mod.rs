@@ -566,6 +566,8 @@ pub struct Grade {
     pub when: Option<Expr>,
     /// What the grade means, shown in reports, if given.
     pub description: Option<String>,
+    /// Its place in reports' grade lists, 1 = best (`None`: after the ranked grades).
+    pub rank: Option<u32>,
 }
 
 /// Loading failed: the diagnostics (errors and warnings) and the sources to render them.

@@ -708,4 +708,7 @@ pub struct GradeDef {
     pub when: Option<Spanned<String>>,
     /// What the grade means, shown in reports.
     pub description: Option<String>,
+    /// Where the grade stands in reports' grade lists and charts, 1 = best (grades without a
+    /// rank come after the ranked ones, in file order).
+    pub rank: Option<u32>,
 }

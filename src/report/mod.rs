@@ -24,7 +24,7 @@ use crate::data::Dataset;
 use crate::eval::{Outcomes, Run};
 use crate::findings::{Finding, Status};
 use crate::policy::Roles;
-use crate::policy::model::{Basis, Severity};
+use crate::policy::model::{AggOp, Basis, Severity};
 use crate::policy::{Grade, PolicySet};
 use crate::script;
 use chrono::{Datelike, NaiveDate};
@@ -413,24 +413,10 @@ impl<'a> Model<'a> {
 
     fn finding_facts(&self, f: &Finding) -> ctx::FindingFacts {
         let rule = self.run.rules().find(|r| *r.id == *f.rule);
-        let mut evidence = Vec::new();
-        for (k, v) in &f.evidence {
-            if k == "records" {
-                continue;
-            }
-            let label = self
-                .policy
-                .aggregates
-                .get(k)
-                .map(|a| a.label.clone())
-                .or_else(|| self.policy.params.get(k).map(|p| p.label.clone()))
-                .unwrap_or_else(|| k.clone());
-            evidence.push(ctx::EvidenceItem {
-                name: k.clone(),
-                label,
-                value: json_text(v),
-            });
-        }
+        let evidence = (f.evidence.iter())
+            .filter(|(k, _)| *k != "records")
+            .map(|(k, v)| self.evidence_item(&f.subject_kind, k, v))
+            .collect();
         let records = (f.evidence.get("records").and_then(|r| r.as_object()))
             .map(|o| {
                 o.iter()
@@ -467,6 +453,71 @@ impl<'a> Model<'a> {
             evidence,
             records,
         }
+    }
+
+    /// One piece of evidence as people read it: the label the policy set gives the name (an
+    /// aggregate's, a parameter's or the subject column's) and the value in Chinese (an
+    /// enumerated value as its Chinese word, an id with the name it stands for).
+    fn evidence_item(&self, kind: &str, name: &str, value: &Value) -> ctx::EvidenceItem {
+        let subject_table = self.policy.subjects.get(kind).map(|s| s.table.as_str());
+        // The table and column the value comes from, if it is one column's value.
+        let (label, column) = if let Some(a) = self.policy.aggregates.get(name) {
+            let col = a.pick.as_deref().or(match a.op {
+                AggOp::Min | AggOp::Max => a.column.as_deref(),
+                _ => None,
+            });
+            (a.label.clone(), col.map(|c| (a.table.as_str(), c)))
+        } else if let Some(p) = self.policy.params.get(name) {
+            (p.label.clone(), None)
+        } else if let Some(c) = subject_table
+            .and_then(|t| self.policy.schema.tables.get(t))
+            .and_then(|t| t.columns.iter().find(|c| c.name == name))
+        {
+            (c.label.clone(), subject_table.map(|t| (t, name)))
+        } else {
+            (name.to_string(), None)
+        };
+        let value = match (column, value) {
+            (Some((table, column)), Value::String(s)) => self.cell_words(table, column, s),
+            _ => json_text(value),
+        };
+        ctx::EvidenceItem {
+            name: name.to_string(),
+            label,
+            value,
+        }
+    }
+
+    /// A cell's value as people read it: an enumerated value as its Chinese word, an id that
+    /// references a table with names as `C02（东亭社区）`, anything else as it is.
+    fn cell_words(&self, table: &str, column: &str, value: &str) -> String {
+        let Some(c) = (self.policy.schema.tables.get(table))
+            .and_then(|t| t.columns.iter().find(|c| c.name == column))
+        else {
+            return value.to_string();
+        };
+        if !c.values.is_empty() {
+            return self.zh(table, column, value);
+        }
+        let target = c.references.as_deref().or_else(|| {
+            // A table's own key names its rows.
+            let t = self.policy.schema.tables.get(table)?;
+            (t.key_name() == Some(column)).then_some(table)
+        });
+        let name = target.and_then(|t| self.name_of(t, value));
+        match name {
+            Some(n) if !n.is_empty() => format!("{value}（{n}）"),
+            _ => value.to_string(),
+        }
+    }
+
+    /// The name of the row with key `id` in `table`: a subject's, or a community's.
+    fn name_of(&self, table: &str, id: &str) -> Option<String> {
+        if let Some((kind, _)) = (self.policy.subjects.iter()).find(|(_, s)| s.table == table) {
+            let row = self.run.subject_row(kind, id)?;
+            return Some(self.subject_name(kind, row));
+        }
+        (table == self.roles().communities.table).then(|| self.community_name(id))
     }
 
     /// Findings of a subject grouped by directive, with the worst status of each.
@@ -772,7 +823,10 @@ impl<'a> Model<'a> {
             *counts.entry(self.grade(kind, row)).or_default() += 1;
         }
         let total = rows.len() as i64;
-        list.iter()
+        // Best first: by rank, then in file order.
+        let mut list: Vec<&Grade> = list.iter().collect();
+        list.sort_by_key(|g| g.rank.unwrap_or(u32::MAX));
+        list.into_iter()
             .map(|g| {
                 let n = counts.get(g.name.as_str()).copied().unwrap_or(0);
                 ctx::GradeShare {

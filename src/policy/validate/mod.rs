@@ -1767,6 +1767,7 @@ fn build_assessment(
                 name: gd.grade.clone(),
                 when,
                 description: gd.description.clone(),
+                rank: gd.rank,
             });
         }
         out
