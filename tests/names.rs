@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::path::Path;
 
 /// Names from four-byte GB18030 sequences and beyond the BMP: 䶮 (Ext A, a GB18030 two-byte
@@ -279,69 +278,4 @@ fn a_character_no_font_has_is_named_with_its_code_point() {
         ),
         "{stderr}"
     );
-}
-
-/// A minimal .xlsx with one sheet of inline-string cells (columns up to Z).
-fn workbook(sheet: &str, rows: &[Vec<&str>]) -> Vec<u8> {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let head = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>"#;
-    let main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
-    let rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
-    let pkg = "http://schemas.openxmlformats.org/package/2006/relationships";
-    let mut cells = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        cells.push_str(&format!(r#"<row r="{}">"#, i + 1));
-        for (j, v) in row.iter().enumerate() {
-            let at = format!("{}{}", (b'A' + j as u8) as char, i + 1);
-            cells.push_str(&format!(
-                r#"<c r="{at}" t="inlineStr"><is><t>{}</t></is></c>"#,
-                esc(v)
-            ));
-        }
-        cells.push_str("</row>");
-    }
-    let files = [
-        (
-            "[Content_Types].xml",
-            format!(
-                r#"{head}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#
-            ),
-        ),
-        (
-            "_rels/.rels",
-            format!(
-                r#"{head}<Relationships xmlns="{pkg}"><Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#
-            ),
-        ),
-        (
-            "xl/workbook.xml",
-            format!(
-                r#"{head}<workbook xmlns="{main}" xmlns:r="{rel}"><sheets><sheet name="{}" sheetId="1" r:id="rId1"/></sheets></workbook>"#,
-                esc(sheet)
-            ),
-        ),
-        (
-            "xl/_rels/workbook.xml.rels",
-            format!(
-                r#"{head}<Relationships xmlns="{pkg}"><Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#
-            ),
-        ),
-        (
-            "xl/worksheets/sheet1.xml",
-            format!(
-                r#"{head}<worksheet xmlns="{main}"><sheetData>{cells}</sheetData></worksheet>"#
-            ),
-        ),
-    ];
-    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, body) in files {
-        z.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        z.write_all(body.as_bytes()).unwrap();
-    }
-    z.finish().unwrap().into_inner()
 }

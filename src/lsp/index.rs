@@ -546,31 +546,14 @@ pub fn rule_owner(file: &Path, id: &str, i: usize) -> String {
 
 /// Byte ranges of the `{…}` placeholders' insides in a message (`{{` and `}}` are braces).
 pub fn placeholders(src: &str) -> Vec<Range<usize>> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'{' | b'}' if b.get(i + 1) == Some(&b[i]) => i += 2,
-            b'{' => {
-                let mut depth = 1;
-                let mut j = i + 1;
-                while j < b.len() && depth > 0 {
-                    match b[j] {
-                        b'{' => depth += 1,
-                        b'}' => depth -= 1,
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                let end = if depth == 0 { j - 1 } else { b.len() };
-                out.push(i + 1..end);
-                i = j;
-            }
-            _ => i += 1,
-        }
-    }
-    out
+    (crate::policy::message_pieces(src).into_iter())
+        .filter_map(|p| match p {
+            crate::policy::Piece::Expr(r) => Some(r),
+            // While typing: the rest of the text after an unclosed `{`.
+            crate::policy::Piece::Unclosed(i) => Some(i + 1..src.len()),
+            crate::policy::Piece::Text(_) => None,
+        })
+        .collect()
 }
 
 /// The names an expression may use in `scope`, each with what it is (for completion):

@@ -417,6 +417,64 @@ pub struct Expr {
     pub idents: Vec<String>,
 }
 
+/// A message's text split at its `{…}` placeholders, as `check` compiles it and the
+/// language server reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Literal text (`{{` and `}}` already made single braces).
+    Text(String),
+    /// The byte range of a placeholder's inside (between `{` and its `}`).
+    Expr(std::ops::Range<usize>),
+    /// A `{` at this byte offset without its `}`; nothing follows it.
+    Unclosed(usize),
+}
+
+/// Split a message template into [`Piece`]s.
+pub fn message_pieces(src: &str) -> Vec<Piece> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c @ (b'{' | b'}') if b.get(i + 1) == Some(&c) => {
+                lit.push(c as char);
+                i += 2;
+            }
+            b'{' => {
+                let mut depth = 1;
+                let mut j = i + 1;
+                while j < b.len() && depth > 0 {
+                    match b[j] {
+                        b'{' => depth += 1,
+                        b'}' => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if !lit.is_empty() {
+                    out.push(Piece::Text(std::mem::take(&mut lit)));
+                }
+                if depth != 0 {
+                    out.push(Piece::Unclosed(i));
+                    return out;
+                }
+                out.push(Piece::Expr(i + 1..j - 1));
+                i = j;
+            }
+            _ => {
+                let ch = src[i..].chars().next().unwrap_or(' ');
+                lit.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    if !lit.is_empty() {
+        out.push(Piece::Text(lit));
+    }
+    out
+}
+
 /// A message with `{expr}` placeholders.
 #[derive(Debug, Clone)]
 pub enum Part {
@@ -781,5 +839,33 @@ pub fn case_status_name(s: CaseStatus) -> &'static str {
         CaseStatus::Fail => "fail",
         CaseStatus::Warn => "warn",
         CaseStatus::NotApplicable => "not_applicable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Piece, message_pieces};
+
+    #[test]
+    fn message_pieces_split_at_placeholders() {
+        assert_eq!(
+            message_pieces("已服务 {hours_text(h)} 小时，{{注}} {m}"),
+            vec![
+                Piece::Text("已服务 ".into()),
+                Piece::Expr(11..24),
+                Piece::Text(" 小时，{注} ".into()),
+                Piece::Expr(44..45),
+            ]
+        );
+        assert_eq!(
+            message_pieces("a {f({x})} b {c"),
+            vec![
+                Piece::Text("a ".into()),
+                Piece::Expr(3..9),
+                Piece::Text(" b ".into()),
+                Piece::Unclosed(13),
+            ]
+        );
+        assert_eq!(message_pieces("}"), vec![Piece::Text("}".into())]);
     }
 }

@@ -154,3 +154,82 @@ pub fn texts(out: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `A1`-style reference of a 0-based row and column (columns up to Z).
+pub fn cell_ref(row: usize, col: usize) -> String {
+    format!("{}{}", (b'A' + col as u8) as char, row + 1)
+}
+
+/// A minimal .xlsx with one sheet of inline-string cells.
+pub fn workbook(sheet: &str, rows: &[Vec<&str>]) -> Vec<u8> {
+    workbook_with(sheet, rows, &cell_ref)
+}
+
+/// A minimal .xlsx with one sheet of inline-string cells, at the references `at` gives.
+pub fn workbook_with(
+    sheet: &str,
+    rows: &[Vec<&str>],
+    at: &dyn Fn(usize, usize) -> String,
+) -> Vec<u8> {
+    fn xml_escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+    let head = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>"#;
+    let main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+    let rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+    let pkg = "http://schemas.openxmlformats.org/package/2006/relationships";
+    let mut cells = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        cells.push_str(&format!(r#"<row r="{}">"#, i + 1));
+        for (j, v) in row.iter().enumerate() {
+            cells.push_str(&format!(
+                r#"<c r="{}" t="inlineStr"><is><t>{}</t></is></c>"#,
+                at(i, j),
+                xml_escape(v)
+            ));
+        }
+        cells.push_str("</row>");
+    }
+    let files = [
+        (
+            "[Content_Types].xml",
+            format!(
+                r#"{head}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#
+            ),
+        ),
+        (
+            "_rels/.rels",
+            format!(
+                r#"{head}<Relationships xmlns="{pkg}"><Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#
+            ),
+        ),
+        (
+            "xl/workbook.xml",
+            format!(
+                r#"{head}<workbook xmlns="{main}" xmlns:r="{rel}"><sheets><sheet name="{}" sheetId="1" r:id="rId1"/></sheets></workbook>"#,
+                xml_escape(sheet)
+            ),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            format!(
+                r#"{head}<Relationships xmlns="{pkg}"><Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#
+            ),
+        ),
+        (
+            "xl/worksheets/sheet1.xml",
+            format!(
+                r#"{head}<worksheet xmlns="{main}"><sheetData>{cells}</sheetData></worksheet>"#
+            ),
+        ),
+    ];
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in files {
+        z.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, body.as_bytes()).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}

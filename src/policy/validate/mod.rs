@@ -1368,59 +1368,25 @@ fn compile_template(
     let base = content_start(&text, &s.span());
     let src = s.get_ref();
     let mut parts = Vec::new();
-    let mut lit = String::new();
     let mut ok = true;
-    let b = src.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'{' if b.get(i + 1) == Some(&b'{') => {
-                lit.push('{');
-                i += 2;
-            }
-            b'}' if b.get(i + 1) == Some(&b'}') => {
-                lit.push('}');
-                i += 2;
-            }
-            b'{' => {
-                let mut depth = 1;
-                let mut j = i + 1;
-                while j < b.len() && depth > 0 {
-                    match b[j] {
-                        b'{' => depth += 1,
-                        b'}' => depth -= 1,
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                if depth != 0 {
-                    cx.err(
-                        Diag::error(Code::RB0401, "message has a `{` without its `}`")
-                            .at(Some(Loc::new(file, base + i..base + i + 1)))
-                            .help("placeholders look like {hours}; write {{ for a literal brace"),
-                    );
-                    ok = false;
-                    break;
-                }
-                if !lit.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut lit)));
-                }
-                let inner = &src[i + 1..j - 1];
-                match compile_at(cx, file, inner, base + i + 1, names, helpers) {
+    for piece in message_pieces(src) {
+        match piece {
+            Piece::Text(t) => parts.push(Part::Text(t)),
+            Piece::Expr(r) => {
+                match compile_at(cx, file, &src[r.clone()], base + r.start, names, helpers) {
                     Some(e) => parts.push(Part::Expr(e)),
                     None => ok = false,
                 }
-                i = j;
             }
-            _ => {
-                let ch = src[i..].chars().next().unwrap_or(' ');
-                lit.push(ch);
-                i += ch.len_utf8();
+            Piece::Unclosed(i) => {
+                cx.err(
+                    Diag::error(Code::RB0401, "message has a `{` without its `}`")
+                        .at(Some(Loc::new(file, base + i..base + i + 1)))
+                        .help("placeholders look like {hours}; write {{ for a literal brace"),
+                );
+                ok = false;
             }
         }
-    }
-    if !lit.is_empty() {
-        parts.push(Part::Text(lit));
     }
     ok.then_some(Template { parts })
 }
