@@ -239,6 +239,26 @@ pub enum Cond {
     },
 }
 
+impl Cond {
+    /// The values this condition compares with (`$param.X`, `$agg.Y`, literals …); not the
+    /// period a `within` names.
+    pub fn refs(&self) -> &[ValueRef] {
+        match self {
+            Cond::Is(r)
+            | Cond::IsNot(r)
+            | Cond::From(r)
+            | Cond::Until(r)
+            | Cond::Weekday(r)
+            | Cond::TimeFrom(r)
+            | Cond::TimeBefore(r) => std::slice::from_ref(r),
+            Cond::In(rs) | Cond::NotIn(rs) => rs,
+            Cond::Within(_) | Cond::Present(_) | Cond::WorkingDay(_) | Cond::WorkingTime { .. } => {
+                &[]
+            }
+        }
+    }
+}
+
 /// ISO weekdays (1 = Monday) from a list value.
 pub fn weekdays(v: &toml::Value) -> Option<Vec<u32>> {
     let toml::Value::Array(a) = v else {
@@ -308,25 +328,15 @@ impl Aggregate {
             }
         };
         for f in &self.filters {
-            match &f.cond {
-                Cond::Is(r)
-                | Cond::IsNot(r)
-                | Cond::From(r)
-                | Cond::Until(r)
-                | Cond::Weekday(r)
-                | Cond::TimeFrom(r)
-                | Cond::TimeBefore(r) => add_ref(r, &mut out),
-                Cond::In(rs) | Cond::NotIn(rs) => rs.iter().for_each(|r| add_ref(r, &mut out)),
-                Cond::Within(p) => {
-                    if let Some(p) = periods.get(p) {
-                        for b in [&p.start, &p.end] {
-                            if let Bound::Ref(r) = b {
-                                add_ref(r, &mut out);
-                            }
-                        }
+            f.cond.refs().iter().for_each(|r| add_ref(r, &mut out));
+            if let Cond::Within(p) = &f.cond
+                && let Some(p) = periods.get(p)
+            {
+                for b in [&p.start, &p.end] {
+                    if let Bound::Ref(r) = b {
+                        add_ref(r, &mut out);
                     }
                 }
-                _ => {}
             }
         }
         if let Some(e) = &self.except_days {

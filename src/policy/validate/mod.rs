@@ -1956,19 +1956,9 @@ fn warn_unused(cx: &mut Ctx, declared: &Declared, rules: &[Rule], used_elsewhere
     };
     for a in aggregates.values() {
         for f in &a.filters {
-            match &f.cond {
-                Cond::Is(r)
-                | Cond::IsNot(r)
-                | Cond::From(r)
-                | Cond::Until(r)
-                | Cond::Weekday(r)
-                | Cond::TimeFrom(r)
-                | Cond::TimeBefore(r) => refs(r, &mut used),
-                Cond::In(rs) | Cond::NotIn(rs) => rs.iter().for_each(|r| refs(r, &mut used)),
-                Cond::Within(p) => {
-                    used.insert(p.clone());
-                }
-                _ => {}
+            f.cond.refs().iter().for_each(|r| refs(r, &mut used));
+            if let Cond::Within(p) = &f.cond {
+                used.insert(p.clone());
             }
         }
         if let Some(e) = &a.except_days {
