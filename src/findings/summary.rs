@@ -106,14 +106,7 @@ pub fn render_summary(
         "{:<20} {:<28} {:>9} {:>9} {:>9}\n\n",
         "total", "", r, l, j
     ));
-    let cols = [
-        Status::Pass,
-        Status::Warn,
-        Status::Fail,
-        Status::NotApplicable,
-        Status::Error,
-        Status::Waived,
-    ];
+    let cols = Status::ALL;
     s.push_str(&format!("{:<34}", "directive"));
     for c in cols {
         s.push_str(&format!(" {:>8}", short(c)));
