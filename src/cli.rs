@@ -72,6 +72,22 @@ pub struct ReportArgs {
     /// Which reports to render.
     #[arg(long, value_enum, default_value_t = CliLevel::All)]
     pub level: CliLevel,
+    /// Render only the reports of this part of the data, KIND:ID with KIND one of branch,
+    /// community, district, member (repeatable; their union). The summary covers the scope
+    /// and says so; evaluation still reads the whole dataset.
+    #[arg(long, value_name = "KIND:ID")]
+    pub scope: Vec<report::ScopeSpec>,
+    /// Gather member forms into one PDF per unit branch (headed by the branch report) or per
+    /// community (headed by the community report), with a table of contents and bookmarks.
+    #[arg(long, value_enum)]
+    pub bundle: Option<CliBundle>,
+    /// Skip reports a previous run into the same folder finished with the same policy set,
+    /// data, evaluation date and templates (recorded in the folder's `.rulebook-resume`).
+    #[arg(long)]
+    pub resume: bool,
+    /// About how many reports are prepared and rendered at a time (memory grows with it).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub batch: usize,
     /// Fail when a character in the data cannot be printed with the loaded fonts.
     #[arg(long)]
     pub strict: bool,
@@ -212,6 +228,15 @@ cli_enum!(
     }
 );
 cli_enum!(CliLevel => report::Level { Member, Branch, Community, Summary, All });
+cli_enum!(
+    /// What `--bundle` gathers into one PDF.
+    CliBundle => report::BundleKind {
+        /// One PDF per unit branch: the branch report, then its members' forms
+        Branch,
+        /// One PDF per community: the community report, then its residents' forms
+        Community,
+    }
+);
 cli_enum!(CliFormat => Format { Json, Jsonl, Csv });
 /// Which schema `rulebook schema` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -965,12 +990,17 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
             model.grade_error_count - model.grade_errors.len()
         );
     }
-    let jobs = model.jobs(a.level.into());
-    stages.mark("report data");
+    let plan = model.plan(&report::PlanOptions {
+        level: a.level.into(),
+        scope: &a.scope,
+        bundle: a.bundle.map(Into::into),
+    })?;
+    stages.mark("planning");
     let mut font_dirs = vec![a.templates.join("fonts")];
     font_dirs.extend(a.font_path.iter().cloned());
     let fonts = report::typst::Fonts::load(&font_dirs)?;
     let progress = bars(show_progress(a.data.quiet));
+    let run_key = report::run_key(&set.hash, &a.data.data, run.as_of, &a.templates, &font_dirs);
     let opts = report::RenderOptions {
         templates: &a.templates,
         out: &a.out,
@@ -979,8 +1009,11 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         date: report_date(run.as_of),
         keep_typst: a.keep_typst,
         progress: &*progress,
+        run_key: &run_key,
+        resume: a.resume,
+        batch: a.batch,
     };
-    let rendered = match report::render(&jobs, &opts) {
+    let rendered = match report::render_plan(&model, &plan, &opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {:#}", anyhow::Error::from(e));
@@ -990,6 +1023,13 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     stages.mark("rendering");
     if a.timings {
         eprint!("{}", stages.table());
+        eprintln!(
+            "{} reports in {} PDFs in {:.2}s: {:.1} reports/s",
+            rendered.reports,
+            rendered.files.len(),
+            rendered.seconds,
+            rendered.reports as f64 / rendered.seconds.max(1e-9)
+        );
     }
     for g in &rendered.glyph_problems {
         eprintln!("warning: {g}");
@@ -1005,23 +1045,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
                 &run.scope_notes(),
             )
         );
-        let bytes: u64 = rendered.files.iter().map(|(_, b)| b).sum();
-        let mut by_kind: std::collections::BTreeMap<&str, usize> =
-            std::collections::BTreeMap::new();
-        for j in &jobs {
-            *by_kind.entry(j.kind).or_default() += 1;
-        }
-        let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!(
-            "{} PDF reports ({}) in {}: {:.1} MB, {:.2}s rendering ({:.1} reports/s), {:.2}s in all",
-            rendered.files.len(),
-            kinds.join(", "),
-            a.out.display(),
-            bytes as f64 / 1e6,
-            rendered.seconds,
-            rendered.files.len() as f64 / rendered.seconds.max(1e-9),
-            started.elapsed().as_secs_f64()
-        );
+        print!("{}", rendered_summary(&rendered, &a.out, started));
         if !written.is_empty() {
             let files: Vec<String> = written
                 .iter()
@@ -1031,6 +1055,37 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `report` says it rendered: PDFs by folder, reports, size and speed.
+fn rendered_summary(r: &report::Rendered, out: &Path, started: std::time::Instant) -> String {
+    let bytes: u64 = r.files.iter().map(|(_, b)| b).sum();
+    let mut by_folder: std::collections::BTreeMap<String, usize> = Default::default();
+    for (f, _) in &r.files {
+        let folder = match f.parent().and_then(|p| p.to_str()) {
+            Some("") | None => "summary".to_string(),
+            Some(p) => p.to_string(),
+        };
+        *by_folder.entry(folder).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_folder.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut text = format!(
+        "{} PDF reports ({}) in {}: {:.1} MB, {:.2}s rendering ({:.1} reports/s), {:.2}s in all\n",
+        r.files.len(),
+        kinds.join(", "),
+        out.display(),
+        bytes as f64 / 1e6,
+        r.seconds,
+        r.reports as f64 / r.seconds.max(1e-9),
+        started.elapsed().as_secs_f64()
+    );
+    if r.skipped.0 > 0 {
+        text.push_str(&format!(
+            "{} PDFs ({} reports) already finished by an earlier run (--resume) were kept\n",
+            r.skipped.0, r.skipped.1
+        ));
+    }
+    text
 }
 
 /// Stream every finding of `run` to `w` (encoded in parallel), counting them in `summary`.

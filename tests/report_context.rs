@@ -56,9 +56,28 @@ fn every_report_of_both_samples_validates() {
         let run = rulebook::eval::prepare(&set, &ds, None).unwrap();
         let outcomes = run.outcomes().unwrap();
         let model = report::Model::new(&run, &outcomes);
-        let jobs = model.jobs(Level::All);
+        let mut jobs = model.jobs(Level::All);
+        // Bundles, and reports of a scope (its summary and the common `scope`).
+        for (bundle, scope) in [
+            (report::BundleKind::Branch, "branch:B01"),
+            (report::BundleKind::Community, "district:武昌区"),
+        ] {
+            let scope = [scope.parse().unwrap()];
+            let plan = model
+                .plan(&report::PlanOptions {
+                    level: Level::All,
+                    scope: &scope,
+                    bundle: Some(bundle),
+                })
+                .unwrap();
+            for i in 0..plan.items.len() {
+                let job = model.job(&plan, i);
+                jobs.extend(job.parts.iter().cloned());
+                jobs.push(job);
+            }
+        }
         let kinds: BTreeSet<&str> = jobs.iter().map(|j| j.kind).collect();
-        assert_eq!(kinds.len(), 4, "{sample}: every kind of report: {kinds:?}");
+        assert_eq!(kinds.len(), 5, "{sample}: every kind of report: {kinds:?}");
         for job in &jobs {
             let errors: Vec<String> = validator
                 .iter_errors(&job.context)
@@ -183,10 +202,17 @@ fn backticked(text: &str) -> BTreeSet<String> {
 fn readme_documents_every_key_and_no_other() {
     let schema: Value = serde_json::from_str(&shipped()).unwrap();
     let readme = std::fs::read_to_string(root().join("report-templates/README.md")).unwrap();
-    let bodies = ["member", "branch", "community", "summary"];
+    let bodies = ["member", "branch", "community", "summary", "bundle"];
     // Words a section may name that are not keys: the report kinds and template names, and
     // names from the policy files it refers to.
-    let not_keys = ["member", "branch", "community", "summary", "hours"];
+    let not_keys = [
+        "member",
+        "branch",
+        "community",
+        "summary",
+        "bundle",
+        "hours",
+    ];
     let mut earlier = BTreeSet::new();
     // Keys of earlier sections, which a section may name ("like a member's `directives`").
     let mut named_before: BTreeSet<String> = BTreeSet::new();
@@ -196,6 +222,7 @@ fn readme_documents_every_key_and_no_other() {
         ("## `branch`", Some("branch")),
         ("## `community`", Some("community")),
         ("## `summary`", Some("summary")),
+        ("## `bundle`", Some("bundle")),
     ] {
         let mut found = Keys::default();
         match body {

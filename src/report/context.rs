@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What one report template receives: the common facts, which report it is, and its body
-/// (exactly one of `member`, `branch`, `community`, `summary`, after the report's kind).
+/// (exactly one of `member`, `branch`, `community`, `summary`, `bundle`, after the report's
+/// kind).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Context {
     /// Facts every report shows (the keys sit at the top level of the template's data).
@@ -36,15 +37,73 @@ pub struct Context {
     /// The whole run's data (the summary report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// The reports a bundle holds (bundles, `--bundle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<Bundle>,
 }
 
 /// Which report a template is rendering.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ReportRef {
-    /// `member`, `branch`, `community` or `summary`.
+    /// `member`, `branch`, `community`, `summary` or `bundle`.
     pub kind: String,
-    /// The subject's id (`summary` for the summary).
+    /// The subject's id (`summary` for the summary; a bundle's branch or community id).
     pub id: String,
+}
+
+/// The part of the dataset a run's reports cover (`--scope`).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct ScopeFacts {
+    /// What was asked for, as one line: `党支部 市财政局机关第一党支部（B01）`.
+    pub title: String,
+    /// Each `--scope` asked for.
+    pub items: Vec<ScopeItem>,
+}
+
+/// One `--scope KIND:ID`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ScopeItem {
+    /// `branch`, `community`, `district` or `member`.
+    pub kind: String,
+    /// The kind in Chinese: `党支部`, `社区`, `区`, `党员`.
+    pub kind_cn: String,
+    /// The id (a district's name).
+    pub id: String,
+    /// The name for people (empty for a district).
+    pub name: String,
+}
+
+/// A bundle: one PDF holding a branch's (or community's) report followed by the member forms
+/// of its members, with a table of contents and page numbers per report.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Bundle {
+    /// What the bundle is for: `branch` or `community`.
+    pub kind: String,
+    /// The kind in Chinese: `党支部`, `社区`.
+    pub kind_cn: String,
+    /// The branch's or community's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// How many member forms it holds.
+    pub member_count: usize,
+    /// The reports in the bundle, in order: the branch's (community's) own report first when
+    /// it is in scope, then one member form per member by id.
+    pub parts: Vec<BundlePart>,
+}
+
+/// One report inside a bundle.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BundlePart {
+    /// The report's kind: `branch`, `community` or `member`.
+    pub kind: String,
+    /// Its subject's id.
+    pub id: String,
+    /// Its subject's name.
+    pub name: String,
+    /// The Typst file holding the rendered report (its own template's output up to the shared
+    /// appendix): write `#include {{ part.path | str | safe }}`.
+    pub path: String,
 }
 
 /// Data every template gets: the document facts and the appendix.
@@ -84,6 +143,8 @@ pub struct Common {
     pub waivers: Vec<WaiverFacts>,
     /// Waivers not applied (expired, not yet valid, unknown target), as text.
     pub waiver_notes: Vec<String>,
+    /// The part of the dataset the run's reports cover (`--scope`); `null` for all of it.
+    pub scope: Option<ScopeFacts>,
 }
 
 /// What grades assess.

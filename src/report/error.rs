@@ -58,7 +58,7 @@ pub enum Error {
     /// A report cannot be compiled to PDF.
     #[error("report {kind} {id} (template {kind}.typ.tera)")]
     Report {
-        /// `member`, `branch`, `community` or `summary`.
+        /// `member`, `branch`, `community`, `summary` or `bundle`.
         kind: &'static str,
         /// The subject's id (empty for the summary).
         id: String,
@@ -68,6 +68,14 @@ pub enum Error {
     /// A report or its Typst source cannot be written.
     #[error(transparent)]
     Output(#[from] crate::output::Error),
+    /// The output folder's journal of finished reports cannot be written.
+    #[error("writing {}", .path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A rendering thread panicked.
     #[error("a rendering thread panicked")]
     Panicked,

@@ -10,15 +10,19 @@
 pub mod context;
 mod error;
 mod grade;
+mod plan;
 mod render;
+mod scope;
 pub mod typst;
 
 pub use error::Error;
 pub use grade::Tally;
+pub use plan::{BundleItem, BundleKind, Item, Plan, PlanError, PlanOptions};
 pub use render::{
-    GlyphProblem, RenderOptions, Rendered, check_glyphs, file_name, render, render_typst,
-    templates, tera_error,
+    GlyphProblem, JOURNAL, RenderOptions, Rendered, check_glyphs, file_name, render, render_parts,
+    render_plan, render_typst, run_key, templates, tera_error,
 };
+pub use scope::{Scope, ScopeKind, ScopeSpec, UnknownScope};
 
 use crate::data::Dataset;
 use crate::eval::{Outcomes, Run};
@@ -34,7 +38,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Which reports to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +57,32 @@ pub enum Level {
 /// One report ready to render: the template, its data, and where the PDF goes.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// `member`, `branch`, `community` or `summary`.
+    /// `member`, `branch`, `community`, `summary` or `bundle`; the template is
+    /// `KIND.typ.tera`.
     pub kind: &'static str,
-    /// The subject's id (empty for the summary).
+    /// The subject's id (`summary` for the summary).
     pub id: String,
+    /// The subject's name (empty for the summary).
+    pub name: String,
     /// Output path relative to the output folder.
     pub file: PathBuf,
     /// The data the template receives: a [`context::Context`] as JSON (see
     /// `report-templates/README.md`).
     pub context: Value,
+    /// A bundle's reports, each rendered with its own template and included by the bundle's
+    /// (empty for other reports).
+    pub parts: Vec<Job>,
+}
+
+impl Job {
+    /// How many reports the job renders (a bundle: each it holds).
+    pub fn reports(&self) -> usize {
+        if self.kind == "bundle" {
+            self.parts.len()
+        } else {
+            1
+        }
+    }
 }
 
 /// Everything reports are made from.
@@ -408,6 +428,7 @@ impl<'a> Model<'a> {
             directives,
             waivers: self.waivers.clone(),
             waiver_notes: self.run.waiver_notes.clone(),
+            scope: None,
         }
     }
 
@@ -838,71 +859,21 @@ impl<'a> Model<'a> {
             .collect()
     }
 
-    /// The report jobs for `level`.
+    /// The report jobs for `level`, every report's data made at once (fine for a small
+    /// dataset; a run renders a [`Plan`] in batches).
     pub fn jobs(&self, level: Level) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        let common = Arc::new(self.common());
-        let with = |body: Body| {
-            let (kind, folder, id, name) = match &body {
-                Body::Member(m) => ("member", "members", m.id.clone(), m.name.as_str()),
-                Body::Branch(b) => ("branch", "branches", b.id.clone(), b.name.as_str()),
-                Body::Community(c) => ("community", "communities", c.id.clone(), c.name.as_str()),
-                Body::Summary(_) => ("summary", "", "summary".to_string(), ""),
-            };
-            let file = match &body {
-                Body::Summary(_) => PathBuf::from("summary.pdf"),
-                _ => PathBuf::from(folder).join(file_name(&id, name)),
-            };
-            let mut context = ctx::Context {
-                common: common.clone(),
-                report: ctx::ReportRef {
-                    kind: kind.into(),
-                    id: id.clone(),
-                },
-                member: None,
-                branch: None,
-                community: None,
-                summary: None,
-            };
-            match body {
-                Body::Member(m) => context.member = Some(*m),
-                Body::Branch(b) => context.branch = Some(b),
-                Body::Community(c) => context.community = Some(c),
-                Body::Summary(s) => context.summary = Some(s),
-            }
-            Job {
-                kind,
-                id,
-                file,
-                context: serde_json::to_value(&context).unwrap_or_default(),
-            }
+        let opts = PlanOptions {
+            level,
+            scope: &[],
+            bundle: None,
         };
-        // Report data is made in parallel; `collect` keeps the order.
-        if matches!(level, Level::Member | Level::All) {
-            let member_rows = self.run.subjects("member");
-            jobs.par_extend(
-                (member_rows.par_iter())
-                    .map(|&row| with(Body::Member(Box::new(self.member_facts(row))))),
-            );
-        }
-        if matches!(level, Level::Branch | Level::All) {
-            jobs.par_extend(
-                (self.branches().into_par_iter())
-                    .map(|row| with(Body::Branch(self.branch_facts(row)))),
-            );
-        }
-        if matches!(level, Level::Community | Level::All) {
-            let mut rows = self.communities();
-            rows.sort();
-            jobs.par_extend(
-                rows.into_par_iter()
-                    .map(|(id, row)| with(Body::Community(self.community_facts(&id, row)))),
-            );
-        }
-        if matches!(level, Level::Summary | Level::All) {
-            jobs.push(with(Body::Summary(self.summary_facts())));
-        }
-        jobs
+        let Ok(plan) = self.plan(&opts) else {
+            return Vec::new();
+        };
+        (0..plan.items.len())
+            .into_par_iter()
+            .map(|i| self.job(&plan, i))
+            .collect()
     }
 
     /// The key column of the organization table.
@@ -1080,23 +1051,64 @@ impl<'a> Model<'a> {
             .unwrap_or(0)
     }
 
-    fn summary_facts(&self) -> ctx::Summary {
-        let member_rows = self.run.subjects("member");
+    /// The summary's data: over the whole run, or over `scope`'s members and branches.
+    fn summary_facts(&self, scope: Option<&Scope>) -> ctx::Summary {
+        let (member_rows, branches) = match scope {
+            Some(s) => (s.members.clone(), s.branches.clone()),
+            None => (self.run.subjects("member"), self.branches()),
+        };
         let mut subjects: Vec<(&str, usize)> = member_rows.iter().map(|&r| ("member", r)).collect();
-        let branches = self.branches();
         subjects.extend(branches.iter().map(|&r| ("organization", r)));
+        // Per rule: findings by status, and the first failing subject (in run order).
+        let counts: Vec<([i64; 6], Option<usize>)> = match scope {
+            None => (0..self.run.rules().count())
+                .map(|i| {
+                    let mut c = [0i64; 6];
+                    for s in Status::ALL {
+                        c[s as usize] = self.outcomes.rule_count(i, s) as i64;
+                    }
+                    (c, self.outcomes.first_fail(i))
+                })
+                .collect(),
+            Some(_) => (self.run.rules().enumerate())
+                .map(|(i, r)| {
+                    let rows: &[usize] = match r.subject.as_str() {
+                        "member" => &member_rows,
+                        "organization" => &branches,
+                        _ => &[],
+                    };
+                    let mut c = [0i64; 6];
+                    let mut first = None;
+                    for &row in rows {
+                        let st = self.outcomes.status(i, row);
+                        c[st as usize] += 1;
+                        if st == Status::Fail && first.is_none() {
+                            first = Some(row);
+                        }
+                    }
+                    (c, first)
+                })
+                .collect(),
+        };
         let statuses = (Status::ALL.iter())
-            .map(|s| (s.name().to_string(), self.outcomes.count(*s) as i64))
+            .map(|s| {
+                let n: i64 = counts.iter().map(|(c, _)| c[*s as usize]).sum();
+                (s.name().to_string(), n)
+            })
             .collect();
+        let findings = counts
+            .iter()
+            .map(|(c, _)| c.iter().sum::<i64>() as u64)
+            .sum();
         ctx::Summary {
             members: member_rows.len(),
             branches: branches.len(),
-            findings: self.outcomes.total(),
+            findings,
             statuses,
             compliance: self.compliance(&subjects),
             member_grades: self.grade_distribution("member", &member_rows),
             branch_grades: self.grade_distribution("organization", &branches),
-            top_failures: self.top_failures(),
+            top_failures: self.top_failures(&counts),
             branches_ranked: self.ranked(&branches),
             grade_errors: self.grade_errors.clone(),
             grade_error_count: self.grade_error_count,
@@ -1104,22 +1116,27 @@ impl<'a> Model<'a> {
     }
 
     /// The 10 rules with most failures (then warnings), with the first failing finding's
-    /// message as the example.
-    fn top_failures(&self) -> Vec<ctx::TopFailure> {
-        let mut fails: BTreeMap<(&str, &str), (i64, i64, Option<usize>)> = BTreeMap::new();
-        for (index, r) in self.run.rules().enumerate() {
+    /// message as the example; `counts` are each rule's findings by status and first
+    /// failing subject.
+    fn top_failures(&self, counts: &[([i64; 6], Option<usize>)]) -> Vec<ctx::TopFailure> {
+        // Per (directive, rule id): fails, warns, and the first failing (rule, subject row).
+        type RuleFails = (i64, i64, Option<(usize, usize)>);
+        let mut fails: BTreeMap<(&str, &str), RuleFails> = BTreeMap::new();
+        for ((index, r), (c, first)) in self.run.rules().enumerate().zip(counts) {
             let e = fails.entry((&r.directive, &r.id)).or_insert((0, 0, None));
-            e.0 += self.outcomes.rule_count(index, Status::Fail) as i64;
-            e.1 += self.outcomes.rule_count(index, Status::Warn) as i64;
-            if e.2.is_none() && self.outcomes.first_fail(index).is_some() {
-                e.2 = Some(index);
+            e.0 += c[Status::Fail as usize];
+            e.1 += c[Status::Warn as usize];
+            if e.2.is_none()
+                && let Some(row) = first
+            {
+                e.2 = Some((index, *row));
             }
         }
         let mut top: Vec<ctx::TopFailure> = (fails.into_iter())
             .filter(|(_, (f, w, _))| *f + *w > 0)
             .map(|((d, r), (fails, warns, example))| {
                 let example = example
-                    .and_then(|i| self.run.rule_finding(i, self.outcomes.first_fail(i)?))
+                    .and_then(|(i, row)| self.run.rule_finding(i, row))
                     .map(|f| f.message)
                     .unwrap_or_default();
                 let title = (self.run.rules().find(|x| x.id == r))

@@ -207,6 +207,16 @@ impl Fonts {
 /// with the same spans, in every report, and its memoized layout of that part is reused.
 pub const SHARED_MARKER: &str = "// rulebook:shared";
 
+/// Where the shared part of a generated report starts (the start of its [`SHARED_MARKER`]
+/// line), if it has one.
+pub fn shared_start(source: &str) -> Option<usize> {
+    if source.starts_with(SHARED_MARKER) {
+        Some(0)
+    } else {
+        source.find(&format!("\n{SHARED_MARKER}")).map(|i| i + 1)
+    }
+}
+
 /// At most this many distinct shared parts are kept as files; past that (a template whose
 /// shared part differs per report) reports compile as one file.
 const MAX_SHARED: usize = 64;
@@ -259,12 +269,7 @@ impl Compiler {
     /// Split off the shared part of a report (from [`SHARED_MARKER`] on), registering it
     /// as a file the first time it is seen.
     fn split(&self, source: &str) -> Result<Split, Error> {
-        let at = if source.starts_with(SHARED_MARKER) {
-            Some(0)
-        } else {
-            source.find(&format!("\n{SHARED_MARKER}")).map(|i| i + 1)
-        };
-        let Some(at) = at else {
+        let Some(at) = shared_start(source) else {
             return Ok(Split {
                 main: source.to_string(),
                 shared: None,
@@ -314,11 +319,13 @@ impl Compiler {
         })
     }
 
-    /// Compile one report's Typst source to PDF bytes. `ident` names the document stably;
-    /// `date` pins the PDF's creation date.
+    /// Compile one report's Typst source to PDF bytes. `files` are more Typst files the
+    /// source includes (a bundle's reports), by absolute path; `ident` names the document
+    /// stably; `date` pins the PDF's creation date.
     pub fn pdf(
         &self,
         source: &str,
+        files: &[(String, String)],
         ident: &str,
         date: chrono::NaiveDateTime,
     ) -> Result<Vec<u8>, Error> {
@@ -326,17 +333,35 @@ impl Compiler {
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let split = self.split(source)?;
-        let name = format!("/__report_{n}.typ");
-        let vpath =
-            VirtualPath::new(&name).map_err(|error| Error::VirtualPath { path: name, error })?;
-        let id = FileId::new(typst::syntax::RootedPath::new(VirtualRoot::Project, vpath));
+        let file_id = |name: &str| -> Result<FileId, Error> {
+            let vpath = VirtualPath::new(name).map_err(|error| Error::VirtualPath {
+                path: name.to_string(),
+                error,
+            })?;
+            Ok(FileId::new(typst::syntax::RootedPath::new(
+                VirtualRoot::Project,
+                vpath,
+            )))
+        };
+        let id = file_id(&format!("/__report_{n}.typ"))?;
         let src = Source::new(id, split.main);
-        self.reports
-            .write()
-            .map_err(|_| Error::Lock)?
-            .insert(id, src.clone());
+        let mut ids = vec![id];
+        {
+            let mut reports = self.reports.write().map_err(|_| Error::Lock)?;
+            reports.insert(id, src.clone());
+            for (path, text) in files {
+                let fid = file_id(path)?;
+                reports.insert(fid, Source::new(fid, text.clone()));
+                ids.push(fid);
+            }
+        }
         let result = self.engine.compile::<_, typst_layout::PagedDocument>(id);
-        self.reports.write().map_err(|_| Error::Lock)?.remove(&id);
+        {
+            let mut reports = self.reports.write().map_err(|_| Error::Lock)?;
+            for i in &ids {
+                reports.remove(i);
+            }
+        }
         typst::comemo::evict(EVICT_MAX_AGE);
         let doc = result.output.map_err(|e| Error::Compile {
             message: describe_typst_error(&e, &src, split.shared.as_ref()),
@@ -495,15 +520,15 @@ mod tests {
     fn a_shared_part_prints_the_same_pdf_as_one_file() {
         let c = compiler();
         let shared = c
-            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), &[], "x", date())
             .unwrap();
         let single = c
-            .pdf(&format!("{HEAD}// not shared\n{TAIL}"), "x", date())
+            .pdf(&format!("{HEAD}// not shared\n{TAIL}"), &[], "x", date())
             .unwrap();
         assert_eq!(shared, single);
         // And again, now that Typst has laid the shared part out once.
         let again = c
-            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), "x", date())
+            .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), &[], "x", date())
             .unwrap();
         assert_eq!(shared, again);
     }
@@ -512,7 +537,7 @@ mod tests {
     fn errors_in_the_shared_part_name_the_line_of_the_whole_report() {
         let c = compiler();
         let src = format!("{HEAD}{SHARED_MARKER}\n{TAIL}#nosuchfunction()\n");
-        let err = c.pdf(&src, "x", date()).unwrap_err().to_string();
+        let err = c.pdf(&src, &[], "x", date()).unwrap_err().to_string();
         let line = src
             .lines()
             .position(|l| l.contains("nosuchfunction"))
