@@ -97,8 +97,9 @@ pub struct ReportArgs {
     /// Also write each report's Typst source (`.typ`) beside its PDF.
     #[arg(long)]
     pub keep_typst: bool,
-    /// Which findings files to write beside the reports (`findings.json`, `.jsonl`, `.csv`);
-    /// `none` writes none (a province's findings run to gigabytes).
+    /// Which findings files to write beside the reports (`findings.json`, `.jsonl`, `.csv`,
+    /// `.xlsx`: the workbook evaluators work in); `none` writes none (a province's findings
+    /// run to gigabytes).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["json", "csv"])]
     pub findings: Vec<FindingsFile>,
     /// Print how long each stage took (to stderr).
@@ -156,6 +157,8 @@ pub enum FindingsFile {
     Json,
     Jsonl,
     Csv,
+    /// The findings workbook for Excel and WPS (`findings.xlsx`).
+    Xlsx,
     None,
 }
 
@@ -237,7 +240,27 @@ cli_enum!(
         Community,
     }
 );
-cli_enum!(CliFormat => Format { Json, Jsonl, Csv });
+/// The findings format of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CliFormat {
+    Json,
+    Jsonl,
+    Csv,
+    /// The findings workbook for Excel and WPS (needs --out)
+    Xlsx,
+}
+
+impl CliFormat {
+    /// The findings format of the text formats; `None` for the workbook.
+    fn text(self) -> Option<Format> {
+        match self {
+            CliFormat::Json => Some(Format::Json),
+            CliFormat::Jsonl => Some(Format::Jsonl),
+            CliFormat::Csv => Some(Format::Csv),
+            CliFormat::Xlsx => None,
+        }
+    }
+}
 /// Which schema `rulebook schema` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CliSchemaKind {
@@ -810,20 +833,27 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     let t_prepare = t0.elapsed();
     let cpu_prepare = cpu_seconds();
     let mut summary = Summary::default();
-    let format = a.format.map(Format::from).unwrap_or(
+    let chosen = a.format.unwrap_or(
         match a
             .out
             .as_ref()
             .and_then(|p| p.extension())
             .and_then(|e| e.to_str())
         {
-            Some("csv") => Format::Csv,
-            Some("jsonl") => Format::Jsonl,
-            _ => Format::Json,
+            Some("csv") => CliFormat::Csv,
+            Some("jsonl") => CliFormat::Jsonl,
+            Some("xlsx") => CliFormat::Xlsx,
+            _ => CliFormat::Json,
         },
     );
+    let format = chosen.text().unwrap_or(Format::Json);
     let to_stdout = a.out.is_none() && a.format.is_some();
-    if let Some(out) = &a.out {
+    if chosen == CliFormat::Xlsx {
+        let Some(out) = &a.out else {
+            anyhow::bail!("--format xlsx writes a workbook: give --out FILE.xlsx");
+        };
+        write_workbook(&run, out, &mut summary)?;
+    } else if let Some(out) = &a.out {
         output::write_atomic(out, |w| write_findings(&run, w, format, &mut summary))?;
     } else if to_stdout {
         let stdout = std::io::stdout();
@@ -884,7 +914,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
             if let Some(out) = &a.out {
                 println!("findings written to {}", out.display());
             } else {
-                println!("(write findings with --out FILE or --format json|jsonl|csv)");
+                println!("(write findings with --out FILE or --format json|jsonl|csv|xlsx)");
             }
         }
     }
@@ -944,7 +974,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
             FindingsFile::Json => ("findings.json", Format::Json),
             FindingsFile::Jsonl => ("findings.jsonl", Format::Jsonl),
             FindingsFile::Csv => ("findings.csv", Format::Csv),
-            FindingsFile::None => continue,
+            FindingsFile::Xlsx | FindingsFile::None => continue,
         };
         if written.contains(&name) {
             continue;
@@ -976,6 +1006,12 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     } else {
         "rules+findings"
     });
+    if a.findings.contains(&FindingsFile::Xlsx) {
+        let name = "findings.xlsx";
+        write_workbook(&run, &a.out.join(name), &mut Summary::default())?;
+        written.push(name);
+        stages.mark("workbook");
+    }
     let model = report::Model::new(&run, &outcomes);
     stages.mark("grading");
     if let Some(pb) = spinner {
@@ -1086,6 +1122,25 @@ fn rendered_summary(r: &report::Rendered, out: &Path, started: std::time::Instan
         ));
     }
     text
+}
+
+/// Write the findings workbook of `run` to `path` (atomically; the sheets' temporary files
+/// beside it), counting the findings in `summary`. Created at [`report_date`].
+fn write_workbook(run: &eval::Run, path: &Path, summary: &mut Summary) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let opts = report::workbook::Options {
+        tempdir: Some(dir),
+        ..report::workbook::Options::new(report_date(run.as_of))
+    };
+    output::write_atomic_send(path, |w| -> Result<()> {
+        report::workbook::write(run, w, &opts, summary)?;
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Stream every finding of `run` to `w` (encoded in parallel), counting them in `summary`.

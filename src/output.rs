@@ -50,6 +50,14 @@ pub fn write_atomic<E: From<Error>>(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<(), E> {
+    write_atomic_send(path, |w| fill(w))
+}
+
+/// [`write_atomic`] for writers that must be [`Send`] (rust_xlsxwriter's).
+pub fn write_atomic_send<E: From<Error>>(
+    path: &Path,
+    fill: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
+) -> Result<(), E> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -185,12 +185,12 @@ impl<'a> Model<'a> {
         let Some(assessment) = self.policy.assessment.as_ref() else {
             return;
         };
-        let member_who = |row: usize| format!("member {}", self.member_id(row));
+        let member_who = |row: usize| format!("member {}", self.words.member_id(row));
         let (grades, errors) =
             self.grade_kind("member", &assessment.member, &member_who, &|_, _| {});
         self.member_grades = grades;
         self.note_grade_errors(errors);
-        let Some(ot) = self.org_table() else {
+        let Some(ot) = self.words.org_table() else {
             return;
         };
         let okey = self.policy.schema.tables[ot]

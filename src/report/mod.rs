@@ -14,6 +14,8 @@ mod plan;
 mod render;
 mod scope;
 pub mod typst;
+pub mod words;
+pub mod workbook;
 
 pub use error::Error;
 pub use grade::Tally;
@@ -23,12 +25,12 @@ pub use render::{
     render_plan, render_typst, run_key, templates, tera_error,
 };
 pub use scope::{Scope, ScopeKind, ScopeSpec, UnknownScope};
+pub use words::Words;
 
 use crate::data::Dataset;
 use crate::eval::{Outcomes, Run};
 use crate::findings::{Finding, Status};
-use crate::policy::Roles;
-use crate::policy::model::{AggOp, Basis, Severity};
+use crate::policy::model::Severity;
 use crate::policy::{Grade, PolicySet};
 use crate::script;
 use chrono::{Datelike, NaiveDate};
@@ -98,6 +100,8 @@ pub struct Model<'a> {
     /// Its dataset.
     pub data: &'a Dataset,
     outcomes: &'a Outcomes,
+    /// Names and words for people.
+    words: Words<'a>,
     /// Per subject kind, its rules in run order.
     kind_rules: HashMap<String, Vec<RuleAt<'a>>>,
     /// Grade per member row and per organization row (index into the assessment's list).
@@ -172,6 +176,7 @@ impl<'a> Model<'a> {
             policy: run.policy,
             data: run.data,
             outcomes,
+            words: Words::new(run),
             kind_rules,
             member_grades: Vec::new(),
             org_grades: Vec::new(),
@@ -247,31 +252,10 @@ impl<'a> Model<'a> {
         out
     }
 
-    fn member_table(&self) -> Option<&str> {
-        self.policy.subjects.get("member").map(|s| s.table.as_str())
-    }
-
-    fn org_table(&self) -> Option<&str> {
-        self.policy
-            .subjects
-            .get("organization")
-            .map(|s| s.table.as_str())
-    }
-
-    /// The member column that references the organization table (`branch_id`).
-    fn branch_column(&self) -> Option<String> {
-        let mt = self.policy.schema.tables.get(self.member_table()?)?;
-        let ot = self.org_table()?;
-        mt.columns
-            .iter()
-            .find(|c| c.references.as_deref() == Some(ot))
-            .map(|c| c.name.clone())
-    }
-
     fn index_members(&mut self) {
         let (Some(mt), Some(bc)) = (
-            self.member_table().map(str::to_string),
-            self.branch_column(),
+            self.words.member_table().map(str::to_string),
+            self.words.branch_column(),
         ) else {
             return;
         };
@@ -282,40 +266,11 @@ impl<'a> Model<'a> {
         }
     }
 
-    fn member_id(&self, row: usize) -> String {
-        let mt = self.member_table().unwrap_or("members");
-        let key = self.policy.schema.tables[mt]
-            .key_name()
-            .unwrap_or("member_id")
-            .to_string();
-        self.run.cell_text(mt, row, &key).unwrap_or_default()
-    }
-
     /// Data every report gets: the document facts and the appendix.
     pub fn common(&self) -> ctx::Common {
         let as_of = self.run.as_of;
         let day = |d: Option<NaiveDate>| d.map(|x| x.to_string());
-        let assumptions = self
-            .policy
-            .params
-            .values()
-            .map(|p| {
-                let v = &self.run.params[&p.name];
-                ctx::Assumption {
-                    name: p.name.clone(),
-                    label: p.label.clone(),
-                    value: toml_text(&v.value),
-                    unit: p.unit.clone(),
-                    from: day(v.from),
-                    basis: match p.basis {
-                        Basis::Assumption => ctx::BasisName::Assumption,
-                        Basis::Source => ctx::BasisName::Source,
-                    },
-                    reason: p.reason.clone(),
-                    quote: p.quote.clone(),
-                }
-            })
-            .collect();
+        let assumptions = self.words.assumptions();
         let periods = (self.run.periods.iter())
             .map(|p| ctx::PeriodFacts {
                 name: p.name.clone(),
@@ -436,26 +391,9 @@ impl<'a> Model<'a> {
         let rule = self.run.rules().find(|r| *r.id == *f.rule);
         let evidence = (f.evidence.iter())
             .filter(|(k, _)| *k != "records")
-            .map(|(k, v)| self.evidence_item(&f.subject_kind, k, v))
+            .map(|(k, v)| self.words.evidence_item(&f.subject_kind, k, v))
             .collect();
-        let records = (f.evidence.get("records").and_then(|r| r.as_object()))
-            .map(|o| {
-                o.iter()
-                    .filter(|(_, v)| v["lines"].as_array().is_some_and(|a| !a.is_empty()))
-                    .map(|(k, v)| {
-                        let lines: Vec<String> = v["lines"]
-                            .as_array()
-                            .map(|a| a.iter().map(|x| x.to_string()).collect())
-                            .unwrap_or_default();
-                        ctx::RecordLines {
-                            name: k.clone(),
-                            file: v["file"].as_str().map(str::to_string),
-                            lines: lines.join(", "),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let records = self.words.records(f);
         ctx::FindingFacts {
             rule: f.rule.to_string(),
             title: rule.map(|r| r.title.clone()).unwrap_or_default(),
@@ -474,71 +412,6 @@ impl<'a> Model<'a> {
             evidence,
             records,
         }
-    }
-
-    /// One piece of evidence as people read it: the label the policy set gives the name (an
-    /// aggregate's, a parameter's or the subject column's) and the value in Chinese (an
-    /// enumerated value as its Chinese word, an id with the name it stands for).
-    fn evidence_item(&self, kind: &str, name: &str, value: &Value) -> ctx::EvidenceItem {
-        let subject_table = self.policy.subjects.get(kind).map(|s| s.table.as_str());
-        // The table and column the value comes from, if it is one column's value.
-        let (label, column) = if let Some(a) = self.policy.aggregates.get(name) {
-            let col = a.pick.as_deref().or(match a.op {
-                AggOp::Min | AggOp::Max => a.column.as_deref(),
-                _ => None,
-            });
-            (a.label.clone(), col.map(|c| (a.table.as_str(), c)))
-        } else if let Some(p) = self.policy.params.get(name) {
-            (p.label.clone(), None)
-        } else if let Some(c) = subject_table
-            .and_then(|t| self.policy.schema.tables.get(t))
-            .and_then(|t| t.columns.iter().find(|c| c.name == name))
-        {
-            (c.label.clone(), subject_table.map(|t| (t, name)))
-        } else {
-            (name.to_string(), None)
-        };
-        let value = match (column, value) {
-            (Some((table, column)), Value::String(s)) => self.cell_words(table, column, s),
-            _ => json_text(value),
-        };
-        ctx::EvidenceItem {
-            name: name.to_string(),
-            label,
-            value,
-        }
-    }
-
-    /// A cell's value as people read it: an enumerated value as its Chinese word, an id that
-    /// references a table with names as `C02（东亭社区）`, anything else as it is.
-    fn cell_words(&self, table: &str, column: &str, value: &str) -> String {
-        let Some(c) = (self.policy.schema.tables.get(table))
-            .and_then(|t| t.columns.iter().find(|c| c.name == column))
-        else {
-            return value.to_string();
-        };
-        if !c.values.is_empty() {
-            return self.zh(table, column, value);
-        }
-        let target = c.references.as_deref().or_else(|| {
-            // A table's own key names its rows.
-            let t = self.policy.schema.tables.get(table)?;
-            (t.key_name() == Some(column)).then_some(table)
-        });
-        let name = target.and_then(|t| self.name_of(t, value));
-        match name {
-            Some(n) if !n.is_empty() => format!("{value}（{n}）"),
-            _ => value.to_string(),
-        }
-    }
-
-    /// The name of the row with key `id` in `table`: a subject's, or a community's.
-    fn name_of(&self, table: &str, id: &str) -> Option<String> {
-        if let Some((kind, _)) = (self.policy.subjects.iter()).find(|(_, s)| s.table == table) {
-            let row = self.run.subject_row(kind, id)?;
-            return Some(self.subject_name(kind, row));
-        }
-        (table == self.roles().communities.table).then(|| self.community_name(id))
     }
 
     /// Findings of a subject grouped by directive, with the worst status of each.
@@ -645,7 +518,7 @@ impl<'a> Model<'a> {
     #[allow(clippy::type_complexity)]
     fn scan_services(&self) -> Option<Vec<(usize, crate::data::Sym, (NaiveDate, f64, usize))>> {
         use crate::data::ColumnData;
-        let role = &self.roles().services;
+        let role = &self.words.roles().services;
         let ts = self.policy.schema.tables.get(&role.table)?;
         let t = self.data.tables.get(role.table.as_str())?;
         let (ci_m, ci_c, ci_s, ci_e, ci_v) = (
@@ -686,93 +559,39 @@ impl<'a> Model<'a> {
         Some(out)
     }
 
-    /// The policy set's `[roles]`: which tables and columns reports read.
-    fn roles(&self) -> &Roles {
-        &self.policy.roles
-    }
-
-    /// The column holding a subject kind's names for people.
-    fn name_column(&self, kind: &str) -> &str {
-        self.policy
-            .subjects
-            .get(kind)
-            .map_or("name", |s| s.name_column.as_str())
-    }
-
-    /// Text of a column of a subject's row (empty when missing).
-    fn subject_text(&self, kind: &str, row: usize, column: &str) -> String {
-        let table = match kind {
-            "member" => self.member_table(),
-            _ => self.org_table(),
-        };
-        table
-            .and_then(|t| self.run.cell_text(t, row, column))
-            .unwrap_or_default()
-    }
-
-    /// A subject's name for people.
-    fn subject_name(&self, kind: &str, row: usize) -> String {
-        self.subject_text(kind, row, self.name_column(kind))
-    }
-
-    /// The row of a community by id, in the `[roles.communities]` table.
-    fn community_row(&self, id: &str) -> Option<usize> {
-        let table = self.roles().communities.table.as_str();
-        self.policy.schema.tables.get(table)?;
-        let sym = self.data.ids.get(id)?;
-        let row = self.data.tables.get(table)?.key_index.get(&sym).copied()?;
-        Some(row as usize)
-    }
-
-    /// Text of a column of a community's row (empty when missing).
-    fn community_text(&self, row: usize, column: &str) -> String {
-        let table = self.roles().communities.table.as_str();
-        self.run.cell_text(table, row, column).unwrap_or_default()
-    }
-
-    fn community_name(&self, id: &str) -> String {
-        self.community_row(id)
-            .map(|row| self.community_text(row, &self.roles().communities.name))
-            .unwrap_or_default()
-    }
-
-    /// An organization as an id and a name.
-    fn organization(&self, id: String) -> ctx::Named {
-        let name = (self.run.subject_row("organization", &id))
-            .map(|r| self.subject_name("organization", r))
-            .unwrap_or_default();
-        ctx::Named { id, name }
-    }
-
-    /// A community as an id and a name.
-    fn community(&self, id: String) -> ctx::Named {
-        let name = self.community_name(&id);
-        ctx::Named { id, name }
-    }
-
     fn member_facts(&self, row: usize) -> ctx::Member {
-        let roles = &self.roles().members;
-        let text = |c: &str| self.subject_text("member", row, c);
-        let branch_id = self.branch_column().map(|c| text(&c)).unwrap_or_default();
+        let roles = &self.words.roles().members;
+        let text = |c: &str| self.words.subject_text("member", row, c);
+        let branch_id = self
+            .words
+            .branch_column()
+            .map(|c| text(&c))
+            .unwrap_or_default();
         let contact = (self.run.subject_row("organization", &branch_id))
-            .map(|r| self.subject_text("organization", r, &self.roles().organizations.community))
+            .map(|r| {
+                self.words.subject_text(
+                    "organization",
+                    r,
+                    &self.words.roles().organizations.community,
+                )
+            })
             .unwrap_or_default();
         let grade = self.grade("member", row);
         let months = self.hours_by_month(row);
         let total: f64 = months.iter().map(|m| m.value).sum();
         let employment = text(&roles.employment);
         ctx::Member {
-            id: self.member_id(row),
-            name: self.subject_name("member", row),
-            employment_cn: self.zh(
-                self.member_table().unwrap_or(""),
+            id: self.words.member_id(row),
+            name: self.words.subject_name("member", row),
+            employment_cn: self.words.zh(
+                self.words.member_table().unwrap_or(""),
                 &roles.employment,
                 &employment,
             ),
             employment,
-            branch: self.organization(branch_id),
-            residence_community: self.community(text(&roles.residence)),
-            contact_community: self.community(contact),
+            branch: self.words.organization(branch_id),
+            residence_community: self.words.community(text(&roles.residence)),
+            contact_community: self.words.community(contact),
             grade_description: self.grade_description("member", &grade),
             grade,
             tally: self.tally("member", row),
@@ -782,15 +601,6 @@ impl<'a> Model<'a> {
             graded_hours: round2(self.graded_hours(row)),
             grade_tally: self.grade_tally("member", row),
         }
-    }
-
-    /// The Chinese word for an enumerated value of `table.column` (its first alias).
-    fn zh(&self, table: &str, column: &str, value: &str) -> String {
-        (self.policy.schema.tables.get(table))
-            .and_then(|t| t.columns.iter().find(|c| c.name == column))
-            .and_then(|c| c.values.iter().find(|(k, _)| k == value))
-            .and_then(|(_, aliases)| aliases.first().cloned())
-            .unwrap_or_else(|| value.to_string())
     }
 
     /// Compliance per directive over a set of subjects: applicable, pass/warn/fail subjects.
@@ -876,27 +686,19 @@ impl<'a> Model<'a> {
             .collect()
     }
 
-    /// The key column of the organization table.
-    fn org_key(&self) -> &str {
-        self.org_table()
-            .and_then(|ot| self.policy.schema.tables.get(ot))
-            .and_then(|t| t.key_name())
-            .unwrap_or("org_id")
-    }
-
     /// The organizations that get branch reports: those of the `[roles.organizations]` kind.
     fn branches(&self) -> Vec<usize> {
-        let role = &self.roles().organizations;
+        let role = &self.words.roles().organizations;
         self.run
             .subjects("organization")
             .into_iter()
-            .filter(|&row| self.subject_text("organization", row, &role.kind) == role.branch)
+            .filter(|&row| self.words.subject_text("organization", row, &role.kind) == role.branch)
             .collect()
     }
 
     /// Every community (id, row) of the `[roles.communities]` table, in row order.
     fn communities(&self) -> Vec<(String, usize)> {
-        let table = self.roles().communities.table.as_str();
+        let table = self.words.roles().communities.table.as_str();
         let (Some(ct), Some(cs)) = (
             self.data.tables.get(table),
             self.policy.schema.tables.get(table),
@@ -910,8 +712,14 @@ impl<'a> Model<'a> {
     }
 
     fn branch_facts(&self, row: usize) -> ctx::Branch {
-        let id = self.subject_text("organization", row, self.org_key());
-        let contact = self.subject_text("organization", row, &self.roles().organizations.community);
+        let id = self
+            .words
+            .subject_text("organization", row, self.words.org_key());
+        let contact = self.words.subject_text(
+            "organization",
+            row,
+            &self.words.roles().organizations.community,
+        );
         let rows = self.members_of.get(&id).cloned().unwrap_or_default();
         let mut members: Vec<ctx::MemberRow> = rows.iter().map(|&r| self.member_row(r)).collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
@@ -924,9 +732,9 @@ impl<'a> Model<'a> {
             })
             .collect();
         ctx::Branch {
-            name: self.subject_name("organization", row),
+            name: self.words.subject_name("organization", row),
             id,
-            contact_community: self.community(contact),
+            contact_community: self.words.community(contact),
             grade_description: self.grade_description("organization", &grade),
             grade,
             member_count: rows.len(),
@@ -941,8 +749,8 @@ impl<'a> Model<'a> {
     fn member_row(&self, r: usize) -> ctx::MemberRow {
         let tally = self.grade_tally("member", r);
         ctx::MemberRow {
-            id: self.member_id(r),
-            name: self.subject_name("member", r),
+            id: self.words.member_id(r),
+            name: self.words.subject_name("member", r),
             grade: self.grade("member", r),
             hours: round2(self.graded_hours(r)),
             fails: tally.fails,
@@ -956,7 +764,7 @@ impl<'a> Model<'a> {
             .into_iter()
             .filter(|(d, _, _)| d.year() == year && *d <= self.run.as_of)
             .collect();
-        let role = &self.roles().services;
+        let role = &self.words.roles().services;
         let mut by_member: BTreeMap<usize, (f64, i64)> = BTreeMap::new();
         let mut by_category: BTreeMap<String, f64> = BTreeMap::new();
         if let (Some(t), Some(ts)) = (
@@ -984,8 +792,12 @@ impl<'a> Model<'a> {
         let total: f64 = by_category.values().sum();
         ctx::Community {
             id: id.to_string(),
-            name: self.community_text(row, &self.roles().communities.name),
-            district: self.community_text(row, &self.roles().communities.district),
+            name: self
+                .words
+                .community_text(row, &self.words.roles().communities.name),
+            district: self
+                .words
+                .community_text(row, &self.words.roles().communities.district),
             year,
             members,
             residents: self.residents(id),
@@ -999,7 +811,7 @@ impl<'a> Model<'a> {
                 .collect(),
             hours_by_category: (by_category.into_iter())
                 .map(|(k, h)| ctx::Bar {
-                    label: self.zh(&role.table, &role.category, &k),
+                    label: self.words.zh(&role.table, &role.category, &k),
                     value: round2(h),
                 })
                 .collect(),
@@ -1014,14 +826,19 @@ impl<'a> Model<'a> {
         id: &str,
         by_member: &BTreeMap<usize, (f64, i64)>,
     ) -> Vec<ctx::ServingMember> {
-        let bc = self.branch_column().unwrap_or_else(|| "branch_id".into());
-        let residence = &self.roles().members.residence;
+        let bc = self
+            .words
+            .branch_column()
+            .unwrap_or_else(|| "branch_id".into());
+        let residence = &self.words.roles().members.residence;
         let mut members: Vec<ctx::ServingMember> = (by_member.iter())
             .map(|(&r, (h, n))| ctx::ServingMember {
-                id: self.member_id(r),
-                name: self.subject_name("member", r),
-                branch: self.organization(self.subject_text("member", r, &bc)),
-                resident: self.subject_text("member", r, residence) == id,
+                id: self.words.member_id(r),
+                name: self.words.subject_name("member", r),
+                branch: self
+                    .words
+                    .organization(self.words.subject_text("member", r, &bc)),
+                resident: self.words.subject_text("member", r, residence) == id,
                 hours: round2(*h),
                 services: *n,
                 grade: self.grade("member", r),
@@ -1033,12 +850,12 @@ impl<'a> Model<'a> {
 
     /// Members living in community `id`.
     fn residents(&self, id: &str) -> usize {
-        let residence = &self.roles().members.residence;
+        let residence = &self.words.roles().members.residence;
         self.residents
             .get_or_init(|| {
                 let mut n: HashMap<String, usize> = HashMap::new();
                 for r in self.run.subjects("member") {
-                    if let Some(mt) = self.member_table()
+                    if let Some(mt) = self.words.member_table()
                         && let Some(c) = self.run.cell_text(mt, r, residence)
                     {
                         *n.entry(c).or_default() += 1;
@@ -1166,12 +983,14 @@ impl<'a> Model<'a> {
     fn ranked(&self, branches: &[usize]) -> Vec<ctx::RankedBranch> {
         let mut ranked: Vec<ctx::RankedBranch> = (branches.iter())
             .map(|&row| {
-                let id = self.subject_text("organization", row, self.org_key());
+                let id = self
+                    .words
+                    .subject_text("organization", row, self.words.org_key());
                 let rows = self.members_of.get(&id).map_or(&[][..], |v| v.as_slice());
                 let failing = rows.iter().filter(|&&r| self.member_fails[r]).count() as i64;
                 let n = rows.len() as i64;
                 ctx::RankedBranch {
-                    name: self.subject_name("organization", row),
+                    name: self.words.subject_name("organization", row),
                     id,
                     grade: self.grade("organization", row),
                     members: n,

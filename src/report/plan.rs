@@ -200,10 +200,10 @@ impl Model<'_> {
         let mut by_branch: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut loose = Vec::new();
         let unit: HashSet<usize> = self.branches().into_iter().collect();
-        let bc = self.branch_column();
+        let bc = self.words.branch_column();
         for &m in members {
             let branch = (bc.as_deref())
-                .map(|c| self.subject_text("member", m, c))
+                .map(|c| self.words.subject_text("member", m, c))
                 .and_then(|id| self.run.subject_row("organization", &id))
                 .filter(|r| unit.contains(r));
             match branch {
@@ -220,8 +220,10 @@ impl Model<'_> {
                 self.sort_by_id(&mut rows);
                 Item::Bundle(Box::new(BundleItem {
                     kind: BundleKind::Branch,
-                    id: self.subject_text("organization", b, self.org_key()),
-                    name: self.subject_name("organization", b),
+                    id: self
+                        .words
+                        .subject_text("organization", b, self.words.org_key()),
+                    name: self.words.subject_name("organization", b),
                     head: in_scope.contains(&b).then_some(Item::Branch(b)),
                     members: rows,
                 }))
@@ -234,12 +236,12 @@ impl Model<'_> {
     /// One bundle per community with residents (or itself) in scope, by community id; then
     /// the forms of members who live in no known community, one by one.
     fn community_bundles(&self, members: &[usize], communities: &[(String, usize)]) -> Vec<Item> {
-        let residence = &self.roles().members.residence;
+        let residence = &self.words.roles().members.residence;
         let mut by_community: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut loose = Vec::new();
         for &m in members {
-            let c = self.subject_text("member", m, residence);
-            if self.community_row(&c).is_some() {
+            let c = self.words.subject_text("member", m, residence);
+            if self.words.community_row(&c).is_some() {
                 by_community.entry(c).or_default().push(m);
             } else {
                 loose.push(Item::Member(m));
@@ -256,7 +258,7 @@ impl Model<'_> {
                     .map(|(id, row)| Item::Community(id.clone(), *row));
                 Item::Bundle(Box::new(BundleItem {
                     kind: BundleKind::Community,
-                    name: self.community_name(&c),
+                    name: self.words.community_name(&c),
                     id: c,
                     head,
                     members: rows,
@@ -269,7 +271,7 @@ impl Model<'_> {
 
     /// Member rows in id order.
     fn sort_by_id(&self, rows: &mut [usize]) {
-        rows.sort_by_cached_key(|&r| self.member_id(r));
+        rows.sort_by_cached_key(|&r| self.words.member_id(r));
     }
 
     /// The data and file of item `index` of `plan`.
@@ -282,16 +284,20 @@ impl Model<'_> {
     pub fn item_file(&self, item: &Item) -> PathBuf {
         match item {
             Item::Member(row) => PathBuf::from("members").join(file_name(
-                &self.member_id(*row),
-                &self.subject_name("member", *row),
+                &self.words.member_id(*row),
+                &self.words.subject_name("member", *row),
             )),
             Item::Branch(row) => PathBuf::from("branches").join(file_name(
-                &self.subject_text("organization", *row, self.org_key()),
-                &self.subject_name("organization", *row),
+                &self
+                    .words
+                    .subject_text("organization", *row, self.words.org_key()),
+                &self.words.subject_name("organization", *row),
             )),
             Item::Community(id, row) => PathBuf::from("communities").join(file_name(
                 id,
-                &self.community_text(*row, &self.roles().communities.name),
+                &self
+                    .words
+                    .community_text(*row, &self.words.roles().communities.name),
             )),
             Item::Summary => PathBuf::from("summary.pdf"),
             Item::Bundle(b) => b.file(),

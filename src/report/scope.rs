@@ -148,16 +148,16 @@ impl Model<'_> {
                 ScopeKind::Member => {
                     let row = self.find_member(spec)?;
                     members.insert(row);
-                    self.subject_name("member", row)
+                    self.words.subject_name("member", row)
                 }
                 ScopeKind::Branch => {
                     let row = self.find_branch(spec)?;
                     branches.insert(row);
                     members.extend(self.members_of_branch(row));
-                    self.subject_name("organization", row)
+                    self.words.subject_name("organization", row)
                 }
                 ScopeKind::Community => {
-                    if self.community_row(&spec.id).is_none() {
+                    if self.words.community_row(&spec.id).is_none() {
                         let all = self.communities();
                         return Err(UnknownScope {
                             kind: spec.kind,
@@ -167,18 +167,18 @@ impl Model<'_> {
                         });
                     }
                     self.add_community(&spec.id, &mut members, &mut branches, &mut communities);
-                    self.community_name(&spec.id)
+                    self.words.community_name(&spec.id)
                 }
                 ScopeKind::District => {
                     let all = self.communities();
-                    let district = &self.roles().communities.district;
+                    let district = &self.words.roles().communities.district;
                     let inside: Vec<&String> = (all.iter())
-                        .filter(|(_, row)| self.community_text(*row, district) == spec.id)
+                        .filter(|(_, row)| self.words.community_text(*row, district) == spec.id)
                         .map(|(id, _)| id)
                         .collect();
                     if inside.is_empty() {
                         let names: BTreeSet<String> = (all.iter())
-                            .map(|(_, row)| self.community_text(*row, district))
+                            .map(|(_, row)| self.words.community_text(*row, district))
                             .filter(|d| !d.is_empty())
                             .collect();
                         return Err(UnknownScope {
@@ -229,7 +229,7 @@ impl Model<'_> {
     fn find_member(&self, spec: &ScopeSpec) -> Result<usize, UnknownScope> {
         self.run.subject_row("member", &spec.id).ok_or_else(|| {
             let ids: Vec<String> = (self.run.subjects("member").into_iter())
-                .map(|r| self.member_id(r))
+                .map(|r| self.words.member_id(r))
                 .collect();
             UnknownScope {
                 kind: spec.kind,
@@ -246,7 +246,10 @@ impl Model<'_> {
             (self.run.subject_row("organization", &spec.id)).filter(|row| branches.contains(row));
         found.ok_or_else(|| {
             let ids: Vec<String> = (branches.iter())
-                .map(|&r| self.subject_text("organization", r, self.org_key()))
+                .map(|&r| {
+                    self.words
+                        .subject_text("organization", r, self.words.org_key())
+                })
                 .collect();
             UnknownScope {
                 kind: spec.kind,
@@ -259,7 +262,9 @@ impl Model<'_> {
 
     /// Member rows whose branch is the organization at `row`.
     pub(super) fn members_of_branch(&self, row: usize) -> Vec<usize> {
-        let id = self.subject_text("organization", row, self.org_key());
+        let id = self
+            .words
+            .subject_text("organization", row, self.words.org_key());
         self.members_of.get(&id).cloned().unwrap_or_default()
     }
 
@@ -273,16 +278,16 @@ impl Model<'_> {
         communities: &mut BTreeSet<String>,
     ) {
         communities.insert(id.to_string());
-        let contact = &self.roles().organizations.community;
+        let contact = &self.words.roles().organizations.community;
         for row in self.branches() {
-            if self.subject_text("organization", row, contact) == id {
+            if self.words.subject_text("organization", row, contact) == id {
                 branches.insert(row);
                 members.extend(self.members_of_branch(row));
             }
         }
-        let residence = &self.roles().members.residence;
+        let residence = &self.words.roles().members.residence;
         for row in self.run.subjects("member") {
-            if self.subject_text("member", row, residence) == id {
+            if self.words.subject_text("member", row, residence) == id {
                 members.insert(row);
             }
         }
