@@ -142,6 +142,57 @@ pub fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
     Some(NaiveDateTime::new(date, time))
 }
 
+/// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d` (which must be valid).
+#[inline]
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Whether `y-m-d` is a date of the proleptic Gregorian calendar (`m`, `d` from 1).
+#[inline]
+fn valid_ymd(y: u32, m: u32, d: u32) -> bool {
+    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+/// The common `YYYY-MM-DD HH:MM[:SS]` (also with `T`) as seconds since 1970-01-01 00:00:00,
+/// read by position without building a chrono value; `None` for any other text (which
+/// [`parse_datetime`] may still read). Gives exactly [`parse_datetime`]'s value.
+#[inline]
+pub fn iso_datetime_secs(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if !(b.len() == 16 || b.len() == 19)
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || (b.len() == 19 && b[16] != b':')
+    {
+        return None;
+    }
+    let (y, m, d) = (digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?);
+    let (h, mi) = (digits(b, 11, 2)?, digits(b, 14, 2)?);
+    let sec = if b.len() == 19 { digits(b, 17, 2)? } else { 0 };
+    if !valid_ymd(y, m, d) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), m, d);
+    Some(days * 86_400 + i64::from(h * 3600 + mi * 60 + sec))
+}
+
 /// A date, also accepting a date-time at midnight (spreadsheets add `00:00:00`).
 pub fn parse_date_lenient(s: &str) -> Option<NaiveDate> {
     parse_date(s).or_else(|| {
@@ -300,6 +351,43 @@ mod tests {
             datetime_text(dt),
             dt.format("%Y-%m-%d %H:%M:%S").to_string()
         );
+    }
+
+    #[test]
+    fn iso_datetime_secs_matches_chrono() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)
+            .unwrap()
+            .and_time(NaiveTime::MIN);
+        let mut texts = vec![
+            "0000-01-01 00:00".to_string(),
+            "1900-02-29 00:00".into(),
+            "2000-02-29 12:00:59".into(),
+            "2020-02-30 09:00".into(),
+            "2020-13-01 09:00".into(),
+            "2020-00-10 09:00".into(),
+            "2020-01-01 24:00".into(),
+            "2020-01-01 23:60".into(),
+            "2020-01-01T23:59:60".into(),
+            "9999-12-31T23:59:59".into(),
+            "2020-1-01 09:00:00".into(),
+        ];
+        for y in [1969, 1970, 1999, 2000, 2020, 2021, 2100, 2106] {
+            for m in 1..=12 {
+                for d in [1, 28, 29, 30, 31] {
+                    texts.push(format!("{y:04}-{m:02}-{d:02} 07:08:09"));
+                    texts.push(format!("{y:04}-{m:02}-{d:02}T23:59"));
+                }
+            }
+        }
+        for t in &texts {
+            let want = parse_datetime(t).map(|d| (d - epoch).num_seconds());
+            let fast = iso_datetime_secs(t);
+            let b = t.as_bytes();
+            let fixed = (b.len() == 16 || b.len() == 19) && b[4] == b'-' && b[7] == b'-';
+            if fast.is_some() || fixed {
+                assert_eq!(fast, want, "{t}");
+            }
+        }
     }
 
     #[test]

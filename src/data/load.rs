@@ -421,15 +421,10 @@ fn empty_table(ts: &TableSchema) -> Table {
     Table {
         name: ts.name.clone(),
         file: String::new(),
-        lines: Vec::new(),
+        lines: Lines::default(),
         columns: ts.columns.iter().map(|c| empty_column(c.ty)).collect(),
         key_index: FxHashMap::default(),
         row_by_sym: Vec::new(),
-        refs: ts
-            .columns
-            .iter()
-            .map(|c| c.references.as_ref().map(|_| Vec::new()))
-            .collect(),
     }
 }
 
@@ -438,9 +433,9 @@ fn empty_column(ty: ColumnType) -> ColumnData {
         ColumnType::Id => ColumnData::Id(Vec::new()),
         ColumnType::Text => ColumnData::Text(TextColumn::default()),
         ColumnType::Date => ColumnData::Date(Vec::new()),
-        ColumnType::Datetime => ColumnData::DateTime(Vec::new()),
+        ColumnType::Datetime => ColumnData::DateTime(DateTimes::default()),
         ColumnType::Bool => ColumnData::Bool(Vec::new()),
-        ColumnType::Number => ColumnData::Number(Vec::new()),
+        ColumnType::Number => ColumnData::Number(Numbers::default()),
         ColumnType::Enum => ColumnData::Enum(Vec::new()),
     }
 }
@@ -523,10 +518,13 @@ fn push_cell(
         } else {
             Some(date_cell(text, excel)?)
         }),
-        ColumnData::DateTime(v) => v.push(if empty {
+        ColumnData::DateTime(v) => v.push_secs(if empty {
             None
         } else {
-            Some(datetime_cell(text, excel)?)
+            match crate::dates::iso_datetime_secs(text) {
+                Some(secs) => Some(secs),
+                None => Some(datetime_secs(datetime_cell(text, excel)?)),
+            }
         }),
         ColumnData::Bool(v) => v.push(if empty {
             None
@@ -658,9 +656,7 @@ struct Piece {
     /// Ids new to this table (symbols carry the `LOCAL` bit).
     local: Interner,
     columns: Vec<ColumnData>,
-    /// Target rows of references to other (already loaded) tables.
-    refs: Vec<Option<Vec<u32>>>,
-    lines: Vec<u32>,
+    lines: Lines,
     /// Per loaded row: the hash of its key (keys kept as text) or of all its fields (tables
     /// without a key), for finding duplicates once all pieces are in.
     hashes: Vec<u64>,
@@ -682,9 +678,6 @@ impl Piece {
         for c in self.columns.iter_mut() {
             c.reserve(rows);
         }
-        for r in self.refs.iter_mut().flatten() {
-            r.reserve(rows);
-        }
         self.lines.reserve(rows);
         self.hashes.reserve(rows);
     }
@@ -693,9 +686,6 @@ impl Piece {
     fn truncate(&mut self, n: usize) {
         for c in self.columns.iter_mut() {
             c.truncate(n);
-        }
-        for r in self.refs.iter_mut().flatten() {
-            r.truncate(n);
         }
         self.hashes.truncate(n);
     }
@@ -944,11 +934,11 @@ impl TableLoader<'_> {
             let Some(ai) = col.after else { continue };
             let later = match (&p.columns[ci], &p.columns[ai]) {
                 (ColumnData::DateTime(e), ColumnData::DateTime(s)) => {
-                    e[n].zip(s[n]).map(|(e, s)| e > s)
+                    e.secs(n).zip(s.secs(n)).map(|(e, s)| e > s)
                 }
                 (ColumnData::Date(e), ColumnData::Date(s)) => e[n].zip(s[n]).map(|(e, s)| e > s),
                 (ColumnData::Number(e), ColumnData::Number(s)) => {
-                    e[n].zip(s[n]).map(|(e, s)| e > s)
+                    e.get(n).zip(s.get(n)).map(|(e, s)| e > s)
                 }
                 _ => None,
             };
@@ -973,9 +963,6 @@ impl TableLoader<'_> {
             };
             let sym = v[n];
             if sym.is_none() {
-                if let Some(r) = &mut p.refs[ci] {
-                    r.push(u32::MAX);
-                }
                 continue;
             }
             let found = match p.last_ref[ci] {
@@ -988,9 +975,6 @@ impl TableLoader<'_> {
             };
             if let Some(target_row) = found {
                 p.last_ref[ci] = Some((sym, target_row));
-                if let Some(r) = &mut p.refs[ci] {
-                    r.push(target_row);
-                }
                 continue;
             }
             let target = col.references.as_deref().unwrap_or_default();
@@ -1079,11 +1063,6 @@ impl TableLoader<'_> {
         }
         for (a, b) in acc.columns.iter_mut().zip(p.columns.iter_mut()) {
             a.append(b);
-        }
-        for (a, b) in acc.refs.iter_mut().zip(p.refs.iter_mut()) {
-            if let (Some(a), Some(b)) = (a.as_mut(), b.as_mut()) {
-                a.append(b);
-            }
         }
         acc.lines.append(&mut p.lines);
         acc.hashes.append(&mut p.hashes);
@@ -1187,8 +1166,7 @@ impl TableLoader<'_> {
                     }
                 })
                 .collect(),
-            refs: self.targets.iter().map(|t| t.map(|_| Vec::new())).collect(),
-            lines: Vec::new(),
+            lines: Lines::default(),
             hashes: Vec::new(),
             rejects: Vec::new(),
             warnings: Vec::new(),
@@ -1259,9 +1237,12 @@ fn row_text(
             ColumnData::Id(v) => resolve(global, local, v[r]).to_string(),
             ColumnData::Text(v) => v.get(r).to_string(),
             ColumnData::Date(v) => v[r].map(crate::dates::date_text).unwrap_or_default(),
-            ColumnData::DateTime(v) => v[r].map(crate::dates::datetime_text).unwrap_or_default(),
+            ColumnData::DateTime(v) => v
+                .get(r)
+                .map(crate::dates::datetime_text)
+                .unwrap_or_default(),
             ColumnData::Bool(v) => v[r].map(|b| b.to_string()).unwrap_or_default(),
-            ColumnData::Number(v) => v[r].map(|x| x.to_string()).unwrap_or_default(),
+            ColumnData::Number(v) => v.get(r).map(|x| x.to_string()).unwrap_or_default(),
             ColumnData::Enum(v) => v[r]
                 .and_then(|i| ts.columns[ci].values.get(i as usize))
                 .map(|(k, _)| k.clone())
@@ -1349,7 +1330,6 @@ fn load_table(
     let Piece {
         local,
         columns,
-        refs,
         lines,
         hashes,
         mut rejects,
@@ -1367,7 +1347,6 @@ fn load_table(
         columns,
         key_index: FxHashMap::default(),
         row_by_sym: Vec::new(),
-        refs,
     };
     let mut keep = Keep {
         keep: Vec::new(),
@@ -1380,16 +1359,16 @@ fn load_table(
         for (later, first) in equal_hashes(&hashes) {
             warnings.push(Warning {
                 file: file.clone(),
-                line: Some(t.lines[later as usize]),
-                message: format!("exact duplicate of line {}", t.lines[first as usize]),
+                line: Some(t.lines.get(later as usize)),
+                message: format!("exact duplicate of line {}", t.lines.get(first as usize)),
             });
         }
     }
     drop(hashes);
     warnings.extend(row_warnings);
-    rejects.extend(self_references(&mut t, ts, ids, &mut keep));
+    rejects.extend(self_references(&t, ts, ids, &mut keep));
     piece_part.retain_loaded(&keep.keep);
-    compact(&mut t, ts, &keep.keep);
+    compact(&mut t, &keep.keep);
     if let Some(k) = ts.key
         && let ColumnData::Id(v) = &t.columns[k]
     {
@@ -1497,13 +1476,13 @@ fn duplicate_keys(
         let why = format!(
             "duplicate key: {} `{v}` is already on line {}",
             key_col.display(),
-            t.lines[first]
+            t.lines.get(first)
         );
         let raw = row_text(t, ts, i, global, local);
         rejects.push(reject(
             ts,
             &t.file,
-            t.lines[i],
+            t.lines.get(i),
             Some(key_col),
             Some(v),
             why,
@@ -1544,10 +1523,10 @@ fn duplicate_keys(
     rejects
 }
 
-/// References within the table, resolved once it is complete; a row whose reference is not
+/// References within the table, checked once it is complete; a row whose reference is not
 /// a key of the table (among the rows kept) is rejected.
 fn self_references(
-    t: &mut Table,
+    t: &Table,
     ts: &TableSchema,
     (global, local): (&Interner, &Interner),
     keep: &mut Keep,
@@ -1578,79 +1557,39 @@ fn self_references(
         let ColumnData::Id(v) = &t.columns[ci] else {
             continue;
         };
-        let mut rows = Vec::with_capacity(v.len());
         for (i, s) in v.iter().enumerate() {
-            match index.get(s) {
-                Some(r) => rows.push(*r),
-                None if s.is_none() => rows.push(u32::MAX),
-                None => {
-                    rows.push(u32::MAX);
-                    if !keep.kept(i) {
-                        continue;
-                    }
-                    let text = resolve(global, local, *s);
-                    let why = format!(
-                        "unknown {}: `{text}` is not in table `{}`",
-                        col.display(),
-                        ts.name
-                    );
-                    let raw = row_text(t, ts, i, global, local);
-                    rejects.push(reject(
-                        ts,
-                        &t.file,
-                        t.lines[i],
-                        Some(col),
-                        Some(text),
-                        why,
-                        raw,
-                    ));
-                    keep.drop_row(i);
-                }
+            if s.is_none() || index.contains_key(s) || !keep.kept(i) {
+                continue;
             }
+            let text = resolve(global, local, *s);
+            let why = format!(
+                "unknown {}: `{text}` is not in table `{}`",
+                col.display(),
+                ts.name
+            );
+            let raw = row_text(t, ts, i, global, local);
+            rejects.push(reject(
+                ts,
+                &t.file,
+                t.lines.get(i),
+                Some(col),
+                Some(text),
+                why,
+                raw,
+            ));
+            keep.drop_row(i);
         }
-        t.refs[ci] = Some(rows);
     }
     rejects
 }
 
-/// Drop the rows not kept (`keep` empty: all kept); references within the table point at
-/// the new row numbers.
-fn compact(t: &mut Table, ts: &TableSchema, keep: &[bool]) {
+/// Drop the rows not kept (`keep` empty: all kept).
+fn compact(t: &mut Table, keep: &[bool]) {
     if keep.is_empty() {
         return;
-    }
-    let n = keep.len();
-    let mut new_row = vec![u32::MAX; n];
-    let mut next = 0u32;
-    for i in 0..n {
-        if keep[i] {
-            new_row[i] = next;
-            next += 1;
-        }
     }
     for c in t.columns.iter_mut() {
         c.retain(keep);
     }
-    let mut i = 0;
-    t.lines.retain(|_| {
-        let k = keep[i];
-        i += 1;
-        k
-    });
-    for (ci, r) in t.refs.iter_mut().enumerate() {
-        let Some(r) = r else { continue };
-        let mut i = 0;
-        r.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
-        if ts.columns[ci].references.as_deref() == Some(ts.name.as_str()) {
-            for x in r.iter_mut() {
-                if *x != u32::MAX {
-                    *x = new_row[*x as usize];
-                }
-            }
-        }
-    }
+    t.lines.retain(keep);
 }

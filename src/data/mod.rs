@@ -45,11 +45,11 @@ pub(crate) fn pack(s: &str) -> Option<u128> {
     if b.len() > 15 {
         return None;
     }
-    let mut k = (b.len() as u128) << 120;
-    for (i, &c) in b.iter().enumerate() {
-        k |= u128::from(c) << (8 * i);
-    }
-    Some(k)
+    // Byte i at bits 8i.., the length in the top byte (one copy, not a loop of shifts).
+    let mut k = [0u8; 16];
+    k[..b.len()].copy_from_slice(b);
+    k[15] = b.len() as u8;
+    Some(u128::from_le_bytes(k))
 }
 
 impl Interner {
@@ -107,23 +107,55 @@ impl Interner {
 }
 
 /// Text cells stored end to end in one buffer (no allocation per cell).
+///
+/// Where each cell ends is kept in 4 bytes: the low 32 bits of the end offset per row, and,
+/// for text past 4 GiB, the rows from which the high bits change (nearly always none).
 #[derive(Debug, Clone, Default)]
 pub struct TextColumn {
     buf: String,
-    ends: Vec<usize>,
+    /// Low 32 bits of the end offset of each row's text.
+    ends: Vec<u32>,
+    /// (first row, high 32 bits of the end offsets from that row on), by row; empty while
+    /// the text is under 4 GiB.
+    highs: Vec<(u32, u32)>,
 }
 
 impl TextColumn {
+    /// Where the text of row `row` ends in the buffer.
+    #[inline]
+    fn end(&self, row: usize) -> usize {
+        let low = self.ends[row] as usize;
+        if self.highs.is_empty() {
+            return low;
+        }
+        let r = row as u32;
+        let i = self.highs.partition_point(|h| h.0 <= r);
+        let high = if i == 0 { 0 } else { self.highs[i - 1].1 };
+        (((high as u64) << 32) | low as u64) as usize
+    }
+
     /// The text of row `row` (empty for an empty cell).
+    #[inline]
     pub fn get(&self, row: usize) -> &str {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] };
-        &self.buf[start..self.ends[row]]
+        let start = if row == 0 { 0 } else { self.end(row - 1) };
+        &self.buf[start..self.end(row)]
+    }
+
+    /// Record that a row ends at the buffer's present length.
+    #[inline]
+    fn push_end(&mut self, end: usize) {
+        let high = (end as u64 >> 32) as u32;
+        if high != self.highs.last().map_or(0, |h| h.1) {
+            self.highs.push((self.ends.len() as u32, high));
+        }
+        self.ends.push(end as u32);
     }
 
     /// Add a row holding `s`.
+    #[inline]
     pub fn push(&mut self, s: &str) {
         self.buf.push_str(s);
-        self.ends.push(self.buf.len());
+        self.push_end(self.buf.len());
     }
 
     /// Number of rows.
@@ -152,8 +184,10 @@ impl TextColumn {
 
     fn truncate(&mut self, n: usize) {
         if n < self.ends.len() {
+            let end = if n == 0 { 0 } else { self.end(n - 1) };
             self.ends.truncate(n);
-            self.buf.truncate(self.ends.last().copied().unwrap_or(0));
+            self.highs.retain(|h| (h.0 as usize) < n);
+            self.buf.truncate(end);
         }
     }
 
@@ -161,9 +195,19 @@ impl TextColumn {
     fn append(&mut self, other: &mut TextColumn) {
         let base = self.buf.len();
         self.buf.push_str(&other.buf);
-        self.ends.extend(other.ends.iter().map(|e| e + base));
+        if other.highs.is_empty() && (self.buf.len() as u64) < 1 << 32 {
+            // Every end stays under 4 GiB: the low bits are the offsets.
+            self.ends
+                .extend(other.ends.iter().map(|&e| e + base as u32));
+        } else {
+            self.ends.reserve(other.ends.len());
+            for r in 0..other.ends.len() {
+                self.push_end(base + other.end(r));
+            }
+        }
         other.buf.clear();
         other.ends.clear();
+        other.highs.clear();
     }
 
     fn retain(&mut self, keep: &[bool]) {
@@ -187,6 +231,435 @@ impl<S: AsRef<str>> FromIterator<S> for TextColumn {
     }
 }
 
+/// Local date-times, narrow: whole seconds since 1970-01-01 00:00:00 in a `u32` (4 bytes a
+/// cell instead of chrono's 12) while every value lies between 1970 and 2106; a column with a
+/// value outside that range is widened to `i64` seconds. Loaded date-times are always whole
+/// seconds (fractions are dropped when read), so nothing is lost.
+#[derive(Debug, Clone)]
+pub enum DateTimes {
+    /// Seconds since 1970-01-01 00:00:00; `u32::MAX` for an empty cell.
+    Narrow(Vec<u32>),
+    /// Seconds since 1970-01-01 00:00:00; `i64::MIN` for an empty cell.
+    Wide(Vec<i64>),
+}
+
+impl Default for DateTimes {
+    fn default() -> Self {
+        DateTimes::Narrow(Vec::new())
+    }
+}
+
+/// Days from 0001-01-01 (chrono's day 1 of the common era) to 1970-01-01.
+const UNIX_DAYS_FROM_CE: i64 = 719_163;
+
+/// Seconds since 1970-01-01 00:00:00 of a date-time (whole seconds).
+#[inline]
+pub fn datetime_secs(d: NaiveDateTime) -> i64 {
+    use chrono::{Datelike, Timelike};
+    (i64::from(d.date().num_days_from_ce()) - UNIX_DAYS_FROM_CE) * 86_400
+        + i64::from(d.time().num_seconds_from_midnight())
+}
+
+/// The date-time `secs` seconds after 1970-01-01 00:00:00.
+#[inline]
+pub fn secs_datetime(secs: i64) -> Option<NaiveDateTime> {
+    let days = secs.div_euclid(86_400) + UNIX_DAYS_FROM_CE;
+    let sod = secs.rem_euclid(86_400) as u32;
+    let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).ok()?)?;
+    let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(sod, 0)?;
+    Some(NaiveDateTime::new(date, time))
+}
+
+/// The dates of the narrow range (1970-01-01 on, 49,711 days), by day number: turning a
+/// stored date-time back into a chrono value is then one lookup, not a calendar computation
+/// (aggregates read millions of them).
+#[inline]
+fn narrow_days() -> &'static [NaiveDate] {
+    static DAYS: std::sync::OnceLock<Vec<NaiveDate>> = std::sync::OnceLock::new();
+    DAYS.get_or_init(|| {
+        let n = (u32::MAX / 86_400) as usize + 1;
+        let first = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        first.iter_days().take(n).collect()
+    })
+}
+
+impl DateTimes {
+    /// The date-time of row `row`; `None` for an empty cell.
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<NaiveDateTime> {
+        match self {
+            DateTimes::Narrow(v) => {
+                let x = v[row];
+                if x == u32::MAX {
+                    return None;
+                }
+                let date = *narrow_days().get((x / 86_400) as usize)?;
+                let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(x % 86_400, 0)?;
+                Some(NaiveDateTime::new(date, time))
+            }
+            DateTimes::Wide(_) => self.secs(row).and_then(secs_datetime),
+        }
+    }
+
+    /// The date of row `row`; `None` for an empty cell.
+    #[inline]
+    pub fn date(&self, row: usize) -> Option<NaiveDate> {
+        match self {
+            DateTimes::Narrow(v) => {
+                let x = v[row];
+                if x == u32::MAX {
+                    return None;
+                }
+                narrow_days().get((x / 86_400) as usize).copied()
+            }
+            DateTimes::Wide(_) => self.get(row).map(|d| d.date()),
+        }
+    }
+
+    /// Seconds since 1970-01-01 00:00:00 of row `row` (ordered like the date-times);
+    /// `None` for an empty cell.
+    #[inline]
+    pub fn secs(&self, row: usize) -> Option<i64> {
+        match self {
+            DateTimes::Narrow(v) => {
+                let x = v[row];
+                (x != u32::MAX).then_some(i64::from(x))
+            }
+            DateTimes::Wide(v) => {
+                let x = v[row];
+                (x != i64::MIN).then_some(x)
+            }
+        }
+    }
+
+    /// Add a row.
+    #[inline]
+    pub fn push(&mut self, d: Option<NaiveDateTime>) {
+        self.push_secs(d.map(datetime_secs));
+    }
+
+    /// Add a row given as seconds since 1970-01-01 00:00:00.
+    #[inline]
+    pub fn push_secs(&mut self, secs: Option<i64>) {
+        if let DateTimes::Narrow(v) = self {
+            match secs {
+                None => return v.push(u32::MAX),
+                Some(x) if (0..i64::from(u32::MAX)).contains(&x) => return v.push(x as u32),
+                Some(_) => self.widen(),
+            }
+        }
+        if let DateTimes::Wide(v) = self {
+            v.push(secs.unwrap_or(i64::MIN));
+        }
+    }
+
+    /// Switch to `i64` seconds (a value outside 1970–2106 came).
+    fn widen(&mut self) {
+        if let DateTimes::Narrow(v) = self {
+            let mut w = Vec::with_capacity(v.capacity().max(v.len() + 1));
+            w.extend(v.iter().map(|&x| {
+                if x == u32::MAX {
+                    i64::MIN
+                } else {
+                    i64::from(x)
+                }
+            }));
+            *self = DateTimes::Wide(w);
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            DateTimes::Narrow(v) => v.len(),
+            DateTimes::Wide(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The date-time of each row, in row order.
+    pub fn iter(&self) -> impl Iterator<Item = Option<NaiveDateTime>> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+
+    /// The latest date-time of the column.
+    pub fn max(&self) -> Option<NaiveDateTime> {
+        let m = match self {
+            DateTimes::Narrow(v) => v
+                .iter()
+                .filter(|&&x| x != u32::MAX)
+                .max()
+                .map(|&x| i64::from(x)),
+            DateTimes::Wide(v) => v.iter().filter(|&&x| x != i64::MIN).max().copied(),
+        };
+        m.and_then(secs_datetime)
+    }
+
+    fn reserve(&mut self, n: usize) {
+        match self {
+            DateTimes::Narrow(v) => v.reserve(n),
+            DateTimes::Wide(v) => v.reserve(n),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            DateTimes::Narrow(v) => v.truncate(n),
+            DateTimes::Wide(v) => v.truncate(n),
+        }
+    }
+
+    /// Move the rows of `other` here (it keeps its buffers, empty, for reuse).
+    fn append(&mut self, other: &mut DateTimes) {
+        if matches!(other, DateTimes::Wide(_)) {
+            self.widen();
+        }
+        match (self, other) {
+            (DateTimes::Narrow(a), DateTimes::Narrow(b)) => a.append(b),
+            (DateTimes::Wide(a), DateTimes::Wide(b)) => a.append(b),
+            (DateTimes::Wide(a), DateTimes::Narrow(b)) => {
+                a.extend(b.iter().map(|&x| {
+                    if x == u32::MAX {
+                        i64::MIN
+                    } else {
+                        i64::from(x)
+                    }
+                }));
+                b.clear();
+            }
+            (DateTimes::Narrow(_), DateTimes::Wide(_)) => {}
+        }
+    }
+
+    fn retain(&mut self, keep: &[bool]) {
+        match self {
+            DateTimes::Narrow(v) => retain_rows(v, keep),
+            DateTimes::Wide(v) => retain_rows(v, keep),
+        }
+    }
+}
+
+impl FromIterator<Option<NaiveDateTime>> for DateTimes {
+    fn from_iter<I: IntoIterator<Item = Option<NaiveDateTime>>>(iter: I) -> Self {
+        let mut c = DateTimes::default();
+        for d in iter {
+            c.push(d);
+        }
+        c
+    }
+}
+
+/// Keep only the rows where `keep` is true.
+fn retain_rows<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut i = 0;
+    v.retain(|_| {
+        let k = keep[i];
+        i += 1;
+        k
+    });
+}
+
+/// Numbers, 8 bytes a cell: loaded numbers are always finite, so NaN marks an empty cell.
+#[derive(Debug, Clone, Default)]
+pub struct Numbers(Vec<f64>);
+
+impl Numbers {
+    /// The number of row `row`; `None` for an empty cell.
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<f64> {
+        let x = self.0[row];
+        (!x.is_nan()).then_some(x)
+    }
+
+    /// Add a row (`None`, or a NaN: an empty cell).
+    #[inline]
+    pub fn push(&mut self, x: Option<f64>) {
+        self.0.push(x.unwrap_or(f64::NAN));
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The number of each row, in row order.
+    pub fn iter(&self) -> impl Iterator<Item = Option<f64>> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+}
+
+impl FromIterator<Option<f64>> for Numbers {
+    fn from_iter<I: IntoIterator<Item = Option<f64>>>(iter: I) -> Self {
+        Numbers(iter.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
+}
+
+/// The line (CSV) or row (XLSX) number of each loaded row of a table.
+///
+/// Rows are nearly always on consecutive lines, so they are kept as runs (the first row of
+/// each run and its line); a table whose rows are scattered (many blank or rejected lines
+/// between them) keeps one number per row.
+#[derive(Debug, Clone)]
+pub enum Lines {
+    /// Runs of rows on consecutive lines: (first row, its line), by row; `len` rows in all.
+    Runs {
+        /// The first row of each run and its line, in row order.
+        starts: Vec<(u32, u32)>,
+        /// Number of rows.
+        len: u32,
+    },
+    /// The line of each row.
+    Each(Vec<u32>),
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::Runs {
+            starts: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Lines {
+    /// The line of row `row`.
+    #[inline]
+    pub fn get(&self, row: usize) -> u32 {
+        match self {
+            Lines::Each(v) => v[row],
+            Lines::Runs { starts, .. } => {
+                let row = row as u32;
+                let i = starts.partition_point(|s| s.0 <= row).saturating_sub(1);
+                let (r0, l0) = starts[i];
+                l0 + (row - r0)
+            }
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Lines::Each(v) => v.len(),
+            Lines::Runs { len, .. } => *len as usize,
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The line of each row, in row order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+
+    /// Add a row on line `line`.
+    #[inline]
+    pub fn push(&mut self, line: u32) {
+        let Lines::Runs { starts, len } = self else {
+            if let Lines::Each(v) = self {
+                v.push(line);
+            }
+            return;
+        };
+        if let Some(&(r0, l0)) = starts.last()
+            && l0.checked_add(*len - r0) == Some(line)
+        {
+            *len += 1;
+            return;
+        }
+        if starts.len() < 64 || starts.len() * 4 <= *len as usize {
+            starts.push((*len, line));
+            *len += 1;
+            return;
+        }
+        // Scattered rows: one number each is smaller than a run each.
+        let mut v: Vec<u32> = Vec::with_capacity(*len as usize * 2);
+        v.extend(self.iter());
+        v.push(line);
+        *self = Lines::Each(v);
+    }
+
+    /// Move the rows of `other` here (it is left empty).
+    pub fn append(&mut self, other: &mut Lines) {
+        match std::mem::take(other) {
+            Lines::Each(mut v) => {
+                v.iter().for_each(|&l| self.push(l));
+                v.clear();
+                *other = Lines::Each(v);
+            }
+            Lines::Runs { starts, len } => {
+                for (i, &(r0, l0)) in starts.iter().enumerate() {
+                    let end = starts.get(i + 1).map_or(len, |s| s.0);
+                    self.push_run(l0, end - r0);
+                }
+            }
+        }
+    }
+
+    /// Add `n` rows on consecutive lines from `line`.
+    fn push_run(&mut self, line: u32, n: u32) {
+        if n == 0 {
+            return;
+        }
+        self.push(line);
+        match self {
+            Lines::Runs { len, .. } => *len += n - 1,
+            Lines::Each(v) => v.extend((1..n).map(|i| line + i)),
+        }
+    }
+
+    /// Drop rows from `n` on.
+    pub fn truncate(&mut self, n: usize) {
+        match self {
+            Lines::Each(v) => v.truncate(n),
+            Lines::Runs { starts, len } => {
+                if n < *len as usize {
+                    starts.retain(|s| (s.0 as usize) < n);
+                    *len = n as u32;
+                }
+            }
+        }
+    }
+
+    /// Keep only the rows where `keep` is true.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let mut out = Lines::default();
+        for (r, k) in keep.iter().enumerate() {
+            if *k {
+                out.push(self.get(r));
+            }
+        }
+        *self = out;
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if let Lines::Each(v) = self {
+            v.reserve(n);
+        }
+    }
+}
+
+impl FromIterator<u32> for Lines {
+    fn from_iter<I: IntoIterator<Item = u32>>(iter: I) -> Self {
+        let mut l = Lines::default();
+        for x in iter {
+            l.push(x);
+        }
+        l
+    }
+}
+
 /// The values of one column.
 #[derive(Debug, Clone)]
 pub enum ColumnData {
@@ -196,12 +669,12 @@ pub enum ColumnData {
     Text(TextColumn),
     /// Dates; `None` for an empty cell.
     Date(Vec<Option<NaiveDate>>),
-    /// Local date-times; `None` for an empty cell.
-    DateTime(Vec<Option<NaiveDateTime>>),
+    /// Local date-times (whole seconds, stored narrow: see [`DateTimes`]).
+    DateTime(DateTimes),
     /// Booleans; `None` for an empty cell.
     Bool(Vec<Option<bool>>),
-    /// Numbers; `None` for an empty cell.
-    Number(Vec<Option<f64>>),
+    /// Numbers (8 bytes a cell: see [`Numbers`]).
+    Number(Numbers),
     /// Index into the column's enum values.
     Enum(Vec<Option<u8>>),
 }
@@ -233,7 +706,7 @@ impl ColumnData {
             ColumnData::Date(v) => v.reserve(n),
             ColumnData::DateTime(v) => v.reserve(n),
             ColumnData::Bool(v) => v.reserve(n),
-            ColumnData::Number(v) => v.reserve(n),
+            ColumnData::Number(v) => v.0.reserve(n),
             ColumnData::Enum(v) => v.reserve(n),
         }
     }
@@ -246,7 +719,7 @@ impl ColumnData {
             ColumnData::Date(v) => v.truncate(n),
             ColumnData::DateTime(v) => v.truncate(n),
             ColumnData::Bool(v) => v.truncate(n),
-            ColumnData::Number(v) => v.truncate(n),
+            ColumnData::Number(v) => v.0.truncate(n),
             ColumnData::Enum(v) => v.truncate(n),
         }
     }
@@ -261,7 +734,7 @@ impl ColumnData {
             (ColumnData::Date(a), ColumnData::Date(b)) => a.append(b),
             (ColumnData::DateTime(a), ColumnData::DateTime(b)) => a.append(b),
             (ColumnData::Bool(a), ColumnData::Bool(b)) => a.append(b),
-            (ColumnData::Number(a), ColumnData::Number(b)) => a.append(b),
+            (ColumnData::Number(a), ColumnData::Number(b)) => a.0.append(&mut b.0),
             (ColumnData::Enum(a), ColumnData::Enum(b)) => a.append(b),
             _ => debug_assert!(false, "columns of one table keep their types"),
         }
@@ -269,30 +742,23 @@ impl ColumnData {
 
     /// Keep only the rows where `keep` is true.
     fn retain(&mut self, keep: &[bool]) {
-        fn r<T>(v: &mut Vec<T>, keep: &[bool]) {
-            let mut i = 0;
-            v.retain(|_| {
-                let k = keep[i];
-                i += 1;
-                k
-            });
-        }
         match self {
-            ColumnData::Id(v) => r(v, keep),
+            ColumnData::Id(v) => retain_rows(v, keep),
             ColumnData::Text(v) => v.retain(keep),
-            ColumnData::Date(v) => r(v, keep),
-            ColumnData::DateTime(v) => r(v, keep),
-            ColumnData::Bool(v) => r(v, keep),
-            ColumnData::Number(v) => r(v, keep),
-            ColumnData::Enum(v) => r(v, keep),
+            ColumnData::Date(v) => retain_rows(v, keep),
+            ColumnData::DateTime(v) => v.retain(keep),
+            ColumnData::Bool(v) => retain_rows(v, keep),
+            ColumnData::Number(v) => retain_rows(&mut v.0, keep),
+            ColumnData::Enum(v) => retain_rows(v, keep),
         }
     }
 
     /// The date of a date or date-time cell.
+    #[inline]
     pub fn date(&self, row: usize) -> Option<NaiveDate> {
         match self {
             ColumnData::Date(v) => v[row],
-            ColumnData::DateTime(v) => v[row].map(|d| d.date()),
+            ColumnData::DateTime(v) => v.date(row),
             _ => None,
         }
     }
@@ -306,16 +772,61 @@ pub struct Table {
     /// The file (and sheet) the rows came from; empty for an absent optional table.
     pub file: String,
     /// Line (CSV) or row (XLSX) number of each loaded row.
-    pub lines: Vec<u32>,
+    pub lines: Lines,
     /// One column per column of the table's schema, in schema order; one value per loaded row.
     pub columns: Vec<ColumnData>,
     /// Key value → row, for tables with a key.
     pub key_index: FxHashMap<Sym, u32>,
     /// The same as a dense array by symbol number (`u32::MAX`: no row), for fast lookups
-    /// while later tables load; symbols added after this table loaded are past its end.
+    /// (while later tables load, and to follow references: see [`RefRows`]); symbols added
+    /// after this table loaded are past its end.
     pub row_by_sym: Vec<u32>,
-    /// For each reference column, the row it points at in the referenced table.
-    pub refs: Vec<Option<Vec<u32>>>,
+}
+
+/// The rows a reference column points at in the table it references, found from the ids
+/// (each loaded reference is a key of that table; the row number is not stored per row).
+#[derive(Debug, Clone, Copy)]
+pub struct RefRows<'a> {
+    ids: &'a [Sym],
+    by_sym: &'a [u32],
+}
+
+impl<'a> RefRows<'a> {
+    /// Column `ci` of `table` as references into `target` (the table it references);
+    /// `None` when the column does not hold ids.
+    pub fn new(table: &'a Table, ci: usize, target: &'a Table) -> Option<RefRows<'a>> {
+        match &table.columns[ci] {
+            ColumnData::Id(ids) => Some(RefRows {
+                ids,
+                by_sym: &target.row_by_sym,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The row of the referenced table that row `row` points at (`u32::MAX`: none).
+    #[inline]
+    pub fn get(&self, row: usize) -> u32 {
+        self.by_sym
+            .get(self.ids[row].0 as usize)
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The row each row points at, in row order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
 }
 
 impl Table {
@@ -479,7 +990,7 @@ impl Dataset {
             for c in &t.columns {
                 let m = match c {
                     ColumnData::Date(v) => v.iter().flatten().max().copied(),
-                    ColumnData::DateTime(v) => v.iter().flatten().max().map(|d| d.date()),
+                    ColumnData::DateTime(v) => v.max().map(|d| d.date()),
                     _ => None,
                 };
                 if let Some(m) = m {
@@ -488,6 +999,12 @@ impl Dataset {
             }
         }
         best
+    }
+
+    /// Column `ci` of table `table`, a reference to table `target`, as the rows it points
+    /// at; `None` when either table is not loaded or the column holds no ids.
+    pub fn ref_rows(&self, table: &str, ci: usize, target: &str) -> Option<RefRows<'_>> {
+        RefRows::new(self.tables.get(table)?, ci, self.tables.get(target)?)
     }
 
     /// Data rows read, all tables together.
@@ -501,5 +1018,132 @@ impl Dataset {
     /// Rows rejected, all tables together.
     pub fn total_rejected(&self) -> u64 {
         self.stats.iter().map(|s| s.rejected).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dt(s: &str) -> NaiveDateTime {
+        crate::dates::parse_datetime(s).unwrap()
+    }
+
+    #[test]
+    fn datetimes_narrow_and_wide() {
+        let mut c = DateTimes::default();
+        c.push(Some(dt("2020-02-07 09:30:15")));
+        c.push(None);
+        c.push(Some(dt("1970-01-01 00:00:00")));
+        assert!(matches!(c, DateTimes::Narrow(_)));
+        assert_eq!(c.get(0), Some(dt("2020-02-07 09:30:15")));
+        assert_eq!(c.get(1), None);
+        assert_eq!(c.get(2), Some(dt("1970-01-01 00:00:00")));
+        // A date-time outside 1970–2106 widens the column; nothing changes.
+        let mut other = DateTimes::default();
+        other.push(Some(dt("1969-12-31 23:59:59")));
+        other.push(Some(dt("9999-12-31 23:59:59")));
+        other.push(None);
+        assert!(matches!(other, DateTimes::Wide(_)));
+        c.append(&mut other);
+        assert!(matches!(c, DateTimes::Wide(_)));
+        let all: Vec<_> = c.iter().collect();
+        assert_eq!(
+            all,
+            vec![
+                Some(dt("2020-02-07 09:30:15")),
+                None,
+                Some(dt("1970-01-01 00:00:00")),
+                Some(dt("1969-12-31 23:59:59")),
+                Some(dt("9999-12-31 23:59:59")),
+                None
+            ]
+        );
+        assert_eq!(c.max(), Some(dt("9999-12-31 23:59:59")));
+        assert!(c.secs(3) < c.secs(2));
+        c.retain(&[true, false, true, true, false, true]);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.get(2), Some(dt("1969-12-31 23:59:59")));
+        c.truncate(1);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            vec![Some(dt("2020-02-07 09:30:15"))]
+        );
+        let mut n = DateTimes::default();
+        for secs in [0, 86_399, 86_400, 951_782_400, 4_294_967_294] {
+            n.push_secs(Some(secs));
+            let want = secs_datetime(secs);
+            assert_eq!(n.get(n.len() - 1), want, "{secs}");
+            assert_eq!(n.date(n.len() - 1), want.map(|d| d.date()), "{secs}");
+        }
+        for s in [
+            "0000-01-01 00:00:00",
+            "2106-02-07 06:28:14",
+            "2106-02-07 06:28:15",
+        ] {
+            let d = dt(s);
+            assert_eq!(secs_datetime(datetime_secs(d)), Some(d), "{s}");
+        }
+    }
+
+    #[test]
+    fn lines_as_runs_or_each() {
+        let mut l = Lines::default();
+        for x in [2, 3, 4, 6, 7] {
+            l.push(x);
+        }
+        assert!(matches!(&l, Lines::Runs { starts, .. } if starts.len() == 2));
+        let mut more: Lines = [8, 9, 20].into_iter().collect();
+        l.append(&mut more);
+        assert!(more.is_empty());
+        assert_eq!(l.iter().collect::<Vec<_>>(), vec![2, 3, 4, 6, 7, 8, 9, 20]);
+        l.truncate(4);
+        assert_eq!(l.iter().collect::<Vec<_>>(), vec![2, 3, 4, 6]);
+        l.retain(&[false, true, true, true]);
+        assert_eq!(l.iter().collect::<Vec<_>>(), vec![3, 4, 6]);
+        // Scattered rows: one number each.
+        let scattered: Lines = (0..1000u32).map(|i| 3 * i + 2).collect();
+        assert!(matches!(scattered, Lines::Each(_)));
+        assert_eq!(scattered.get(999), 2999);
+        let mut runs: Lines = (2..10).collect();
+        let mut s2 = scattered.clone();
+        runs.append(&mut s2);
+        assert_eq!(runs.len(), 1008);
+        assert_eq!(runs.get(7), 9);
+        assert_eq!(runs.get(8), 2);
+    }
+
+    #[test]
+    fn text_and_numbers() {
+        let mut t: TextColumn = ["a", "", "bc"].into_iter().collect();
+        let mut u: TextColumn = ["d", "ef"].into_iter().collect();
+        t.append(&mut u);
+        assert_eq!(t.iter().collect::<Vec<_>>(), vec!["a", "", "bc", "d", "ef"]);
+        t.truncate(3);
+        assert_eq!(t.get(2), "bc");
+        assert_eq!(t.bytes_len(), 3);
+        let n: Numbers = [Some(1.5), None, Some(-0.0)].into_iter().collect();
+        assert_eq!(
+            n.iter().collect::<Vec<_>>(),
+            vec![Some(1.5), None, Some(-0.0)]
+        );
+    }
+
+    #[test]
+    fn packed_ids() {
+        for s in ["", "M", "M00000042", "CM000175", "123456789012345", "社区"] {
+            let mut k = (s.len() as u128) << 120;
+            for (i, &c) in s.as_bytes().iter().enumerate() {
+                k |= u128::from(c) << (8 * i);
+            }
+            assert_eq!(pack(s), Some(k), "{s}");
+        }
+        assert_eq!(pack("1234567890123456"), None);
+    }
+
+    #[test]
+    fn narrow_cells() {
+        assert_eq!(std::mem::size_of::<Option<NaiveDate>>(), 4);
+        assert_eq!(std::mem::size_of::<Option<bool>>(), 1);
     }
 }

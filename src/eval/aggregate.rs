@@ -3,7 +3,7 @@
 //! aggregate is one pass over the subject's rows with its filters.
 
 use super::value::{Scalar, Values};
-use crate::data::{ColumnData, Dataset, Table};
+use crate::data::{ColumnData, Dataset, RefRows, Table};
 use crate::policy::model::AggOp;
 use crate::policy::{Aggregate, Cond, PolicySet, ValueRef};
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
@@ -24,16 +24,16 @@ impl Groups {
 }
 
 /// The reference columns `group` follows from a row of `start` along the `by` path to the
-/// subject, as arrays of target rows (`u32::MAX`: no row). A row reaches the subject row
-/// given by applying them in turn; with none, a row's own number is the subject row. `None`
-/// when a table on the way is not at hand (`table` gives the loaded tables).
+/// subject, as the target rows they point at (`u32::MAX`: no row). A row reaches the
+/// subject row given by applying them in turn; with none, a row's own number is the subject
+/// row. `None` when a table on the way is not at hand (`table` gives the loaded tables).
 pub fn path_chain<'t>(
     schema: &crate::policy::Schema,
     table: &dyn Fn(&str) -> Option<&'t Table>,
     start: &str,
     by: &[String],
     subject_table: &str,
-) -> Option<Vec<&'t [u32]>> {
+) -> Option<Vec<RefRows<'t>>> {
     let mut chain = Vec::new();
     let mut cur_name = start;
     for step in by {
@@ -43,31 +43,31 @@ pub fn path_chain<'t>(
             break;
         }
         let cur = table(cur_name)?;
-        let Some(refs) = &cur.refs[ci] else { break };
-        chain.push(&refs[..]);
-        match ts.columns[ci].references.as_deref() {
-            Some(next) => {
-                cur_name = schema
-                    .tables
-                    .get_key_value(next)
-                    .map(|(k, _)| k.as_str())
-                    .unwrap_or(cur_name)
-            }
-            None => break,
-        }
+        let Some((next, _)) = ts.columns[ci]
+            .references
+            .as_deref()
+            .and_then(|n| schema.tables.get_key_value(n))
+        else {
+            break;
+        };
+        let Some(refs) = RefRows::new(cur, ci, table(next.as_str())?) else {
+            break;
+        };
+        chain.push(refs);
+        cur_name = next.as_str();
     }
     Some(chain)
 }
 
 /// The row a row `r` reaches through `chain` (`u32::MAX`: none).
 #[inline]
-pub fn follow(chain: &[&[u32]], r: u32) -> u32 {
+pub fn follow(chain: &[RefRows<'_>], r: u32) -> u32 {
     let mut s = r;
     for refs in chain {
         if s == u32::MAX {
             break;
         }
-        s = refs[s as usize];
+        s = refs.get(s as usize);
     }
     s
 }
@@ -77,7 +77,7 @@ fn chain_of<'d>(
     policy: &PolicySet,
     agg: &Aggregate,
     subject_table: &str,
-) -> Vec<&'d [u32]> {
+) -> Vec<RefRows<'d>> {
     path_chain(
         &policy.schema,
         &|n| data.tables.get(n),
@@ -143,7 +143,7 @@ pub fn group_one(
         let mut wanted = Bits::one(subject);
         for refs in chain.iter().rev() {
             let mut w = Bits::default();
-            for (x, &t) in refs.iter().enumerate() {
+            for (x, t) in refs.iter().enumerate() {
                 if t != u32::MAX && wanted.get(t as usize) {
                     w.set(x);
                 }
@@ -360,7 +360,7 @@ impl Acc {
                     p.column.map(|c| &table.columns[c]),
                     p.end_column.map(|c| &table.columns[c]),
                     p.work_hours,
-                ) && let (Some(s), Some(e)) = (s[r], e[r])
+                ) && let (Some(s), Some(e)) = (s.get(r), e.get(r))
                 {
                     if p.merge_overlaps {
                         self.spans.push((s, e));
@@ -380,7 +380,7 @@ impl Acc {
             }
             AggOp::Sum => {
                 if let Some(ColumnData::Number(v)) = p.column.map(|c| &table.columns[c])
-                    && let Some(x) = v[r]
+                    && let Some(x) = v.get(r)
                 {
                     self.sum += x;
                 }
@@ -389,7 +389,7 @@ impl Acc {
                 if let (Some(ColumnData::DateTime(s)), Some(ColumnData::DateTime(e))) = (
                     p.column.map(|c| &table.columns[c]),
                     p.end_column.map(|c| &table.columns[c]),
-                ) && let (Some(s), Some(e)) = (s[r], e[r])
+                ) && let (Some(s), Some(e)) = (s.get(r), e.get(r))
                 {
                     if p.merge_overlaps {
                         self.spans.push((s, e));
@@ -572,11 +572,11 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
             .date(r)
             .is_some_and(|d| mask & (1 << d.weekday().number_from_monday()) != 0),
         RTest::TimeFrom(t) => match col {
-            ColumnData::DateTime(v) => v[r].is_some_and(|d| d.time() >= *t),
+            ColumnData::DateTime(v) => v.get(r).is_some_and(|d| d.time() >= *t),
             _ => false,
         },
         RTest::TimeBefore(t) => match col {
-            ColumnData::DateTime(v) => v[r].is_some_and(|d| {
+            ColumnData::DateTime(v) => v.get(r).is_some_and(|d| {
                 let tt = d.time();
                 tt.num_seconds_from_midnight() < t.num_seconds_from_midnight()
             }),
@@ -593,7 +593,7 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
             hours,
         } => match (col, end, hours) {
             (ColumnData::DateTime(s), ColumnData::DateTime(e), Some((ws, we))) => {
-                match (s[r], e[r]) {
+                match (s.get(r), e.get(r)) {
                     (Some(s), Some(e)) => {
                         (calendar.working_seconds(s, e, *ws, *we) > 0) == *overlaps
                     }

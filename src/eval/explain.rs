@@ -367,7 +367,7 @@ impl Run<'_> {
                     })
                     .collect();
                 let t = RowTrace {
-                    line: table.lines[r as usize],
+                    line: table.lines.get(r as usize),
                     row: shown.join(" "),
                     reason: failed.map(|i| {
                         format!("fails: {}", conditions.get(i).cloned().unwrap_or_default())

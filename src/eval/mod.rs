@@ -608,7 +608,10 @@ impl<'a> Run<'a> {
                                     self.vals.to_dynamic(&Values::cell(t, tidx, ci, r as usize)),
                                 );
                             }
-                            m.insert("_line".into(), Dynamic::from(t.lines[r as usize] as i64));
+                            m.insert(
+                                "_line".into(),
+                                Dynamic::from(i64::from(t.lines.get(r as usize))),
+                            );
                             Dynamic::from_map(m)
                         })
                         .collect(),

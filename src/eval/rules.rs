@@ -55,7 +55,7 @@ struct EvSlot {
 /// number of each row of its table.
 struct Record<'a> {
     slot: usize,
-    lines: &'a [u32],
+    lines: &'a crate::data::Lines,
 }
 
 impl Record<'_> {
@@ -63,7 +63,7 @@ impl Record<'_> {
     fn lines<'x>(&'x self, kind: &'x KindState, s: usize) -> impl Iterator<Item = u32> + 'x {
         kind.lineage[s * kind.n_slots + self.slot]
             .iter()
-            .map(|&row| self.lines[row as usize])
+            .map(|&row| self.lines.get(row as usize))
     }
 }
 

@@ -83,9 +83,9 @@ impl<'a> Values<'a> {
                 }
             }
             ColumnData::Date(v) => v[row].map_or(Scalar::None, Scalar::Date),
-            ColumnData::DateTime(v) => v[row].map_or(Scalar::None, Scalar::DateTime),
+            ColumnData::DateTime(v) => v.get(row).map_or(Scalar::None, Scalar::DateTime),
             ColumnData::Bool(v) => v[row].map_or(Scalar::None, Scalar::Bool),
-            ColumnData::Number(v) => v[row].map_or(Scalar::None, Scalar::Num),
+            ColumnData::Number(v) => v.get(row).map_or(Scalar::None, Scalar::Num),
             ColumnData::Enum(v) => {
                 v[row].map_or(Scalar::None, |i| Scalar::Enum(tidx as u16, ci as u16, i))
             }

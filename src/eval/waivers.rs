@@ -72,7 +72,7 @@ pub(super) fn read_waivers(
             valid_from: col(&role.valid_from, r).unwrap_or_default(),
             valid_until: col(&role.valid_until, r),
             file: t.file.clone(),
-            line: t.lines[r],
+            line: t.lines.get(r),
         };
         let at = format!("{}:{}", w.file, w.line);
         let from = crate::policy::parse_date(&w.valid_from);

@@ -542,15 +542,17 @@ impl<'a> Model<'a> {
         else {
             return None;
         };
-        let mref = t.refs[ci_m].as_ref()?;
+        let mref =
+            self.data
+                .ref_rows(&role.table, ci_m, ts.columns[ci_m].references.as_deref()?)?;
         let mut out = Vec::new();
         for r in 0..t.len() {
             if ver[r] != Some(true) {
                 continue;
             }
-            if let (Some(s), Some(e)) = (st[r], en[r]) {
+            if let (Some(s), Some(e)) = (st.get(r), en.get(r)) {
                 out.push((
-                    mref[r] as usize,
+                    mref.get(r) as usize,
                     cm[r],
                     (s.date(), (e - s).num_seconds() as f64 / 3600.0, r),
                 ));
@@ -767,13 +769,16 @@ impl<'a> Model<'a> {
         let role = &self.words.roles().services;
         let mut by_member: BTreeMap<usize, (f64, i64)> = BTreeMap::new();
         let mut by_category: BTreeMap<String, f64> = BTreeMap::new();
-        if let (Some(t), Some(ts)) = (
+        if let (Some(_), Some(ts)) = (
             self.data.tables.get(role.table.as_str()),
             self.policy.schema.tables.get(&role.table),
         ) {
-            let mref = ts.column(&role.member).and_then(|c| t.refs[c].as_ref());
+            let mref = ts.column(&role.member).and_then(|c| {
+                let target = ts.columns[c].references.as_deref()?;
+                self.data.ref_rows(&role.table, c, target)
+            });
             for (_, h, r) in &services {
-                if let Some(m) = mref.map(|m| m[*r] as usize) {
+                if let Some(m) = mref.map(|m| m.get(*r) as usize) {
                     let e = by_member.entry(m).or_default();
                     e.0 += h;
                     e.1 += 1;
