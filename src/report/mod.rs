@@ -137,14 +137,34 @@ struct RuleAt<'a> {
     graded: bool,
 }
 
-/// Verified services (start date, hours, row), grouped once so that each report reads only
-/// its own rows.
+/// Verified services, grouped once so that each report reads only its own rows. Compact, as
+/// a province has tens of millions: one 24-byte item per service, grouped by member as
+/// slices of one array, and by community as indices into it.
 #[derive(Default)]
 struct ServiceIndex {
-    by_member: HashMap<usize, Vec<(NaiveDate, f64, usize)>>,
-    by_community: HashMap<crate::data::Sym, Vec<(NaiveDate, f64, usize)>>,
+    /// Every verified service, grouped by member row, in row order within a member.
+    items: Vec<Service>,
+    /// Member row `m`'s services are `items[member_start[m]..member_start[m + 1]]`.
+    member_start: Vec<u32>,
+    /// Indices into `items` of each community's services, in row order.
+    by_community: HashMap<crate::data::Sym, Vec<u32>>,
     /// Whether the services table has the columns these reports use.
     usable: bool,
+}
+
+/// One verified service as reports use it.
+#[derive(Debug, Clone, Copy)]
+struct Service {
+    day: NaiveDate,
+    row: u32,
+    hours: f64,
+    community: crate::data::Sym,
+}
+
+impl Service {
+    fn tuple(self) -> (NaiveDate, f64, usize) {
+        (self.day, self.hours, self.row as usize)
+    }
 }
 
 fn pct(n: i64, d: i64) -> f64 {
@@ -468,66 +488,98 @@ impl<'a> Model<'a> {
         if !index.usable {
             return None;
         }
-        let rows = match (member_row, community) {
-            (Some(m), None) => index.by_member.get(&m),
-            (None, Some(c)) => self
-                .data
-                .ids
-                .get(c)
-                .and_then(|sym| index.by_community.get(&sym)),
-            (Some(m), Some(c)) => {
-                let sym = self.data.ids.get(c);
-                return Some(
-                    index
-                        .by_member
-                        .get(&m)
-                        .map(|v| {
-                            v.iter()
-                                .filter(|x| {
-                                    sym.and_then(|sym| index.by_community.get(&sym))
-                                        .is_some_and(|c| {
-                                            c.binary_search_by_key(&x.2, |y| y.2).is_ok()
-                                        })
-                                })
-                                .copied()
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                );
+        let of_member = |m: usize| -> &[Service] {
+            match (index.member_start.get(m), index.member_start.get(m + 1)) {
+                (Some(&a), Some(&b)) => &index.items[a as usize..b as usize],
+                _ => &[],
             }
-            (None, None) => None,
         };
-        Some(rows.cloned().unwrap_or_default())
+        let sym = community.map(|c| self.data.ids.get(c));
+        Some(match (member_row, sym) {
+            (Some(m), None) => of_member(m).iter().map(|x| x.tuple()).collect(),
+            (Some(m), Some(sym)) => (of_member(m).iter())
+                .filter(|x| Some(x.community) == sym)
+                .map(|x| x.tuple())
+                .collect(),
+            (None, Some(sym)) => (sym.and_then(|sym| index.by_community.get(&sym)))
+                .map(|ix| {
+                    ix.iter()
+                        .map(|&i| index.items[i as usize].tuple())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        })
     }
 
-    /// Group the verified services by member and by community, in row order.
+    /// Group the verified services by member and by community, in row order: one pass to
+    /// count each member's, one to place them.
     fn index_services(&self) -> ServiceIndex {
         let mut index = ServiceIndex::default();
-        let Some(all) = self.scan_services() else {
+        let members = self.rows_of("member");
+        let mut counts = vec![0u32; members];
+        let usable = self.each_service(|m, _| {
+            if let Some(c) = counts.get_mut(m) {
+                *c += 1;
+            }
+        });
+        if !usable {
             return index;
-        };
+        }
         index.usable = true;
-        for (member, community, item) in all {
-            index.by_member.entry(member).or_default().push(item);
-            index.by_community.entry(community).or_default().push(item);
+        let mut start = Vec::with_capacity(members + 1);
+        let mut total = 0u32;
+        for c in &counts {
+            start.push(total);
+            total += c;
+        }
+        start.push(total);
+        let mut next = start.clone();
+        let placeholder = Service {
+            day: NaiveDate::MIN,
+            row: 0,
+            hours: 0.0,
+            community: crate::data::Sym::NONE,
+        };
+        index.items = vec![placeholder; total as usize];
+        self.each_service(|m, s| {
+            if let Some(at) = next.get_mut(m).filter(|_| m < members) {
+                // `next[m]` stays below `start[m + 1]`: the same services are counted.
+                index.items[*at as usize] = s;
+                *at += 1;
+            }
+        });
+        index.member_start = start;
+        // By community, in row order.
+        let mut order: Vec<u32> = (0..total).collect();
+        order.sort_by_key(|&i| index.items[i as usize].row);
+        for i in order {
+            let c = index.items[i as usize].community;
+            index.by_community.entry(c).or_default().push(i);
         }
         index
     }
 
-    /// Every verified service: (member row, community, (start date, hours, row)).
-    #[allow(clippy::type_complexity)]
-    fn scan_services(&self) -> Option<Vec<(usize, crate::data::Sym, (NaiveDate, f64, usize))>> {
+    /// Call `f` with (member row, service) for every verified service with a start and an
+    /// end, in row order; false when the services table lacks the columns reports use.
+    fn each_service(&self, mut f: impl FnMut(usize, Service)) -> bool {
         use crate::data::ColumnData;
         let role = &self.words.roles().services;
-        let ts = self.policy.schema.tables.get(&role.table)?;
-        let t = self.data.tables.get(role.table.as_str())?;
-        let (ci_m, ci_c, ci_s, ci_e, ci_v) = (
-            ts.column(&role.member)?,
-            ts.column(&role.community)?,
-            ts.column(&role.start)?,
-            ts.column(&role.end)?,
-            ts.column(&role.verified)?,
-        );
+        let (Some(ts), Some(t)) = (
+            self.policy.schema.tables.get(&role.table),
+            self.data.tables.get(role.table.as_str()),
+        ) else {
+            return false;
+        };
+        let (Some(ci_m), Some(ci_c), Some(ci_s), Some(ci_e), Some(ci_v)) = (
+            ts.column(&role.member),
+            ts.column(&role.community),
+            ts.column(&role.start),
+            ts.column(&role.end),
+            ts.column(&role.verified),
+        ) else {
+            return false;
+        };
         let (
             ColumnData::DateTime(st),
             ColumnData::DateTime(en),
@@ -540,25 +592,28 @@ impl<'a> Model<'a> {
             &t.columns[ci_c],
         )
         else {
-            return None;
+            return false;
         };
-        let mref =
-            self.data
-                .ref_rows(&role.table, ci_m, ts.columns[ci_m].references.as_deref()?)?;
-        let mut out = Vec::new();
+        let Some(mref) = (ts.columns[ci_m].references.as_deref())
+            .and_then(|target| self.data.ref_rows(&role.table, ci_m, target))
+        else {
+            return false;
+        };
         for r in 0..t.len() {
             if ver[r] != Some(true) {
                 continue;
             }
             if let (Some(s), Some(e)) = (st.get(r), en.get(r)) {
-                out.push((
-                    mref.get(r) as usize,
-                    cm[r],
-                    (s.date(), (e - s).num_seconds() as f64 / 3600.0, r),
-                ));
+                let service = Service {
+                    day: s.date(),
+                    row: r as u32,
+                    hours: (e - s).num_seconds() as f64 / 3600.0,
+                    community: cm[r],
+                };
+                f(mref.get(r) as usize, service);
             }
         }
-        Some(out)
+        true
     }
 
     fn member_facts(&self, row: usize) -> ctx::Member {
