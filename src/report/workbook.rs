@@ -203,6 +203,7 @@ impl Sheets {
             ws.write_string_with_format(0, c as u16, *h, &f.header)?;
         }
         ws.set_freeze_panes(1, 0)?;
+        print_setup(&mut ws)?;
         self.pages.push(ws);
         self.row = 1;
         Ok(())
@@ -300,6 +301,16 @@ fn severity_cn(s: Severity) -> &'static str {
 
 /// A worksheet name from a directive's title: characters Excel forbids replaced, short
 /// enough for a continuation's ` (n)`.
+/// How a list prints: A4 landscape, all columns on one page width, the header row on every
+/// page (evaluators print the 整改清单 to follow up).
+fn print_setup(ws: &mut Worksheet) -> Result<(), Error> {
+    ws.set_paper_size(9);
+    ws.set_landscape();
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_repeat_rows(0, 0)?;
+    Ok(())
+}
+
 fn sheet_name(title: &str, key: &str, taken: &[String]) -> String {
     let clean: String = title
         .chars()
@@ -476,6 +487,7 @@ impl<'a> Writer<'a> {
             ws.write_string_with_format(0, c as u16, *h, &self.f.header)?;
         }
         ws.set_freeze_panes(1, 0)?;
+        print_setup(&mut ws)?;
         let title = |key: &str| {
             (self.words.policy.directives.iter())
                 .find(|d| d.key == key)
