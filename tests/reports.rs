@@ -267,7 +267,7 @@ fn characters_without_glyphs_are_reported_and_strict_fails() {
         dir.path(),
         &[("members", "M3,王\u{31350},B1,C1,in_service")],
     );
-    let run = |strict: bool| {
+    let run = |strict: bool, bundle: bool| {
         let mut c = rulebook();
         c.args([
             "report",
@@ -284,20 +284,26 @@ fn characters_without_glyphs_are_reported_and_strict_fails() {
         if strict {
             c.arg("--strict");
         }
+        if bundle {
+            // The form inside a branch's bundle is checked like a lone one.
+            c.args(["--bundle", "branch"]);
+        }
         c.output().unwrap()
     };
-    let out = run(false);
-    let (_, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("member M3")
-            && stderr.contains("member.name")
-            && stderr.contains("U+31350"),
-        "{stderr}"
-    );
-    let out = run(true);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(texts(&out).1.contains("--strict"));
+    for bundle in [false, true] {
+        let out = run(false, bundle);
+        let (_, stderr) = texts(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("member M3")
+                && stderr.contains("member.name")
+                && stderr.contains("U+31350"),
+            "bundle {bundle}: {stderr}"
+        );
+        let out = run(true, bundle);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(texts(&out).1.contains("--strict"));
+    }
 }
 
 #[test]

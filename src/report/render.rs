@@ -467,10 +467,14 @@ impl<'o> Renderer<'o> {
     /// Render `jobs` in parallel, adding what was written to `out`.
     fn batch(&self, jobs: &[Job], out: &mut Rendered) -> Result<(), Error> {
         let opts = self.opts;
+        // A bundle's own data and each of its reports.
+        let all: Vec<&Job> = (jobs.iter())
+            .flat_map(|j| std::iter::once(j).chain(j.parts.iter()))
+            .collect();
         let glyph_problems: Vec<GlyphProblem> = self
             .pool
             .install(|| {
-                jobs.par_iter()
+                all.par_iter()
                     .map(|j| check_glyphs(j, opts.fonts))
                     .collect::<Vec<_>>()
             })
