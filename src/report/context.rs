@@ -102,7 +102,8 @@ pub struct BundlePart {
     /// Its subject's name.
     pub name: String,
     /// The Typst file holding the rendered report (its own template's output up to the shared
-    /// appendix): write `#include {{ part.path | str | safe }}`.
+    /// appendix), beside the bundle's own (`part-3.typ`): write
+    /// `#include {{ part.path | str | safe }}`.
     pub path: String,
 }
 

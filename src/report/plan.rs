@@ -276,7 +276,7 @@ impl Model<'_> {
 
     /// The data and file of item `index` of `plan`.
     pub fn job(&self, plan: &Plan, index: usize) -> Job {
-        self.job_of(&plan.common, &plan.items[index], index, plan.scope.as_ref())
+        self.job_of(&plan.common, &plan.items[index], plan.scope.as_ref())
     }
 
     /// Where item's PDF goes, relative to the output folder (known before its data is made,
@@ -304,29 +304,23 @@ impl Model<'_> {
         }
     }
 
-    fn job_of(
-        &self,
-        common: &Arc<ctx::Common>,
-        item: &Item,
-        index: usize,
-        scope: Option<&Scope>,
-    ) -> Job {
+    fn job_of(&self, common: &Arc<ctx::Common>, item: &Item, scope: Option<&Scope>) -> Job {
         let body = match item {
             Item::Member(row) => Body::Member(Box::new(self.member_facts(*row))),
             Item::Branch(row) => Body::Branch(self.branch_facts(*row)),
             Item::Community(id, row) => Body::Community(self.community_facts(id, *row)),
             Item::Summary => Body::Summary(self.summary_facts(scope)),
-            Item::Bundle(b) => return self.bundle_job(common, b, index),
+            Item::Bundle(b) => return self.bundle_job(common, b),
         };
         let mut job = job_with(common, body);
         job.file = self.item_file(item);
         job
     }
 
-    fn bundle_job(&self, common: &Arc<ctx::Common>, b: &BundleItem, index: usize) -> Job {
+    fn bundle_job(&self, common: &Arc<ctx::Common>, b: &BundleItem) -> Job {
         let mut parts: Vec<Job> = Vec::with_capacity(b.members.len() + 1);
         if let Some(head) = &b.head {
-            parts.push(self.job_of(common, head, index, None));
+            parts.push(self.job_of(common, head, None));
         }
         parts.extend(b.members.iter().map(|&r| {
             let body = Body::Member(Box::new(self.member_facts(r)));
@@ -343,7 +337,7 @@ impl Model<'_> {
                     kind: p.kind.into(),
                     id: p.id.clone(),
                     name: p.name.clone(),
-                    path: format!("/__bundle_{index}/{i}.typ"),
+                    path: format!("part-{i}.typ"),
                 })
                 .collect(),
         };

@@ -240,7 +240,13 @@ pub struct Compiler {
     reports: Arc<RwLock<HashMap<FileId, Source>>>,
     /// Shared parts by their text.
     shared: RwLock<HashMap<String, Source>>,
-    counter: std::sync::atomic::AtomicU64,
+    /// Free compile slots. Each report being compiled takes one and lives in that slot's
+    /// folder (`/__slot_N/`) with the files it includes: Typst numbers every file path it
+    /// ever sees in 16 bits for the whole process, so paths are reused, not made per report
+    /// (a province's 200,000 member forms would run out of numbers).
+    slots: std::sync::Mutex<Vec<usize>>,
+    /// Slots made so far.
+    slots_made: std::sync::atomic::AtomicUsize,
 }
 
 impl Compiler {
@@ -262,7 +268,8 @@ impl Compiler {
             engine,
             reports,
             shared: Default::default(),
-            counter: Default::default(),
+            slots: Default::default(),
+            slots_made: Default::default(),
         }
     }
 
@@ -320,8 +327,8 @@ impl Compiler {
     }
 
     /// Compile one report's Typst source to PDF bytes. `files` are more Typst files the
-    /// source includes (a bundle's reports), by absolute path; `ident` names the document
-    /// stably; `date` pins the PDF's creation date.
+    /// source includes (a bundle's reports) by paths relative to it (`part-3.typ`); `ident`
+    /// names the document stably; `date` pins the PDF's creation date.
     pub fn pdf(
         &self,
         source: &str,
@@ -329,9 +336,37 @@ impl Compiler {
         ident: &str,
         date: chrono::NaiveDateTime,
     ) -> Result<Vec<u8>, Error> {
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = self.take_slot()?;
+        let r = self.pdf_in(slot, source, files, ident, date);
+        if let Ok(mut free) = self.slots.lock() {
+            free.push(slot);
+        }
+        r
+    }
+
+    /// A free compile slot.
+    fn take_slot(&self) -> Result<usize, Error> {
+        let mut free = self.slots.lock().map_err(|_| Error::Lock)?;
+        Ok(free.pop().unwrap_or_else(|| {
+            self.slots_made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        }))
+    }
+
+    /// How many compile slots (sets of file paths) were made: at most the reports compiled
+    /// at once.
+    pub fn slots_made(&self) -> usize {
+        self.slots_made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn pdf_in(
+        &self,
+        slot: usize,
+        source: &str,
+        files: &[(String, String)],
+        ident: &str,
+        date: chrono::NaiveDateTime,
+    ) -> Result<Vec<u8>, Error> {
         let split = self.split(source)?;
         let file_id = |name: &str| -> Result<FileId, Error> {
             let vpath = VirtualPath::new(name).map_err(|error| Error::VirtualPath {
@@ -343,14 +378,14 @@ impl Compiler {
                 vpath,
             )))
         };
-        let id = file_id(&format!("/__report_{n}.typ"))?;
+        let id = file_id(&format!("/__slot_{slot}/report.typ"))?;
         let src = Source::new(id, split.main);
         let mut ids = vec![id];
         {
             let mut reports = self.reports.write().map_err(|_| Error::Lock)?;
             reports.insert(id, src.clone());
             for (path, text) in files {
-                let fid = file_id(path)?;
+                let fid = file_id(&format!("/__slot_{slot}/{path}"))?;
                 reports.insert(fid, Source::new(fid, text.clone()));
                 ids.push(fid);
             }
@@ -531,6 +566,19 @@ mod tests {
             .pdf(&format!("{HEAD}{SHARED_MARKER}\n{TAIL}"), &[], "x", date())
             .unwrap();
         assert_eq!(shared, again);
+    }
+
+    #[test]
+    fn reports_reuse_their_file_paths() {
+        // Typst numbers file paths in 16 bits for the whole process: a run of 200,000
+        // reports must not make a path per report. One thread, one slot, however many.
+        let c = compiler();
+        let parts = [("part-0.typ".to_string(), "Included part".to_string())];
+        for _ in 0..20 {
+            let src = format!("{HEAD}#include \"part-0.typ\"\n");
+            c.pdf(&src, &parts, "x", date()).unwrap();
+        }
+        assert_eq!(c.slots_made(), 1);
     }
 
     #[test]
