@@ -166,7 +166,7 @@ impl Model<'_> {
                             close: close_matches(&spec.id, all.iter().map(|(c, _)| c.as_str())),
                         });
                     }
-                    self.add_community(&spec.id, &mut members, &mut branches, &mut communities);
+                    communities.insert(spec.id.clone());
                     self.words.community_name(&spec.id)
                 }
                 ScopeKind::District => {
@@ -189,7 +189,7 @@ impl Model<'_> {
                         });
                     }
                     for c in inside {
-                        self.add_community(c, &mut members, &mut branches, &mut communities);
+                        communities.insert(c.clone());
                     }
                     String::new()
                 }
@@ -211,6 +211,7 @@ impl Model<'_> {
             })
             .collect::<Vec<_>>()
             .join("、");
+        self.add_communities(&communities, &mut members, &mut branches);
         // Reports come in the order the whole run has them: members by id, branches by row.
         let members = (self.run.subjects("member").into_iter())
             .filter(|r| members.contains(r))
@@ -268,26 +269,28 @@ impl Model<'_> {
         self.members_of.get(&id).cloned().unwrap_or_default()
     }
 
-    /// Add community `id`, the unit branches paired with it and their members, and the
-    /// members who live there.
-    fn add_community(
+    /// Add the unit branches paired with `communities` and their members, and the members
+    /// who live in them: one pass over the branches and one over the members, however many
+    /// communities a district has.
+    fn add_communities(
         &self,
-        id: &str,
+        communities: &BTreeSet<String>,
         members: &mut BTreeSet<usize>,
         branches: &mut BTreeSet<usize>,
-        communities: &mut BTreeSet<String>,
     ) {
-        communities.insert(id.to_string());
+        if communities.is_empty() {
+            return;
+        }
         let contact = &self.words.roles().organizations.community;
         for row in self.branches() {
-            if self.words.subject_text("organization", row, contact) == id {
+            if communities.contains(&self.words.subject_text("organization", row, contact)) {
                 branches.insert(row);
                 members.extend(self.members_of_branch(row));
             }
         }
         let residence = &self.words.roles().members.residence;
         for row in self.run.subjects("member") {
-            if self.words.subject_text("member", row, residence) == id {
+            if communities.contains(&self.words.subject_text("member", row, residence)) {
                 members.insert(row);
             }
         }
