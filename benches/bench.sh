@@ -7,6 +7,7 @@
 #   FORMAT=jsonl benches/bench.sh 1000000     # also write every finding (JSON Lines)
 #   REPORT=summary benches/bench.sh 1000000   # then time `report --level summary` too
 #   REPORT=branch benches/bench.sh 20000      # … or the branch reports
+#   CACHED=1 benches/bench.sh 1000000         # then the same eval from the data cache
 #
 # For each size: members, input rows, CSV MiB, then per stage wall seconds and CPU seconds
 # (load, aggregates, rules+output), total seconds, rows/s and peak memory (max RSS).
@@ -34,7 +35,7 @@ for n in "${sizes[@]}"; do
   best=""
   for _ in $(seq "$runs"); do
     out=$(mktemp -d)
-    args=(eval --data "$data" --as-of 2020-12-31 --quiet --timings)
+    args=(eval --data "$data" --as-of 2020-12-31 --quiet --timings --no-cache)
     [ -n "${FORMAT:-}" ] && args+=(--format "$FORMAT" --out "$out/findings.$FORMAT")
     /usr/bin/time -f '%M' -o "$out/mem" "$bin" "${args[@]}" 2> "$out/t"
     f() { awk -v s="$1" -v c="$2" '$1==s {print $c}' "$out/t"; }
@@ -62,7 +63,7 @@ if [ -n "${REPORT:-}" ]; then
     for _ in $(seq "$runs"); do
       out=$(mktemp -d)
       /usr/bin/time -f '%M' -o "$out/mem" "$bin" report --data "$data" --as-of 2020-12-31 \
-        --level "$REPORT" --findings none --timings --out "$out/r" > "$out/o" 2> "$out/t"
+        --no-cache --level "$REPORT" --findings none --timings --out "$out/r" > "$out/o" 2> "$out/t"
       f() { awk -v s="$1" -v c="$2" '$1==s {print $c}' "$out/t"; }
       total=$(f total 2)
       reports=$(find "$out/r" -name '*.pdf' | wc -l)
@@ -76,5 +77,34 @@ if [ -n "${REPORT:-}" ]; then
       rm -rf "$out"
     done
     echo "$best"
+  done
+fi
+
+# The data cache: one eval that writes it (into $BENCH_DIR/cache), then evals that read it.
+if [ -n "${CACHED:-}" ]; then
+  echo
+  printf '%-9s %-12s | %6s %6s | %7s %8s %9s\n' members run load cpu total peak_MiB cache_MiB
+  for n in "${sizes[@]}"; do
+    data="$dir/m$n"
+    cache="$dir/cache"
+    rm -rf "$cache"
+    for run in write $(seq -f read%g "$runs"); do
+      out=$(mktemp -d)
+      /usr/bin/time -f '%M' -o "$out/mem" "$bin" eval --data "$data" --as-of 2020-12-31 \
+        --quiet --timings --cache "$cache" 2> "$out/t"
+      f() { awk -v s="$1" -v c="$2" '$1==s {print $c}' "$out/t"; }
+      printf '%-9s %-12s | %6s %6s | %7s %8s %9s   %s\n' "$n" "$run" "$(f load 2)" "$(f load 3)" \
+        "$(f total 2)" "$(( $(tail -1 "$out/mem") / 1024 ))" \
+        "$(( $(du -sb "$cache" | cut -f1) / 1048576 ))" "$(grep '^cache' "$out/t")"
+      rm -rf "$out"
+    done
+    # explain for one member and diff against the same policies, both from the cache.
+    member=$(awk -F, 'NR==2 {print $1; exit}' "$data/members.csv")
+    for cmd in "explain --subject $member" "diff --base policies"; do
+      /usr/bin/time -f '%e %M' -o /tmp/rulebook-bench-t "$bin" $cmd --data "$data" \
+        --as-of 2020-12-31 --cache "$cache" > /dev/null
+      read -r secs kib < /tmp/rulebook-bench-t
+      printf '%-9s %-12s | %6s %6s | %7s %8s\n' "$n" "${cmd%% *}" "" "" "$secs" "$(( kib / 1024 ))"
+    done
   done
 fi

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
+use rulebook::data::cache::{self, Cache};
 use rulebook::data::{self, Dataset, Encoding, LoadOptions};
 use rulebook::findings::{FindingWriter, Format, Summary, render_summary};
 use rulebook::policy::{self, PolicySet};
@@ -314,9 +315,27 @@ pub struct DataArgs {
     /// Write the rejected rows (file, line, column, reason) to this CSV file.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
+    /// Keep the columnar cache of the loaded data (Arrow IPC files) in this folder rather
+    /// than in `.rulebook-cache` inside the data folder.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Read the data files even when a cache of them is current, and write no cache.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
     /// Print only errors.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl DataArgs {
+    /// Where the data's columnar cache is kept, as the options ask.
+    pub fn cache(&self) -> Cache {
+        match (&self.cache, self.no_cache) {
+            (_, true) => Cache::Off,
+            (Some(dir), false) => Cache::In(dir.clone()),
+            (None, false) => Cache::Beside,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -506,24 +525,38 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         eprintln!("(the base policy set `{}` does not load)", a.base);
         return Ok(ExitCode::from(1));
     };
-    // The data is read with each policy set's schema (they may declare different tables).
-    let ds = match load_data(&a.data.data, &new.schema, a.data.encoding.into(), "", false) {
-        Ok(ds) => ds,
+    // The data is read with each policy set's schema (they may declare different tables);
+    // once when the schemas are the same.
+    let cache = a.data.cache();
+    let ds = match load_data(
+        &a.data.data,
+        &new.schema,
+        a.data.encoding.into(),
+        &cache,
+        "",
+        true,
+    ) {
+        Ok((ds, _)) => ds,
         Err(code) => return Ok(code),
     };
-    let ds_old = match load_data(
-        &a.data.data,
-        &old.schema,
-        a.data.encoding.into(),
-        " (base policy set)",
-        false,
-    ) {
-        Ok(ds) => ds,
-        Err(code) => return Ok(code),
+    let ds_old = if old.schema.same_as(&new.schema) {
+        None
+    } else {
+        match load_data(
+            &a.data.data,
+            &old.schema,
+            a.data.encoding.into(),
+            &cache,
+            " (base policy set)",
+            true,
+        ) {
+            Ok((ds, _)) => Some(ds),
+            Err(code) => return Ok(code),
+        }
     };
     let as_of = a.data.as_of.or_else(|| ds.latest_date());
     let run_new = eval::prepare(&new, &ds, as_of)?;
-    let run_old = eval::prepare(&old, &ds_old, as_of)?;
+    let run_old = eval::prepare(&old, ds_old.as_ref().unwrap_or(&ds), as_of)?;
     let (fa, fb) = (run_old.findings(), run_new.findings());
     let changes = rulebook::diff::compare(&fa, &fb);
     let impact = rulebook::diff::Impact::new(
@@ -616,15 +649,23 @@ fn test_cmd(a: &TestArgs) -> Result<ExitCode> {
 
 /// Load policies and data, reporting problems; `Err(code)` when the run cannot go on.
 pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitCode> {
+    load_all_cached(a).map(|(set, ds, _)| (set, ds))
+}
+
+/// [`load_all`], also telling what the data cache did.
+fn load_all_cached(
+    a: &DataArgs,
+) -> std::result::Result<(PolicySet, Dataset, cache::Outcome), ExitCode> {
     let Some(set) = load_policies(&a.policies, a.quiet) else {
         return Err(ExitCode::from(1));
     };
-    let ds = load_data(
+    let (ds, outcome) = load_data(
         &a.data,
         &set.schema,
         a.encoding.into(),
+        &a.cache(),
         "",
-        show_progress(a.quiet),
+        a.quiet,
     )?;
     if !a.quiet {
         report_data_problems(&ds);
@@ -635,7 +676,7 @@ pub fn load_all(a: &DataArgs) -> std::result::Result<(PolicySet, Dataset), ExitC
         eprintln!("error: {e:#}");
         return Err(ExitCode::from(1));
     }
-    Ok((set, ds))
+    Ok((set, ds, outcome))
 }
 
 /// Load policies and the data for one subject ([`eval::focus::load_for_subject`]), with the
@@ -649,8 +690,12 @@ fn load_for_subject(a: &DataArgs, id: &str) -> std::result::Result<(PolicySet, D
         progress: bars(show_progress(a.quiet)),
         ..Default::default()
     };
-    let ds = eval::focus::load_for_subject(&a.data, &set, &opts, id, a.as_of.is_none())
-        .map_err(|errors| data_errors(&errors, ""))?;
+    // A current cache holds the whole dataset, and reads faster than even a focused load.
+    let ds = match cache::cached(&a.data, &set.schema, &opts, &a.cache()) {
+        Some(ds) => ds,
+        None => eval::focus::load_for_subject(&a.data, &set, &opts, id, a.as_of.is_none())
+            .map_err(|errors| data_errors(&errors, ""))?,
+    };
     if !a.quiet {
         report_data_problems(&ds);
     }
@@ -716,20 +761,29 @@ impl Progress for Bars {
     }
 }
 
-/// Load a dataset, printing file problems; `Err(exit code 2)` when it cannot be loaded.
+/// Load a dataset through its cache, printing file problems (and a warning when a damaged
+/// cache was rebuilt, unless `quiet`); `Err(exit code 2)` when it cannot be loaded.
 fn load_data(
     dir: &Path,
     schema: &policy::Schema,
     encoding: Encoding,
+    cache: &Cache,
     what: &str,
-    progress: bool,
-) -> std::result::Result<Dataset, ExitCode> {
+    quiet: bool,
+) -> std::result::Result<(Dataset, cache::Outcome), ExitCode> {
     let opts = LoadOptions {
         encoding,
-        progress: bars(progress),
+        progress: bars(show_progress(quiet)),
         ..Default::default()
     };
-    data::load(dir, schema, &opts).map_err(|errors| data_errors(&errors, what))
+    let (ds, outcome) = cache::load_cached(dir, schema, &opts, cache)
+        .map_err(|errors| data_errors(&errors, what))?;
+    if let cache::Outcome::Repaired(why) = &outcome
+        && !quiet
+    {
+        eprintln!("warning: the data cache was damaged and has been rebuilt ({why})");
+    }
+    Ok((ds, outcome))
 }
 
 /// Print the problems that stop a dataset from loading; the exit code (2).
@@ -809,7 +863,7 @@ fn cpu_seconds() -> Option<f64> {
 
 fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
-    let (set, ds) = match load_all(&a.data) {
+    let (set, ds, cached) = match load_all_cached(&a.data) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -898,6 +952,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
             cpu(Some(0.0), cpu_rules),
             rows as f64 / t_rules.as_secs_f64()
         );
+        eprintln!("cache: {cached}");
     }
     if !a.data.quiet {
         let text = render_summary(
@@ -948,7 +1003,7 @@ fn report_date(as_of: NaiveDate) -> chrono::NaiveDateTime {
 fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut stages = Stages::new();
-    let (set, ds) = match load_all(&a.data) {
+    let (set, ds, cached) = match load_all_cached(&a.data) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -1059,6 +1114,7 @@ fn report_cmd(a: &ReportArgs) -> Result<ExitCode> {
     stages.mark("rendering");
     if a.timings {
         eprint!("{}", stages.table());
+        eprintln!("cache: {cached}");
         eprintln!(
             "{} reports in {} PDFs in {:.2}s: {:.1} reports/s",
             rendered.reports,

@@ -58,7 +58,7 @@ fn table_for<'a>(schema: &'a Schema, name: &str) -> Option<&'a TableSchema> {
 }
 
 /// Find the source of each table in `dir`.
-fn discover(
+pub(super) fn discover(
     dir: &Path,
     schema: &Schema,
     warnings: &mut Vec<Warning>,
@@ -108,12 +108,16 @@ fn discover(
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         match ext.as_str() {
-            "csv" => match table_for(schema, &stem) {
+            "csv" | "parquet" => match table_for(schema, &stem) {
                 Some(t) => claim(
                     &t.name,
                     TableSource {
                         path: path.clone(),
-                        kind: SourceKind::Csv,
+                        kind: if ext == "csv" {
+                            SourceKind::Csv
+                        } else {
+                            SourceKind::Parquet
+                        },
                     },
                     &mut errors,
                 ),
@@ -176,7 +180,7 @@ fn discover(
             _ => warnings.push(Warning {
                 file: fname.clone(),
                 line: None,
-                message: "not a .csv or .xlsx file, ignored".into(),
+                message: "not a .csv, .xlsx or .parquet file, ignored".into(),
             }),
         }
     }
@@ -186,7 +190,7 @@ fn discover(
             names.extend(t.aliases.iter().map(|a| format!("{a}.csv")));
             errors.push(FatalError {
                 file: dir.display().to_string(),
-                message: format!("no file for table `{}` ({}); expected one of: {}, or an .xlsx sheet of that name", t.name, t.label, names.join(", ")),
+                message: format!("no file for table `{}` ({}); expected one of: {} (or .parquet), or an .xlsx sheet of that name", t.name, t.label, names.join(", ")),
             });
         }
     }
@@ -417,7 +421,7 @@ fn merge(ds: &mut Dataset, ts: &TableSchema, t: &mut Table, part: Done) -> HashM
         .collect()
 }
 
-fn empty_table(ts: &TableSchema) -> Table {
+pub(super) fn empty_table(ts: &TableSchema) -> Table {
     Table {
         name: ts.name.clone(),
         file: String::new(),
@@ -1321,6 +1325,7 @@ fn load_table(
                 source::read_csv(&src.path, opts.encoding, opts.chunking, &mut loader)?;
         }
         SourceKind::Sheet(s) => source::read_sheet_into(&src.path, s, &mut loader)?,
+        SourceKind::Parquet => source::read_parquet_into(&src.path, &mut loader)?,
     }
     let encoding = loader.encoding;
     let acc = match loader.acc.lock().ok().and_then(|mut a| a.take()) {

@@ -2,6 +2,7 @@
 //! set's schema. Every input row is either loaded or rejected with file, row, column and
 //! reason; references between tables are resolved to row numbers.
 
+pub mod cache;
 mod load;
 pub mod parse;
 pub mod source;
@@ -9,7 +10,7 @@ pub mod source;
 use chrono::{NaiveDate, NaiveDateTime};
 use indexmap::IndexMap;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use load::{Focus, FocusInfo, LoadOptions, LoadedTables, RowFilter, load, load_focused};
 pub use source::{Chunking, Encoding};
@@ -862,7 +863,7 @@ pub struct Reject {
 }
 
 /// Something worth knowing that did not stop a row (exact duplicate, ignored column).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Warning {
     /// The file (and sheet) it is about.
     pub file: String,
@@ -873,7 +874,7 @@ pub struct Warning {
 }
 
 /// Rows read, loaded and rejected for one table.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableStats {
     /// The table's name in the schema.
     pub table: String,

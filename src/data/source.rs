@@ -1,6 +1,9 @@
 //! Finding a dataset's files and reading them into text records with the line numbers a
 //! person sees: CSV in UTF-8 (BOM allowed) or GB18030/GBK, and sheets of XLSX workbooks.
 
+mod parquet;
+pub use parquet::read_parquet_into;
+
 use calamine::{Data, Reader};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,8 @@ pub enum SourceKind {
     Csv,
     /// The sheet of this name in a workbook.
     Sheet(String),
+    /// The whole file, as Parquet.
+    Parquet,
 }
 
 /// One table file found in the dataset folder.
@@ -44,7 +49,7 @@ impl TableSource {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         match &self.kind {
-            SourceKind::Csv => name,
+            SourceKind::Csv | SourceKind::Parquet => name,
             SourceKind::Sheet(s) => format!("{name}[{s}]"),
         }
     }
@@ -737,7 +742,7 @@ fn csv_rows(data: &[u8], first: u32, header_len: usize, row: &mut dyn FnMut(Row<
 
 /// Sheet names of an XLSX workbook.
 pub fn sheet_names(path: &Path) -> Result<Vec<String>, String> {
-    guarded("the workbook", || {
+    guarded_sheet("the workbook", || {
         let wb = calamine::open_workbook_auto(path).map_err(|e| xlsx_error(&e.to_string()))?;
         Ok(wb.sheet_names().to_vec())
     })
@@ -809,7 +814,23 @@ fn column_name(mut c: u32) -> String {
 
 /// Run calamine on a workbook someone sent: a panic inside it (a malformed file) becomes an
 /// error, and its message is not printed.
-fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn guarded_sheet<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    guarded(
+        || {
+            format!(
+                "{what} cannot be read: a cell reference is malformed or beyond Excel's grid (the last cell is XFD1048576); the file is damaged"
+            )
+        },
+        f,
+    )
+}
+
+/// Run a reader on a file someone sent: a panic inside it (a malformed file) becomes the
+/// error `message` gives, and the panic's own message is not printed.
+fn guarded<T>(
+    message: impl FnOnce() -> String,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
     thread_local! {
         static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
@@ -825,11 +846,7 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, St
     QUIET.with(|q| q.set(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     QUIET.with(|q| q.set(false));
-    r.unwrap_or_else(|_| {
-        Err(format!(
-            "{what} cannot be read: a cell reference is malformed or beyond Excel's grid (the last cell is XFD1048576); the file is damaged"
-        ))
-    })
+    r.unwrap_or_else(|_| Err(message()))
 }
 
 /// The non-empty cells of a sheet with their (row, column), checked against Excel's grid.
@@ -884,7 +901,7 @@ fn sheet_cells(path: &Path, sheet: &str) -> Result<Vec<SheetCell>, String> {
 
 /// Read one sheet of a workbook; row numbers are those Excel shows.
 pub fn read_sheet(path: &Path, sheet: &str) -> Result<RawTable, String> {
-    let mut cells = guarded(&format!("sheet `{sheet}`"), || sheet_cells(path, sheet))?;
+    let mut cells = guarded_sheet(&format!("sheet `{sheet}`"), || sheet_cells(path, sheet))?;
     cells.sort_by_key(|(pos, _)| *pos);
     cells.dedup_by_key(|(pos, _)| *pos);
     let mut header: Option<(Vec<String>, u32)> = None;

@@ -112,6 +112,14 @@ pub struct TableSchema {
     pub indexed: bool,
 }
 
+impl Schema {
+    /// Whether data loads the same under both schemas (the same tables, columns, names,
+    /// aliases, types and values, in the same order).
+    pub fn same_as(&self, other: &Schema) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
 impl TableSchema {
     /// Index of the column called `name` (its English name).
     pub fn column(&self, name: &str) -> Option<usize> {

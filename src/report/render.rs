@@ -290,6 +290,10 @@ pub fn run_key(
         let mut files: Vec<_> = walkdir::WalkDir::new(dir)
             .sort_by_file_name()
             .into_iter()
+            // Hidden files and folders of the data folder (its `.rulebook-cache`) are not data.
+            .filter_entry(|e| {
+                with_contents || e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+            })
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
             .collect();
