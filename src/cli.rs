@@ -557,8 +557,7 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
     let as_of = a.data.as_of.or_else(|| ds.latest_date());
     let run_new = eval::prepare(&new, &ds, as_of)?;
     let run_old = eval::prepare(&old, ds_old.as_ref().unwrap_or(&ds), as_of)?;
-    let (fa, fb) = (run_old.findings(), run_new.findings());
-    let changes = rulebook::diff::compare(&fa, &fb);
+    let (changes, compared) = rulebook::diff::compare_runs(&run_old, &run_new)?;
     let impact = rulebook::diff::Impact::new(
         format!("{} {} ({})", a.base, old.version, old.short_hash()),
         format!(
@@ -567,7 +566,7 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
             new.version,
             new.short_hash()
         ),
-        fb.len(),
+        compared,
         changes,
     );
     match a.format {

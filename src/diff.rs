@@ -59,6 +59,69 @@ pub struct Impact {
     pub counts: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
+/// A finding's key (directive, rule, subject kind, subject id), hashed: what [`compare_runs`]
+/// keeps of every finding (XXH3-128, so two keys share a hash with negligible chance).
+fn key_hash(f: &Finding) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [
+        &*f.directive,
+        &*f.rule,
+        &*f.subject_kind,
+        f.subject_id.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest128()
+}
+
+/// Compare the findings of two runs without holding them. On one dataset (the policy sets
+/// share a schema) see [`crate::eval::Run::changed_findings`]; otherwise the old run's
+/// verdicts are kept as 17 bytes each (key hash and status), the new run's findings are
+/// compared as they come and only the changed ones kept, then the old run is evaluated again
+/// for the changed findings' old messages. Gives what [`compare`] gives on all the findings
+/// (each key has one finding per run: one version of a rule is in force, one finding per
+/// subject), with memory for the changes only; returns the changes and the number of
+/// findings of the new run.
+pub fn compare_runs(
+    base: &crate::eval::Run,
+    new: &crate::eval::Run,
+) -> Result<(Vec<Change>, usize), crate::eval::Error> {
+    // On one dataset: one status byte per finding, then only the changed findings made.
+    if let Some((before, after, count)) = new.changed_findings(base)? {
+        return Ok((compare(&before, &after), count));
+    }
+    let mut before: rustc_hash::FxHashMap<u128, Status> = Default::default();
+    base.for_each_finding(|f| {
+        before.insert(key_hash(&f), f.status);
+        Ok(())
+    })?;
+    let mut changed_new = Vec::new();
+    let mut changed: rustc_hash::FxHashSet<u128> = Default::default();
+    let mut count = 0;
+    new.for_each_finding(|f| {
+        count += 1;
+        let k = key_hash(&f);
+        if before.remove(&k) != Some(f.status) {
+            changed.insert(k);
+            changed_new.push(f);
+        }
+        Ok(())
+    })?;
+    // Keys left in `before` have no finding in the new run.
+    let mut changed_old = Vec::new();
+    if !changed.is_empty() || !before.is_empty() {
+        base.for_each_finding(|f| {
+            let k = key_hash(&f);
+            if changed.contains(&k) || before.contains_key(&k) {
+                changed_old.push(f);
+            }
+            Ok(())
+        })?;
+    }
+    Ok((compare(&changed_old, &changed_new), count))
+}
+
 /// Compare findings of the old and new policy sets.
 pub fn compare(base: &[Finding], new: &[Finding]) -> Vec<Change> {
     type Key = (String, String, String, String);

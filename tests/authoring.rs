@@ -297,6 +297,59 @@ fn diff_lists_exactly_the_members_a_raised_hour_requirement_affects() {
     assert!(out.status.success());
 }
 
+/// `diff` compares one status byte per finding when both policy sets read the data with the
+/// same schema, and whole findings when they do not; both give the same impact.
+#[test]
+fn diff_gives_the_same_impact_with_one_schema_or_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = policies_copy(dir.path());
+    let file = new.join("directives/service-hours-20.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "values = [{ from = 2020-01-01, value = 20 }]",
+            "values = [{ from = 2020-01-01, value = 25 }]",
+        ),
+    )
+    .unwrap();
+    // The base with one more table alias: the same data, another schema.
+    let other = dir.path().join("other");
+    copy_dir(&policies(), &other);
+    let manifest = other.join("policy.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(r#""社区名单"]"#));
+    std::fs::write(
+        &manifest,
+        text.replacen(r#""社区名单"]"#, r#""社区名单", "社区表"]"#, 1),
+    )
+    .unwrap();
+    let impact = |base: &std::path::Path| {
+        let out = rulebook()
+            .args([
+                "diff",
+                "--data",
+                "samples/hubei-2020",
+                "--format",
+                "json",
+                "--base",
+            ])
+            .arg(base)
+            .arg("--policies")
+            .arg(&new)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{stderr}");
+        let mut v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        v["base"] = serde_json::Value::Null;
+        v
+    };
+    let one = impact(&policies());
+    assert!(one["changes"].as_array().unwrap().len() > 5, "{one}");
+    assert_eq!(one, impact(&other));
+}
+
 #[test]
 fn diff_against_a_git_revision() {
     let dir = tempfile::tempdir().unwrap();

@@ -663,6 +663,14 @@ fn read_table<R: std::io::Read + std::io::Seek>(
             })?;
         }
     }
+    // Room for every row at once: grown by doubling, the columns would end up to twice
+    // their size.
+    let rows = usize::try_from(meta.rows).map_err(|_| "too many rows")?;
+    if rows <= 1 << 32 {
+        for c in &mut t.columns {
+            c.reserve(rows);
+        }
+    }
     for b in reader {
         let b = b.map_err(|e| e.to_string())?;
         if b.num_columns() != ts.columns.len() + 1 {
@@ -682,6 +690,11 @@ fn read_table<R: std::io::Read + std::io::Seek>(
     }
     if t.len() as u64 != meta.rows || t.columns.iter().any(|c| c.len() != t.len()) {
         return Err("its row count does not match the manifest".into());
+    }
+    for c in &mut t.columns {
+        if let ColumnData::Text(text) = c {
+            text.buf.shrink_to_fit();
+        }
     }
     Ok(t)
 }

@@ -563,6 +563,84 @@ impl<'a> Run<'a> {
             .collect()
     }
 
+    /// The findings whose status differs between `base` and this run, both made on the same
+    /// dataset: each run is streamed keeping one status byte per finding ([`Outcomes`]), then
+    /// only the findings that changed are made, as (base's, this run's); a rule in force on one
+    /// side only changes all its findings. Also the number of this run's findings. `None`
+    /// when the runs are on different datasets (their subject rows need not match).
+    #[allow(clippy::type_complexity)]
+    pub fn changed_findings(
+        &self,
+        base: &Run,
+    ) -> Result<Option<(Vec<Finding>, Vec<Finding>, usize)>, Error> {
+        if !std::ptr::eq(self.data, base.data) {
+            return Ok(None);
+        }
+        let outcomes = |run: &Run| -> Result<Outcomes, Error> {
+            let mut o = Outcomes::default();
+            run.stream(
+                None,
+                &mut crate::findings::Summary::default(),
+                Some(&mut o),
+                |_, _| Ok(()),
+            )?;
+            Ok(o)
+        };
+        let (ob, on) = (outcomes(base)?, outcomes(self)?);
+        let key = |pr: &'_ PreparedRule| -> (String, String, String) {
+            (
+                pr.directive.to_string(),
+                pr.id.to_string(),
+                pr.kind.to_string(),
+            )
+        };
+        let base_rules: std::collections::HashMap<(String, String, String), usize> = base
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, pr)| (key(pr), i))
+            .collect();
+        let rows = |run: &Run, pr: &PreparedRule| -> Vec<usize> {
+            run.kinds
+                .get(&*pr.kind)
+                .map(|k| k.order.iter().map(|&r| r as usize).collect())
+                .unwrap_or_default()
+        };
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let mut matched = vec![false; base.rules.len()];
+        for (ri, pr) in self.rules.iter().enumerate() {
+            match base_rules.get(&key(pr)) {
+                Some(&bi) => {
+                    matched[bi] = true;
+                    for row in rows(self, pr) {
+                        if on.status(ri, row) != ob.status(bi, row) {
+                            before.extend(base.rule_finding(bi, row));
+                            after.extend(self.rule_finding(ri, row));
+                        }
+                    }
+                }
+                None => after.extend(
+                    rows(self, pr)
+                        .into_iter()
+                        .filter_map(|r| self.rule_finding(ri, r)),
+                ),
+            }
+        }
+        for (bi, pr) in base
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(bi, _)| !matched[*bi])
+        {
+            before.extend(
+                rows(base, pr)
+                    .into_iter()
+                    .filter_map(|r| base.rule_finding(bi, r)),
+            );
+        }
+        Ok(Some((before, after, on.total() as usize)))
+    }
+
     /// The finding of rule `rule` (index in [`Run::rules`]) for the subject in row `row`.
     pub fn rule_finding(&self, rule: usize, row: usize) -> Option<Finding> {
         let pr = self.rules.get(rule)?;
