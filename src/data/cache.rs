@@ -186,6 +186,13 @@ pub fn load_cached(
 /// cache (`explain`).
 pub fn cached(dir: &Path, schema: &Schema, opts: &LoadOptions, cache: &Cache) -> Option<Dataset> {
     let entry = entry_dir(dir, schema, opts, cache)?;
+    // Names, sizes and mtimes first: a stale entry is found without hashing the data files
+    // (the caller then does a load of its own, which does not need the hashes).
+    let stamped = inputs(dir, schema, false).ok()?;
+    let m = parse_manifest(&std::fs::read(entry.join("manifest.json")).ok()?).ok()?;
+    if stamps(&m.inputs) != stamps(&stamped) {
+        return None;
+    }
     let inputs = inputs(dir, schema, true).ok()?;
     read_entry_settled(&entry, schema, &inputs).ok()
 }
