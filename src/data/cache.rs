@@ -20,11 +20,12 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, TimeUnit};
 use rayon::prelude::*;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Version of the cache layout; an entry of another version is rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Rows per Arrow record batch (text offsets are 32-bit per batch).
 const BATCH_ROWS: usize = 1 << 20;
 /// The manifest's first line starts with this, then the hash of the rest.
@@ -81,8 +82,43 @@ struct InputFile {
     size: u64,
     /// Modification time, nanoseconds since 1970.
     mtime_ns: i128,
+    /// Status-change time, nanoseconds since 1970 (0 where the system has none): it moves
+    /// whenever the file is written or its mtime is set, and cannot be set back.
+    ctime_ns: i128,
+    /// The file's inode number (0 where the system has none).
+    inode: u64,
     /// Content hash (XXH3-128 of 32 MiB chunks, then of their hashes), hex.
     hash: String,
+}
+
+impl InputFile {
+    /// What the cached columns depend on: the name and the bytes.
+    fn content(&self) -> (&str, u64, &str) {
+        (&self.name, self.size, &self.hash)
+    }
+
+    /// Whether `self`, as found now, is the file `known` recorded with its hash, going by
+    /// its stamps alone (so it need not be hashed again), as git trusts its index: same
+    /// size, mtime, status-change time and inode, and last changed over a second before the
+    /// stamps of `known` were taken (`stamped_ns`; a file changed within the clock's
+    /// granularity of that moment could keep its stamps, so it is hashed every time).
+    fn same_by_stamps(&self, known: &InputFile, stamped_ns: i128) -> bool {
+        self.ctime_ns != 0
+            && self.ctime_ns < stamped_ns - 1_000_000_000
+            && (
+                &self.name,
+                self.size,
+                self.mtime_ns,
+                self.ctime_ns,
+                self.inode,
+            ) == (
+                &known.name,
+                known.size,
+                known.mtime_ns,
+                known.ctime_ns,
+                known.inode,
+            )
+    }
 }
 
 /// One cache file, as the manifest records it.
@@ -91,7 +127,17 @@ struct CacheFile {
     /// File name in the entry folder.
     file: String,
     bytes: u64,
-    /// XXH3-128 of the file's bytes, hex.
+    /// The file's consecutive parts, which cover it: the Arrow header, each record batch's
+    /// block, then the footer. Each is checked as it is read, so a table can be read in
+    /// parallel, batch by batch, and nothing unchecked is ever decoded.
+    parts: Vec<Part>,
+}
+
+/// A part of a cache file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Part {
+    bytes: u64,
+    /// XXH3-128 of the part's bytes, hex.
     hash: String,
 }
 
@@ -102,6 +148,8 @@ struct CachedTable {
     /// The data file (and sheet) the rows came from.
     source: String,
     rows: u64,
+    /// The latest date in the table's date and date-time columns (`YYYY-MM-DD`).
+    latest: Option<NaiveDate>,
     arrow: CacheFile,
 }
 
@@ -122,6 +170,8 @@ struct CachedReject {
 struct Manifest {
     format: u32,
     rulebook: String,
+    /// When the inputs' stamps were taken, nanoseconds since 1970.
+    stamped_ns: i128,
     inputs: Vec<InputFile>,
     ids: CacheFile,
     id_count: u64,
@@ -152,24 +202,39 @@ pub fn load_cached(
     let Some(entry) = entry_dir(dir, schema, opts, cache) else {
         return load(dir, schema, opts).map(|ds| (ds, Outcome::Off));
     };
-    let before = match inputs(dir, schema, true) {
-        Ok(i) => i,
+    let stamped_ns = now_ns();
+    let Ok((mut before, paths)) = inputs(dir, schema) else {
         // The folder cannot be read as a dataset: the load says why.
-        Err(()) => return load(dir, schema, opts).map(|ds| (ds, Outcome::Off)),
+        return load(dir, schema, opts).map(|ds| (ds, Outcome::Off));
     };
-    let miss = match read_entry_settled(&entry, schema, &before) {
-        Ok(ds) => return Ok((ds, Outcome::Hit)),
+    let manifest = read_manifest(&entry);
+    let known = manifest
+        .as_ref()
+        .ok()
+        .map(|m| (&m.inputs[..], m.stamped_ns));
+    let Ok(hashed) = fill_hashes(&mut before, &paths, known) else {
+        return load(dir, schema, opts).map(|ds| (ds, Outcome::Off));
+    };
+    let miss = match manifest.and_then(|m| read_entry_settled(&entry, schema, m, &before)) {
+        Ok(ds) => {
+            if hashed {
+                // Same bytes, new stamps (a copy, a touch): record them, so the next run
+                // need not hash again.
+                restamp(&entry, &before, stamped_ns);
+            }
+            return Ok((ds, Outcome::Hit));
+        }
         Err(m) => m,
     };
     let ds = load(dir, schema, opts)?;
     // A file that changed while it was read: the entry would not match what was loaded.
-    let after = inputs(dir, schema, false).ok();
-    let outcome = if after.as_ref().map(|a| stamps(a)) != Some(stamps(&before)) {
+    let after = inputs(dir, schema).ok();
+    let outcome = if after.as_ref().map(|(a, _)| stamps(a)) != Some(stamps(&before)) {
         Outcome::NotWritten("a data file changed while it was read".into())
     } else {
         // A damaged entry is replaced even when its manifest looks current.
         let keep_current = !matches!(miss, Miss::Damaged(_));
-        match write_entry(&entry, schema, &before, &ds, keep_current) {
+        match write_entry(&entry, schema, &before, stamped_ns, &ds, keep_current) {
             Ok(()) => match miss {
                 Miss::Absent => Outcome::Built,
                 Miss::Stale(why) => Outcome::Rebuilt(why),
@@ -181,31 +246,214 @@ pub fn load_cached(
     Ok((ds, outcome))
 }
 
-/// The dataset from the cache, when its entry is current; `None` otherwise (nothing is
-/// written). For commands that can do with less than the whole dataset when there is no
-/// cache (`explain`).
-pub fn cached(dir: &Path, schema: &Schema, opts: &LoadOptions, cache: &Cache) -> Option<Dataset> {
-    let entry = entry_dir(dir, schema, opts, cache)?;
-    // Names, sizes and mtimes first: a stale entry is found without hashing the data files
-    // (the caller then does a load of its own, which does not need the hashes).
-    let stamped = inputs(dir, schema, false).ok()?;
-    let m = parse_manifest(&std::fs::read(entry.join("manifest.json")).ok()?).ok()?;
-    if stamps(&m.inputs) != stamps(&stamped) {
+/// The dataset from the cache for one subject, when its entry is current (`None`
+/// otherwise; nothing is written), as [`super::load_focused`] reads the data files: each
+/// table `focus` filters keeps only the rows it wants, the others are read whole. Only the cache
+/// files of the tables read are opened (each checked against its hash, as always); a table
+/// that keeps no rows is not read at all. The row counts, rejects and warnings are the
+/// whole dataset's, and [`Dataset::latest_date`] is right (from the manifest).
+pub fn cached_focused(
+    dir: &Path,
+    schema: &Schema,
+    opts: &LoadOptions,
+    cache: &Cache,
+    focus: &dyn Focus,
+) -> Option<Dataset> {
+    let (entry, m) = current_entry(dir, schema, opts, cache)?;
+    if m.tables.len() != schema.tables.len() {
         return None;
     }
-    let inputs = inputs(dir, schema, true).ok()?;
-    read_entry_settled(&entry, schema, &inputs).ok()
+    // The ids on one core while the other checks the tables' bytes (the two costs of a
+    // read that keeps few rows).
+    let (ids, files) = rayon::join(
+        || read_ids(&Bytes::open(&entry, &m.ids)?, &m.ids, m.id_count),
+        || {
+            m.tables
+                .iter()
+                .map(|t| {
+                    let mut b = Bytes::open(&entry, &t.arrow)?;
+                    b.check(&t.arrow)?;
+                    Ok((t.name.as_str(), b))
+                })
+                .collect::<Result<HashMap<&str, Bytes>, String>>()
+        },
+    );
+    let (ids, files) = (ids.ok()?, files.ok()?);
+    let mut loaded: HashMap<String, Table> = HashMap::new();
+    let mut partial = Vec::new();
+    let mut latest_left_out: Option<NaiveDate> = None;
+    for ts in super::load::dependency_order(schema) {
+        let meta = m.tables.iter().find(|t| t.name == ts.name)?;
+        let filter = focus.filter(
+            ts,
+            &LoadedTables {
+                ids: &ids,
+                tables: &loaded,
+            },
+        );
+        let mut t = match filter {
+            None => read_table(files.get(ts.name.as_str())?, ts, meta, None).ok()?,
+            Some(f) => {
+                partial.push(ts.name.clone());
+                latest_left_out = latest_left_out.max(meta.latest);
+                if f.via.is_empty() {
+                    let mut t = super::load::empty_table(ts);
+                    t.file = meta.source.clone();
+                    t
+                } else {
+                    let keep = Keep::new(&f, ts, &loaded)?;
+                    read_table(files.get(ts.name.as_str())?, ts, meta, Some(&keep)).ok()?
+                }
+            }
+        };
+        index_keys(&mut t, ts, ids.len());
+        loaded.insert(ts.name.clone(), t);
+    }
+    let mut tables = IndexMap::new();
+    for t in &m.tables {
+        tables.insert(t.name.clone(), loaded.remove(&t.name)?);
+    }
+    Some(Dataset {
+        tables,
+        ids,
+        stats: m.stats,
+        rejects: m.rejects.into_iter().map(Reject::from).collect(),
+        warnings: m.warnings,
+        focus: Some(FocusInfo {
+            partial,
+            latest_known: true,
+            latest_left_out,
+        }),
+    })
 }
 
-/// [`read_entry`], tried again once when the entry looks damaged: another run may have been
-/// replacing it while it was read.
+/// A table's rows a [`RowFilter`] keeps: those whose reference column's id is the key of a
+/// marked row of the referenced table.
+struct Keep {
+    /// Per reference column (its index in the Arrow batch), the ids wanted there.
+    via: Vec<(usize, Wanted)>,
+}
+
+/// The ids wanted in a reference column.
+enum Wanted {
+    /// A few (one subject's rows are marked): compared one by one.
+    Few(Vec<u32>),
+    /// A flag per id.
+    Flags(Vec<bool>),
+}
+
+impl Keep {
+    /// `None` when a filter's column is not a reference to a loaded table.
+    fn new(f: &RowFilter, ts: &TableSchema, loaded: &HashMap<String, Table>) -> Option<Self> {
+        let mut via = Vec::new();
+        for (ci, marks) in &f.via {
+            let target = loaded.get(ts.columns.get(*ci)?.references.as_deref()?)?;
+            let wanted = |s: usize| {
+                target
+                    .row_by_sym
+                    .get(s)
+                    .and_then(|row| marks.get(*row as usize))
+                    == Some(&true)
+            };
+            let few: Vec<u32> = (0..target.row_by_sym.len())
+                .filter(|s| wanted(*s))
+                .take(9)
+                .map(|s| s as u32)
+                .collect();
+            via.push((
+                ci + 1,
+                if few.len() <= 8 {
+                    Wanted::Few(few)
+                } else {
+                    Wanted::Flags((0..target.row_by_sym.len()).map(wanted).collect())
+                },
+            ));
+        }
+        Some(Keep { via })
+    }
+
+    /// Which rows of `b` to keep.
+    fn mask(&self, b: &RecordBatch) -> Result<BooleanArray, String> {
+        let mut keep = arrow_buffer::BooleanBuffer::new_unset(b.num_rows());
+        for (col, wanted) in &self.via {
+            let ids = b
+                .column(*col)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or("a reference column is not UInt32")?;
+            let values = ids.values();
+            let mut here = match wanted {
+                Wanted::Few(few) => arrow_buffer::BooleanBuffer::collect_bool(values.len(), |i| {
+                    few.contains(&values[i])
+                }),
+                Wanted::Flags(flags) => {
+                    arrow_buffer::BooleanBuffer::collect_bool(values.len(), |i| {
+                        flags.get(values[i] as usize) == Some(&true)
+                    })
+                }
+            };
+            // An empty cell's value slot holds any number.
+            if let Some(nulls) = ids.nulls() {
+                here = &here & nulls.inner();
+            }
+            keep = &keep | &here;
+        }
+        Ok(BooleanArray::new(keep, None))
+    }
+}
+
+/// The entry for `dir` and its manifest, when the entry is current for the data files.
+fn current_entry(
+    dir: &Path,
+    schema: &Schema,
+    opts: &LoadOptions,
+    cache: &Cache,
+) -> Option<(PathBuf, Manifest)> {
+    let entry = entry_dir(dir, schema, opts, cache)?;
+    let (mut inputs, paths) = inputs(dir, schema).ok()?;
+    let m = read_manifest(&entry).ok()?;
+    // Names, sizes and mtimes first: a stale entry is found without hashing the data files
+    // (the caller then does a load of its own, which does not need the hashes).
+    if stamps_written(&m.inputs) != stamps_written(&inputs) {
+        return None;
+    }
+    fill_hashes(&mut inputs, &paths, Some((&m.inputs, m.stamped_ns))).ok()?;
+    if m.format != FORMAT
+        || m.rulebook != env!("CARGO_PKG_VERSION")
+        || !same_content(&m.inputs, &inputs)
+    {
+        return None;
+    }
+    Some((entry, m))
+}
+
+/// Nanoseconds since 1970, now.
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The entry's manifest, checked against its hash.
+fn read_manifest(entry: &Path) -> Result<Manifest, Miss> {
+    let text = match std::fs::read(entry.join("manifest.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
+        Err(e) => return Err(Miss::Damaged(format!("its manifest cannot be read: {e}"))),
+    };
+    parse_manifest(&text).map_err(Miss::Damaged)
+}
+
+/// [`read_entry`], tried again once (with the manifest read again) when the entry looks
+/// damaged: another run may have been replacing it while it was read.
 fn read_entry_settled(
     entry: &Path,
     schema: &Schema,
+    m: Manifest,
     inputs: &[InputFile],
 ) -> Result<Dataset, Miss> {
-    match read_entry(entry, schema, inputs) {
-        Err(Miss::Damaged(_)) => read_entry(entry, schema, inputs),
+    match read_entry(entry, schema, m, inputs) {
+        Err(Miss::Damaged(_)) => read_entry(entry, schema, read_manifest(entry)?, inputs),
         r => r,
     }
 }
@@ -233,30 +481,43 @@ fn entry_dir(dir: &Path, schema: &Schema, opts: &LoadOptions, cache: &Cache) -> 
     )))
 }
 
-/// The dataset's input files (each table's file once), with sizes, mtimes and (with `hash`)
-/// content hashes; `Err` when the folder cannot be read as a dataset.
-fn inputs(dir: &Path, schema: &Schema, hash: bool) -> Result<Vec<InputFile>, ()> {
+/// The dataset's input files (each table's file once) with their stamps but no hashes, and
+/// their paths; then the files the load ignores, with their warnings in place of a hash.
+/// `Err` when the folder cannot be read as a dataset.
+fn inputs(dir: &Path, schema: &Schema) -> Result<(Vec<InputFile>, Vec<PathBuf>), ()> {
     let mut notes = Vec::new();
     let sources = discover(dir, schema, &mut notes).map_err(|_| ())?;
-    let mut paths: Vec<&Path> = sources.values().map(|s| s.path.as_path()).collect();
+    let mut paths: Vec<PathBuf> = sources.values().map(|s| s.path.clone()).collect();
     paths.sort();
     paths.dedup();
     let mut files: Vec<InputFile> = paths
-        .par_iter()
+        .iter()
         .map(|p| {
             let meta = std::fs::metadata(p).map_err(|_| ())?;
-            let mtime_ns = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos() as i128);
+            let since = |t: std::io::Result<std::time::SystemTime>| {
+                t.ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128)
+            };
+            #[cfg(unix)]
+            let (ctime_ns, inode) = {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+                    meta.ino(),
+                )
+            };
+            #[cfg(not(unix))]
+            let (ctime_ns, inode) = (0, 0);
             Ok(InputFile {
                 name: p
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default(),
                 size: meta.len(),
-                mtime_ns,
+                mtime_ns: since(meta.modified()),
+                ctime_ns,
+                inode,
                 hash: String::new(),
             })
         })
@@ -267,24 +528,86 @@ fn inputs(dir: &Path, schema: &Schema, hash: bool) -> Result<Vec<InputFile>, ()>
             name: n.file,
             size: 0,
             mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
             hash: n.message,
         });
     }
-    // Hashes last, and only of table files: they are the costly part.
-    if hash {
-        for (f, p) in files.iter_mut().zip(&paths) {
-            f.hash = file_hash(p).map_err(|_| ())?;
-        }
-    }
-    Ok(files)
+    Ok((files, paths))
 }
 
-/// Names, sizes and mtimes (what changes when a file is written).
-fn stamps(files: &[InputFile]) -> Vec<(&str, u64, i128)> {
+/// Fill in the content hashes of the table files (the first `paths.len()` of `files`): the
+/// hash `known` (an entry's inputs and when their stamps were taken) recorded, for a file
+/// whose stamps show it unchanged since ([`InputFile::same_by_stamps`]), else by hashing
+/// the file. Returns whether any file was hashed.
+fn fill_hashes(
+    files: &mut [InputFile],
+    paths: &[PathBuf],
+    known: Option<(&[InputFile], i128)>,
+) -> Result<bool, ()> {
+    let mut hashed = false;
+    for (f, p) in files.iter_mut().zip(paths) {
+        let recorded = known.and_then(|(k, stamped_ns)| {
+            k.iter()
+                .find(|k| k.name == f.name)
+                .filter(|k| f.same_by_stamps(k, stamped_ns))
+        });
+        f.hash = match recorded {
+            Some(k) => k.hash.clone(),
+            None => {
+                hashed = true;
+                file_hash(p).map_err(|_| ())?
+            }
+        };
+    }
+    Ok(hashed)
+}
+
+/// Names, sizes and stamps (what changes when a file is written or its mtime set).
+fn stamps(files: &[InputFile]) -> Vec<(&str, u64, i128, i128, u64)> {
+    files
+        .iter()
+        .map(|f| (f.name.as_str(), f.size, f.mtime_ns, f.ctime_ns, f.inode))
+        .collect()
+}
+
+/// Names, sizes and mtimes (what a copy that keeps mtimes keeps too).
+fn stamps_written(files: &[InputFile]) -> Vec<(&str, u64, i128)> {
     files
         .iter()
         .map(|f| (f.name.as_str(), f.size, f.mtime_ns))
         .collect()
+}
+
+/// Whether two lists of inputs have the same files with the same bytes.
+fn same_content(a: &[InputFile], b: &[InputFile]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.content() == b.content())
+}
+
+/// Record new stamps for an entry's unchanged inputs (best effort: the manifest is
+/// replaced whole, or left as it was).
+fn restamp(entry: &Path, inputs: &[InputFile], stamped_ns: i128) {
+    let Ok(mut m) = read_manifest(entry) else {
+        return;
+    };
+    if !same_content(&m.inputs, inputs) {
+        return;
+    }
+    m.inputs = inputs.to_vec();
+    m.stamped_ns = stamped_ns;
+    let _ = write_manifest(entry, &m);
+}
+
+/// Write `m` as `manifest.json` in `dir`, with its hash, replacing any there at once.
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
+    let body = serde_json::to_vec(m).map_err(|e| e.to_string())?;
+    let mut text = format!("{MAGIC} {}\n", bytes_hash(&body)).into_bytes();
+    text.extend_from_slice(&body);
+    let mut f = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut f, &text).map_err(|e| e.to_string())?;
+    f.persist(dir.join("manifest.json"))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// XXH3-128 of a file, hashed in 32 MiB chunks on all cores, then of the chunks' hashes.
@@ -320,11 +643,13 @@ fn file_hash(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&all)))
 }
 
-/// A writer that hashes (XXH3-128) and counts what goes through it.
+/// A writer that hashes (XXH3-128) what goes through it, in parts ([`Part`]) ended by
+/// [`Hashing::cut`].
 struct Hashing<W> {
     inner: W,
     hasher: xxhash_rust::xxh3::Xxh3,
     bytes: u64,
+    parts: Vec<Part>,
 }
 
 impl<W> Hashing<W> {
@@ -333,16 +658,26 @@ impl<W> Hashing<W> {
             inner,
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             bytes: 0,
+            parts: Vec::new(),
         }
     }
 
-    /// Bytes written, their hash (hex), and the inner writer.
-    fn finish(self) -> (u64, String, W) {
-        (
-            self.bytes,
-            format!("{:032x}", self.hasher.digest128()),
-            self.inner,
-        )
+    /// End the current part (if it has any bytes).
+    fn cut(&mut self) {
+        if self.bytes > 0 {
+            self.parts.push(Part {
+                bytes: self.bytes,
+                hash: format!("{:032x}", self.hasher.digest128()),
+            });
+            self.hasher.reset();
+            self.bytes = 0;
+        }
+    }
+
+    /// The parts written, and the inner writer.
+    fn finish(mut self) -> (Vec<Part>, W) {
+        self.cut();
+        (self.parts, self.inner)
     }
 }
 
@@ -363,25 +698,23 @@ fn bytes_hash(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-/// Read the entry in `entry` if it is current for `inputs`.
-fn read_entry(entry: &Path, schema: &Schema, inputs: &[InputFile]) -> Result<Dataset, Miss> {
-    let path = entry.join("manifest.json");
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
-        Err(e) => return Err(Miss::Damaged(format!("its manifest cannot be read: {e}"))),
-    };
-    let m = parse_manifest(&text).map_err(Miss::Damaged)?;
+/// Read the entry in `entry` (its manifest `m`) if it is current for `inputs`.
+fn read_entry(
+    entry: &Path,
+    schema: &Schema,
+    m: Manifest,
+    inputs: &[InputFile],
+) -> Result<Dataset, Miss> {
     if m.format != FORMAT || m.rulebook != env!("CARGO_PKG_VERSION") {
         return Err(Miss::Stale("written by another rulebook version".into()));
     }
-    if m.inputs != inputs {
+    if !same_content(&m.inputs, inputs) {
         return Err(Miss::Stale("the data files changed".into()));
     }
     let damaged = |what: &str, why: String| Miss::Damaged(format!("{what} is damaged: {why}"));
-    let ids = open_cache_file(entry, &m.ids).map_err(|e| damaged(&m.ids.file, e))?;
+    let ids = Bytes::open(entry, &m.ids).map_err(|e| damaged(&m.ids.file, e))?;
     let (ids, tables) = rayon::join(
-        || read_ids(ids, m.id_count),
+        || read_ids(&ids, &m.ids, m.id_count),
         || {
             m.tables
                 .par_iter()
@@ -390,7 +723,7 @@ fn read_entry(entry: &Path, schema: &Schema, inputs: &[InputFile]) -> Result<Dat
                         .tables
                         .get(&t.name)
                         .ok_or_else(|| format!("table `{}` is not in the schema", t.name))?;
-                    read_table(open_cache_file(entry, &t.arrow)?, ts, t)
+                    read_table(&Bytes::open(entry, &t.arrow)?, ts, t, None)
                 })
                 .collect::<Vec<Result<Table, String>>>()
         },
@@ -427,47 +760,209 @@ fn parse_manifest(text: &[u8]) -> Result<Manifest, String> {
     serde_json::from_slice(body).map_err(|e| format!("its manifest is damaged: {e}"))
 }
 
-/// A cache file, checked against the manifest's size and hash, ready to be read from its
-/// start (the same open file is read, so what was checked is what is read).
-fn open_cache_file(
-    entry: &Path,
-    f: &CacheFile,
-) -> Result<std::io::BufReader<std::fs::File>, String> {
-    use std::io::{Read, Seek};
-    let name = Path::new(&f.file);
-    if name.components().count() != 1 {
-        return Err("its name is not a file of the entry".into());
-    }
-    let mut file = std::fs::File::open(entry.join(name)).map_err(|e| e.to_string())?;
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
+/// A cache file's bytes: mapped into memory (read by the kernel as they are touched, and
+/// decoded in place), or held in memory (tests).
+struct Bytes {
+    whole: arrow_buffer::Buffer,
+    map: Option<Arc<memmap2::Mmap>>,
+    /// Every part was checked already ([`Bytes::check`]).
+    checked: bool,
+}
+
+impl Bytes {
+    /// Map cache file `f` of the entry.
+    fn open(entry: &Path, f: &CacheFile) -> Result<Bytes, String> {
+        let name = Path::new(&f.file);
+        if name.components().count() != 1 {
+            return Err("its name is not a file of the entry".into());
         }
-        h.update(&buf[..n]);
-        len += n as u64;
+        let file = std::fs::File::open(entry.join(name)).map_err(|e| e.to_string())?;
+        if file.metadata().map_err(|e| e.to_string())?.len() != f.bytes {
+            return Err("its size does not match the manifest".into());
+        }
+        // SAFETY: a cache file is written once, into a new entry folder, and never changed
+        // in place (an entry is replaced by renaming folders; a removed file stays mapped),
+        // so the mapped bytes do not change while they are read; what they hold is checked
+        // against the manifest's hashes before it is decoded.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?);
+        let ptr = std::ptr::NonNull::new(map.as_ptr().cast_mut())
+            .unwrap_or(std::ptr::NonNull::dangling());
+        // SAFETY: the pointer and length are the mapping's, which `map` (the owner) keeps
+        // alive as long as any buffer sliced from it.
+        let whole =
+            unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
+        Ok(Bytes {
+            whole,
+            map: Some(map),
+            checked: false,
+        })
     }
-    if len != f.bytes || format!("{:032x}", h.digest128()) != f.hash {
-        return Err("its size or hash does not match the manifest".into());
+
+    /// Check every part of the file (`f`, its manifest record) at once, on all cores. Its
+    /// pages stay mapped (shared with the page cache) until its record batches are read.
+    fn check(&mut self, f: &CacheFile) -> Result<(), String> {
+        let r = CacheReader::new(self, f)?;
+        (0..r.parts.len())
+            .into_par_iter()
+            .try_for_each(|i| r.part(i).map(|_| ()))?;
+        self.checked = true;
+        Ok(())
     }
-    file.rewind().map_err(|e| e.to_string())?;
-    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+
+    /// Give the pages of `offset..offset + len` back (they are mapped again if touched).
+    fn release(&self, offset: u64, len: u64) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            const PAGE: u64 = 4096;
+            let start = offset.div_ceil(PAGE) * PAGE;
+            let end = ((offset + len) / PAGE * PAGE).min(map.len() as u64);
+            if end > start {
+                // SAFETY: the mapping is read-only and never written, so a page dropped
+                // here reads the file's same bytes again if it is touched later.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start as usize,
+                        (end - start) as usize,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
 }
 
-/// An Arrow IPC file reader; record batches are read one at a time.
-fn ipc_reader<R: std::io::Read + std::io::Seek>(
-    src: R,
-) -> Result<arrow_ipc::reader::FileReader<R>, String> {
-    arrow_ipc::reader::FileReader::try_new(src, None).map_err(|e| e.to_string())
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Bytes {
+        Bytes {
+            whole: arrow_buffer::Buffer::from(b.to_vec()),
+            map: None,
+            checked: false,
+        }
+    }
 }
 
-fn read_ids<R: std::io::Read + std::io::Seek>(src: R, count: u64) -> Result<Interner, String> {
+/// A cache file opened for reading its parts, each checked against the manifest as it is
+/// read (so what was checked is what is decoded).
+struct CacheReader<'f> {
+    bytes: &'f Bytes,
+    /// Each part's offset, size and hash.
+    parts: Vec<(u64, &'f Part)>,
+}
+
+impl<'f> CacheReader<'f> {
+    fn new(bytes: &'f Bytes, f: &'f CacheFile) -> Result<Self, String> {
+        let mut offset = 0;
+        let mut parts = Vec::with_capacity(f.parts.len());
+        for p in &f.parts {
+            parts.push((offset, p));
+            offset += p.bytes;
+        }
+        if offset != f.bytes || bytes.whole.len() as u64 != f.bytes {
+            return Err("its size does not match the manifest".into());
+        }
+        Ok(CacheReader { bytes, parts })
+    }
+
+    /// Part `i`'s bytes, after checking them.
+    fn part(&self, i: usize) -> Result<arrow_buffer::Buffer, String> {
+        let (offset, p) = self.parts.get(i).ok_or("a part is missing")?;
+        let part = self
+            .bytes
+            .whole
+            .slice_with_length(*offset as usize, p.bytes as usize);
+        if !self.bytes.checked && format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&part)) != p.hash {
+            return Err("its bytes do not match their hash in the manifest".into());
+        }
+        Ok(part)
+    }
+
+    /// The file's schema, and a decoder with the blocks of its record batches (each the
+    /// part after the header's, in order).
+    fn open(&self) -> Result<Batches, String> {
+        let footer = self.part(self.parts.len().checked_sub(1).ok_or("it is empty")?)?;
+        let n = footer.len();
+        let tail: [u8; 10] = footer
+            .get(n.saturating_sub(10)..)
+            .and_then(|t| t.try_into().ok())
+            .ok_or("its footer is too short")?;
+        let len = arrow_ipc::reader::read_footer_length(tail).map_err(|e| e.to_string())?;
+        let fb = arrow_ipc::root_as_footer(
+            footer
+                .get(n - 10 - len.min(n - 10)..n - 10)
+                .ok_or("its footer is too short")?,
+        )
+        .map_err(|e| e.to_string())?;
+        let schema = Arc::new(
+            arrow_ipc::convert::try_fb_to_schema(fb.schema().ok_or("its footer has no schema")?)
+                .map_err(|e| e.to_string())?,
+        );
+        let blocks: Vec<arrow_ipc::Block> = fb
+            .recordBatches()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        if blocks.len() + 2 != self.parts.len()
+            || blocks.iter().zip(&self.parts[1..]).any(|(b, (offset, p))| {
+                b.offset() as u64 != *offset
+                    || b.metaDataLength() as u64 + b.bodyLength() as u64 != p.bytes
+            })
+        {
+            return Err("its record batches are not the manifest's parts".into());
+        }
+        let decoder = arrow_ipc::reader::FileDecoder::new(schema.clone(), fb.version());
+        Ok(Batches {
+            schema,
+            decoder,
+            blocks,
+        })
+    }
+
+    /// Every record batch, each mapped by `map` (on all cores, a few at a time), given to
+    /// `each` in order.
+    fn for_each_batch(
+        &self,
+        b: &Batches,
+        map: &(dyn Fn(RecordBatch) -> Result<RecordBatch, String> + Sync),
+        each: &mut dyn FnMut(RecordBatch) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let window = rayon::current_num_threads().max(1);
+        for start in (0..b.blocks.len()).step_by(window) {
+            let end = (start + window).min(b.blocks.len());
+            let batches: Vec<Result<RecordBatch, String>> = (start..end)
+                .into_par_iter()
+                .map(|i| {
+                    let data = self.part(i + 1)?;
+                    let batch = b
+                        .decoder
+                        .read_record_batch(&b.blocks[i], &data)
+                        .map_err(|e| e.to_string())?
+                        .ok_or("a record batch is missing")?;
+                    map(batch)
+                })
+                .collect();
+            for (i, batch) in (start..end).zip(batches) {
+                each(batch?)?;
+                let (offset, p) = self.parts[i + 1];
+                self.bytes.release(offset, p.bytes);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An opened cache file's schema and record batches.
+struct Batches {
+    schema: arrow_schema::SchemaRef,
+    decoder: arrow_ipc::reader::FileDecoder,
+    blocks: Vec<arrow_ipc::Block>,
+}
+
+fn read_ids(src: &Bytes, f: &CacheFile, count: u64) -> Result<Interner, String> {
     let mut ids = Interner::default();
-    for b in ipc_reader(src)? {
-        let b = b.map_err(|e| e.to_string())?;
+    ids.reserve(usize::try_from(count).map_err(|_| "too many ids")?);
+    let r = CacheReader::new(src, f)?;
+    r.for_each_batch(&r.open()?, &Ok, &mut |b| {
         let col = b
             .column(0)
             .as_any()
@@ -475,24 +970,23 @@ fn read_ids<R: std::io::Read + std::io::Seek>(src: R, count: u64) -> Result<Inte
             .ok_or("its column is not text")?;
         for s in col.iter() {
             let s = s.unwrap_or_default();
-            let before = ids.len();
-            if ids.intern(s).0 as usize != before {
+            if ids.intern_new(s).is_none() {
                 return Err(format!("id `{s}` is there twice"));
             }
         }
-    }
+        Ok(())
+    })?;
     if ids.len() as u64 != count {
         return Err("it does not hold every id".into());
     }
     Ok(ids)
 }
 
-/// Key index and dense row-by-symbol array of a table read from the cache.
+/// The dense row-by-key-symbol array of a table read from the cache.
 fn index_keys(t: &mut Table, ts: &TableSchema, n_ids: usize) {
     if let Some(k) = ts.key
         && let ColumnData::Id(v) = &t.columns[k]
     {
-        t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         t.row_by_sym = vec![u32::MAX; n_ids];
         for (i, s) in v.iter().enumerate() {
             if let Some(slot) = t.row_by_sym.get_mut(s.0 as usize) {
@@ -633,56 +1127,64 @@ fn column_for(f: &Field, ty: ColumnType) -> Option<ColumnData> {
 }
 
 /// A table from its Arrow IPC file, checked against the schema and the manifest.
-fn read_table<R: std::io::Read + std::io::Seek>(
-    src: R,
+fn read_table(
+    src: &Bytes,
     ts: &TableSchema,
     meta: &CachedTable,
+    keep: Option<&Keep>,
 ) -> Result<Table, String> {
     let mut t = super::load::empty_table(ts);
     t.file = meta.source.clone();
-    let reader = ipc_reader(src)?;
+    let reader = CacheReader::new(src, &meta.arrow)?;
+    let batches = reader.open()?;
+    let fields = batches.schema.fields();
+    if fields.len() != ts.columns.len() + 1 {
+        return Err("its columns are not the schema's".into());
+    }
+    for ((c, cs), f) in t
+        .columns
+        .iter_mut()
+        .zip(&ts.columns)
+        .zip(fields.iter().skip(1))
     {
-        let schema = reader.schema();
-        let fields = schema.fields();
-        if fields.len() != ts.columns.len() + 1 {
-            return Err("its columns are not the schema's".into());
+        if f.name() != &cs.name {
+            return Err(format!(
+                "column `{}` is not the schema's `{}`",
+                f.name(),
+                cs.name
+            ));
         }
-        for ((c, cs), f) in t
-            .columns
-            .iter_mut()
-            .zip(&ts.columns)
-            .zip(fields.iter().skip(1))
-        {
-            if f.name() != &cs.name {
-                return Err(format!(
-                    "column `{}` is not the schema's `{}`",
-                    f.name(),
-                    cs.name
-                ));
-            }
-            *c = column_for(f, cs.ty).ok_or_else(|| {
-                format!(
-                    "column `{}` is {}, not a {}",
-                    cs.name,
-                    f.data_type(),
-                    cs.ty.name()
-                )
-            })?;
-        }
+        *c = column_for(f, cs.ty).ok_or_else(|| {
+            format!(
+                "column `{}` is {}, not a {}",
+                cs.name,
+                f.data_type(),
+                cs.ty.name()
+            )
+        })?;
     }
     // Room for every row at once: grown by doubling, the columns would end up to twice
     // their size.
     let rows = usize::try_from(meta.rows).map_err(|_| "too many rows")?;
-    if rows <= 1 << 32 {
+    if rows <= 1 << 32 && keep.is_none() {
         for c in &mut t.columns {
             c.reserve(rows);
         }
     }
-    for b in reader {
-        let b = b.map_err(|e| e.to_string())?;
+    // Rows in the file (before `keep`).
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let map = |b: RecordBatch| {
         if b.num_columns() != ts.columns.len() + 1 {
-            return Err("its columns are not the schema's".into());
+            return Err("its columns are not the schema's".to_string());
         }
+        read.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+        match keep {
+            Some(keep) => arrow_select::filter::filter_record_batch(&b, &keep.mask(&b)?)
+                .map_err(|e| e.to_string()),
+            None => Ok(b),
+        }
+    };
+    reader.for_each_batch(&batches, &map, &mut |b| {
         let lines = b
             .column(0)
             .as_any()
@@ -694,8 +1196,10 @@ fn read_table<R: std::io::Read + std::io::Seek>(
         for (c, a) in t.columns.iter_mut().zip(b.columns().iter().skip(1)) {
             from_arrow(c, a.as_ref())?;
         }
-    }
-    if t.len() as u64 != meta.rows || t.columns.iter().any(|c| c.len() != t.len()) {
+        Ok(())
+    })?;
+    let read = read.into_inner();
+    if read != meta.rows || t.columns.iter().any(|c| c.len() != t.len()) {
         return Err("its row count does not match the manifest".into());
     }
     for c in &mut t.columns {
@@ -706,8 +1210,12 @@ fn read_table<R: std::io::Read + std::io::Seek>(
     Ok(t)
 }
 
-/// A table as one Arrow IPC file's bytes.
-fn write_table<W: std::io::Write>(out: W, t: &Table, ts: &TableSchema) -> Result<W, String> {
+/// A table as one Arrow IPC file's bytes, a part ([`Part`]) a record batch.
+fn write_table<W: std::io::Write>(
+    out: Hashing<W>,
+    t: &Table,
+    ts: &TableSchema,
+) -> Result<Hashing<W>, String> {
     let mut fields = vec![Field::new("_line", DataType::UInt32, false)];
     for (c, cs) in t.columns.iter().zip(&ts.columns) {
         let mut f = Field::new(&cs.name, arrow_type(c), true);
@@ -728,6 +1236,7 @@ fn write_table<W: std::io::Write>(out: W, t: &Table, ts: &TableSchema) -> Result
     }
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     let mut w = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| e.to_string())?;
+    w.get_mut().cut();
     let mut start = 0;
     loop {
         let end = (start + BATCH_ROWS).min(t.len());
@@ -738,6 +1247,7 @@ fn write_table<W: std::io::Write>(out: W, t: &Table, ts: &TableSchema) -> Result
         cols.extend(t.columns.iter().map(|c| to_arrow(c, start..end)));
         let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
         w.write(&batch).map_err(|e| e.to_string())?;
+        w.get_mut().cut();
         start = end;
         if start >= t.len() {
             break;
@@ -747,13 +1257,14 @@ fn write_table<W: std::io::Write>(out: W, t: &Table, ts: &TableSchema) -> Result
     w.into_inner().map_err(|e| e.to_string())
 }
 
-fn write_ids<W: std::io::Write>(out: W, ids: &Interner) -> Result<W, String> {
+fn write_ids<W: std::io::Write>(out: Hashing<W>, ids: &Interner) -> Result<Hashing<W>, String> {
     let schema = Arc::new(arrow_schema::Schema::new(vec![Field::new(
         "id",
         DataType::Utf8,
         false,
     )]));
     let mut w = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| e.to_string())?;
+    w.get_mut().cut();
     for part in ids.strings().chunks(BATCH_ROWS).chain(
         // An empty dataset still has one (empty) batch.
         ids.is_empty().then_some(&[][..]),
@@ -762,6 +1273,7 @@ fn write_ids<W: std::io::Write>(out: W, ids: &Interner) -> Result<W, String> {
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).map_err(|e| e.to_string())?;
         w.write(&batch).map_err(|e| e.to_string())?;
+        w.get_mut().cut();
     }
     w.finish().map_err(|e| e.to_string())?;
     w.into_inner().map_err(|e| e.to_string())
@@ -774,6 +1286,7 @@ fn write_entry(
     entry: &Path,
     schema: &Schema,
     inputs: &[InputFile],
+    stamped_ns: i128,
     ds: &Dataset,
     keep_current: bool,
 ) -> Result<(), String> {
@@ -796,15 +1309,15 @@ fn write_entry(
             1 << 20,
             file,
         )))?;
-        let (bytes, hash, inner) = h.finish();
+        let (parts, inner) = h.finish();
         // No fsync: after a crash, a torn file fails its hash and is rebuilt.
         inner
             .into_inner()
             .map_err(|e| format!("{name}: {}", e.error()))?;
         Ok(CacheFile {
             file: name.to_string(),
-            bytes,
-            hash,
+            bytes: parts.iter().map(|p| p.bytes).sum(),
+            parts,
         })
     };
     let names: Vec<&String> = ds.tables.keys().collect();
@@ -836,6 +1349,7 @@ fn write_entry(
                 name: name.to_string(),
                 source: t.file.clone(),
                 rows: t.len() as u64,
+                latest: t.latest_date(),
                 arrow,
             }
         })
@@ -843,6 +1357,7 @@ fn write_entry(
     let m = Manifest {
         format: FORMAT,
         rulebook: env!("CARGO_PKG_VERSION").to_string(),
+        stamped_ns,
         inputs: inputs.to_vec(),
         ids,
         id_count: ds.ids.len() as u64,
@@ -851,10 +1366,7 @@ fn write_entry(
         warnings: ds.warnings.clone(),
         rejects: ds.rejects.iter().map(CachedReject::from).collect(),
     };
-    let body = serde_json::to_vec(&m).map_err(|e| e.to_string())?;
-    let mut text = format!("{MAGIC} {}\n", bytes_hash(&body)).into_bytes();
-    text.extend_from_slice(&body);
-    std::fs::write(tmp.path().join("manifest.json"), text).map_err(|e| e.to_string())?;
+    write_manifest(tmp.path(), &m)?;
     // Another run may have written a current entry meanwhile: keep that one.
     if keep_current && current_manifest(entry, inputs) {
         return Ok(());
@@ -889,7 +1401,7 @@ fn current_manifest(entry: &Path, inputs: &[InputFile]) -> bool {
     std::fs::read(entry.join("manifest.json"))
         .ok()
         .and_then(|t| parse_manifest(&t).ok())
-        .is_some_and(|m| m.format == FORMAT && m.inputs == inputs)
+        .is_some_and(|m| m.format == FORMAT && same_content(&m.inputs, inputs))
 }
 
 impl From<&Reject> for CachedReject {
@@ -1000,18 +1512,17 @@ mod tests {
                 v.push([None, Some(0), Some(1)][r % 3]);
             }
         }
-        let bytes = write_table(Vec::new(), &t, &ts).unwrap();
+        let (bytes, arrow) = in_memory(|w| write_table(w, &t, &ts));
+        // The header, a part per record batch, the footer.
+        assert_eq!(arrow.parts.len(), n.div_ceil(BATCH_ROWS) + 2);
         let meta = CachedTable {
             name: "t".into(),
             source: "t.csv".into(),
             rows: n as u64,
-            arrow: CacheFile {
-                file: "table-00.arrow".into(),
-                bytes: 0,
-                hash: String::new(),
-            },
+            latest: t.latest_date(),
+            arrow,
         };
-        let back = read_table(std::io::Cursor::new(&bytes), &ts, &meta).unwrap();
+        let back = read_table(&Bytes::from(&bytes[..]), &ts, &meta, None).unwrap();
         assert_eq!(back.file, "t.csv");
         assert_eq!(back.len(), n);
         assert!(back.lines.iter().eq(t.lines.iter()));
@@ -1036,9 +1547,31 @@ mod tests {
         // Another table's file, or a schema with another column count, is refused.
         let mut other = ts.clone();
         other.columns.pop();
-        assert!(read_table(std::io::Cursor::new(&bytes), &other, &meta).is_err());
+        assert!(read_table(&Bytes::from(&bytes[..]), &other, &meta, None).is_err());
+        // A flipped byte in a record batch is found before it is decoded.
+        let mut flipped = bytes.clone();
+        let second = (meta.arrow.parts[0].bytes + meta.arrow.parts[1].bytes + 100) as usize;
+        flipped[second] ^= 1;
+        assert!(
+            read_table(&Bytes::from(&flipped[..]), &ts, &meta, None)
+                .is_err_and(|e| e.contains("hash"))
+        );
+        assert!(read_table(&Bytes::from(&bytes[..bytes.len() - 1]), &ts, &meta, None).is_err());
         let wrong_rows = CachedTable { rows: 1, ..meta };
-        assert!(read_table(std::io::Cursor::new(&bytes), &ts, &wrong_rows).is_err());
+        assert!(read_table(&Bytes::from(&bytes[..]), &ts, &wrong_rows, None).is_err());
+    }
+
+    /// A cache file written in memory, with its manifest record.
+    fn in_memory(
+        write: impl FnOnce(Hashing<Vec<u8>>) -> Result<Hashing<Vec<u8>>, String>,
+    ) -> (Vec<u8>, CacheFile) {
+        let (parts, bytes) = write(Hashing::new(Vec::new())).unwrap().finish();
+        let f = CacheFile {
+            file: "f.arrow".into(),
+            bytes: bytes.len() as u64,
+            parts,
+        };
+        (bytes, f)
     }
 
     #[test]
@@ -1047,31 +1580,20 @@ mod tests {
         for s in ["M001", "C01", "一个很长很长的编号-0000000001"] {
             ids.intern(s);
         }
-        let back = read_ids(
-            std::io::Cursor::new(write_ids(Vec::new(), &ids).unwrap()),
-            3,
-        )
-        .unwrap();
+        let (bytes, f) = in_memory(|w| write_ids(w, &ids));
+        let back = read_ids(&Bytes::from(&bytes[..]), &f, 3).unwrap();
         assert_eq!(back.strings(), ids.strings());
         assert_eq!(back.get("C01"), Some(Sym(1)));
-        assert!(
-            read_ids(
-                std::io::Cursor::new(write_ids(Vec::new(), &ids).unwrap()),
-                4
-            )
-            .is_err()
-        );
+        assert!(read_ids(&Bytes::from(&bytes[..]), &f, 4).is_err());
         let empty = Interner::default();
+        let (bytes, f) = in_memory(|w| write_ids(w, &empty));
         assert!(
-            read_ids(
-                std::io::Cursor::new(write_ids(Vec::new(), &empty).unwrap()),
-                0
-            )
-            .unwrap()
-            .is_empty()
+            read_ids(&Bytes::from(&bytes[..]), &f, 0)
+                .unwrap()
+                .is_empty()
         );
         // The manifest's first line guards the rest.
-        let body = br#"{"format":1}"#;
+        let body = br#"{"format":2}"#;
         let text = [format!("{MAGIC} {}\n", bytes_hash(body)).as_bytes(), body].concat();
         assert!(
             parse_manifest(&text).is_err_and(|e| e.contains("format") || e.contains("missing"))

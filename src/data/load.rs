@@ -202,7 +202,7 @@ pub(super) fn discover(
 }
 
 /// Tables ordered so that every referenced table comes before the tables that reference it.
-fn dependency_order(schema: &Schema) -> Vec<&TableSchema> {
+pub(super) fn dependency_order(schema: &Schema) -> Vec<&TableSchema> {
     let mut out: Vec<&TableSchema> = Vec::new();
     let mut placed = std::collections::HashSet::new();
     let mut remaining: Vec<&TableSchema> = schema.tables.values().collect();
@@ -394,11 +394,6 @@ fn merge(ds: &mut Dataset, ts: &TableSchema, t: &mut Table, part: Done) -> HashM
                 }
             }
         }
-        if let Some(k) = ts.key
-            && let ColumnData::Id(v) = &t.columns[k]
-        {
-            t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
-        }
     }
     // Rows by key symbol, dense, for the tables loaded after this one.
     if let Some(k) = ts.key
@@ -427,7 +422,6 @@ pub(super) fn empty_table(ts: &TableSchema) -> Table {
         file: String::new(),
         lines: Lines::default(),
         columns: ts.columns.iter().map(|c| empty_column(c.ty)).collect(),
-        key_index: FxHashMap::default(),
         row_by_sym: Vec::new(),
     }
 }
@@ -1350,7 +1344,6 @@ fn load_table(
         file: file.clone(),
         lines,
         columns,
-        key_index: FxHashMap::default(),
         row_by_sym: Vec::new(),
     };
     let mut keep = Keep {
@@ -1374,11 +1367,6 @@ fn load_table(
     rejects.extend(self_references(&t, ts, ids, &mut keep));
     piece_part.retain_loaded(&keep.keep);
     compact(&mut t, &keep.keep);
-    if let Some(k) = ts.key
-        && let ColumnData::Id(v) = &t.columns[k]
-    {
-        t.key_index = v.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
-    }
     let rejected = rejects.len() as u64;
     let part = loader
         .part

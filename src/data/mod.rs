@@ -73,6 +73,37 @@ impl Interner {
         id
     }
 
+    /// Room for `n` more ids.
+    pub fn reserve(&mut self, n: usize) {
+        self.strs.reserve(n);
+        self.short.reserve(n);
+    }
+
+    /// Intern `s`, which must be new: `None` (nothing interned) if it is not.
+    pub fn intern_new(&mut self, s: &str) -> Option<Sym> {
+        use std::collections::hash_map::Entry;
+        let id = Sym(self.strs.len() as u32);
+        let shared: std::sync::Arc<str> = match pack(s) {
+            Some(k) => match self.short.entry(k) {
+                Entry::Occupied(_) => return None,
+                Entry::Vacant(v) => {
+                    v.insert(id);
+                    s.into()
+                }
+            },
+            None => {
+                if self.long.contains_key(s) {
+                    return None;
+                }
+                let shared: std::sync::Arc<str> = s.into();
+                self.long.insert(shared.clone(), id);
+                shared
+            }
+        };
+        self.strs.push(shared);
+        Some(id)
+    }
+
     /// The interned strings, in id order.
     pub fn strings(&self) -> &[std::sync::Arc<str>] {
         &self.strs
@@ -776,11 +807,9 @@ pub struct Table {
     pub lines: Lines,
     /// One column per column of the table's schema, in schema order; one value per loaded row.
     pub columns: Vec<ColumnData>,
-    /// Key value → row, for tables with a key.
-    pub key_index: FxHashMap<Sym, u32>,
-    /// The same as a dense array by symbol number (`u32::MAX`: no row), for fast lookups
-    /// (while later tables load, and to follow references: see [`RefRows`]); symbols added
-    /// after this table loaded are past its end.
+    /// For tables with a key: the row of each key, by symbol number (`u32::MAX`: no row;
+    /// see [`Table::row_of`], and [`RefRows`] to follow references); symbols added after
+    /// this table loaded are past its end.
     pub row_by_sym: Vec<u32>,
 }
 
@@ -831,6 +860,27 @@ impl<'a> RefRows<'a> {
 }
 
 impl Table {
+    /// The row whose key is `key` (tables with a key).
+    #[inline]
+    pub fn row_of(&self, key: Sym) -> Option<u32> {
+        self.row_by_sym
+            .get(key.0 as usize)
+            .copied()
+            .filter(|r| *r != u32::MAX)
+    }
+
+    /// The latest date in the table's date and date-time columns.
+    pub fn latest_date(&self) -> Option<NaiveDate> {
+        self.columns
+            .iter()
+            .filter_map(|c| match c {
+                ColumnData::Date(v) => v.iter().flatten().max().copied(),
+                ColumnData::DateTime(v) => v.max().map(|d| d.date()),
+                _ => None,
+            })
+            .max()
+    }
+
     /// Number of loaded rows.
     pub fn len(&self) -> usize {
         self.lines.len()
@@ -987,17 +1037,8 @@ impl Dataset {
     pub fn latest_date(&self) -> Option<NaiveDate> {
         debug_assert!(self.focus.as_ref().is_none_or(|f| f.latest_known));
         let mut best: Option<NaiveDate> = self.focus.as_ref().and_then(|f| f.latest_left_out);
-        for t in self.tables.values() {
-            for c in &t.columns {
-                let m = match c {
-                    ColumnData::Date(v) => v.iter().flatten().max().copied(),
-                    ColumnData::DateTime(v) => v.max().map(|d| d.date()),
-                    _ => None,
-                };
-                if let Some(m) = m {
-                    best = Some(best.map_or(m, |b| b.max(m)));
-                }
-            }
+        for m in self.tables.values().filter_map(Table::latest_date) {
+            best = Some(best.map_or(m, |b| b.max(m)));
         }
         best
     }

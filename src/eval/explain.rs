@@ -129,10 +129,8 @@ impl Run<'_> {
     pub fn explain(&self, id: &str, rule: Option<&str>) -> Option<Explanation> {
         let (kind_name, kind, row) = self.kinds.iter().find_map(|(n, k)| {
             let sym = self.data.ids.get(id)?;
-            let r = self.data.tables[k.table_name.as_str()]
-                .key_index
-                .get(&sym)?;
-            Some((n.clone(), k, *r as usize))
+            let r = self.data.tables[k.table_name.as_str()].row_of(sym)?;
+            Some((n.clone(), k, r as usize))
         })?;
         let mut rules = Vec::new();
         for pr in self.rules.iter().filter(|pr| *pr.kind == *kind_name) {

@@ -44,9 +44,9 @@ impl Focus for SubjectFocus<'_> {
         for (kind, sk) in &policy.subjects {
             let t = loaded.table(&sk.table)?;
             if subject.is_none()
-                && let Some(r) = sym.and_then(|s| t.key_index.get(&s))
+                && let Some(r) = sym.and_then(|s| t.row_of(s))
             {
-                subject = Some((kind.as_str(), sk.table.as_str(), *r));
+                subject = Some((kind.as_str(), sk.table.as_str(), r));
             }
         }
         // No such subject: nothing is evaluated, no row matters.
@@ -103,4 +103,17 @@ pub fn load_for_subject(
         Some(ds) => Ok(ds),
         None => data::load(dir, &policy.schema, opts),
     }
+}
+
+/// The rows that matter to subject `id`, read from the data cache when its entry is current
+/// ([`data::cache::cached_focused`]); `None` otherwise (nothing is written).
+pub fn cached_for_subject(
+    dir: &Path,
+    policy: &PolicySet,
+    opts: &LoadOptions,
+    cache: &data::cache::Cache,
+    id: &str,
+) -> Option<Dataset> {
+    let focus = SubjectFocus { policy, id };
+    data::cache::cached_focused(dir, &policy.schema, opts, cache, &focus)
 }

@@ -349,9 +349,8 @@ impl<'a> Run<'a> {
         let k = self.kinds.get(kind)?;
         let sym = self.data.ids.get(id)?;
         self.data.tables[k.table_name.as_str()]
-            .key_index
-            .get(&sym)
-            .map(|r| *r as usize)
+            .row_of(sym)
+            .map(|r| r as usize)
     }
 
     /// Subject rows of `kind` in id order.

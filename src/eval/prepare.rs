@@ -37,8 +37,8 @@ pub fn find_subject<'p>(
 ) -> Option<(&'p str, usize)> {
     let sym = data.ids.get(id)?;
     policy.subjects.iter().find_map(|(kname, sk)| {
-        let r = data.tables.get(sk.table.as_str())?.key_index.get(&sym)?;
-        Some((kname.as_str(), *r as usize))
+        let r = data.tables.get(sk.table.as_str())?.row_of(sym)?;
+        Some((kname.as_str(), r as usize))
     })
 }
 
@@ -142,7 +142,7 @@ fn prepare_with<'a>(
             policy
                 .subjects
                 .values()
-                .any(|sk| data.tables[sk.table.as_str()].key_index.contains_key(&sym))
+                .any(|sk| data.tables[sk.table.as_str()].row_of(sym).is_some())
         })
     };
     let (waivers, waiver_notes) = super::waivers::read_waivers(policy, data, as_of, &subject_known);

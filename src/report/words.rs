@@ -171,7 +171,7 @@ impl<'a> Words<'a> {
         let table = self.roles().communities.table.as_str();
         self.policy.schema.tables.get(table)?;
         let sym = self.data.ids.get(id)?;
-        let row = self.data.tables.get(table)?.key_index.get(&sym).copied()?;
+        let row = self.data.tables.get(table)?.row_of(sym)?;
         Some(row as usize)
     }
 

@@ -36,7 +36,7 @@ pub trait Focus: Sync {
 pub struct LoadedTables<'a> {
     /// The dataset's interned ids, shared by every table.
     pub ids: &'a Interner,
-    pub(super) tables: &'a HashMap<String, Table>,
+    pub(in crate::data) tables: &'a HashMap<String, Table>,
 }
 
 impl<'a> LoadedTables<'a> {
