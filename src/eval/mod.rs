@@ -96,10 +96,9 @@ struct KindState {
     local: IndexMap<usize, usize>,
     /// values[s * n_local + a]
     values: PerSubject<AggValue>,
-    /// lineage[s * n_slots + slot] for aggregates recorded as evidence.
-    lineage: PerSubject<Box<[u32]>>,
+    /// The rows each aggregate recorded as evidence used, per subject and slot.
+    lineage: Lineage,
     lineage_slot: Vec<Option<usize>>,
-    n_slots: usize,
     /// The key column and the `name` column of the subject table.
     key_col: usize,
     name_col: Option<usize>,
@@ -120,6 +119,54 @@ impl KindState {
     fn subject_values(&self, s: usize) -> &[AggValue] {
         debug_assert_eq!(self.values.width, self.n_local());
         self.values.of(s)
+    }
+}
+
+/// Subjects per chunk of [`Lineage`] (and of the parallel aggregate pass).
+const LINEAGE_CHUNK: usize = 256;
+
+/// The input rows behind the aggregates recorded as evidence: for each subject (held from
+/// row `first`, as [`PerSubject`]) and each of its `n_slots` slots, a list of rows. Kept as
+/// one offsets array and one rows array per chunk of [`LINEAGE_CHUNK`] subjects (4 bytes a
+/// row, no allocation per list).
+struct Lineage {
+    first: usize,
+    n_slots: usize,
+    chunks: Vec<LineageChunk>,
+}
+
+/// [`Lineage`] of one chunk of subjects: list `k` (subject `k / n_slots` of the chunk, slot
+/// `k % n_slots`) is `rows[offsets[k]..offsets[k + 1]]`.
+#[derive(Debug, Clone)]
+struct LineageChunk {
+    offsets: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+impl Default for LineageChunk {
+    fn default() -> Self {
+        LineageChunk {
+            offsets: vec![0],
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl LineageChunk {
+    /// Append the next list.
+    fn push(&mut self, rows: &[u32]) {
+        self.rows.extend_from_slice(rows);
+        self.offsets.push(self.rows.len() as u32);
+    }
+}
+
+impl Lineage {
+    /// The rows of subject `s`'s slot `slot` (the subject must be held).
+    fn get(&self, s: usize, slot: usize) -> &[u32] {
+        let i = s - self.first;
+        let c = &self.chunks[i / LINEAGE_CHUNK];
+        let k = (i % LINEAGE_CHUNK) * self.n_slots + slot;
+        &c.rows[c.offsets[k] as usize..c.offsets[k + 1] as usize]
     }
 }
 

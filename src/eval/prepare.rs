@@ -5,8 +5,9 @@
 use super::aggregate::{self, AggValue, Groups, Prepared, Span, SubjectCtx};
 use super::value::{Scalar, Values};
 use super::{
-    BoundSource, DirectiveWindow, Error, KindState, ParamValue, PerSubject, PeriodValue,
-    PreparedRule, Run, VarSource, date_text, native, rules, span_of,
+    BoundSource, DirectiveWindow, Error, KindState, LINEAGE_CHUNK, Lineage, LineageChunk,
+    ParamValue, PerSubject, PeriodValue, PreparedRule, Run, VarSource, date_text, native, rules,
+    span_of,
 };
 use crate::data::{ColumnData, Dataset};
 use crate::findings::SourceRef;
@@ -419,7 +420,6 @@ impl Stage<'_, '_> {
             values,
             lineage,
             lineage_slot: plan.lineage_slot,
-            n_slots: plan.n_slots,
             key_col: key,
             name_col: ts.column(&sk.name_column),
             prepared: plan.prepared,
@@ -525,7 +525,7 @@ impl Stage<'_, '_> {
         sk: &SubjectKind,
         table_idx: usize,
         only: Option<usize>,
-    ) -> (PerSubject<AggValue>, PerSubject<Box<[u32]>>) {
+    ) -> (PerSubject<AggValue>, Lineage) {
         let (policy, periods, as_of) = (self.policy, self.periods, self.as_of);
         let table = &self.data.tables[sk.table.as_str()];
         let n = table.len();
@@ -548,10 +548,11 @@ impl Stage<'_, '_> {
                 (of(&p.start), of(&p.end))
             })
             .collect();
-        // Subject `s`'s aggregates into `values` (its `n_local`) and `lineage` (its `n_slots`).
+        // Subject `s`'s aggregates into `values` (its `n_local`), and its `n_slots` lists of
+        // rows onto `lineage` (in slot order: slots are numbered in aggregate order).
         let compute = |s: usize,
                        values: &mut [AggValue],
-                       lineage: &mut [Box<[u32]>],
+                       lineage: &mut LineageChunk,
                        spans: &mut Vec<Span>| {
             for (l, p) in plan.prepared.iter().enumerate() {
                 for (i, pv) in periods.iter().enumerate() {
@@ -567,45 +568,38 @@ impl Stage<'_, '_> {
                 let t = self.vals.table(p.table);
                 let (v, used) = aggregate::compute(p, t, plan.groups[l].of(s), &cx, self.vals);
                 values[l] = v;
-                if let Some(slot) = plan.lineage_slot[l] {
-                    lineage[slot] = used.into_boxed_slice();
+                if plan.lineage_slot[l].is_some() {
+                    lineage.push(&used);
                 }
             }
         };
         let first = only.unwrap_or(0);
         let held = if only.is_some() { 1 } else { n };
         let mut values = vec![AggValue::Unit; held * n_local];
-        let mut lineage: Vec<Box<[u32]>> = vec![Box::default(); held * n_slots];
+        let mut lineage = vec![LineageChunk::default(); held.div_ceil(LINEAGE_CHUNK).max(1)];
         if only.is_some() {
             let mut spans: Vec<Span> = vec![None; periods.len()];
-            compute(first, &mut values, &mut lineage, &mut spans);
+            compute(first, &mut values, &mut lineage[0], &mut spans);
         } else {
-            const CHUNK: usize = 256;
-            // Lineage in the same chunks of subjects (none when no aggregate keeps it: zipping
-            // with no chunks at all would compute nothing).
-            let lchunks: Vec<&mut [Box<[u32]>]> = if n_slots == 0 {
-                (0..n.div_ceil(CHUNK)).map(|_| &mut [][..]).collect()
-            } else {
-                lineage.chunks_mut(CHUNK * n_slots).collect()
-            };
             values
-                .par_chunks_mut(CHUNK * n_local.max(1))
-                .zip(lchunks.into_par_iter())
+                .par_chunks_mut(LINEAGE_CHUNK * n_local.max(1))
+                .zip(lineage.par_iter_mut())
                 .enumerate()
                 .for_each(|(c, (vchunk, lchunk))| {
                     let mut spans: Vec<Span> = vec![None; periods.len()];
-                    for k in 0..CHUNK {
-                        let s = c * CHUNK + k;
+                    for k in 0..LINEAGE_CHUNK {
+                        let s = c * LINEAGE_CHUNK + k;
                         if s >= n || n_local == 0 {
                             break;
                         }
                         compute(
                             s,
                             &mut vchunk[k * n_local..(k + 1) * n_local],
-                            &mut lchunk[k * n_slots..(k + 1) * n_slots],
+                            lchunk,
                             &mut spans,
                         );
                     }
+                    lchunk.rows.shrink_to_fit();
                 });
         }
         (
@@ -614,10 +608,10 @@ impl Stage<'_, '_> {
                 width: n_local,
                 items: values,
             },
-            PerSubject {
+            Lineage {
                 first,
-                width: n_slots,
-                items: lineage,
+                n_slots,
+                chunks: lineage,
             },
         )
     }

@@ -61,7 +61,8 @@ struct Record<'a> {
 impl Record<'_> {
     /// The line numbers of subject row `s`'s input rows.
     fn lines<'x>(&'x self, kind: &'x KindState, s: usize) -> impl Iterator<Item = u32> + 'x {
-        kind.lineage[s * kind.n_slots + self.slot]
+        kind.lineage
+            .get(s, self.slot)
             .iter()
             .map(|&row| self.lines.get(row as usize))
     }
