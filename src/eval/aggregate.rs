@@ -246,9 +246,14 @@ pub enum AggValue {
     #[default]
     Unit,
     Scalar(Scalar),
-    Days(Box<[NaiveDate]>),
-    Rows(Box<[u32]>),
+    // The lists behind one thin pointer, so that a value is 16 bytes (every subject holds
+    // one per aggregate).
+    Days(Box<Box<[NaiveDate]>>),
+    Rows(Box<Box<[u32]>>),
 }
+
+// Every subject holds one value per aggregate of its kind: keep them small.
+const _: () = assert!(std::mem::size_of::<AggValue>() == 16);
 
 impl AggValue {
     pub fn scalar(&self) -> Scalar {
@@ -441,7 +446,7 @@ impl Acc {
                 AggValue::Scalar(Scalar::Int(d.len() as i64))
             }
             AggOp::Exists => AggValue::Scalar(Scalar::Bool(self.count > 0)),
-            AggOp::Records => AggValue::Rows(used.clone().into_boxed_slice()),
+            AggOp::Records => AggValue::Rows(Box::new(used.clone().into_boxed_slice())),
             AggOp::Sum => AggValue::Scalar(Scalar::Num(self.sum)),
             AggOp::SumHours | AggOp::SumWorkingHours => {
                 let mut seconds = self.seconds;
@@ -463,7 +468,7 @@ impl Acc {
                 if p.op == AggOp::CountDays {
                     AggValue::Scalar(Scalar::Int(days.len() as i64))
                 } else {
-                    AggValue::Days(days.into_boxed_slice())
+                    AggValue::Days(Box::new(days.into_boxed_slice()))
                 }
             }
             AggOp::Min | AggOp::Max => match self.best {

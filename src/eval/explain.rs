@@ -339,7 +339,22 @@ impl Run<'_> {
             let p = &kind.prepared[*l];
             let table = self.vals.table(p.table);
             let ts = &self.policy.schema.tables[agg.table.as_str()];
-            let rows = kind.groups[*l].of(row);
+            // A run for every subject keeps no groups: the subject's rows are found again.
+            let regrouped;
+            let rows = match kind.groups.get(*l) {
+                Some(g) => g.of(row),
+                None => {
+                    regrouped = aggregate::group_one(
+                        self.data,
+                        self.policy,
+                        agg,
+                        &kind.table_name,
+                        kind.n,
+                        row,
+                    );
+                    regrouped.of(row)
+                }
+            };
             let conditions: Vec<String> = agg
                 .filters
                 .iter()

@@ -102,7 +102,9 @@ struct KindState {
     /// The key column and the `name` column of the subject table.
     key_col: usize,
     name_col: Option<usize>,
-    /// Prepared aggregates and their row groups, by local index (kept for `explain`).
+    /// Prepared aggregates, and in a run for one subject their row groups, by local index
+    /// (kept for `explain`; a run for every subject drops its groups once the aggregates
+    /// are computed).
     prepared: Vec<Prepared>,
     groups: Vec<Arc<Groups>>,
 }

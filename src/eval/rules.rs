@@ -615,7 +615,7 @@ impl<'a> Run<'a> {
             Scalar::Bool(b) => V::Bool(b),
             Scalar::Num(x) => V::Float(x),
             Scalar::Int(i) => V::Int(i),
-            Scalar::Str(t) => V::Own(rhai::ImmutableString::from(&*t)),
+            Scalar::Str(t) => V::Own(rhai::ImmutableString::from(&**t)),
             other => self.vals.data_text(&other).map_or(V::Unit, V::Str),
         }
     }
@@ -646,7 +646,9 @@ impl<'a> Run<'a> {
                     .map(|d| Dynamic::from(S::from(super::date_text(*d))))
                     .collect(),
             ),
-            V::Rows(l, rows) => self.agg_dynamic(&AggValue::Rows((*rows).into()), kind, *l),
+            V::Rows(l, rows) => {
+                self.agg_dynamic(&AggValue::Rows(Box::new((*rows).into())), kind, *l)
+            }
             V::Dyn(d) => (*d).clone(),
         }
     }

@@ -18,8 +18,9 @@ pub enum Scalar {
     Id(Sym),
     /// A text cell, by table, column and row (no copy).
     TextRef(u16, u16, u32),
-    /// Owned text, such as a text literal or an id the dataset does not hold.
-    Str(Arc<str>),
+    /// Owned text, such as a text literal or an id the dataset does not hold (behind one
+    /// thin pointer: a scalar is 16 bytes, and every subject holds one per aggregate).
+    Str(Arc<Box<str>>),
     /// A date.
     Date(NaiveDate),
     /// A local date-time.
@@ -32,6 +33,13 @@ pub enum Scalar {
     Int(i64),
     /// An enum cell: table, column, value index.
     Enum(u16, u16, u8),
+}
+
+impl Scalar {
+    /// Owned text.
+    pub fn str(s: &str) -> Scalar {
+        Scalar::Str(Arc::new(s.into()))
+    }
 }
 
 /// Resolves scalars against the dataset and schema.
@@ -96,16 +104,14 @@ impl<'a> Values<'a> {
     pub fn literal(v: &toml::Value, cs: &ColumnSchema, ids: &Interner) -> Scalar {
         use toml::Value as T;
         match (cs.ty, v) {
-            (ColumnType::Id, T::String(s)) => ids
-                .get(s)
-                .map_or_else(|| Scalar::Str(s.as_str().into()), Scalar::Id),
+            (ColumnType::Id, T::String(s)) => ids.get(s).map_or_else(|| Scalar::str(s), Scalar::Id),
             (ColumnType::Date | ColumnType::Datetime, T::String(s)) => {
                 crate::policy::parse_date(s).map_or(Scalar::None, Scalar::Date)
             }
             (ColumnType::Date | ColumnType::Datetime, T::Datetime(d)) => {
                 crate::policy::parse_date(&d.to_string()).map_or(Scalar::None, Scalar::Date)
             }
-            (_, T::String(s)) => Scalar::Str(s.as_str().into()),
+            (_, T::String(s)) => Scalar::str(s),
             (_, T::Boolean(b)) => Scalar::Bool(*b),
             (_, T::Integer(i)) => Scalar::Int(*i),
             (_, T::Float(f)) => Scalar::Num(*f),
