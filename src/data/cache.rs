@@ -248,10 +248,10 @@ pub fn load_cached(
 
 /// The dataset from the cache for one subject, when its entry is current (`None`
 /// otherwise; nothing is written), as [`super::load_focused`] reads the data files: each
-/// table `focus` filters keeps only the rows it wants, the others are read whole. Only the cache
-/// files of the tables read are opened (each checked against its hash, as always); a table
-/// that keeps no rows is not read at all. The row counts, rejects and warnings are the
-/// whole dataset's, and [`Dataset::latest_date`] is right (from the manifest).
+/// table `focus` filters keeps only the rows it wants, the others are read whole. Every
+/// cache file is checked against its hashes (on one core, while the ids are read on the
+/// other); a table that keeps no rows is not decoded. The row counts, rejects and warnings
+/// are the whole dataset's, and [`Dataset::latest_date`] is right (from the manifest).
 pub fn cached_focused(
     dir: &Path,
     schema: &Schema,
@@ -603,11 +603,15 @@ fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
     let body = serde_json::to_vec(m).map_err(|e| e.to_string())?;
     let mut text = format!("{MAGIC} {}\n", bytes_hash(&body)).into_bytes();
     text.extend_from_slice(&body);
-    let mut f = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut f, &text).map_err(|e| e.to_string())?;
-    f.persist(dir.join("manifest.json"))
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    // Written beside it and renamed over it (a plain file: readable as the folder's other
+    // files are, for a cache folder several users share).
+    let tmp = dir.join(format!(".manifest-{}.tmp", std::process::id()));
+    let placed =
+        std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, dir.join("manifest.json")));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed.map_err(|e| e.to_string())
 }
 
 /// XXH3-128 of a file, hashed in 32 MiB chunks on all cores, then of the chunks' hashes.
