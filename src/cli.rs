@@ -112,7 +112,8 @@ pub struct ReportArgs {
 struct Stages {
     start: std::time::Instant,
     last: (f64, Option<f64>),
-    done: Vec<(&'static str, f64, Option<f64>)>,
+    /// Each stage: name, seconds, CPU seconds and the peak memory at its end (MiB).
+    done: Vec<(&'static str, f64, Option<f64>, Option<f64>)>,
 }
 
 impl Stages {
@@ -131,22 +132,29 @@ impl Stages {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
-        self.done.push((name, now.0 - self.last.0, cpu));
+        self.done.push((name, now.0 - self.last.0, cpu, peak_mib()));
         self.last = now;
     }
 
-    /// The table `--timings` prints: stage, seconds, CPU seconds, and the total.
+    /// The table `--timings` prints: stage, seconds, CPU seconds, peak memory so far, and
+    /// the total.
     fn table(&self) -> String {
-        let mut out = String::from("stage               seconds    cpu s\n");
+        let mut out = String::from("stage               seconds    cpu s  peak MiB\n");
         let cpu = |c: Option<f64>| c.map_or(format!("{:>8}", "-"), |c| format!("{c:>8.2}"));
-        for (name, wall, c) in &self.done {
-            out.push_str(&format!("{name:<18} {wall:>8.2} {}\n", cpu(*c)));
+        let peak = |p: Option<f64>| p.map_or(format!("{:>9}", "-"), |p| format!("{p:>9.0}"));
+        for (name, wall, c, p) in &self.done {
+            out.push_str(&format!(
+                "{name:<18} {wall:>8.2} {} {}\n",
+                cpu(*c),
+                peak(*p)
+            ));
         }
         out.push_str(&format!(
-            "{:<18} {:>8.2} {}\n",
+            "{:<18} {:>8.2} {} {}\n",
             "total",
             self.last.0,
-            cpu(self.last.1)
+            cpu(self.last.1),
+            peak(self.done.last().and_then(|d| d.3))
         ));
         out
     }
@@ -848,6 +856,20 @@ pub fn write_rejects(path: &Path, ds: &Dataset) -> Result<()> {
     .with_context(|| format!("writing rejects to {}", path.display()))
 }
 
+/// The most memory this process has held so far (peak resident set, MiB), where the system
+/// tells (Linux); for `--timings`.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line["VmHWM:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 /// CPU seconds (user and system, all threads) this process has used so far, where the
 /// system tells (Linux); for `--timings` on a busy machine.
 fn cpu_seconds() -> Option<f64> {
@@ -868,6 +890,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     };
     let t_load = t0.elapsed();
     let cpu_load = cpu_seconds();
+    let peak_load = peak_mib();
     let as_of = match a.data.as_of.or_else(|| ds.latest_date()) {
         Some(d) => d,
         None => anyhow::bail!(
@@ -885,6 +908,7 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     }
     let t_prepare = t0.elapsed();
     let cpu_prepare = cpu_seconds();
+    let peak_prepare = peak_mib();
     let mut summary = Summary::default();
     let chosen = a.format.unwrap_or(
         match a
@@ -920,35 +944,41 @@ fn eval_cmd(a: &EvalArgs) -> Result<ExitCode> {
     }
     let t_rules = t0.elapsed();
     let cpu_rules = cpu_seconds();
+    let peak_rules = peak_mib();
     if a.timings {
         let rows = ds.total_read();
         let cpu = |from: Option<f64>, to: Option<f64>| match (from, to) {
             (Some(f), Some(t)) => format!("{:>8.2}", t - f),
             _ => format!("{:>8}", "-"),
         };
-        eprintln!("stage               seconds    cpu s      rows/s");
+        let peak = |p: Option<f64>| p.map_or(format!("{:>9}", "-"), |p| format!("{p:>9.0}"));
+        eprintln!("stage               seconds    cpu s  peak MiB      rows/s");
         eprintln!(
-            "load               {:>8.2} {} {:>11.0}",
+            "load               {:>8.2} {} {} {:>11.0}",
             t_load.as_secs_f64(),
             cpu(Some(0.0), cpu_load),
+            peak(peak_load),
             rows as f64 / t_load.as_secs_f64()
         );
         eprintln!(
-            "aggregates         {:>8.2} {} {:>11.0}",
+            "aggregates         {:>8.2} {} {} {:>11.0}",
             (t_prepare - t_load).as_secs_f64(),
             cpu(cpu_load, cpu_prepare),
+            peak(peak_prepare),
             rows as f64 / (t_prepare - t_load).as_secs_f64()
         );
         eprintln!(
-            "rules+output       {:>8.2} {} {:>11.0} findings/s",
+            "rules+output       {:>8.2} {} {} {:>11.0} findings/s",
             (t_rules - t_prepare).as_secs_f64(),
             cpu(cpu_prepare, cpu_rules),
+            peak(peak_rules),
             summary.total as f64 / (t_rules - t_prepare).as_secs_f64()
         );
         eprintln!(
-            "total              {:>8.2} {} {:>11.0}",
+            "total              {:>8.2} {} {} {:>11.0}",
             t_rules.as_secs_f64(),
             cpu(Some(0.0), cpu_rules),
+            peak(peak_rules),
             rows as f64 / t_rules.as_secs_f64()
         );
         eprintln!("cache: {cached}");

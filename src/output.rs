@@ -74,14 +74,21 @@ pub fn write_atomic_send<E: From<Error>>(
             path: dir.to_path_buf(),
             source,
         })?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+    std::thread::scope(|scope| {
+        let file = Flushing {
+            file: tmp.as_file(),
+            since: 0,
+            scope,
+            flusher: None,
+        };
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         w.flush().map_err(|error| Error::Write {
             path: path.to_path_buf(),
             error,
         })?;
-    }
+        Ok::<(), E>(())
+    })?;
     tmp.as_file().sync_all().ok();
     // Temporary files are private (0600); outputs are ordinary files.
     #[cfg(unix)]
@@ -96,6 +103,41 @@ pub fn write_atomic_send<E: From<Error>>(
         source,
     })?;
     Ok(())
+}
+
+/// Bytes written between two background flushes of a file's data to disk.
+const FLUSH_EVERY: u64 = 64 << 20;
+
+/// A file being written that has its data flushed to disk in the background every
+/// [`FLUSH_EVERY`] bytes, so that the `fsync` before the rename waits only for the last part
+/// of a large file rather than all of it (2.3 GB of findings took 1.2 s to sync at the end).
+struct Flushing<'s, 'e> {
+    file: &'e std::fs::File,
+    /// Bytes written since the last flush began.
+    since: u64,
+    scope: &'s std::thread::Scope<'s, 'e>,
+    /// The flush under way, if any; a new one starts only once it is done.
+    flusher: Option<std::thread::ScopedJoinHandle<'s, ()>>,
+}
+
+impl Write for Flushing<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= FLUSH_EVERY && self.flusher.as_ref().is_none_or(|h| h.is_finished()) {
+            self.since = 0;
+            let file = self.file;
+            // A failed flush is not an error here: the final `fsync` is the one that counts.
+            self.flusher = Some(self.scope.spawn(move || {
+                file.sync_data().ok();
+            }));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Write bytes atomically.

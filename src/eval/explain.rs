@@ -161,7 +161,7 @@ impl Run<'_> {
                 .get_index_of(name)
                 .and_then(|g| kind.local.get(&g).copied())
         };
-        let values = kind.subject_values(row);
+        let values = &kind.subject_values(row);
         self.periods
             .iter()
             .enumerate()
@@ -321,7 +321,7 @@ impl Run<'_> {
     /// The aggregates a rule mentions, each with the rows used and left out.
     fn trace_aggregates(&self, kind: &KindState, row: usize, idents: &[String]) -> Vec<AggTrace> {
         let spans = self.spans_for(kind, row);
-        let values = kind.subject_values(row);
+        let values = &kind.subject_values(row);
         let subject_table = self.vals.table(kind.table_idx);
         let cx = SubjectCtx {
             subject_row: row,
@@ -445,11 +445,7 @@ impl Run<'_> {
                         .get_index_of(a)
                         .and_then(|g| kind.local.get(&g))
                         .map(|l| {
-                            script::display(&self.agg_dynamic(
-                                &kind.subject_values(row)[*l],
-                                kind,
-                                *l,
-                            ))
+                            script::display(&self.agg_dynamic(&kind.value(row, *l), kind, *l))
                         });
                     format!("{a} ({})", v.unwrap_or_default())
                 }

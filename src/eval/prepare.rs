@@ -3,11 +3,11 @@
 //! parallel), and the rules compiled for the native evaluator with their variables resolved.
 
 use super::aggregate::{self, AggValue, Groups, Prepared, Span, SubjectCtx};
+use super::packed;
 use super::value::{Scalar, Values};
 use super::{
     BoundSource, DirectiveWindow, Error, KindState, LINEAGE_CHUNK, Lineage, LineageChunk,
-    ParamValue, PerSubject, PeriodValue, PreparedRule, Run, VarSource, date_text, native, rules,
-    span_of,
+    ParamValue, PeriodValue, PreparedRule, Run, VarSource, date_text, native, rules, span_of,
 };
 use crate::data::{ColumnData, Dataset};
 use crate::findings::SourceRef;
@@ -531,7 +531,7 @@ impl Stage<'_, '_> {
         sk: &SubjectKind,
         table_idx: usize,
         only: Option<usize>,
-    ) -> (PerSubject<AggValue>, Lineage) {
+    ) -> (packed::AggValues, Lineage) {
         let (policy, periods, as_of) = (self.policy, self.periods, self.as_of);
         let table = &self.data.tables[sk.table.as_str()];
         let n = table.len();
@@ -578,42 +578,42 @@ impl Stage<'_, '_> {
                     lineage.push(&used);
                 }
             }
+            lineage.end_subject();
         };
         let first = only.unwrap_or(0);
         let held = if only.is_some() { 1 } else { n };
-        let mut values = vec![AggValue::Unit; held * n_local];
-        let mut lineage = vec![LineageChunk::default(); held.div_ceil(LINEAGE_CHUNK).max(1)];
-        if only.is_some() {
-            let mut spans: Vec<Span> = vec![None; periods.len()];
-            compute(first, &mut values, &mut lineage[0], &mut spans);
-        } else {
-            values
-                .par_chunks_mut(LINEAGE_CHUNK * n_local.max(1))
-                .zip(lineage.par_iter_mut())
-                .enumerate()
-                .for_each(|(c, (vchunk, lchunk))| {
-                    let mut spans: Vec<Span> = vec![None; periods.len()];
-                    for k in 0..LINEAGE_CHUNK {
-                        let s = c * LINEAGE_CHUNK + k;
-                        if s >= n || n_local == 0 {
-                            break;
-                        }
+        let n_chunks = held.div_ceil(LINEAGE_CHUNK).max(1);
+        // Each chunk of subjects is computed into plain values, then packed (see
+        // `packed`): the plain values of every subject at once would be the largest thing
+        // a run holds.
+        let (packed, lineage): (Vec<_>, Vec<_>) = (0..n_chunks)
+            .into_par_iter()
+            .map(|c| {
+                let from = c * LINEAGE_CHUNK;
+                let count = LINEAGE_CHUNK.min(held - from.min(held));
+                let mut values = vec![AggValue::Unit; count * n_local];
+                let mut lchunk = LineageChunk::default();
+                let mut spans: Vec<Span> = vec![None; periods.len()];
+                if n_local > 0 {
+                    for k in 0..count {
                         compute(
-                            s,
-                            &mut vchunk[k * n_local..(k + 1) * n_local],
-                            lchunk,
+                            first + from + k,
+                            &mut values[k * n_local..(k + 1) * n_local],
+                            &mut lchunk,
                             &mut spans,
                         );
                     }
-                    lchunk.rows.shrink_to_fit();
-                });
+                }
+                lchunk.bytes.shrink_to_fit();
+                (packed::AggValues::pack_chunk(n_local, values), lchunk)
+            })
+            .unzip();
+        let mut values = packed::AggValues::new(first, n_local, LINEAGE_CHUNK);
+        for chunk in packed {
+            values.push(chunk);
         }
         (
-            PerSubject {
-                first,
-                width: n_local,
-                items: values,
-            },
+            values,
             Lineage {
                 first,
                 n_slots,

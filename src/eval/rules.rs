@@ -10,6 +10,7 @@
 //! of that finding is evaluated with Rhai in that scope.
 
 use super::native::{self, Frame, Machine, Node, Slot, V};
+use super::packed::AggCell;
 use super::value::Scalar;
 use super::{AggValue, KindState, PreparedRule, Run, VarSource, Waiver};
 use super::{EmitError, Error};
@@ -63,8 +64,7 @@ impl Record<'_> {
     fn lines<'x>(&'x self, kind: &'x KindState, s: usize) -> impl Iterator<Item = u32> + 'x {
         kind.lineage
             .get(s, self.slot)
-            .iter()
-            .map(|&row| self.lines.get(row as usize))
+            .map(|row| self.lines.get(row as usize))
     }
 }
 
@@ -620,12 +620,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn agg_v<'r>(&'r self, v: &'r AggValue, l: usize) -> V<'r> {
+    fn agg_v<'r>(&'r self, v: AggCell<'r>, l: usize) -> V<'r> {
         match v {
-            AggValue::Unit => V::Unit,
-            AggValue::Scalar(s) => self.scalar_v(s),
-            AggValue::Days(d) => V::Days(d),
-            AggValue::Rows(r) => V::Rows(l, r),
+            AggCell::Ref(AggValue::Unit) | AggCell::Own(AggValue::Unit) => V::Unit,
+            AggCell::Ref(AggValue::Scalar(s)) => self.scalar_v(s),
+            AggCell::Own(AggValue::Scalar(s)) => self.cell_v(s),
+            AggCell::Ref(AggValue::Days(d)) => V::Days(d),
+            AggCell::Ref(AggValue::Rows(r)) => V::Rows(l, r),
+            // Lists are only ever lent (`Ref`): what is unpacked (`Own`) is a scalar or unit.
+            AggCell::Own(_) => V::Unit,
         }
     }
 
@@ -668,7 +671,6 @@ impl<'a> Run<'a> {
         w.message.clear();
         w.lets.clear();
         w.vars.clear();
-        let values = kind.subject_values(s);
         let period = self.period_of(pr, kind, s);
         w.period = period;
         let table = self.vals.table(kind.table_idx);
@@ -678,7 +680,7 @@ impl<'a> Run<'a> {
                 VarSource::SubjectCol(c) => {
                     self.cell_v(super::value::Values::cell(table, kind.table_idx, *c, s))
                 }
-                VarSource::Agg(l) => self.agg_v(&values[*l], *l),
+                VarSource::Agg(l) => self.agg_v(kind.value(s, *l), *l),
                 VarSource::PeriodStart => period.and_then(|p| p.0).map_or(V::Unit, V::Date),
                 VarSource::PeriodEnd => period.and_then(|p| p.1).map_or(V::Unit, V::Date),
             };
