@@ -965,6 +965,8 @@ struct Batches {
 fn read_ids(src: &Bytes, f: &CacheFile, count: u64) -> Result<Interner, String> {
     let mut ids = Interner::default();
     ids.reserve(usize::try_from(count).map_err(|_| "too many ids")?);
+    // The file holds the text and an offset per id: a little more than the text.
+    ids.reserve_text(usize::try_from(f.bytes).unwrap_or(0));
     let r = CacheReader::new(src, f)?;
     r.for_each_batch(&r.open()?, &Ok, &mut |b| {
         let col = b
@@ -1269,11 +1271,14 @@ fn write_ids<W: std::io::Write>(out: Hashing<W>, ids: &Interner) -> Result<Hashi
     )]));
     let mut w = arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| e.to_string())?;
     w.get_mut().cut();
-    for part in ids.strings().chunks(BATCH_ROWS).chain(
-        // An empty dataset still has one (empty) batch.
-        ids.is_empty().then_some(&[][..]),
-    ) {
-        let col = StringArray::from_iter_values(part.iter().map(|s| s.as_ref()));
+    let n = ids.len();
+    // An empty dataset still has one (empty) batch.
+    for start in (0..n)
+        .step_by(BATCH_ROWS)
+        .chain(ids.is_empty().then_some(0))
+    {
+        let part = (start..n.min(start + BATCH_ROWS)).map(|i| ids.resolve(Sym(i as u32)));
+        let col = StringArray::from_iter_values(part);
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).map_err(|e| e.to_string())?;
         w.write(&batch).map_err(|e| e.to_string())?;
@@ -1586,7 +1591,7 @@ mod tests {
         }
         let (bytes, f) = in_memory(|w| write_ids(w, &ids));
         let back = read_ids(&Bytes::from(&bytes[..]), &f, 3).unwrap();
-        assert_eq!(back.strings(), ids.strings());
+        assert!(back.strings().eq(ids.strings()));
         assert_eq!(back.get("C01"), Some(Sym(1)));
         assert!(read_ids(&Bytes::from(&bytes[..]), &f, 4).is_err());
         let empty = Interner::default();

@@ -373,12 +373,7 @@ fn load_with(
 /// Fold a table's part into the dataset: give its new ids dataset-wide numbers, and keep
 /// its rejects, warnings and counts. Returns the keys of its rejected rows.
 fn merge(ds: &mut Dataset, ts: &TableSchema, t: &mut Table, part: Done) -> HashMap<Sym, u32> {
-    let map: Vec<Sym> = part
-        .local
-        .strings()
-        .iter()
-        .map(|s| ds.ids.intern(s))
-        .collect();
+    let map: Vec<Sym> = part.local.strings().map(|s| ds.ids.intern(s)).collect();
     let remap = |s: Sym| {
         if !s.is_none() && s.0 & LOCAL != 0 {
             map[(s.0 & !LOCAL) as usize]
@@ -1036,7 +1031,6 @@ impl TableLoader<'_> {
             let map: Vec<Sym> = p
                 .local
                 .strings()
-                .iter()
                 .map(|s| Sym(acc.local.intern(s).0 | LOCAL))
                 .collect();
             let remap = |s: Sym| {

@@ -30,13 +30,17 @@ impl Sym {
 
 /// All ids of a dataset, interned once.
 ///
-/// Ids of up to 15 bytes (nearly all: `M00000001`, `CM000175`) are looked up by their bytes
-/// packed into one integer, which is much faster to hash and compare than a string.
+/// The ids' text is kept end to end in one buffer (no allocation per id). Ids of up to 15
+/// bytes (nearly all: `M00000001`, `CM000175`) are looked up by their bytes packed into one
+/// integer, which is much faster to hash and compare than a string.
 #[derive(Debug, Default)]
 pub struct Interner {
     short: FxHashMap<u128, Sym>,
-    long: FxHashMap<std::sync::Arc<str>, Sym>,
-    strs: Vec<std::sync::Arc<str>>,
+    long: FxHashMap<Box<str>, Sym>,
+    /// The ids' text, in id order.
+    buf: String,
+    /// Where each id's text ends in `buf`.
+    ends: Vec<usize>,
 }
 
 /// The bytes of a short string and its length in one integer.
@@ -59,64 +63,63 @@ impl Interner {
         if let Some(id) = self.get(s) {
             return id;
         }
-        let id = Sym(self.strs.len() as u32);
-        let shared: std::sync::Arc<str> = s.into();
-        self.strs.push(shared.clone());
-        match pack(s) {
-            Some(k) => {
-                self.short.insert(k, id);
-            }
-            None => {
-                self.long.insert(shared, id);
-            }
-        }
-        id
+        self.intern_new(s).unwrap_or(Sym::NONE)
     }
 
     /// Room for `n` more ids.
     pub fn reserve(&mut self, n: usize) {
-        self.strs.reserve(n);
+        self.ends.reserve(n);
         self.short.reserve(n);
+    }
+
+    /// Room for `n` more bytes of id text.
+    pub fn reserve_text(&mut self, n: usize) {
+        self.buf.reserve(n);
     }
 
     /// Intern `s`, which must be new: `None` (nothing interned) if it is not.
     pub fn intern_new(&mut self, s: &str) -> Option<Sym> {
         use std::collections::hash_map::Entry;
-        let id = Sym(self.strs.len() as u32);
-        let shared: std::sync::Arc<str> = match pack(s) {
+        let id = Sym(self.ends.len() as u32);
+        match pack(s) {
             Some(k) => match self.short.entry(k) {
                 Entry::Occupied(_) => return None,
                 Entry::Vacant(v) => {
                     v.insert(id);
-                    s.into()
                 }
             },
-            None => {
-                if self.long.contains_key(s) {
-                    return None;
+            None => match self.long.entry(s.into()) {
+                Entry::Occupied(_) => return None,
+                Entry::Vacant(v) => {
+                    v.insert(id);
                 }
-                let shared: std::sync::Arc<str> = s.into();
-                self.long.insert(shared.clone(), id);
-                shared
-            }
-        };
-        self.strs.push(shared);
+            },
+        }
+        self.buf.push_str(s);
+        self.ends.push(self.buf.len());
         Some(id)
     }
 
-    /// The interned strings, in id order.
-    pub fn strings(&self) -> &[std::sync::Arc<str>] {
-        &self.strs
+    /// The interned ids, in id order.
+    pub fn strings(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.ends.len()).map(|i| self.text(i))
+    }
+
+    /// The text of id number `i`.
+    #[inline]
+    fn text(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
     }
 
     /// Number of ids interned.
     pub fn len(&self) -> usize {
-        self.strs.len()
+        self.ends.len()
     }
 
     /// Whether no id is interned.
     pub fn is_empty(&self) -> bool {
-        self.strs.is_empty()
+        self.ends.is_empty()
     }
 
     /// The symbol of `s`, if it is interned (never interns).
@@ -133,7 +136,7 @@ impl Interner {
         if id.is_none() {
             ""
         } else {
-            &self.strs[id.0 as usize]
+            self.text(id.0 as usize)
         }
     }
 }
