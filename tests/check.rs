@@ -351,6 +351,28 @@ fn an_error_is_reported_once_not_again_where_the_broken_name_is_used() {
     assert_eq!(problems.len(), 1, "{out}");
 }
 
+/// An enum column's values are kept in one byte each: more than 256 is an error at the
+/// column, not values silently mixed up when the data loads.
+#[test]
+fn an_enum_of_more_than_256_values_is_an_error() {
+    let extra: String = (0..300).map(|i| format!(", v{i} = [\"值{i}\"]")).collect();
+    let (code, out) = check_with("policy.toml", |t| {
+        t.replacen(
+            "other = [\"其他\"] }",
+            &format!("other = [\"其他\"]{extra} }}"),
+            1,
+        )
+    });
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "error[RB0110]: column `members.employment` lists 303 values; at most 256 are allowed"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("policy.toml:75:"), "{out}");
+}
+
 /// `file:line:col` of every diagnostic in `out`, in order, and their first lines.
 fn problems(out: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();

@@ -32,7 +32,7 @@ impl Sym {
 ///
 /// The ids' text is kept end to end in one buffer (no allocation per id). Ids that are a
 /// short prefix and a run of digits (`M00000001`, `CM000175`: nearly all) are looked up by
-/// their number in a table of symbols per prefix and width ([`Dense`]), without hashing; a
+/// their number in a table of symbols per prefix and width (`Dense`), without hashing; a
 /// million members take 4 MB there, against 64 MB of hash table, and a lookup reads one
 /// entry of it. Other ids of up to 15 bytes are looked up by their bytes packed into one
 /// integer, which is much faster to hash and compare than a string; longer ones by text.

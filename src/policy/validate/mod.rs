@@ -632,6 +632,20 @@ fn build_table(
                 .help("add `values = { english_name = [\"中文别名\"] }`"),
             );
         }
+        // Loaded cells keep the value's index in one byte.
+        if matches!(cdef.ty, ColumnType::Enum | ColumnType::Bool) && cdef.values.len() > 256 {
+            cx.err(
+                Diag::error(
+                    Code::RB0110,
+                    format!(
+                        "column `{name}.{cname}` lists {} values; at most 256 are allowed",
+                        cdef.values.len()
+                    ),
+                )
+                .at(cx.loc(file, c))
+                .help("make it a `text` column, or an `id` column that references a table of the values"),
+            );
+        }
         if let Some(r) = &cdef.references
             && !all_tables.contains(r.get_ref().as_str())
         {
