@@ -54,11 +54,31 @@ pub(crate) fn pack(s: &str) -> Option<u128> {
     if b.len() > 15 {
         return None;
     }
-    // Byte i at bits 8i.., the length in the top byte (one copy, not a loop of shifts).
-    let mut k = [0u8; 16];
-    k[..b.len()].copy_from_slice(b);
-    k[15] = b.len() as u8;
-    Some(u128::from_le_bytes(k))
+    // Byte i at bits 8i.., the length in the top byte. Read as whole words, overlapping
+    // where the length is not one (a copy into an array and reading it back stalls: the
+    // processor cannot forward a variable-length copy to the wider read).
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            b[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    let (lo, hi) = match n {
+        // Bytes 8.. are the last 8 bytes with the ones before 8 shifted out.
+        8..=15 => (
+            word(0),
+            if n == 8 {
+                0
+            } else {
+                word(n - 8) >> (8 * (16 - n))
+            },
+        ),
+        // Bytes n-4..4 are read twice, the same both times.
+        4..=7 => (half(0) | half(n - 4) << (8 * (n - 4)), 0),
+        _ => (b.iter().rev().fold(0u64, |k, &x| k << 8 | u64::from(x)), 0),
+    };
+    Some(u128::from(hi | (n as u64) << 56) << 64 | u128::from(lo))
 }
 
 /// Symbols of ids that are a prefix of up to [`Dense::PREFIX`] bytes and a run of up to 9
@@ -88,14 +108,17 @@ impl Dense {
         if digits == 0 || digits > 9 || prefix > Self::PREFIX {
             return None;
         }
-        let mut key = [0u8; 8];
-        key[..prefix].copy_from_slice(&s[..prefix]);
-        key[6] = prefix as u8;
-        key[7] = digits as u8;
+        // The prefix's bytes from bit 0, its length at bit 48, the width at bit 56.
+        let key = s[..prefix]
+            .iter()
+            .rev()
+            .fold(0u64, |k, &b| k << 8 | u64::from(b))
+            | (prefix as u64) << 48
+            | (digits as u64) << 56;
         let number = s[prefix..]
             .iter()
             .fold(0usize, |n, b| n * 10 + usize::from(b - b'0'));
-        Some((u64::from_le_bytes(key), number))
+        Some((key, number))
     }
 
     #[inline]
@@ -1154,6 +1177,26 @@ mod tests {
 
     fn dt(s: &str) -> NaiveDateTime {
         crate::dates::parse_datetime(s).unwrap()
+    }
+
+    /// `pack` gives each length's bytes at bits 8i and the length in the top byte.
+    #[test]
+    fn pack_puts_bytes_and_length_in_place() {
+        let ascii = "M0123456789abcdefg";
+        let wide = "甲乙丙丁戊己";
+        let texts = (0..=ascii.len())
+            .map(|n| &ascii[..n])
+            .chain((1..=6).map(|c| &wide[..3 * c]));
+        for s in texts {
+            let n = s.len();
+            let want = (n <= 15).then(|| {
+                let mut k = [0u8; 16];
+                k[..n].copy_from_slice(s.as_bytes());
+                k[15] = n as u8;
+                u128::from_le_bytes(k)
+            });
+            assert_eq!(pack(s), want, "{s}");
+        }
     }
 
     /// Every id comes back as itself and is interned once, whichever way it is kept: by
