@@ -104,6 +104,26 @@ impl Calendar {
         c
     }
 
+    /// Everything the calendar says, as text in a fixed order (its days sorted): two
+    /// calendars with the same digest answer every question the same way. `diff` uses it to
+    /// tell whether what a rule or an aggregate reads changed between two policy sets.
+    pub fn digest(&self) -> String {
+        let Calendar {
+            label,
+            file,
+            source,
+            years,
+            weekend,
+            days,
+            // Derived from the fields above.
+            first: _,
+            working: _,
+        } = self;
+        let mut listed: Vec<_> = days.iter().collect();
+        listed.sort_by_key(|(d, _)| **d);
+        format!("{label:?} {file:?} {source:?} {years:?} {weekend} {listed:?}")
+    }
+
     /// Whether `d` is a working day.
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
         if let Some(first) = self.first

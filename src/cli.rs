@@ -563,8 +563,9 @@ fn diff_cmd(a: &DiffArgs) -> Result<ExitCode> {
         }
     };
     let as_of = a.data.as_of.or_else(|| ds.latest_date());
-    let run_new = eval::prepare(&new, &ds, as_of)?;
     let run_old = eval::prepare(&old, ds_old.as_ref().unwrap_or(&ds), as_of)?;
+    // What both sets compute alike is computed once (`eval::prepare_against`).
+    let run_new = eval::prepare_against(&new, &ds, as_of, &run_old)?;
     let (changes, compared) = rulebook::diff::compare_runs(&run_old, &run_new)?;
     let impact = rulebook::diff::Impact::new(
         format!("{} {} ({})", a.base, old.version, old.short_hash()),

@@ -237,6 +237,32 @@ pub struct Prepared {
     pub work_hours: Option<(NaiveTime, NaiveTime)>,
 }
 
+impl Prepared {
+    /// Everything the aggregate's values depend on besides its rows, as text (see
+    /// [`super::reuse`]): two equal keys on one dataset give equal values.
+    pub fn key(&self) -> String {
+        // Every field, so that a new one cannot be forgotten here.
+        let Prepared {
+            op,
+            table,
+            filters,
+            column,
+            end_column,
+            pick,
+            except_days,
+            merge_overlaps,
+            lineage,
+            calendar,
+            work_hours,
+        } = self;
+        format!(
+            "{op:?} {table} {filters:?} {column:?} {end_column:?} {pick:?} {except_days:?} \
+             {merge_overlaps} {lineage} {work_hours:?} {}",
+            calendar.digest()
+        )
+    }
+}
+
 /// A period for one subject: inclusive dates, `None` when it cannot be known (empty).
 pub type Span = Option<(NaiveDate, NaiveDate)>;
 

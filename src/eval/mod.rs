@@ -10,12 +10,13 @@ pub mod focus;
 mod native;
 mod packed;
 mod prepare;
+mod reuse;
 mod rules;
 pub mod value;
 mod waivers;
 
 pub use error::{EmitError, Error};
-pub use prepare::{find_subject, prepare, prepare_subject};
+pub use prepare::{find_subject, prepare, prepare_against, prepare_subject};
 pub use rules::Outcomes;
 pub use waivers::Waiver;
 
@@ -92,13 +93,16 @@ struct KindState {
     n: usize,
     /// Subjects evaluated, in id order (rows of the subject table): all of them, or the one
     /// a run for one subject is for ([`prepare_subject`]).
-    order: Vec<u32>,
+    order: Arc<Vec<u32>>,
     /// Global aggregate index → local index, for this kind's aggregates.
     local: IndexMap<usize, usize>,
-    /// Each held subject's aggregates, by local index.
-    values: packed::AggValues,
+    /// Each held subject's aggregates, by local index (shared with the base run of a `diff`
+    /// when [`Self::agg_key`] is the same there).
+    values: Arc<packed::AggValues>,
     /// The rows each aggregate recorded as evidence used, per subject and slot.
-    lineage: Lineage,
+    lineage: Arc<Lineage>,
+    /// Everything the values and lineage depend on besides the data ([`reuse`]).
+    agg_key: String,
     lineage_slot: Vec<Option<usize>>,
     /// The key column and the `name` column of the subject table.
     key_col: usize,
@@ -652,6 +656,9 @@ impl<'a> Run<'a> {
     /// only the findings that changed are made, as (base's, this run's); a rule in force on one
     /// side only changes all its findings. Also the number of this run's findings. `None`
     /// when the runs are on different datasets (their subject rows need not match).
+    ///
+    /// A rule whose statuses cannot differ (see `eval::reuse`: this run prepared with
+    /// [`prepare_against`] `base`, and nothing the rule reads changed) is not evaluated.
     #[allow(clippy::type_complexity)]
     pub fn changed_findings(
         &self,
@@ -660,30 +667,27 @@ impl<'a> Run<'a> {
         if !std::ptr::eq(self.data, base.data) {
             return Ok(None);
         }
-        let outcomes = |run: &Run| -> Result<Outcomes, Error> {
+        let pairs = self.rule_pairs(base);
+        let mut wanted = vec![false; self.rules.len()];
+        let mut wanted_base = vec![false; base.rules.len()];
+        for (ri, p) in pairs.iter().enumerate() {
+            if let Some((bi, true)) = *p {
+                wanted[ri] = true;
+                wanted_base[bi] = true;
+            }
+        }
+        let outcomes = |run: &Run, wanted: &[bool]| -> Result<Outcomes, Error> {
             let mut o = Outcomes::default();
-            run.stream(
+            run.stream_rules(
                 None,
                 &mut crate::findings::Summary::default(),
                 Some(&mut o),
+                Some(wanted),
                 |_, _| Ok(()),
             )?;
             Ok(o)
         };
-        let (ob, on) = (outcomes(base)?, outcomes(self)?);
-        let key = |pr: &'_ PreparedRule| -> (String, String, String) {
-            (
-                pr.directive.to_string(),
-                pr.id.to_string(),
-                pr.kind.to_string(),
-            )
-        };
-        let base_rules: std::collections::HashMap<(String, String, String), usize> = base
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, pr)| (key(pr), i))
-            .collect();
+        let (ob, on) = (outcomes(base, &wanted_base)?, outcomes(self, &wanted)?);
         let rows = |run: &Run, pr: &PreparedRule| -> Vec<usize> {
             run.kinds
                 .get(&*pr.kind)
@@ -692,10 +696,15 @@ impl<'a> Run<'a> {
         };
         let (mut before, mut after) = (Vec::new(), Vec::new());
         let mut matched = vec![false; base.rules.len()];
+        let mut count = 0;
         for (ri, pr) in self.rules.iter().enumerate() {
-            match base_rules.get(&key(pr)) {
-                Some(&bi) => {
+            count += self.kinds.get(&*pr.kind).map_or(0, |k| k.order.len());
+            match pairs[ri] {
+                Some((bi, compare)) => {
                     matched[bi] = true;
+                    if !compare {
+                        continue;
+                    }
                     for row in rows(self, pr) {
                         if on.status(ri, row) != ob.status(bi, row) {
                             before.extend(base.rule_finding(bi, row));
@@ -722,7 +731,41 @@ impl<'a> Run<'a> {
                     .filter_map(|r| base.rule_finding(bi, r)),
             );
         }
-        Ok(Some((before, after, on.total() as usize)))
+        Ok(Some((before, after, count)))
+    }
+
+    /// For each of this run's rules, the same rule's index in `base` (directive, id and kind
+    /// alike), if it has it, and whether their statuses must be compared: not when they
+    /// cannot differ ([`reuse`]).
+    fn rule_pairs(&self, base: &Run) -> Vec<Option<(usize, bool)>> {
+        let key = |pr: &'_ PreparedRule| -> (String, String, String) {
+            (
+                pr.directive.to_string(),
+                pr.id.to_string(),
+                pr.kind.to_string(),
+            )
+        };
+        let base_rules: std::collections::HashMap<(String, String, String), usize> = base
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, pr)| (key(pr), i))
+            .collect();
+        let same_waivers = std::ptr::eq(self.data, base.data) && self.waivers == base.waivers;
+        self.rules
+            .iter()
+            .map(|pr| {
+                let bi = *base_rules.get(&key(pr))?;
+                let bp = &base.rules[bi];
+                let same = same_waivers
+                    && match (self.kinds.get(&*pr.kind), base.kinds.get(&*bp.kind)) {
+                        (Some(a), Some(b)) => reuse::same_kind(a, b),
+                        _ => false,
+                    }
+                    && reuse::statuses_key(self, pr) == reuse::statuses_key(base, bp);
+                Some((bi, !same))
+            })
+            .collect()
     }
 
     /// The finding of rule `rule` (index in [`Run::rules`]) for the subject in row `row`.

@@ -26,7 +26,20 @@ pub fn prepare<'a>(
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
 ) -> Result<Run<'a>, Error> {
-    prepare_with(policy, data, as_of, Subjects::All)
+    prepare_with(policy, data, as_of, Subjects::All, None)
+}
+
+/// As [`prepare`], sharing with `base` (a run of another policy set on the same dataset,
+/// as `diff` compares) each subject kind's aggregates when everything they read is the same
+/// in both sets (`eval::reuse`); then [`Run::changed_findings`] also skips the rules
+/// whose statuses cannot differ. The findings are those [`prepare`] gives.
+pub fn prepare_against<'a>(
+    policy: &'a PolicySet,
+    data: &'a Dataset,
+    as_of: Option<NaiveDate>,
+    base: &Run<'_>,
+) -> Result<Run<'a>, Error> {
+    prepare_with(policy, data, as_of, Subjects::All, Some(base))
 }
 
 /// The kind and row of subject `id`: the first subject kind (in the order the policy set
@@ -57,7 +70,7 @@ pub fn prepare_subject<'a>(
     // Without such a subject the run is still prepared (without subjects), so that it fails
     // as a full run would.
     let found = find_subject(policy, data, id);
-    let run = prepare_with(policy, data, as_of, Subjects::Only(found))?;
+    let run = prepare_with(policy, data, as_of, Subjects::Only(found), None)?;
     Ok(found.map(|_| run))
 }
 
@@ -85,8 +98,14 @@ fn prepare_with<'a>(
     data: &'a Dataset,
     as_of: Option<NaiveDate>,
     subjects: Subjects,
+    shared_with: Option<&Run<'_>>,
 ) -> Result<Run<'a>, Error> {
     let as_of = as_of.or_else(|| data.latest_date()).ok_or(Error::NoDates)?;
+    // A base run's aggregates can be shared only if they were computed from the same rows,
+    // read with the same schema, on the same day.
+    let shared_with = shared_with.filter(|b| {
+        std::ptr::eq(b.data, data) && b.as_of == as_of && b.policy.schema.same_as(&policy.schema)
+    });
     let vals = Values::new(data, policy);
     let (params, base) = resolve_params(policy, as_of);
     let periods = policy
@@ -116,7 +135,8 @@ fn prepare_with<'a>(
             Subjects::Only(Some((k, row))) if k == kname => Some(row),
             Subjects::Only(_) => continue,
         };
-        let state = stage.kind_state(kname, sk, &lineage_names, only)?;
+        let shared = shared_with.and_then(|b| b.kinds.get(kname));
+        let state = stage.kind_state(kname, sk, &lineage_names, only, shared)?;
         kinds.insert(kname.clone(), state);
     }
 
@@ -355,25 +375,31 @@ fn rules_in_force<'a>(
 }
 
 /// A subject kind's aggregates as planned: which, in what order, with which rows.
-struct AggPlan {
+pub(super) struct AggPlan {
+    /// The kind's aggregates (global indexes) in dependency order.
+    pub(super) topo: Vec<usize>,
     /// Global aggregate index → local index.
     local: IndexMap<usize, usize>,
     /// The slot of each local aggregate's input rows, for those kept as evidence.
-    lineage_slot: Vec<Option<usize>>,
+    pub(super) lineage_slot: Vec<Option<usize>>,
     n_slots: usize,
-    prepared: Vec<Prepared>,
+    pub(super) prepared: Vec<Prepared>,
+    /// Filled by [`Stage::group_rows`] when the values are computed (not shared).
     groups: Vec<Arc<Groups>>,
 }
 
 impl Stage<'_, '_> {
     /// Everything about subject kind `kname` that rules read: its subjects in id order and
     /// their aggregates. `only`: the one subject (row) a run for one subject is for.
+    /// `shared`: the same kind in a base run, whose aggregates are taken when their
+    /// [`KindState::agg_key`] is this one's.
     fn kind_state(
         &self,
         kname: &str,
         sk: &SubjectKind,
         lineage_names: &HashSet<&str>,
         only: Option<usize>,
+        shared: Option<&KindState>,
     ) -> Result<KindState, Error> {
         let (policy, data) = (self.policy, self.data);
         let table_idx = policy
@@ -397,20 +423,30 @@ impl Stage<'_, '_> {
                 table: sk.table.clone(),
             });
         };
-        let order: Vec<u32> = match only {
-            Some(row) => vec![row as u32],
+        let mut plan = self.plan_aggregates(kname, sk, lineage_names);
+        let agg_key =
+            super::reuse::aggregates_key(self.policy, self.periods, self.as_of, (kname, sk), &plan);
+        let shared = shared.filter(|k| only.is_none() && k.n == n && k.agg_key == agg_key);
+        let (order, values, lineage) = match shared {
+            Some(k) => (k.order.clone(), k.values.clone(), k.lineage.clone()),
             None => {
-                let mut order: Vec<u32> = (0..n as u32).collect();
-                order.sort_by(|a, b| {
-                    data.ids
-                        .resolve(keys[*a as usize])
-                        .cmp(data.ids.resolve(keys[*b as usize]))
-                });
-                order
+                let order: Vec<u32> = match only {
+                    Some(row) => vec![row as u32],
+                    None => {
+                        let mut order: Vec<u32> = (0..n as u32).collect();
+                        order.sort_by(|a, b| {
+                            data.ids
+                                .resolve(keys[*a as usize])
+                                .cmp(data.ids.resolve(keys[*b as usize]))
+                        });
+                        order
+                    }
+                };
+                plan.groups = self.group_rows(sk, &plan.topo, only);
+                let (values, lineage) = self.compute_aggregates(&plan, sk, table_idx, only);
+                (Arc::new(order), Arc::new(values), Arc::new(lineage))
             }
         };
-        let plan = self.plan_aggregates(kname, sk, lineage_names, only);
-        let (values, lineage) = self.compute_aggregates(&plan, sk, table_idx, only);
         Ok(KindState {
             table_idx,
             table_name: sk.table.clone(),
@@ -419,6 +455,7 @@ impl Stage<'_, '_> {
             local: plan.local,
             values,
             lineage,
+            agg_key,
             lineage_slot: plan.lineage_slot,
             key_col: key,
             name_col: ts.column(&sk.name_column),
@@ -433,17 +470,14 @@ impl Stage<'_, '_> {
         })
     }
 
-    /// The kind's aggregates in dependency order, prepared, with their rows grouped by
-    /// subject (once per table and reference path: aggregates over the same rows share them).
+    /// The kind's aggregates in dependency order, prepared (their rows not yet grouped).
     fn plan_aggregates(
         &self,
         kname: &str,
         sk: &SubjectKind,
         lineage_names: &HashSet<&str>,
-        only: Option<usize>,
     ) -> AggPlan {
         let (policy, data) = (self.policy, self.data);
-        let n = data.tables[sk.table.as_str()].len();
         let mine: Vec<usize> = policy
             .aggregates
             .values()
@@ -498,9 +532,28 @@ impl Stage<'_, '_> {
                 aggregate::prepare(a, tidx, keep_rows, &cx)
             })
             .collect();
+        AggPlan {
+            topo,
+            local,
+            lineage_slot,
+            n_slots,
+            prepared,
+            groups: Vec::new(),
+        }
+    }
+
+    /// The rows of each aggregate (in `topo` order) grouped by subject, once per table and
+    /// reference path: aggregates over the same rows share them.
+    fn group_rows(
+        &self,
+        sk: &SubjectKind,
+        topo: &[usize],
+        only: Option<usize>,
+    ) -> Vec<Arc<Groups>> {
+        let (policy, data) = (self.policy, self.data);
+        let n = data.tables[sk.table.as_str()].len();
         let mut shared: HashMap<(&str, &[String]), Arc<Groups>> = HashMap::new();
-        let groups: Vec<Arc<Groups>> = topo
-            .iter()
+        topo.iter()
             .map(|g| {
                 let a = &policy.aggregates[*g];
                 shared
@@ -513,14 +566,7 @@ impl Stage<'_, '_> {
                     })
                     .clone()
             })
-            .collect();
-        AggPlan {
-            local,
-            lineage_slot,
-            n_slots,
-            prepared,
-            groups,
-        }
+            .collect()
     }
 
     /// Every subject's aggregate values and evidence rows (in parallel, in chunks of

@@ -428,9 +428,23 @@ impl<'a> Run<'a> {
         &self,
         format: Option<Format>,
         summary: &mut Summary,
+        outcomes: Option<&mut Outcomes>,
+        emit: impl FnMut(&[&[u8]], u64) -> Result<(), EmitError>,
+    ) -> Result<(), Error> {
+        self.stream_rules(format, summary, outcomes, None, emit)
+    }
+
+    /// [`Run::stream`] of the rules `wanted` (by index in [`Run::rules`]; `None`: all);
+    /// the others give no findings, and no statuses in `outcomes`.
+    pub(super) fn stream_rules(
+        &self,
+        format: Option<Format>,
+        summary: &mut Summary,
         mut outcomes: Option<&mut Outcomes>,
+        wanted: Option<&[bool]>,
         mut emit: impl FnMut(&[&[u8]], u64) -> Result<(), EmitError>,
     ) -> Result<(), Error> {
+        let wanted = |ri: usize| wanted.is_none_or(|w| w[ri]);
         let base = self.base_values();
         let keep = outcomes.is_some();
         if let Some(o) = outcomes.as_deref_mut() {
@@ -438,8 +452,10 @@ impl<'a> Run<'a> {
                 statuses: self
                     .rules
                     .iter()
-                    .map(|pr| {
+                    .enumerate()
+                    .map(|(ri, pr)| {
                         let n = self.kinds.get(&*pr.kind).map_or(0, |k| k.n);
+                        let n = if wanted(ri) { n } else { 0 };
                         vec![Status::NotApplicable; n].into_boxed_slice()
                     })
                     .collect(),
@@ -460,7 +476,7 @@ impl<'a> Run<'a> {
             let (base, pool) = (&base, &pool);
             let producer = scope.spawn(move || {
                 for (ri, pr) in self.rules.iter().enumerate() {
-                    let Some(kind) = self.kinds.get(&*pr.kind) else {
+                    let Some(kind) = self.kinds.get(&*pr.kind).filter(|_| wanted(ri)) else {
                         continue;
                     };
                     let template = format.and_then(|f| self.template(pr, f));

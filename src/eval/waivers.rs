@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use std::collections::HashMap;
 
 /// An approved exemption (a row of the waivers table).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Waiver {
     /// The member or organization exempted.
     pub subject_id: String,

@@ -65,6 +65,8 @@ pub struct PolicySet {
     pub work_hours: Option<(ValueRef, ValueRef)>,
     /// Helper functions from `helpers/*.rhai`, merged into every expression.
     pub helpers: rhai::AST,
+    /// The text of the helper files, one after the other (what `diff` compares).
+    pub helper_source: String,
     /// The sandboxed Rhai engine the expressions run on (with `zh` and the calendar
     /// functions registered for this set).
     pub engine: rhai::Engine,

@@ -161,6 +161,11 @@ pub(super) fn build(
 
     // 2. Helpers.
     let helpers = compile_helpers(&mut cx, &helper_files);
+    let helper_source: String = helper_files
+        .iter()
+        .map(|&f| cx.sources.text(f))
+        .collect::<Vec<_>>()
+        .join("\n");
     cx.functions = function_names(&engine, &helpers);
 
     // 3. Gather declarations from all files, names global.
@@ -270,6 +275,7 @@ pub(super) fn build(
         roles,
         work_hours,
         helpers,
+        helper_source,
         engine,
         warnings: diags,
     })
