@@ -74,6 +74,16 @@ pub fn write_atomic_send<E: From<Error>>(
             path: dir.to_path_buf(),
             source,
         })?;
+    // Past the page cache where the file system allows it (see `Direct`).
+    #[cfg(target_os = "linux")]
+    if let Some(mut w) = Direct::open(tmp.path(), tmp.as_file(), DIRECT_STAGE) {
+        fill(&mut w)?;
+        w.finish().map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        return persist(tmp, path);
+    }
     std::thread::scope(|scope| {
         let file = Flushing {
             file: tmp.as_file(),
@@ -90,6 +100,11 @@ pub fn write_atomic_send<E: From<Error>>(
         })?;
         Ok::<(), E>(())
     })?;
+    persist(tmp, path)
+}
+
+/// Sync the finished temporary file and rename it to `path`.
+fn persist<E: From<Error>>(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), E> {
     tmp.as_file().sync_all().ok();
     // Temporary files are private (0600); outputs are ordinary files.
     #[cfg(unix)]
@@ -143,6 +158,118 @@ impl Write for Flushing<'_, '_> {
     }
 }
 
+/// Bytes staged before each write that goes past the page cache ([`Direct`]).
+#[cfg(target_os = "linux")]
+const DIRECT_STAGE: usize = 8 << 20;
+
+/// Alignment of a write past the page cache: of the memory, the file offset and the length.
+#[cfg(target_os = "linux")]
+const DIRECT_ALIGN: usize = 4096;
+
+/// A file written past the page cache (Linux `O_DIRECT`): bytes are staged in an aligned
+/// buffer and written from there straight to the disk, `stage` bytes at a time, the last
+/// part padded and the file then cut to its length. Copying 2.3 GB of findings into the page
+/// cache cost this 2-core VM 1.7–5.9 s of system time (`dd … conv=fsync`: 2.6–7.0 s), and
+/// writing them past it 0.3 s (1.4–1.5 s). Where the file system refuses (`EINVAL` from
+/// tmpfs, odd block sizes, any other failure), the writes go through the page cache instead,
+/// from the same buffer.
+#[cfg(target_os = "linux")]
+struct Direct<'f> {
+    /// The `O_DIRECT` handle, until the file system refuses it.
+    direct: Option<std::fs::File>,
+    /// The ordinary handle of the same file.
+    plain: &'f std::fs::File,
+    /// Room for `stage` bytes from `at` on, aligned to [`DIRECT_ALIGN`].
+    buf: Vec<u8>,
+    at: usize,
+    stage: usize,
+    /// Bytes staged.
+    len: usize,
+    /// Where in the file the staged bytes go.
+    offset: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl<'f> Direct<'f> {
+    /// Open `path` (the file `plain` is open on) again past the page cache; `None` when it
+    /// cannot be.
+    fn open(path: &Path, plain: &'f std::fs::File, stage: usize) -> Option<Direct<'f>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let direct = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()?;
+        Some(Direct::new(Some(direct), plain, stage))
+    }
+
+    fn new(direct: Option<std::fs::File>, plain: &'f std::fs::File, stage: usize) -> Direct<'f> {
+        let stage = stage.next_multiple_of(DIRECT_ALIGN);
+        let buf = vec![0u8; stage + DIRECT_ALIGN];
+        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        Direct {
+            direct,
+            plain,
+            buf,
+            at,
+            stage,
+            len: 0,
+            offset: 0,
+        }
+    }
+
+    /// Write the first `n` staged bytes (`n` a multiple of [`DIRECT_ALIGN`] unless it is
+    /// the end of the file) at `offset`.
+    fn write_staged(&mut self, n: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let bytes = &self.buf[self.at..self.at + n];
+        if let Some(d) = &self.direct {
+            let padded = n.next_multiple_of(DIRECT_ALIGN);
+            if d.write_all_at(&self.buf[self.at..self.at + padded], self.offset)
+                .is_ok()
+            {
+                return Ok(());
+            }
+            // The file system does not take direct writes (or not these): through the page
+            // cache from here on, which reports the error if it was not about that.
+            self.direct = None;
+        }
+        self.plain.write_all_at(bytes, self.offset)
+    }
+
+    /// Write what is staged and cut the file to the bytes written (the last direct write
+    /// was padded).
+    fn finish(mut self) -> std::io::Result<()> {
+        let n = self.len;
+        // The padding is zeros (the buffer may hold an earlier stage's bytes there).
+        let padded = n.next_multiple_of(DIRECT_ALIGN);
+        self.buf[self.at + n..self.at + padded].fill(0);
+        self.write_staged(n)?;
+        self.plain.set_len(self.offset + n as u64)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Write for Direct<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(self.stage - self.len);
+        let from = self.at + self.len;
+        self.buf[from..from + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        if self.len == self.stage {
+            self.write_staged(self.stage)?;
+            self.offset += self.stage as u64;
+            self.len = 0;
+        }
+        Ok(n)
+    }
+
+    /// Nothing: the staged bytes wait for a whole stage or [`Direct::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Write bytes atomically.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_atomic(path, |w| {
@@ -166,6 +293,50 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"new content");
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1);
+    }
+
+    /// A file written past the page cache holds every byte, in order, and no padding:
+    /// writes of every size, across stage boundaries, ending inside and at the end of a
+    /// stage; and the same through the page cache when direct writes are refused.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_writes_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut direct_used = false;
+        for total in [0usize, 1, 4095, 4096, 8192, 8193, 3 * 8192 + 17, 200_000] {
+            let want: Vec<u8> = (0..total as u32).map(|i| (i % 251) as u8 + 1).collect();
+            for direct in [true, false] {
+                let p = dir.path().join(format!("f{total}{direct}"));
+                // A longer file before: the end is cut to what was written.
+                std::fs::write(&p, vec![b'x'; total + 10_000]).unwrap();
+                let plain = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                let mut w = if direct {
+                    match Direct::open(&p, &plain, 8192) {
+                        Some(w) => w,
+                        None => continue,
+                    }
+                } else {
+                    Direct::new(None, &plain, 8192)
+                };
+                let mut sizes = [1usize, 7, 4096, 5000, 8192, 12_345].iter().cycle();
+                let mut rest = &want[..];
+                while !rest.is_empty() {
+                    let n = (*sizes.next().unwrap()).min(rest.len());
+                    w.write_all(&rest[..n]).unwrap();
+                    rest = &rest[n..];
+                }
+                w.flush().unwrap();
+                direct_used |= direct && w.direct.is_some();
+                w.finish().unwrap();
+                assert_eq!(
+                    std::fs::read(&p).unwrap(),
+                    want,
+                    "{total} bytes, direct {direct}"
+                );
+            }
+        }
+        // Which of the two was tested depends on the temporary folder's file system.
+        eprintln!("direct writes made: {direct_used}");
     }
 
     /// A file flushed in the background while it is written holds every byte, in order.
