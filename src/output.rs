@@ -1,5 +1,6 @@
 //! Atomic output: files are written to a temporary file beside the target and renamed into
-//! place, so a killed run leaves either the old file or the new one, never half of one.
+//! place, so a killed run leaves either the old file or the new one, never half of one. On
+//! Linux the bytes go past the page cache (`O_DIRECT`) where the file system allows it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
