@@ -13,7 +13,7 @@
 
 use super::prepare::AggPlan;
 use super::{KindState, PeriodValue, PreparedRule, Run};
-use crate::policy::{Bound, Case, Expr, Part, PolicySet, Rule, SubjectKind, Template};
+use crate::policy::{Bound, Case, Expr, Part, Period, PolicySet, Rule, SubjectKind, Template};
 use chrono::NaiveDate;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -47,21 +47,26 @@ pub(super) fn aggregates_key(
 /// Every period, as resolved and as declared (a bound may come from an aggregate).
 fn periods_key(k: &mut String, policy: &PolicySet, periods: &[PeriodValue]) {
     for (p, pv) in policy.periods.values().zip(periods) {
-        let _ = write!(k, "{pv:?}");
-        for b in [
-            Some(&p.start),
-            Some(&p.end),
-            p.not_before.as_ref(),
-            p.not_after.as_ref(),
-        ] {
-            k.push(' ');
-            match b {
-                None => k.push('-'),
-                Some(b) => bound_key(k, b),
-            }
-        }
-        k.push('\n');
+        period_key(k, p, pv);
     }
+}
+
+/// One period, as resolved and as declared.
+fn period_key(k: &mut String, p: &Period, pv: &PeriodValue) {
+    let _ = write!(k, "{pv:?}");
+    for b in [
+        Some(&p.start),
+        Some(&p.end),
+        p.not_before.as_ref(),
+        p.not_after.as_ref(),
+    ] {
+        k.push(' ');
+        match b {
+            None => k.push('-'),
+            Some(b) => bound_key(k, b),
+        }
+    }
+    k.push('\n');
 }
 
 fn bound_key(k: &mut String, b: &Bound) {
@@ -166,21 +171,8 @@ pub(super) fn statuses_key(run: &Run, pr: &PreparedRule) -> String {
         }
     }
     if let Some(i) = pr.period {
-        let one = &policy.periods[i];
-        let _ = write!(k, "period {:?}", run.periods[i]);
-        for b in [
-            Some(&one.start),
-            Some(&one.end),
-            one.not_before.as_ref(),
-            one.not_after.as_ref(),
-        ] {
-            k.push(' ');
-            match b {
-                None => k.push('-'),
-                Some(b) => bound_key(&mut k, b),
-            }
-        }
-        k.push('\n');
+        k.push_str("period ");
+        period_key(&mut k, &policy.periods[i], &run.periods[i]);
     }
     let window = run.directives.iter().find(|w| w.key == *directive);
     let _ = writeln!(k, "{window:?}");
