@@ -77,7 +77,7 @@ pub fn write_atomic_send<E: From<Error>>(
         })?;
     // Past the page cache where the file system allows it (see `Direct`).
     #[cfg(target_os = "linux")]
-    if let Some(mut w) = Direct::open(tmp.path(), tmp.as_file(), DIRECT_STAGE) {
+    if let Some(mut w) = Direct::open(tmp.path(), tmp.as_file(), (DIRECT_FIRST, DIRECT_STAGE)) {
         fill(&mut w)?;
         w.finish().map_err(|error| Error::Write {
             path: path.to_path_buf(),
@@ -159,9 +159,12 @@ impl Write for Flushing<'_, '_> {
     }
 }
 
-/// Bytes staged before each write that goes past the page cache ([`Direct`]).
+/// Bytes staged before each write that goes past the page cache ([`Direct`]), at most and at
+/// first.
 #[cfg(target_os = "linux")]
 const DIRECT_STAGE: usize = 8 << 20;
+#[cfg(target_os = "linux")]
+const DIRECT_FIRST: usize = 1 << 20;
 
 /// Alignment of a write past the page cache: of the memory, the file offset and the length.
 #[cfg(target_os = "linux")]
@@ -183,7 +186,11 @@ struct Direct<'f> {
     /// Room for `stage` bytes from `at` on, aligned to [`DIRECT_ALIGN`].
     buf: Vec<u8>,
     at: usize,
+    /// Bytes written at a time: from the first stage (1 MiB) up to `max_stage`, four times
+    /// larger each time, as the file grows (a small file, such as one PDF of thousands,
+    /// needs no large buffer zeroed).
     stage: usize,
+    max_stage: usize,
     /// Bytes staged.
     len: usize,
     /// Where in the file the staged bytes go.
@@ -194,29 +201,43 @@ struct Direct<'f> {
 impl<'f> Direct<'f> {
     /// Open `path` (the file `plain` is open on) again past the page cache; `None` when it
     /// cannot be.
-    fn open(path: &Path, plain: &'f std::fs::File, stage: usize) -> Option<Direct<'f>> {
+    /// `stages`: the first stage's size and the largest.
+    fn open(path: &Path, plain: &'f std::fs::File, stages: (usize, usize)) -> Option<Direct<'f>> {
         use std::os::unix::fs::OpenOptionsExt;
         let direct = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
             .ok()?;
-        Some(Direct::new(Some(direct), plain, stage))
+        Some(Direct::new(Some(direct), plain, stages))
     }
 
-    fn new(direct: Option<std::fs::File>, plain: &'f std::fs::File, stage: usize) -> Direct<'f> {
-        let stage = stage.next_multiple_of(DIRECT_ALIGN);
-        let buf = vec![0u8; stage + DIRECT_ALIGN];
-        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        Direct {
+    fn new(
+        direct: Option<std::fs::File>,
+        plain: &'f std::fs::File,
+        (first, max): (usize, usize),
+    ) -> Direct<'f> {
+        let max_stage = max.next_multiple_of(DIRECT_ALIGN);
+        let mut d = Direct {
             direct,
             plain,
-            buf,
-            at,
-            stage,
+            buf: Vec::new(),
+            at: 0,
+            stage: 0,
+            max_stage,
             len: 0,
             offset: 0,
-        }
+        };
+        d.grow(first.next_multiple_of(DIRECT_ALIGN).min(max_stage));
+        d
+    }
+
+    /// A new, empty stage of `stage` bytes.
+    fn grow(&mut self, stage: usize) {
+        debug_assert_eq!(self.len, 0);
+        self.buf = vec![0u8; stage + DIRECT_ALIGN];
+        self.at = self.buf.as_ptr().align_offset(DIRECT_ALIGN);
+        self.stage = stage;
     }
 
     /// Write the first `n` staged bytes (`n` a multiple of [`DIRECT_ALIGN`] unless it is
@@ -261,6 +282,9 @@ impl Write for Direct<'_> {
             self.write_staged(self.stage)?;
             self.offset += self.stage as u64;
             self.len = 0;
+            if self.stage < self.max_stage {
+                self.grow((self.stage * 4).min(self.max_stage));
+            }
         }
         Ok(n)
     }
@@ -297,14 +321,28 @@ mod tests {
     }
 
     /// A file written past the page cache holds every byte, in order, and no padding:
-    /// writes of every size, across stage boundaries, ending inside and at the end of a
-    /// stage; and the same through the page cache when direct writes are refused.
+    /// writes of every size, across stage boundaries and growing stages, ending inside and
+    /// at the end of a stage; and the same through the page cache when direct writes are
+    /// refused.
     #[cfg(target_os = "linux")]
     #[test]
     fn direct_writes_keep_every_byte() {
         let dir = tempfile::tempdir().unwrap();
         let mut direct_used = false;
-        for total in [0usize, 1, 4095, 4096, 8192, 8193, 3 * 8192 + 17, 200_000] {
+        // Stages of 8 KiB, 32 KiB, then 36 KiB (the largest, 33,000 rounded up to 4 KiB).
+        let stages = (8192, 33_000);
+        for total in [
+            0usize,
+            1,
+            4095,
+            4096,
+            8192,
+            8193,
+            8192 + 32_768,
+            8192 + 32_768 + 17,
+            8192 + 32_768 + 2 * 36_864,
+            200_000,
+        ] {
             let want: Vec<u8> = (0..total as u32).map(|i| (i % 251) as u8 + 1).collect();
             for direct in [true, false] {
                 let p = dir.path().join(format!("f{total}{direct}"));
@@ -312,12 +350,12 @@ mod tests {
                 std::fs::write(&p, vec![b'x'; total + 10_000]).unwrap();
                 let plain = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
                 let mut w = if direct {
-                    match Direct::open(&p, &plain, 8192) {
+                    match Direct::open(&p, &plain, stages) {
                         Some(w) => w,
                         None => continue,
                     }
                 } else {
-                    Direct::new(None, &plain, 8192)
+                    Direct::new(None, &plain, stages)
                 };
                 let mut sizes = [1usize, 7, 4096, 5000, 8192, 12_345].iter().cycle();
                 let mut rest = &want[..];
