@@ -180,6 +180,13 @@ fn put_varint(out: &mut Vec<u8>, mut x: u64) {
 /// The varint at `bytes[*at..]`, moving `at` past it (0 past the end: lists are only read
 /// as they were written).
 fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    // Most rows are a byte from the row before.
+    if let Some(&b) = bytes.get(*at)
+        && b < 0x80
+    {
+        *at += 1;
+        return u64::from(b);
+    }
     let mut x = 0u64;
     let mut shift = 0;
     while let Some(&b) = bytes.get(*at) {
@@ -215,9 +222,16 @@ impl LineageChunk {
         let bytes = &self.bytes[self.starts[k]..self.starts[k + 1]];
         let mut at = 0;
         for _ in 0..slot {
-            let len = get_varint(bytes, &mut at);
-            for _ in 0..len {
-                get_varint(bytes, &mut at);
+            // Past the list: its length, then that many varints (each ends with a byte
+            // below 0x80).
+            let len = get_varint(bytes, &mut at) as usize;
+            if len > 0 {
+                at = bytes[at.min(bytes.len())..]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b < 0x80)
+                    .nth(len - 1)
+                    .map_or(bytes.len(), |(i, _)| at + i + 1);
             }
         }
         let len = get_varint(bytes, &mut at);
