@@ -191,6 +191,8 @@ pub(super) struct Worker<'r> {
     /// The evidence, when it is not written straight from the values.
     map: Option<serde_json::Map<String, serde_json::Value>>,
     scratch: Vec<u8>,
+    /// The current subject's [`memo_key`].
+    key: Vec<u8>,
 }
 
 /// Findings of consecutive subjects: encoded, counted, and the rows of those that fail.
@@ -201,6 +203,102 @@ struct Chunk {
     fails: Vec<u32>,
     /// Each subject's status, in subject order (only when [`Outcomes`] are collected).
     statuses: Vec<Status>,
+}
+
+/// What one rule gave for inputs already seen on this thread: a rule's status, message and
+/// `let` values are a function of its variables, its period and the parameters alone when the
+/// native evaluator decides it (no Rhai, no aggregate rows as values), and many subjects share
+/// those (the same hours, the same dates, the same employment). [`Run::stream`] keeps one memo
+/// per rayon thread, so the results cannot depend on how subjects are split among threads.
+#[derive(Default)]
+pub(super) struct Memo<'r> {
+    /// The rule the entries are for (index in [`Run::rules`]); another one empties the memo.
+    rule: usize,
+    /// Subjects looked up and found, for the current rule: a rule whose inputs rarely repeat
+    /// (one that reads the subject's id, say) stops being looked up.
+    tries: u32,
+    hits: u32,
+    /// The key's bytes ([`memo_key`]) to status, message and `let` values.
+    map: std::collections::HashMap<Box<[u8]>, Remembered<'r>, rustc_hash::FxBuildHasher>,
+}
+
+/// A rule's result for one set of inputs.
+struct Remembered<'r> {
+    status: Status,
+    message: Box<str>,
+    lets: Box<[V<'r>]>,
+}
+
+/// Entries at most in one thread's [`Memo`] (then it starts again empty).
+const MEMO_MAX: usize = 1 << 16;
+/// Lookups after which a rule whose inputs repeat less than one time in four stops being
+/// remembered.
+const MEMO_PROBE: u32 = 4096;
+
+/// The bytes that tell one rule's inputs apart: its period and the values of its variables,
+/// each with its type. `None` when a value is aggregate rows or another Rhai value, which
+/// are not kept by value.
+fn memo_key(
+    period: Option<(Option<chrono::NaiveDate>, Option<chrono::NaiveDate>)>,
+    vars: &[V],
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    use chrono::Datelike;
+    let date = |d: Option<chrono::NaiveDate>, out: &mut Vec<u8>| match d {
+        None => out.push(0),
+        Some(d) => {
+            out.push(1);
+            out.extend(d.num_days_from_ce().to_le_bytes());
+        }
+    };
+    out.clear();
+    match period {
+        None => out.push(0),
+        Some((a, b)) => {
+            out.push(1);
+            date(a, out);
+            date(b, out);
+        }
+    }
+    let text = |tag: u8, t: &str, out: &mut Vec<u8>| {
+        out.push(tag);
+        out.extend((t.len() as u64).to_le_bytes());
+        out.extend(t.as_bytes());
+    };
+    for v in vars {
+        match v {
+            V::Unit => out.push(0),
+            V::Bool(b) => out.extend([1, u8::from(*b)]),
+            V::Int(i) => {
+                out.push(2);
+                out.extend(i.to_le_bytes());
+            }
+            V::Float(x) => {
+                out.push(3);
+                out.extend(x.to_bits().to_le_bytes());
+            }
+            V::Str(t) => text(4, t, out),
+            V::Own(t) => text(5, t, out),
+            V::Date(d) => {
+                out.push(6);
+                out.extend(d.num_days_from_ce().to_le_bytes());
+            }
+            V::DateTime(t) => {
+                out.push(7);
+                out.extend(t.and_utc().timestamp().to_le_bytes());
+                out.extend(t.and_utc().timestamp_subsec_nanos().to_le_bytes());
+            }
+            V::Days(days) => {
+                out.push(8);
+                out.extend((days.len() as u64).to_le_bytes());
+                for d in *days {
+                    out.extend(d.num_days_from_ce().to_le_bytes());
+                }
+            }
+            V::Rows(..) | V::Dyn(_) => return None,
+        }
+    }
+    Some(())
 }
 
 /// What [`Run::stream`] counts as the chunks of findings arrive, in order.
@@ -355,6 +453,7 @@ impl<'a> Run<'a> {
             message: String::new(),
             map: None,
             scratch: Vec::new(),
+            key: Vec::new(),
         }
     }
 
@@ -472,8 +571,12 @@ impl<'a> Run<'a> {
             failing: Default::default(),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Chunk>)>(2);
+        // One memo per rayon thread (see `Memo`), and one for work run outside the pool.
+        let memos: Vec<std::sync::Mutex<Memo>> = (0..=rayon::current_num_threads())
+            .map(|_| Default::default())
+            .collect();
         std::thread::scope(|scope| {
-            let (base, pool) = (&base, &pool);
+            let (base, pool, memos) = (&base, &pool, &memos);
             let producer = scope.spawn(move || {
                 for (ri, pr) in self.rules.iter().enumerate() {
                     let Some(kind) = self.kinds.get(&*pr.kind).filter(|_| wanted(ri)) else {
@@ -505,8 +608,18 @@ impl<'a> Run<'a> {
                                             .unwrap_or_default();
                                         c.out.reserve(subjects.len() * 1536);
                                     }
+                                    let thread = rayon::current_thread_index()
+                                        .map_or(memos.len() - 1, |t| t.min(memos.len() - 1));
+                                    let mut memo = memos[thread].try_lock().ok();
                                     for &s in subjects {
-                                        self.evaluate(pr, kind, s as usize, base, w);
+                                        self.evaluate_with(
+                                            (pr, ri),
+                                            kind,
+                                            s as usize,
+                                            base,
+                                            w,
+                                            memo.as_deref_mut(),
+                                        );
                                         c.counts[w.status as usize] += 1;
                                         if keep {
                                             c.statuses.push(w.status);
@@ -681,6 +794,20 @@ impl<'a> Run<'a> {
         base: &[V<'r>],
         w: &mut Worker<'r>,
     ) {
+        self.evaluate_with((pr, usize::MAX), kind, s, base, w, None);
+    }
+
+    /// [`Run::evaluate`], taking the status, message and `let` values from `memo` when rule
+    /// `ri` was decided for the same inputs before (see [`Memo`]), and keeping them there.
+    fn evaluate_with<'r>(
+        &'r self,
+        (pr, ri): (&'r PreparedRule<'a>, usize),
+        kind: &'r KindState,
+        s: usize,
+        base: &[V<'r>],
+        w: &mut Worker<'r>,
+        memo: Option<&mut Memo<'r>>,
+    ) {
         let rule = pr.rule;
         w.rhai = false;
         w.map = None;
@@ -705,7 +832,47 @@ impl<'a> Run<'a> {
         if w.rhai_only {
             self.enter_rhai(pr, kind, w);
         }
-        match self.decide(pr, kind, base, w) {
+        // Inputs seen before: their result, else remember this one (decided natively only).
+        let memo = memo.filter(|_| !w.rhai_only).and_then(|m| {
+            if m.rule != ri {
+                m.rule = ri;
+                m.map.clear();
+                (m.tries, m.hits) = (0, 0);
+            }
+            let worth = m.tries < MEMO_PROBE || m.hits >= m.tries / 4;
+            (worth && memo_key(period, &w.vars, &mut w.key).is_some()).then_some(m)
+        });
+        let decided = match memo {
+            Some(m) => {
+                m.tries = m.tries.saturating_add(1);
+                if let Some(r) = m.map.get(&w.key[..]) {
+                    m.hits = m.hits.saturating_add(1);
+                    w.message.push_str(&r.message);
+                    w.lets.extend(r.lets.iter().cloned());
+                    Ok(r.status)
+                } else {
+                    let d = self.decide(pr, kind, base, w);
+                    if let Ok(status) = d
+                        && !w.rhai
+                    {
+                        if m.map.len() >= MEMO_MAX {
+                            m.map.clear();
+                        }
+                        m.map.insert(
+                            w.key.as_slice().into(),
+                            Remembered {
+                                status,
+                                message: w.message.as_str().into(),
+                                lets: w.lets.as_slice().into(),
+                            },
+                        );
+                    }
+                    d
+                }
+            }
+            None => self.decide(pr, kind, base, w),
+        };
+        match decided {
             Ok(status) => {
                 w.status = status;
                 if w.rhai {
