@@ -240,7 +240,7 @@ impl Stage {
         }
     }
 
-    /// The first `n` bytes (`n` at most `size` + the alignment, for padding).
+    /// The first `n` bytes (`n` at most `size`, a multiple of [`DIRECT_ALIGN`]).
     fn bytes(&self, n: usize) -> &[u8] {
         &self.buf[self.at..self.at + n]
     }
