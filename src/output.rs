@@ -59,6 +59,9 @@ pub fn write_atomic_send<E: From<Error>>(
     path: &Path,
     fill: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
 ) -> Result<(), E> {
+    if let Some(special) = special_file(path) {
+        return write_special(special, path, fill);
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -89,6 +92,33 @@ pub fn write_atomic_send<E: From<Error>>(
         }
     }
     write_buffered(tmp, path, fill)
+}
+
+/// `path` opened for writing if it names something that is not a regular file or folder:
+/// `/dev/null`, `/dev/stdout`, a terminal, a named pipe. Such a target is written in place,
+/// since renaming a temporary file over it would replace the device with a file (as root,
+/// `--out /dev/null` would otherwise leave a regular file where the null device was).
+fn special_file(path: &Path) -> Option<std::fs::File> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() || meta.is_dir() {
+        return None;
+    }
+    std::fs::OpenOptions::new().write(true).open(path).ok()
+}
+
+/// The end of [`write_atomic_send`] for a device or pipe: buffered, written in place.
+fn write_special<E: From<Error>>(
+    file: std::fs::File,
+    path: &Path,
+    fill: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    fill(&mut w)?;
+    w.flush().map_err(|error| Error::Write {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(())
 }
 
 /// The end of [`write_atomic_send`] through the page cache, flushed as it goes.
@@ -455,6 +485,34 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device is written in place, never replaced by a renamed temporary file.
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        let is_device = |p: &Path| std::fs::metadata(p).unwrap().file_type().is_char_device();
+        // (Some sandboxes have a regular file there: nothing to protect.)
+        if is_device(null) {
+            write_bytes(null, b"gone").unwrap();
+            assert!(is_device(null));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return;
+        }
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_bytes(&fifo, b"through the pipe").unwrap();
+        // Checked before joining: a pipe replaced by a file would leave the reader waiting.
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+    }
 
     #[test]
     fn replaces_whole_file() {
