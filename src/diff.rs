@@ -62,17 +62,17 @@ pub struct Impact {
 /// A finding's key (directive, rule, subject kind, subject id), hashed: what [`compare_runs`]
 /// keeps of every finding (XXH3-128, so two keys share a hash with negligible chance).
 fn key_hash(f: &Finding) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = twox_hash::XxHash3_128::new();
     for part in [
         &*f.directive,
         &*f.rule,
         &*f.subject_kind,
         f.subject_id.as_str(),
     ] {
-        h.update(part.as_bytes());
-        h.update(&[0]);
+        h.write(part.as_bytes());
+        h.write(&[0]);
     }
-    h.digest128()
+    h.finish_128()
 }
 
 /// Compare the findings of two runs without holding them. On one dataset (the policy sets

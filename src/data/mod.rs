@@ -423,6 +423,19 @@ fn narrow_days() -> &'static [NaiveDate] {
     })
 }
 
+/// The date `days` days after 1970-01-01: a lookup for 1970–2106, else a calendar
+/// computation.
+#[inline]
+pub(crate) fn unix_day_date(days: i64) -> Option<NaiveDate> {
+    match usize::try_from(days)
+        .ok()
+        .and_then(|d| narrow_days().get(d))
+    {
+        Some(&d) => Some(d),
+        None => NaiveDate::from_num_days_from_ce_opt(i32::try_from(days + UNIX_DAYS_FROM_CE).ok()?),
+    }
+}
+
 impl DateTimes {
     /// The date-time of row `row`; `None` for an empty cell.
     #[inline]
@@ -491,6 +504,17 @@ impl DateTimes {
         if let DateTimes::Wide(v) = self {
             v.push(secs.unwrap_or(i64::MIN));
         }
+    }
+
+    /// Add rows given as seconds since 1970-01-01 00:00:00, none empty.
+    pub fn extend_secs(&mut self, secs: &[i64]) {
+        if let DateTimes::Narrow(v) = self
+            && secs.iter().all(|&x| (0..i64::from(u32::MAX)).contains(&x))
+        {
+            v.extend(secs.iter().map(|&x| x as u32));
+            return;
+        }
+        secs.iter().for_each(|&x| self.push_secs(Some(x)));
     }
 
     /// Switch to `i64` seconds (a value outside 1970–2106 came).
@@ -744,6 +768,20 @@ impl Lines {
                     self.push_run(l0, end - r0);
                 }
             }
+        }
+    }
+
+    /// Add rows on these lines, in order (runs of consecutive lines are taken whole).
+    pub fn extend_from_slice(&mut self, lines: &[u32]) {
+        let mut rest = lines;
+        while let Some(&first) = rest.first() {
+            let n = rest
+                .iter()
+                .zip(0u32..)
+                .take_while(|&(&l, i)| first.checked_add(i) == Some(l))
+                .count();
+            self.push_run(first, n as u32);
+            rest = &rest[n..];
         }
     }
 
@@ -1342,6 +1380,72 @@ mod tests {
         assert_eq!(runs.len(), 1008);
         assert_eq!(runs.get(7), 9);
         assert_eq!(runs.get(8), 2);
+    }
+
+    /// Lines taken a slice at a time are the lines pushed one at a time.
+    #[test]
+    fn lines_from_a_slice() {
+        let near_end = [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1];
+        let scattered: Vec<u32> = (0..1000u32).map(|i| 3 * i + 2).collect();
+        let cases: [&[u32]; 6] = [
+            &[],
+            &[5],
+            &[2, 3, 4, 6, 7, 7, 8, 1],
+            &near_end,
+            &scattered,
+            &[9, 10, 11, 12, 13, 40, 41],
+        ];
+        for first in cases {
+            for second in cases {
+                let mut one: Lines = first.iter().copied().collect();
+                second.iter().for_each(|&l| one.push(l));
+                let mut bulk = Lines::default();
+                bulk.extend_from_slice(first);
+                bulk.extend_from_slice(second);
+                assert_eq!(
+                    bulk.iter().collect::<Vec<_>>(),
+                    one.iter().collect::<Vec<_>>()
+                );
+                assert_eq!(
+                    matches!(bulk, Lines::Each(_)),
+                    matches!(one, Lines::Each(_))
+                );
+            }
+        }
+    }
+
+    /// Date-times taken a slice at a time stay narrow while they can, and widen when not.
+    #[test]
+    fn date_times_from_a_slice() {
+        let mut d = DateTimes::default();
+        d.extend_secs(&[0, 86_400, i64::from(u32::MAX) - 1]);
+        assert!(matches!(d, DateTimes::Narrow(_)));
+        d.extend_secs(&[5, -1, i64::from(u32::MAX)]);
+        assert!(matches!(d, DateTimes::Wide(_)));
+        let secs: Vec<_> = (0..d.len()).map(|r| d.secs(r)).collect();
+        let want = [
+            0,
+            86_400,
+            i64::from(u32::MAX) - 1,
+            5,
+            -1,
+            i64::from(u32::MAX),
+        ];
+        assert_eq!(secs, want.map(Some));
+    }
+
+    /// A day number's date is chrono's, inside the looked-up range and outside it.
+    #[test]
+    fn dates_of_day_numbers() {
+        for days in [
+            -800_000, -719_163, -1, 0, 1, 18_262, 49_709, 49_710, 49_711, 2_000_000,
+        ] {
+            let want = NaiveDate::from_num_days_from_ce_opt(
+                i32::try_from(days + UNIX_DAYS_FROM_CE).unwrap(),
+            );
+            assert_eq!(unix_day_date(days), want, "{days}");
+        }
+        assert_eq!(unix_day_date(i64::MAX / 2), None);
     }
 
     #[test]
