@@ -186,11 +186,45 @@ pub fn iso_datetime_secs(s: &str) -> Option<i64> {
     let (y, m, d) = (digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?);
     let (h, mi) = (digits(b, 11, 2)?, digits(b, 14, 2)?);
     let sec = if b.len() == 19 { digits(b, 17, 2)? } else { 0 };
-    if !valid_ymd(y, m, d) || h > 23 || mi > 59 || sec > 59 {
+    if h > 23 || mi > 59 || sec > 59 {
         return None;
     }
-    let days = days_from_civil(i64::from(y), m, d);
+    let days = match month_start(y, m) {
+        // The common years: the month's first day and length by lookup.
+        Some((first, len)) => {
+            if d == 0 || d > len {
+                return None;
+            }
+            first + i64::from(d) - 1
+        }
+        None if valid_ymd(y, m, d) => days_from_civil(i64::from(y), m, d),
+        None => return None,
+    };
     Some(days * 86_400 + i64::from(h * 3600 + mi * 60 + sec))
+}
+
+/// First year of [`month_start`]'s table.
+const TABLE_FROM: u32 = 1900;
+/// Years in [`month_start`]'s table (1900–2199).
+const TABLE_YEARS: u32 = 300;
+
+/// For a month of 1900–2199 (`m` from 1): days from 1970-01-01 to its first day, and its
+/// length. Loading reads tens of millions of dates; this is one lookup instead of the
+/// calendar arithmetic.
+#[inline]
+fn month_start(y: u32, m: u32) -> Option<(i64, u32)> {
+    static STARTS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    let starts = STARTS.get_or_init(|| {
+        (0..=TABLE_YEARS * 12)
+            .map(|i| days_from_civil(i64::from(TABLE_FROM + i / 12), i % 12 + 1, 1) as i32)
+            .collect()
+    });
+    if !(1..=12).contains(&m) {
+        return None;
+    }
+    let i = (y.checked_sub(TABLE_FROM)? * 12 + m - 1) as usize;
+    let (&first, &next) = (starts.get(i)?, starts.get(i + 1)?);
+    Some((i64::from(first), (next - first) as u32))
 }
 
 /// A date, also accepting a date-time at midnight (spreadsheets add `00:00:00`).
@@ -371,7 +405,9 @@ mod tests {
             "9999-12-31T23:59:59".into(),
             "2020-1-01 09:00:00".into(),
         ];
-        for y in [1969, 1970, 1999, 2000, 2020, 2021, 2100, 2106] {
+        for y in [
+            1899, 1900, 1969, 1970, 1999, 2000, 2020, 2021, 2100, 2106, 2199, 2200,
+        ] {
             for m in 1..=12 {
                 for d in [1, 28, 29, 30, 31] {
                     texts.push(format!("{y:04}-{m:02}-{d:02} 07:08:09"));

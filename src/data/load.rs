@@ -1092,52 +1092,73 @@ fn mix(mut x: u64) -> u64 {
 
 /// Pairs `(later, first)` of rows with equal hashes: each later row with the first row of
 /// its hash. Sorted by the later row. Runs in parallel on large inputs.
+///
+/// The hashes are grouped by their top bits into buckets of about 256 (each task of a few
+/// per core owns a range of buckets, reads every hash and keeps its own) and each bucket is
+/// sorted in place, which finds the hashes that occur more than once. Equal hashes are rare,
+/// so the rows that hold them are then found in one pass over the hashes in row order.
 fn equal_hashes(hashes: &[u64]) -> Vec<(u32, u32)> {
     let n = hashes.len();
     if n < 2 {
         return Vec::new();
     }
-    // About 256 rows a bucket: each bucket sorts quickly in cache.
     let bits = (usize::BITS - (n / 256).leading_zeros()).clamp(4, 20);
     let buckets = 1usize << bits;
     let bucket = |h: u64| (h >> (64 - bits)) as usize;
-    // Row numbers grouped by bucket (counting sort keeps row order within a bucket).
-    let mut start = vec![0u32; buckets + 1];
+    let mut start = vec![0usize; buckets + 1];
     for &h in hashes {
         start[bucket(h) + 1] += 1;
     }
     for b in 0..buckets {
         start[b + 1] += start[b];
     }
-    let mut fill = start.clone();
-    let mut rows = vec![0u32; n];
-    for (i, &h) in hashes.iter().enumerate() {
-        let b = bucket(h);
-        rows[fill[b] as usize] = i as u32;
-        fill[b] += 1;
+    // Bucket ranges, one a task, each with its part of `sorted`.
+    let tasks = (rayon::current_num_threads() * 4).clamp(1, buckets);
+    let mut sorted = vec![0u64; n];
+    let mut parts = Vec::with_capacity(tasks);
+    let mut rest: &mut [u64] = &mut sorted;
+    for t in 0..tasks {
+        let (lo, hi) = (buckets * t / tasks, buckets * (t + 1) / tasks);
+        let (part, tail) = rest.split_at_mut(start[hi] - start[lo]);
+        parts.push((lo, hi, part));
+        rest = tail;
     }
-    let mut out: Vec<(u32, u32)> = (0..buckets)
+    let mut repeated: Vec<u64> = parts
         .into_par_iter()
-        .flat_map_iter(|b| {
-            let mut v: Vec<(u64, u32)> = rows[start[b] as usize..start[b + 1] as usize]
-                .iter()
-                .map(|&r| (hashes[r as usize], r))
-                .collect();
-            v.sort_unstable();
-            let mut found = Vec::new();
-            let mut i = 0;
-            while i < v.len() {
-                let mut j = i + 1;
-                while j < v.len() && v[j].0 == v[i].0 {
-                    found.push((v[j].1, v[i].1));
-                    j += 1;
+        .flat_map_iter(|(lo, hi, part)| {
+            let base = start[lo];
+            let mut fill: Vec<usize> = start[lo..hi].iter().map(|&s| s - base).collect();
+            for &h in hashes {
+                let b = bucket(h);
+                if (lo..hi).contains(&b) {
+                    part[fill[b - lo]] = h;
+                    fill[b - lo] += 1;
                 }
-                i = j;
             }
-            found
+            let mut repeated = Vec::new();
+            for b in lo..hi {
+                let v = &mut part[start[b] - base..start[b + 1] - base];
+                v.sort_unstable();
+                repeated.extend(v.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
+            }
+            repeated
         })
         .collect();
-    out.sort_unstable();
+    drop(sorted);
+    if repeated.is_empty() {
+        return Vec::new();
+    }
+    repeated.dedup();
+    let mut first: FxHashMap<u64, Option<u32>> = repeated.into_iter().map(|h| (h, None)).collect();
+    let mut out = Vec::new();
+    for (row, h) in hashes.iter().enumerate() {
+        if let Some(f) = first.get_mut(h) {
+            match f {
+                Some(f) => out.push((row as u32, *f)),
+                None => *f = Some(row as u32),
+            }
+        }
+    }
     out
 }
 
@@ -1579,4 +1600,46 @@ fn compact(t: &mut Table, keep: &[bool]) {
         c.retain(keep);
     }
     t.lines.retain(keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `equal_hashes` against the obvious way, with pairs, triples and no repeats at all,
+    /// small and large enough for many buckets and tasks.
+    #[test]
+    fn equal_hashes_pairs_each_later_row_with_the_first() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in [0, 1, 2, 3, 300, 5_000, 200_000] {
+            for repeats in [0, 1, 7, n / 10] {
+                let mut hashes: Vec<u64> = (0..n).map(|_| next()).collect();
+                for _ in 0..repeats {
+                    let (a, b) = (next() as usize % n.max(1), next() as usize % n.max(1));
+                    if n > 0 {
+                        hashes[b] = hashes[a];
+                    }
+                }
+                let mut firsts: std::collections::HashMap<u64, u32> = Default::default();
+                let mut want = Vec::new();
+                for (row, &h) in hashes.iter().enumerate() {
+                    match firsts.get(&h) {
+                        Some(&f) => want.push((row as u32, f)),
+                        None => {
+                            firsts.insert(h, row as u32);
+                        }
+                    }
+                }
+                assert_eq!(equal_hashes(&hashes), want, "{n} rows, {repeats} repeats");
+            }
+        }
+        // Every hash the same, and all in one bucket.
+        assert_eq!(equal_hashes(&[9; 4]), vec![(1, 0), (2, 0), (3, 0)]);
+    }
 }
