@@ -3,7 +3,7 @@
 //! aggregate is one pass over the subject's rows with its filters.
 
 use super::value::{Scalar, Values};
-use crate::data::{ColumnData, Dataset, RefRows, Table};
+use crate::data::{ColumnData, Dataset, DateTimes, RefRows, Table, datetime_secs};
 use crate::policy::model::AggOp;
 use crate::policy::{Aggregate, Cond, PolicySet, ValueRef};
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
@@ -322,7 +322,7 @@ pub fn compute(
     let filters: Vec<(usize, RTest)> = p
         .filters
         .iter()
-        .map(|f| (f.col, rtest(&f.test, cx, table, p)))
+        .map(|f| (f.col, rtest(&f.test, cx, table, p, f.col)))
         .collect();
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
         Some(AggValue::Days(d)) => d,
@@ -536,6 +536,8 @@ enum RTest<'p> {
     In(Vec<Scalar>),
     NotIn(Vec<Scalar>),
     Within(Span),
+    /// `Within` on a column of narrow date-times: stored seconds in `lo..hi`.
+    WithinSecs(u32, u32),
     From(Scalar),
     Until(Scalar),
     Weekday(u8),
@@ -551,13 +553,20 @@ enum RTest<'p> {
     },
 }
 
-fn rtest<'p>(t: &Test, cx: &SubjectCtx, table: &'p Table, p: &'p Prepared) -> RTest<'p> {
+/// Test `t` of column `col` resolved for the subject of `cx`.
+fn rtest<'p>(
+    t: &Test,
+    cx: &SubjectCtx,
+    table: &'p Table,
+    p: &'p Prepared,
+    col: usize,
+) -> RTest<'p> {
     match t {
+        Test::Within(i) => within(cx.periods[*i], &table.columns[col]),
         Test::Is(v) => RTest::Is(resolve(v, cx)),
         Test::IsNot(v) => RTest::IsNot(resolve(v, cx)),
         Test::In(vs) => RTest::In(vs.iter().map(|v| resolve(v, cx)).collect()),
         Test::NotIn(vs) => RTest::NotIn(vs.iter().map(|v| resolve(v, cx)).collect()),
-        Test::Within(p) => RTest::Within(cx.periods[*p]),
         Test::From(v) => RTest::From(resolve(v, cx)),
         Test::Until(v) => RTest::Until(resolve(v, cx)),
         Test::Weekday(m) => RTest::Weekday(*m),
@@ -574,6 +583,32 @@ fn rtest<'p>(t: &Test, cx: &SubjectCtx, table: &'p Table, p: &'p Prepared) -> RT
     }
 }
 
+/// `Within` a period: on narrow date-times, a comparison of the stored seconds with the
+/// seconds the period's first day starts and its last day ends (no date is built per row).
+fn within<'p>(span: Span, col: &ColumnData) -> RTest<'p> {
+    match (span, col) {
+        (Some((s, e)), ColumnData::DateTime(DateTimes::Narrow(_))) => {
+            let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
+            let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
+            // The empty cell is u32::MAX, never below `hi`.
+            RTest::WithinSecs(clamp(secs(s)), clamp(secs(e) + 86_400))
+        }
+        _ => RTest::Within(span),
+    }
+}
+
+/// Whether row `r` of `col` is in the period of a `Within` test.
+#[inline]
+fn in_period(col: &ColumnData, r: usize, t: &RTest) -> bool {
+    match (t, col) {
+        (RTest::WithinSecs(lo, hi), ColumnData::DateTime(DateTimes::Narrow(v))) => {
+            (*lo..*hi).contains(&v[r])
+        }
+        (RTest::Within(Some((s, e))), _) => col.date(r).is_some_and(|d| *s <= d && d <= *e),
+        _ => false,
+    }
+}
+
 fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: usize) -> bool {
     use std::cmp::Ordering::*;
     match t {
@@ -587,10 +622,7 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
             let c = Values::cell_of(col, table, ci, r);
             !vs.iter().any(|v| vals.equal(&c, v))
         }
-        RTest::Within(span) => match (span, col.date(r)) {
-            (Some((s, e)), Some(d)) => *s <= d && d <= *e,
-            _ => false,
-        },
+        RTest::Within(_) | RTest::WithinSecs(..) => in_period(col, r, t),
         RTest::From(v) => matches!(
             vals.compare(&Values::cell_of(col, table, ci, r), v),
             Some(Greater | Equal)
@@ -767,7 +799,7 @@ pub fn trace_rows(
     let filters: Vec<(usize, usize, RTest)> = p
         .filters
         .iter()
-        .map(|f| (f.col, f.src, rtest(&f.test, cx, table, p)))
+        .map(|f| (f.col, f.src, rtest(&f.test, cx, table, p, f.col)))
         .collect();
     rows.iter()
         .map(|&r| {
@@ -782,6 +814,53 @@ pub fn trace_rows(
 
 #[cfg(test)]
 mod tests {
+    /// `within` on narrow date-times keeps exactly the rows whose date is in the period,
+    /// as the test by date does (first and last second of a day, empty cells, 1970, 2106).
+    #[test]
+    fn within_by_seconds_is_within_by_date() {
+        use crate::data::{ColumnData, DateTimes};
+        use chrono::NaiveDate;
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let mut times = DateTimes::default();
+        for t in [
+            "1970-01-01 00:00:00",
+            "2020-01-31 23:59:59",
+            "2020-02-01 00:00:00",
+            "2020-02-29 23:59:59",
+            "2020-03-01 00:00:00",
+            "2106-02-07 06:28:14",
+        ] {
+            times.push(Some(
+                chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap(),
+            ));
+        }
+        times.push(None);
+        let col = ColumnData::DateTime(times);
+        let spans = [
+            None,
+            Some((day(2020, 2, 1), day(2020, 2, 29))),
+            Some((day(2020, 3, 1), day(2020, 2, 1))),
+            Some((day(1960, 1, 1), day(1970, 1, 1))),
+            Some((day(2106, 2, 7), day(2200, 1, 1))),
+            Some((day(1900, 1, 1), day(2300, 1, 1))),
+        ];
+        for span in spans {
+            let fast = super::within(span, &col);
+            assert!(span.is_none() || matches!(fast, super::RTest::WithinSecs(..)));
+            for r in 0..col.len() {
+                let by_date = match (span, col.date(r)) {
+                    (Some((s, e)), Some(d)) => s <= d && d <= e,
+                    _ => false,
+                };
+                assert_eq!(
+                    super::in_period(&col, r, &fast),
+                    by_date,
+                    "{span:?} row {r}"
+                );
+            }
+        }
+    }
+
     /// Millions of subjects × every aggregate: the value must stay small.
     #[test]
     fn overlapping_spans_count_once() {
