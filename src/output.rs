@@ -60,7 +60,7 @@ pub fn write_atomic_send<E: From<Error>>(
     fill: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
 ) -> Result<(), E> {
     if let Some(special) = special_file(path) {
-        return write_special(special, path, fill);
+        return fill_buffered(special, path, fill);
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -106,13 +106,14 @@ fn special_file(path: &Path) -> Option<std::fs::File> {
     std::fs::OpenOptions::new().write(true).open(path).ok()
 }
 
-/// The end of [`write_atomic_send`] for a device or pipe: buffered, written in place.
-fn write_special<E: From<Error>>(
-    file: std::fs::File,
+/// Call `fill` on `inner` behind a 1 MiB buffer, then flush it (`path` names it in errors):
+/// a device or pipe written in place, or the page-cache path's temporary file.
+fn fill_buffered<W: Write + Send, E: From<Error>>(
+    inner: W,
     path: &Path,
     fill: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, inner);
     fill(&mut w)?;
     w.flush().map_err(|error| Error::Write {
         path: path.to_path_buf(),
@@ -135,13 +136,7 @@ fn write_buffered<E: From<Error>>(
             scope,
             flusher: None,
         };
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w)?;
-        w.flush().map_err(|error| Error::Write {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        Ok::<(), E>(())
+        fill_buffered(file, path, fill)
     })?;
     persist(tmp, path)
 }
