@@ -401,12 +401,10 @@ fn window_end(buf: &[u8], eof: bool) -> usize {
     }
 }
 
-/// True when every line is one record: no quotes, and CR only before LF.
+/// True when every line is one record: no quotes, and CR only before LF (one pass).
 fn is_simple(bytes: &[u8]) -> bool {
-    if memchr::memchr(b'"', bytes).is_some() {
-        return false;
-    }
-    memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
+    memchr::memchr2_iter(b'"', b'\r', bytes)
+        .all(|i| bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n'))
 }
 
 fn encoding_of(name: &'static str) -> Encoding {
@@ -456,7 +454,7 @@ fn decode_name(bytes: &[u8], enc: Encoding) -> &'static str {
 fn decode_piece<'a>(bytes: &'a [u8], decided: Option<&'static str>) -> std::borrow::Cow<'a, str> {
     match decided {
         Some("GB18030") => encoding_rs::GB18030.decode_without_bom_handling(bytes).0,
-        _ => match std::str::from_utf8(bytes) {
+        _ => match simdutf8::basic::from_utf8(bytes) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(bytes),
         },
@@ -988,6 +986,22 @@ fn cell_text(c: &Data) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A piece is simple when it has no quote and every CR ends a line.
+    #[test]
+    fn simple_pieces() {
+        for (text, simple) in [
+            ("", true),
+            ("a,b\n1,2\n", true),
+            ("a,b\r\n1,2\r\n", true),
+            ("a,b\r\n1,2\r", false),
+            ("a\rb,c\n", false),
+            ("a,\"b\"\n", false),
+            ("\r\n\r\n\"", false),
+        ] {
+            assert_eq!(is_simple(text.as_bytes()), simple, "{text:?}");
+        }
+    }
 
     #[test]
     fn decoding_picks_utf8_or_gb18030() {
