@@ -98,9 +98,13 @@ pub fn write_atomic_send<E: From<Error>>(
 /// `/dev/null`, `/dev/stdout`, a terminal, a named pipe. Such a target is written in place,
 /// since renaming a temporary file over it would replace the device with a file (as root,
 /// `--out /dev/null` would otherwise leave a regular file where the null device was).
+///
+/// Paths under `/dev` and `/proc` are always written in place: `/dev/stdout` redirected to a
+/// file is a regular file behind a link, and renaming over it would replace the link.
 fn special_file(path: &Path) -> Option<std::fs::File> {
     let meta = std::fs::metadata(path).ok()?;
-    if meta.is_file() || meta.is_dir() {
+    let system = cfg!(unix) && (path.starts_with("/dev") || path.starts_with("/proc"));
+    if meta.is_dir() || (meta.is_file() && !system) {
         return None;
     }
     std::fs::OpenOptions::new().write(true).open(path).ok()
