@@ -5,7 +5,8 @@
 //! The days come from a CSV file shipped with the policy set (`[calendar]` in `policy.toml`);
 //! only days that differ from the usual week are listed.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime};
+use crate::data::{datetime_secs, unix_day, unix_day_date};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use std::collections::HashMap;
 
 /// How a listed day differs from the usual week.
@@ -42,9 +43,9 @@ pub struct Calendar {
     /// Bit `d` set: ISO weekday `d` is a rest day (unless listed as a working day).
     weekend: u8,
     days: HashMap<NaiveDate, (DayKind, String)>,
-    /// Whether each day from `first` on is a working day, for the span the list covers
-    /// (millions of services ask; a lookup here is an index, not a hash).
-    first: Option<NaiveDate>,
+    /// Whether each day from day `first` (days since 1970-01-01) on is a working day, for the
+    /// span the list covers (millions of services ask; a lookup here is an index, not a hash).
+    first: Option<i64>,
     working: Vec<bool>,
 }
 
@@ -99,7 +100,7 @@ impl Calendar {
                 .take_while(|d| *d <= last)
                 .map(|d| c.lookup(d))
                 .collect();
-            c.first = Some(first);
+            c.first = Some(unix_day(first));
         }
         c
     }
@@ -126,13 +127,19 @@ impl Calendar {
 
     /// Whether `d` is a working day.
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
-        if let Some(first) = self.first
-            && let Ok(i) = usize::try_from((d - first).num_days())
-            && let Some(w) = self.working.get(i)
-        {
-            return *w;
-        }
-        self.lookup(d)
+        self.in_table(unix_day(d)).unwrap_or_else(|| self.lookup(d))
+    }
+
+    /// Whether day `day` (days since 1970-01-01) is a working day.
+    fn is_working_unix_day(&self, day: i64) -> bool {
+        self.in_table(day)
+            .unwrap_or_else(|| unix_day_date(day).is_some_and(|d| self.lookup(d)))
+    }
+
+    /// The dense table's answer for day `day` (days since 1970-01-01), if it covers the day.
+    fn in_table(&self, day: i64) -> Option<bool> {
+        let i = usize::try_from(day - self.first?).ok()?;
+        self.working.get(i).copied()
     }
 
     fn lookup(&self, d: NaiveDate) -> bool {
@@ -164,33 +171,30 @@ impl Calendar {
         work_start: NaiveTime,
         work_end: NaiveTime,
     ) -> i64 {
+        self.working_secs(
+            datetime_secs(start),
+            datetime_secs(end),
+            work_start.num_seconds_from_midnight(),
+            work_end.num_seconds_from_midnight(),
+        )
+    }
+
+    /// [`Calendar::working_seconds`] on whole seconds since 1970-01-01 00:00:00, with the
+    /// working hours as seconds from midnight (aggregates call it on millions of rows).
+    pub fn working_secs(&self, start: i64, end: i64, work_start: u32, work_end: u32) -> i64 {
         if end <= start || work_end <= work_start {
             return 0;
         }
-        // Most services start and end on one day.
-        if start.date() == end.date() {
-            if !self.is_working_day(start.date()) {
-                return 0;
-            }
-            let from = start.time().max(work_start);
-            let to = end.time().min(work_end);
-            return if to > from {
-                (to - from).num_seconds()
-            } else {
-                0
-            };
-        }
+        let (ws, we) = (i64::from(work_start), i64::from(work_end));
+        let (first, last) = (start.div_euclid(86_400), end.div_euclid(86_400));
         let mut total = 0;
-        let mut day = start.date();
-        while day <= end.date() {
-            if self.is_working_day(day) {
-                let from = day.and_time(work_start).max(start);
-                let to = day.and_time(work_end).min(end);
-                if to > from {
-                    total += (to - from).num_seconds();
-                }
+        for day in first..=last {
+            if self.is_working_unix_day(day) {
+                let base = day * 86_400;
+                let from = (base + ws).max(start);
+                let to = (base + we).min(end);
+                total += (to - from).max(0);
             }
-            day += Duration::days(1);
         }
         total
     }
@@ -199,6 +203,7 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     fn cal() -> Calendar {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
@@ -239,6 +244,61 @@ mod tests {
             d += Duration::days(1);
         }
         assert!(c.first.is_some() && c.working.len() == 366);
+    }
+
+    /// Working seconds counted on seconds agree with counting day by day on chrono values
+    /// (the way it was first written): spans within a day, across midnight, over holidays
+    /// and worked weekends, and outside the years the list covers.
+    #[test]
+    fn working_seconds_by_seconds_agree_with_day_by_day() {
+        let c = cal();
+        let by_day = |start: NaiveDateTime, end: NaiveDateTime, ws: NaiveTime, we: NaiveTime| {
+            if end <= start || we <= ws {
+                return 0;
+            }
+            let mut total = 0;
+            let mut day = start.date();
+            while day <= end.date() {
+                if c.is_working_day(day) {
+                    let from = day.and_time(ws).max(start);
+                    let to = day.and_time(we).min(end);
+                    if to > from {
+                        total += (to - from).num_seconds();
+                    }
+                }
+                day += Duration::days(1);
+            }
+            total
+        };
+        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M:%S").unwrap();
+        let hours = [
+            (t("09:00:00"), t("17:00:00")),
+            (t("00:00:00"), t("23:59:59")),
+            (t("17:00:00"), t("09:00:00")),
+        ];
+        // A simple generator: starts every 7 h 13 min 7 s from 2019-12-25 to 2021-01-05,
+        // lengths from 0 to 3 days.
+        let mut start = at("2019-12-25 00:00");
+        let mut n = 0u64;
+        let mut checked = 0;
+        while start < at("2021-01-05 00:00") {
+            n = n
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = Duration::seconds((n >> 33) as i64 % (3 * 86_400));
+            for (ws, we) in hours {
+                for end in [start + len, start, start - Duration::seconds(1)] {
+                    assert_eq!(
+                        c.working_seconds(start, end, ws, we),
+                        by_day(start, end, ws, we),
+                        "{start} – {end}, {ws}–{we}"
+                    );
+                    checked += 1;
+                }
+            }
+            start += Duration::seconds(7 * 3600 + 13 * 60 + 7);
+        }
+        assert!(checked > 10_000, "{checked}");
     }
 
     #[test]

@@ -392,6 +392,13 @@ impl Default for DateTimes {
 /// Days from 0001-01-01 (chrono's day 1 of the common era) to 1970-01-01.
 const UNIX_DAYS_FROM_CE: i64 = 719_163;
 
+/// Days from 1970-01-01 to `d`.
+#[inline]
+pub(crate) fn unix_day(d: NaiveDate) -> i64 {
+    use chrono::Datelike;
+    i64::from(d.num_days_from_ce()) - UNIX_DAYS_FROM_CE
+}
+
 /// Seconds since 1970-01-01 00:00:00 of a date-time (whole seconds).
 #[inline]
 pub fn datetime_secs(d: NaiveDateTime) -> i64 {

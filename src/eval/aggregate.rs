@@ -3,7 +3,8 @@
 //! aggregate is one pass over the subject's rows with its filters.
 
 use super::value::{Scalar, Values};
-use crate::data::{ColumnData, Dataset, DateTimes, RefRows, Table, datetime_secs};
+use crate::calendar::Calendar;
+use crate::data::{ColumnData, Dataset, DateTimes, RefRows, Sym, Table, datetime_secs};
 use crate::policy::model::AggOp;
 use crate::policy::{Aggregate, Cond, PolicySet, ValueRef};
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
@@ -218,6 +219,33 @@ pub struct PFilter {
     pub test: Test,
     /// Index of the filter in the aggregate's `where` list.
     pub src: usize,
+    /// The test on the column's own representation, when it is the same for every subject.
+    pub fast: Option<Fast>,
+}
+
+/// A test decided on a column's stored representation, exactly as the general test decides it
+/// on cells: an enum cell by a set of its value numbers, an id by its symbol, a date or a
+/// narrow date-time by a range of days or seconds. Aggregates run it on tens of millions of
+/// rows; the general test builds a value per row and compares enum values by their text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fast {
+    /// No row passes.
+    Never,
+    /// Every row passes.
+    Always,
+    /// An enum cell whose value number is in the set, or an empty cell when `none`.
+    Enum { set: [u64; 4], none: bool },
+    /// A yes/no cell: passes when it is yes and `yes`, no and `no`, or empty and `none`.
+    Bool { yes: bool, no: bool, none: bool },
+    /// An id cell holding this symbol.
+    IdIs(Sym),
+    /// An id cell not holding this symbol (an empty cell passes).
+    IdIsNot(Sym),
+    /// A date cell from the first to the last day, both included.
+    Days(NaiveDate, NaiveDate),
+    /// A narrow date-time cell with stored seconds in `lo..hi` (an empty cell is `u32::MAX`,
+    /// never below `hi`).
+    Secs(u32, u32),
 }
 
 /// An aggregate ready to run: filters resolved, columns as indexes.
@@ -310,26 +338,29 @@ fn resolve(v: &PVal, cx: &SubjectCtx) -> Scalar {
     }
 }
 
-/// Compute one aggregate for one subject over its rows; returns the value and the rows used.
+/// Compute one aggregate for one subject over its rows; returns the value, and puts the
+/// rows it used in `used`.
 pub fn compute(
     p: &Prepared,
     table: &Table,
     rows: &[u32],
     cx: &SubjectCtx,
     vals: &Values,
-) -> (AggValue, Vec<u32>) {
-    // Resolve the per-subject filter values once.
-    let filters: Vec<(usize, RTest)> = p
+    used: &mut Vec<u32>,
+) -> AggValue {
+    used.clear();
+    // Resolve the per-subject filter values once (on the stack: this runs for every subject
+    // and aggregate).
+    let filters: smallvec::SmallVec<[(usize, RTest); 4]> = p
         .filters
         .iter()
-        .map(|f| (f.col, rtest(&f.test, cx, table, p, f.col)))
+        .map(|f| (f.col, rtest(f, cx, table, p, vals)))
         .collect();
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
         Some(AggValue::Days(d)) => d,
         _ => &[],
     };
     let mut acc = Acc::default();
-    let mut used = Vec::new();
     'rows: for &r in rows {
         let r = r as usize;
         for (col, t) in &filters {
@@ -341,8 +372,7 @@ pub fn compute(
             used.push(r as u32);
         }
     }
-    let value = acc.finish(p, table, vals, &mut used);
-    (value, used)
+    acc.finish(p, table, vals, used)
 }
 
 /// What an aggregate has gathered from the rows that passed its conditions.
@@ -353,8 +383,8 @@ struct Acc {
     distinct: Vec<Scalar>,
     /// Whole seconds, added exactly: 3 × 6 h 40 min is 20 h, not 19.999….
     seconds: i64,
-    /// Spans kept to merge overlaps before they are summed.
-    spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+    /// Spans (seconds since 1970) kept to merge overlaps before they are summed.
+    spans: Vec<(i64, i64)>,
     days: Vec<NaiveDate>,
     /// The smallest or largest value so far, and its row.
     best: Option<(Scalar, u32)>,
@@ -391,12 +421,12 @@ impl Acc {
                     p.column.map(|c| &table.columns[c]),
                     p.end_column.map(|c| &table.columns[c]),
                     p.work_hours,
-                ) && let (Some(s), Some(e)) = (s.get(r), e.get(r))
+                ) && let (Some(s), Some(e)) = (s.secs(r), e.secs(r))
                 {
                     if p.merge_overlaps {
                         self.spans.push((s, e));
                     } else {
-                        self.seconds += p.calendar.working_seconds(s, e, ws, we);
+                        self.seconds += working_secs(&p.calendar, (s, e), (ws, we));
                     }
                 }
             }
@@ -420,12 +450,12 @@ impl Acc {
                 if let (Some(ColumnData::DateTime(s)), Some(ColumnData::DateTime(e))) = (
                     p.column.map(|c| &table.columns[c]),
                     p.end_column.map(|c| &table.columns[c]),
-                ) && let (Some(s), Some(e)) = (s.get(r), e.get(r))
+                ) && let (Some(s), Some(e)) = (s.secs(r), e.secs(r))
                 {
                     if p.merge_overlaps {
                         self.spans.push((s, e));
                     } else {
-                        self.seconds += (e - s).num_seconds();
+                        self.seconds += e - s;
                     }
                 }
             }
@@ -478,11 +508,11 @@ impl Acc {
                 let mut seconds = self.seconds;
                 for (s, e) in merge_spans(self.spans) {
                     seconds += match (p.op, p.work_hours) {
-                        (AggOp::SumWorkingHours, Some((ws, we))) => {
-                            p.calendar.working_seconds(s, e, ws, we)
+                        (AggOp::SumWorkingHours, Some(hours)) => {
+                            working_secs(&p.calendar, (s, e), hours)
                         }
                         (AggOp::SumWorkingHours, None) => 0,
-                        _ => (e - s).num_seconds(),
+                        _ => e - s,
                     };
                 }
                 AggValue::Scalar(Scalar::Num(seconds as f64 / 3600.0))
@@ -514,19 +544,32 @@ impl Acc {
 }
 
 /// Overlapping or touching spans joined into one (empty input: empty output).
-fn merge_spans(
-    mut spans: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
-) -> Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> {
+fn merge_spans<T: Ord + Copy>(mut spans: Vec<(T, T)>) -> Vec<(T, T)> {
     spans.sort_unstable();
-    let mut out: Vec<(chrono::NaiveDateTime, chrono::NaiveDateTime)> =
-        Vec::with_capacity(spans.len());
-    for (s, e) in spans {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
+    let mut kept = 0;
+    for i in 0..spans.len() {
+        let (s, e) = spans[i];
+        if kept > 0 && s <= spans[kept - 1].1 {
+            spans[kept - 1].1 = spans[kept - 1].1.max(e);
+        } else {
+            spans[kept] = (s, e);
+            kept += 1;
         }
     }
-    out
+    spans.truncate(kept);
+    spans
+}
+
+/// The seconds of span `(start, end)` (seconds since 1970) inside the working hours on
+/// working days.
+#[inline]
+fn working_secs(calendar: &Calendar, (s, e): (i64, i64), (ws, we): (NaiveTime, NaiveTime)) -> i64 {
+    calendar.working_secs(
+        s,
+        e,
+        ws.num_seconds_from_midnight(),
+        we.num_seconds_from_midnight(),
+    )
 }
 
 /// A test with its values resolved for one subject.
@@ -536,8 +579,8 @@ enum RTest<'p> {
     In(Vec<Scalar>),
     NotIn(Vec<Scalar>),
     Within(Span),
-    /// `Within` on a column of narrow date-times: stored seconds in `lo..hi`.
-    WithinSecs(u32, u32),
+    /// A test on the column's own representation.
+    Fast(Fast),
     From(Scalar),
     Until(Scalar),
     Weekday(u8),
@@ -553,16 +596,21 @@ enum RTest<'p> {
     },
 }
 
-/// Test `t` of column `col` resolved for the subject of `cx`.
+/// Filter `f` resolved for the subject of `cx`, on the column's own representation where
+/// it can be.
 fn rtest<'p>(
-    t: &Test,
+    f: &PFilter,
     cx: &SubjectCtx,
     table: &'p Table,
     p: &'p Prepared,
-    col: usize,
+    vals: &Values,
 ) -> RTest<'p> {
-    match t {
-        Test::Within(i) => within(cx.periods[*i], &table.columns[col]),
+    if let Some(fast) = f.fast {
+        return RTest::Fast(fast);
+    }
+    let col = &table.columns[f.col];
+    let t = match &f.test {
+        Test::Within(i) => return within(cx.periods[*i], col),
         Test::Is(v) => RTest::Is(resolve(v, cx)),
         Test::IsNot(v) => RTest::IsNot(resolve(v, cx)),
         Test::In(vs) => RTest::In(vs.iter().map(|v| resolve(v, cx)).collect()),
@@ -580,19 +628,114 @@ fn rtest<'p>(
             calendar: &p.calendar,
             hours: p.work_hours,
         },
+    };
+    // Per subject only what is cheap to find (an enum's set takes a test per value).
+    match fast(&t, col, vals, (p.table, f.col), false) {
+        Some(fast) => RTest::Fast(fast),
+        None => t,
+    }
+}
+
+/// Test `t` on column `col` (column `ci` of table `tidx`) as a [`Fast`] test deciding every
+/// cell as [`test`] does, when there is one; enum columns only when `enums`.
+fn fast(
+    t: &RTest,
+    col: &ColumnData,
+    vals: &Values,
+    (tidx, ci): (usize, usize),
+    enums: bool,
+) -> Option<Fast> {
+    let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
+    let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
+    match (col, t) {
+        (
+            ColumnData::Enum(_),
+            RTest::Is(_)
+            | RTest::IsNot(_)
+            | RTest::In(_)
+            | RTest::NotIn(_)
+            | RTest::From(_)
+            | RTest::Until(_)
+            | RTest::Present(_),
+        ) if enums => {
+            let (_, ts) = vals.policy.schema.tables.get_index(tidx)?;
+            let n = ts.columns.get(ci)?.values.len().min(256);
+            let mut set = [0u64; 4];
+            for i in 0..n {
+                if test_scalar(&Scalar::Enum(tidx as u16, ci as u16, i as u8), t, vals)? {
+                    set[i / 64] |= 1 << (i % 64);
+                }
+            }
+            let none = test_scalar(&Scalar::None, t, vals)?;
+            Some(Fast::Enum { set, none })
+        }
+        (
+            ColumnData::Bool(_),
+            RTest::Is(_)
+            | RTest::IsNot(_)
+            | RTest::In(_)
+            | RTest::NotIn(_)
+            | RTest::From(_)
+            | RTest::Until(_)
+            | RTest::Present(_),
+        ) => Some(Fast::Bool {
+            yes: test_scalar(&Scalar::Bool(true), t, vals)?,
+            no: test_scalar(&Scalar::Bool(false), t, vals)?,
+            none: test_scalar(&Scalar::None, t, vals)?,
+        }),
+        (ColumnData::Id(_), RTest::Is(v)) => match v {
+            Scalar::Id(x) => Some(Fast::IdIs(*x)),
+            Scalar::None => Some(Fast::Never),
+            _ => None,
+        },
+        (ColumnData::Id(_), RTest::IsNot(v)) => match v {
+            Scalar::Id(x) => Some(Fast::IdIsNot(*x)),
+            Scalar::None => Some(Fast::Always),
+            _ => None,
+        },
+        (ColumnData::Date(_), RTest::From(v) | RTest::Until(v) | RTest::Is(v)) => {
+            // A date compares with a date-time by the date-time's day.
+            let d = match v {
+                Scalar::Date(d) => *d,
+                Scalar::DateTime(dt) => dt.date(),
+                Scalar::None => return Some(Fast::Never),
+                _ => return None,
+            };
+            Some(match t {
+                RTest::From(_) => Fast::Days(d, NaiveDate::MAX),
+                RTest::Until(_) => Fast::Days(NaiveDate::MIN, d),
+                _ => Fast::Days(d, d),
+            })
+        }
+        (ColumnData::DateTime(DateTimes::Narrow(_)), RTest::From(v) | RTest::Until(v)) => {
+            // A date-time compares with a date by its day, with a date-time exactly.
+            let (first, after) = match v {
+                Scalar::Date(d) => (secs(*d), secs(*d) + 86_400),
+                Scalar::DateTime(dt) => (datetime_secs(*dt), datetime_secs(*dt) + 1),
+                Scalar::None => return Some(Fast::Never),
+                _ => return None,
+            };
+            Some(match t {
+                RTest::From(_) => Fast::Secs(clamp(first), u32::MAX),
+                _ => Fast::Secs(0, clamp(after)),
+            })
+        }
+        _ => None,
     }
 }
 
 /// `Within` a period: on narrow date-times, a comparison of the stored seconds with the
-/// seconds the period's first day starts and its last day ends (no date is built per row).
+/// seconds the period's first day starts and its last day ends (no date is built per row);
+/// on dates, a comparison with the first and last day.
 fn within<'p>(span: Span, col: &ColumnData) -> RTest<'p> {
     match (span, col) {
         (Some((s, e)), ColumnData::DateTime(DateTimes::Narrow(_))) => {
             let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
             let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
             // The empty cell is u32::MAX, never below `hi`.
-            RTest::WithinSecs(clamp(secs(s)), clamp(secs(e) + 86_400))
+            RTest::Fast(Fast::Secs(clamp(secs(s)), clamp(secs(e) + 86_400)))
         }
+        (Some((s, e)), ColumnData::Date(_)) => RTest::Fast(Fast::Days(s, e)),
         _ => RTest::Within(span),
     }
 }
@@ -601,36 +744,66 @@ fn within<'p>(span: Span, col: &ColumnData) -> RTest<'p> {
 #[inline]
 fn in_period(col: &ColumnData, r: usize, t: &RTest) -> bool {
     match (t, col) {
-        (RTest::WithinSecs(lo, hi), ColumnData::DateTime(DateTimes::Narrow(v))) => {
-            (*lo..*hi).contains(&v[r])
-        }
+        (RTest::Fast(f), _) => fast_test(col, r, *f),
         (RTest::Within(Some((s, e))), _) => col.date(r).is_some_and(|d| *s <= d && d <= *e),
         _ => false,
     }
 }
 
-fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: usize) -> bool {
+/// A [`Fast`] test on row `r` of `col`.
+#[inline]
+fn fast_test(col: &ColumnData, r: usize, f: Fast) -> bool {
+    match (f, col) {
+        (Fast::Never, _) => false,
+        (Fast::Always, _) => true,
+        (Fast::Enum { set, none }, ColumnData::Enum(v)) => match v[r] {
+            Some(i) => set[usize::from(i >> 6)] & (1 << (i & 63)) != 0,
+            None => none,
+        },
+        (Fast::Bool { yes, no, none }, ColumnData::Bool(v)) => match v[r] {
+            Some(true) => yes,
+            Some(false) => no,
+            None => none,
+        },
+        (Fast::IdIs(x), ColumnData::Id(v)) => v[r] == x,
+        (Fast::IdIsNot(x), ColumnData::Id(v)) => v[r] != x,
+        (Fast::Days(lo, hi), ColumnData::Date(v)) => v[r].is_some_and(|d| lo <= d && d <= hi),
+        (Fast::Secs(lo, hi), ColumnData::DateTime(DateTimes::Narrow(v))) => {
+            (lo..hi).contains(&v[r])
+        }
+        // Not built for other columns.
+        _ => false,
+    }
+}
+
+/// A test that looks at the cell's value only, on that value (`None`: the test needs the row).
+fn test_scalar(c: &Scalar, t: &RTest, vals: &Values) -> Option<bool> {
     use std::cmp::Ordering::*;
+    Some(match t {
+        RTest::Is(v) => vals.equal(c, v),
+        RTest::IsNot(v) => !vals.equal(c, v),
+        RTest::In(vs) => vs.iter().any(|v| vals.equal(c, v)),
+        RTest::NotIn(vs) => !vs.iter().any(|v| vals.equal(c, v)),
+        RTest::From(v) => matches!(vals.compare(c, v), Some(Greater | Equal)),
+        RTest::Until(v) => matches!(vals.compare(c, v), Some(Less | Equal)),
+        RTest::Present(want) => !matches!(c, Scalar::None) == *want,
+        _ => return None,
+    })
+}
+
+fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: usize) -> bool {
     match t {
-        RTest::Is(v) => vals.equal(&Values::cell_of(col, table, ci, r), v),
-        RTest::IsNot(v) => !vals.equal(&Values::cell_of(col, table, ci, r), v),
-        RTest::In(vs) => {
-            let c = Values::cell_of(col, table, ci, r);
-            vs.iter().any(|v| vals.equal(&c, v))
+        RTest::Fast(f) => fast_test(col, r, *f),
+        RTest::Is(_)
+        | RTest::IsNot(_)
+        | RTest::In(_)
+        | RTest::NotIn(_)
+        | RTest::From(_)
+        | RTest::Until(_)
+        | RTest::Present(_) => {
+            test_scalar(&Values::cell_of(col, table, ci, r), t, vals).unwrap_or(false)
         }
-        RTest::NotIn(vs) => {
-            let c = Values::cell_of(col, table, ci, r);
-            !vs.iter().any(|v| vals.equal(&c, v))
-        }
-        RTest::Within(_) | RTest::WithinSecs(..) => in_period(col, r, t),
-        RTest::From(v) => matches!(
-            vals.compare(&Values::cell_of(col, table, ci, r), v),
-            Some(Greater | Equal)
-        ),
-        RTest::Until(v) => matches!(
-            vals.compare(&Values::cell_of(col, table, ci, r), v),
-            Some(Less | Equal)
-        ),
+        RTest::Within(_) => in_period(col, r, t),
         RTest::Weekday(mask) => col
             .date(r)
             .is_some_and(|d| mask & (1 << d.weekday().number_from_monday()) != 0),
@@ -645,9 +818,6 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
             }),
             _ => false,
         },
-        RTest::Present(want) => {
-            !matches!(Values::cell_of(col, table, ci, r), Scalar::None) == *want
-        }
         RTest::WorkingDay(want, cal) => col.date(r).is_some_and(|d| cal.is_working_day(d) == *want),
         RTest::WorkingTime {
             overlaps,
@@ -655,11 +825,9 @@ fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: 
             calendar,
             hours,
         } => match (col, end, hours) {
-            (ColumnData::DateTime(s), ColumnData::DateTime(e), Some((ws, we))) => {
-                match (s.get(r), e.get(r)) {
-                    (Some(s), Some(e)) => {
-                        (calendar.working_seconds(s, e, *ws, *we) > 0) == *overlaps
-                    }
+            (ColumnData::DateTime(s), ColumnData::DateTime(e), Some(hours)) => {
+                match (s.secs(r), e.secs(r)) {
+                    (Some(s), Some(e)) => (working_secs(calendar, (s, e), *hours) > 0) == *overlaps,
                     _ => false,
                 }
             }
@@ -722,6 +890,7 @@ pub fn prepare(agg: &Aggregate, table_idx: usize, lineage: bool, cx: &PrepareCx)
             _ => None,
         }
     };
+    let vals = Values::new(data, policy);
     let mut filters = Vec::new();
     for (src, f) in agg.filters.iter().enumerate() {
         let Some(ci) = ts.column(&f.column) else {
@@ -767,7 +936,32 @@ pub fn prepare(agg: &Aggregate, table_idx: usize, lineage: bool, cx: &PrepareCx)
                 None => continue,
             },
         };
-        filters.push(PFilter { col: ci, test, src });
+        // A test the same for every subject is turned into a fast one here, once.
+        let fixed = |v: &PVal| match v {
+            PVal::Fixed(s) => Some(s.clone()),
+            _ => None,
+        };
+        let fixed_all = |vs: &[PVal]| vs.iter().map(fixed).collect::<Option<Vec<_>>>();
+        let general = match &test {
+            Test::Is(v) => fixed(v).map(RTest::Is),
+            Test::IsNot(v) => fixed(v).map(RTest::IsNot),
+            Test::In(vs) => fixed_all(vs).map(RTest::In),
+            Test::NotIn(vs) => fixed_all(vs).map(RTest::NotIn),
+            Test::From(v) => fixed(v).map(RTest::From),
+            Test::Until(v) => fixed(v).map(RTest::Until),
+            Test::Present(b) => Some(RTest::Present(*b)),
+            _ => None,
+        };
+        let fast = general.and_then(|t| {
+            let col = &data.tables[agg.table.as_str()].columns[ci];
+            fast(&t, col, &vals, (table_idx, ci), true)
+        });
+        filters.push(PFilter {
+            col: ci,
+            test,
+            src,
+            fast,
+        });
     }
     Prepared {
         op: agg.op,
@@ -799,7 +993,7 @@ pub fn trace_rows(
     let filters: Vec<(usize, usize, RTest)> = p
         .filters
         .iter()
-        .map(|f| (f.col, f.src, rtest(&f.test, cx, table, p, f.col)))
+        .map(|f| (f.col, f.src, rtest(f, cx, table, p, vals)))
         .collect();
     rows.iter()
         .map(|&r| {
@@ -846,7 +1040,7 @@ mod tests {
         ];
         for span in spans {
             let fast = super::within(span, &col);
-            assert!(span.is_none() || matches!(fast, super::RTest::WithinSecs(..)));
+            assert!(span.is_none() || matches!(fast, super::RTest::Fast(super::Fast::Secs(..))));
             for r in 0..col.len() {
                 let by_date = match (span, col.date(r)) {
                     (Some((s, e)), Some(d)) => s <= d && d <= e,
@@ -861,24 +1055,162 @@ mod tests {
         }
     }
 
-    /// Millions of subjects × every aggregate: the value must stay small.
+    /// Every fast test decides each cell as the general test does: enum, id, date and
+    /// date-time columns of the sample data (with an empty cell added), against values of
+    /// each kind, missing values and bounds outside the narrow range.
+    #[test]
+    fn fast_tests_decide_as_the_general_test() {
+        use super::{RTest, Scalar, fast, fast_test, test_scalar};
+        use crate::data::{ColumnData, Sym};
+        use std::path::Path;
+        let set = crate::policy::load(Path::new("policies")).unwrap();
+        let ds = crate::data::load(
+            Path::new("samples/hubei-2020"),
+            &set.schema,
+            &Default::default(),
+        )
+        .unwrap();
+        let vals = super::Values::new(&ds, &set);
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        let str = Scalar::str;
+        let c01 = Scalar::Id(ds.ids.get("C01").unwrap());
+        let mut made = 0;
+        let cases: Vec<(&str, &str, Vec<RTest>)> = vec![
+            ("reports", "campaign", {
+                let mut v = Vec::new();
+                for x in [
+                    str("epidemic"),
+                    str("nope"),
+                    str("e"),
+                    Scalar::None,
+                    Scalar::Int(1),
+                ] {
+                    v.extend([
+                        RTest::Is(x.clone()),
+                        RTest::IsNot(x.clone()),
+                        RTest::From(x.clone()),
+                        RTest::Until(x.clone()),
+                    ]);
+                }
+                v.extend([
+                    RTest::In(vec![str("epidemic"), str("dual_registration")]),
+                    RTest::NotIn(vec![str("epidemic"), Scalar::None]),
+                    RTest::In(vec![]),
+                    RTest::Present(true),
+                    RTest::Present(false),
+                ]);
+                v
+            }),
+            ("reports", "community_id", {
+                let mut v = Vec::new();
+                for x in [c01.clone(), str("C01"), str("nope"), Scalar::None] {
+                    v.extend([RTest::Is(x.clone()), RTest::IsNot(x.clone())]);
+                }
+                v
+            }),
+            ("reports", "reported_on", {
+                let mut v = Vec::new();
+                for x in [
+                    Scalar::Date(day("2020-02-08")),
+                    Scalar::DateTime(at("2020-02-08 12:00:00")),
+                    Scalar::Date(day("1900-01-01")),
+                    Scalar::None,
+                    str("2020-02-08"),
+                ] {
+                    v.extend([
+                        RTest::Is(x.clone()),
+                        RTest::From(x.clone()),
+                        RTest::Until(x.clone()),
+                    ]);
+                }
+                v
+            }),
+            ("services", "start", {
+                let mut v = Vec::new();
+                for x in [
+                    Scalar::Date(day("2020-02-13")),
+                    Scalar::DateTime(at("2020-02-13 08:30:00")),
+                    Scalar::DateTime(at("2020-02-13 08:29:59")),
+                    Scalar::Date(day("1960-01-01")),
+                    Scalar::Date(day("2200-01-01")),
+                    Scalar::None,
+                ] {
+                    v.extend([RTest::From(x.clone()), RTest::Until(x.clone())]);
+                }
+                v
+            }),
+        ];
+        for (table, column, tests) in cases {
+            let tidx = set.schema.tables.get_index_of(table).unwrap();
+            let ci = set.schema.tables[table].column(column).unwrap();
+            let mut col = ds.tables[table].columns[ci].clone();
+            // An empty cell, and cells at the edges of the bounds' days.
+            match &mut col {
+                ColumnData::Enum(v) => v.push(None),
+                ColumnData::Id(v) => v.push(Sym::NONE),
+                ColumnData::Date(v) => {
+                    v.extend(["2020-02-07", "2020-02-08", "2020-02-09"].map(|d| Some(day(d))));
+                    v.push(None)
+                }
+                ColumnData::DateTime(v) => {
+                    for t in [
+                        "2020-02-12 23:59:59",
+                        "2020-02-13 00:00:00",
+                        "2020-02-13 08:29:59",
+                        "2020-02-13 08:30:00",
+                        "2020-02-13 08:30:01",
+                        "2020-02-13 23:59:59",
+                        "2020-02-14 00:00:00",
+                    ] {
+                        v.push(Some(at(t)));
+                    }
+                    v.push(None)
+                }
+                _ => unreachable!(),
+            }
+            for t in &tests {
+                let Some(f) = fast(t, &col, &vals, (tidx, ci), true) else {
+                    continue;
+                };
+                made += 1;
+                for r in 0..col.len() {
+                    let cell = super::Values::cell_of(&col, tidx, ci, r);
+                    assert_eq!(
+                        fast_test(&col, r, f),
+                        test_scalar(&cell, t, &vals).unwrap(),
+                        "{table}.{column} row {r} ({cell:?}), {f:?}"
+                    );
+                }
+            }
+        }
+        // Enum: 25 tests; id: 4 (not the text values); date: 12; date-time: 12.
+        assert_eq!(made, 53);
+    }
+
     #[test]
     fn overlapping_spans_count_once() {
         let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
         let merged = super::merge_spans(vec![
             (t("2020-07-04 10:00"), t("2020-07-04 12:00")),
-            (t("2020-07-04 08:00"), t("2020-07-04 11:00")),
             (t("2020-07-05 08:00"), t("2020-07-05 09:00")),
+            (t("2020-07-04 08:00"), t("2020-07-04 11:00")),
+            (t("2020-07-04 09:00"), t("2020-07-04 09:30")),
+            (t("2020-07-04 12:00"), t("2020-07-04 13:00")),
+            (t("2020-07-05 09:01"), t("2020-07-05 10:00")),
         ]);
         assert_eq!(
             merged,
             vec![
-                (t("2020-07-04 08:00"), t("2020-07-04 12:00")),
+                (t("2020-07-04 08:00"), t("2020-07-04 13:00")),
                 (t("2020-07-05 08:00"), t("2020-07-05 09:00")),
+                (t("2020-07-05 09:01"), t("2020-07-05 10:00")),
             ]
         );
+        assert!(super::merge_spans::<i64>(vec![]).is_empty());
     }
 
+    /// Millions of subjects × every aggregate: the value must stay small.
     #[test]
     fn aggregate_values_stay_small() {
         assert!(std::mem::size_of::<super::AggValue>() <= 24);

@@ -605,7 +605,7 @@ impl Stage<'_, '_> {
         let compute = |s: usize,
                        values: &mut [AggValue],
                        lineage: &mut LineageChunk,
-                       spans: &mut Vec<Span>| {
+                       (spans, used): (&mut Vec<Span>, &mut Vec<u32>)| {
             for (l, p) in plan.prepared.iter().enumerate() {
                 for (i, pv) in periods.iter().enumerate() {
                     spans[i] = span_of(pv, bound_aggs[i], values, as_of);
@@ -618,10 +618,9 @@ impl Stage<'_, '_> {
                     periods: spans,
                 };
                 let t = self.vals.table(p.table);
-                let (v, used) = aggregate::compute(p, t, plan.groups[l].of(s), &cx, self.vals);
-                values[l] = v;
+                values[l] = aggregate::compute(p, t, plan.groups[l].of(s), &cx, self.vals, used);
                 if plan.lineage_slot[l].is_some() {
-                    lineage.push(&used);
+                    lineage.push(used);
                 }
             }
             lineage.end_subject();
@@ -640,13 +639,14 @@ impl Stage<'_, '_> {
                 let mut values = vec![AggValue::Unit; count * n_local];
                 let mut lchunk = LineageChunk::default();
                 let mut spans: Vec<Span> = vec![None; periods.len()];
+                let mut used = Vec::new();
                 if n_local > 0 {
                     for k in 0..count {
                         compute(
                             first + from + k,
                             &mut values[k * n_local..(k + 1) * n_local],
                             &mut lchunk,
-                            &mut spans,
+                            (&mut spans, &mut used),
                         );
                     }
                 }
