@@ -338,24 +338,40 @@ fn resolve(v: &PVal, cx: &SubjectCtx) -> Scalar {
     }
 }
 
+/// Buffers [`compute`] fills for each subject and aggregate, kept from one to the next
+/// (it runs millions of times).
+#[derive(Default)]
+pub struct Scratch<'p> {
+    filters: Vec<(usize, RTest<'p>)>,
+    used: Vec<u32>,
+}
+
+impl Scratch<'_> {
+    /// The rows the last [`compute`] used.
+    pub fn used(&self) -> &[u32] {
+        &self.used
+    }
+}
+
 /// Compute one aggregate for one subject over its rows; returns the value, and puts the
-/// rows it used in `used`.
-pub fn compute(
-    p: &Prepared,
-    table: &Table,
+/// rows it used in `scratch` (see [`Scratch::used`]).
+pub fn compute<'p>(
+    p: &'p Prepared,
+    table: &'p Table,
     rows: &[u32],
     cx: &SubjectCtx,
     vals: &Values,
-    used: &mut Vec<u32>,
+    scratch: &mut Scratch<'p>,
 ) -> AggValue {
+    let Scratch { filters, used } = scratch;
     used.clear();
-    // Resolve the per-subject filter values once (on the stack: this runs for every subject
-    // and aggregate).
-    let filters: smallvec::SmallVec<[(usize, RTest); 4]> = p
-        .filters
-        .iter()
-        .map(|f| (f.col, rtest(f, cx, table, p, vals)))
-        .collect();
+    // Resolve the per-subject filter values once.
+    filters.clear();
+    filters.extend(
+        p.filters
+            .iter()
+            .map(|f| (f.col, rtest(f, cx, table, p, vals))),
+    );
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
         Some(AggValue::Days(d)) => d,
         _ => &[],
@@ -363,7 +379,7 @@ pub fn compute(
     let mut acc = Acc::default();
     'rows: for &r in rows {
         let r = r as usize;
-        for (col, t) in &filters {
+        for (col, t) in filters.iter() {
             if !test(&table.columns[*col], r, t, vals, p.table, *col) {
                 continue 'rows;
             }

@@ -571,9 +571,9 @@ impl Stage<'_, '_> {
 
     /// Every subject's aggregate values and evidence rows (in parallel, in chunks of
     /// subjects), or the one subject's.
-    fn compute_aggregates(
-        &self,
-        plan: &AggPlan,
+    fn compute_aggregates<'s>(
+        &'s self,
+        plan: &'s AggPlan,
         sk: &SubjectKind,
         table_idx: usize,
         only: Option<usize>,
@@ -602,29 +602,31 @@ impl Stage<'_, '_> {
             .collect();
         // Subject `s`'s aggregates into `values` (its `n_local`), and its `n_slots` lists of
         // rows onto `lineage` (in slot order: slots are numbered in aggregate order).
-        let compute = |s: usize,
-                       values: &mut [AggValue],
-                       lineage: &mut LineageChunk,
-                       (spans, used): (&mut Vec<Span>, &mut Vec<u32>)| {
-            for (l, p) in plan.prepared.iter().enumerate() {
-                for (i, pv) in periods.iter().enumerate() {
-                    spans[i] = span_of(pv, bound_aggs[i], values, as_of);
+        let compute =
+            |s: usize,
+             values: &mut [AggValue],
+             lineage: &mut LineageChunk,
+             (spans, scratch): (&mut Vec<Span>, &mut aggregate::Scratch<'s>)| {
+                for (l, p) in plan.prepared.iter().enumerate() {
+                    for (i, pv) in periods.iter().enumerate() {
+                        spans[i] = span_of(pv, bound_aggs[i], values, as_of);
+                    }
+                    let cx = SubjectCtx {
+                        subject_row: s,
+                        subject_table: table,
+                        subject_table_idx: table_idx,
+                        values,
+                        periods: spans,
+                    };
+                    let t = self.vals.table(p.table);
+                    values[l] =
+                        aggregate::compute(p, t, plan.groups[l].of(s), &cx, self.vals, scratch);
+                    if plan.lineage_slot[l].is_some() {
+                        lineage.push(scratch.used());
+                    }
                 }
-                let cx = SubjectCtx {
-                    subject_row: s,
-                    subject_table: table,
-                    subject_table_idx: table_idx,
-                    values,
-                    periods: spans,
-                };
-                let t = self.vals.table(p.table);
-                values[l] = aggregate::compute(p, t, plan.groups[l].of(s), &cx, self.vals, used);
-                if plan.lineage_slot[l].is_some() {
-                    lineage.push(used);
-                }
-            }
-            lineage.end_subject();
-        };
+                lineage.end_subject();
+            };
         let first = only.unwrap_or(0);
         let held = if only.is_some() { 1 } else { n };
         let n_chunks = held.div_ceil(LINEAGE_CHUNK).max(1);
@@ -639,14 +641,14 @@ impl Stage<'_, '_> {
                 let mut values = vec![AggValue::Unit; count * n_local];
                 let mut lchunk = LineageChunk::default();
                 let mut spans: Vec<Span> = vec![None; periods.len()];
-                let mut used = Vec::new();
+                let mut scratch = aggregate::Scratch::default();
                 if n_local > 0 {
                     for k in 0..count {
                         compute(
                             first + from + k,
                             &mut values[k * n_local..(k + 1) * n_local],
                             &mut lchunk,
-                            (&mut spans, &mut used),
+                            (&mut spans, &mut scratch),
                         );
                     }
                 }
