@@ -807,7 +807,24 @@ fn test_scalar(c: &Scalar, t: &RTest, vals: &Values) -> Option<bool> {
     })
 }
 
+#[inline]
 fn test(col: &ColumnData, r: usize, t: &RTest, vals: &Values, table: usize, ci: usize) -> bool {
+    match t {
+        RTest::Fast(f) => fast_test(col, r, *f),
+        _ => slow_test(col, r, t, vals, table, ci),
+    }
+}
+
+/// [`test`] for the tests that are not [`Fast`].
+#[inline(never)]
+fn slow_test(
+    col: &ColumnData,
+    r: usize,
+    t: &RTest,
+    vals: &Values,
+    table: usize,
+    ci: usize,
+) -> bool {
     match t {
         RTest::Fast(f) => fast_test(col, r, *f),
         RTest::Is(_)
