@@ -664,16 +664,8 @@ fn fast(
     let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
     let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
     match (col, t) {
-        (
-            ColumnData::Enum(_),
-            RTest::Is(_)
-            | RTest::IsNot(_)
-            | RTest::In(_)
-            | RTest::NotIn(_)
-            | RTest::From(_)
-            | RTest::Until(_)
-            | RTest::Present(_),
-        ) if enums => {
+        // Tests that look at more than the cell's value are left alone (`test_scalar`: None).
+        (ColumnData::Enum(_), _) if enums => {
             let (_, ts) = vals.policy.schema.tables.get_index(tidx)?;
             let n = ts.columns.get(ci)?.values.len().min(256);
             let mut set = [0u64; 4];
@@ -685,16 +677,7 @@ fn fast(
             let none = test_scalar(&Scalar::None, t, vals)?;
             Some(Fast::Enum { set, none })
         }
-        (
-            ColumnData::Bool(_),
-            RTest::Is(_)
-            | RTest::IsNot(_)
-            | RTest::In(_)
-            | RTest::NotIn(_)
-            | RTest::From(_)
-            | RTest::Until(_)
-            | RTest::Present(_),
-        ) => Some(Fast::Bool {
+        (ColumnData::Bool(_), _) => Some(Fast::Bool {
             yes: test_scalar(&Scalar::Bool(true), t, vals)?,
             no: test_scalar(&Scalar::Bool(false), t, vals)?,
             none: test_scalar(&Scalar::None, t, vals)?,
