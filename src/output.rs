@@ -100,14 +100,20 @@ pub fn write_atomic_send<E: From<Error>>(
 /// `--out /dev/null` would otherwise leave a regular file where the null device was).
 ///
 /// Paths under `/dev` and `/proc` are always written in place: `/dev/stdout` redirected to a
-/// file is a regular file behind a link, and renaming over it would replace the link.
+/// file is a regular file behind a link, and renaming over it would replace the link. Such a
+/// file is added to at its end: the shell opened it (`>` emptied it, `>>` keeps what it
+/// holds), and what the run printed before is not overwritten.
 fn special_file(path: &Path) -> Option<std::fs::File> {
     let meta = std::fs::metadata(path).ok()?;
     let system = cfg!(unix) && (path.starts_with("/dev") || path.starts_with("/proc"));
     if meta.is_dir() || (meta.is_file() && !system) {
         return None;
     }
-    std::fs::OpenOptions::new().write(true).open(path).ok()
+    std::fs::OpenOptions::new()
+        .write(true)
+        .append(meta.is_file())
+        .open(path)
+        .ok()
 }
 
 /// Call `fill` on `inner` behind a 1 MiB buffer, then flush it (`path` names it in errors):
@@ -511,6 +517,29 @@ mod tests {
         // Checked before joining: a pipe replaced by a file would leave the reader waiting.
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
         assert_eq!(reader.join().unwrap(), b"through the pipe");
+    }
+
+    /// A file behind `/proc/self/fd/N` (as `/dev/stdout` is behind `>>`) is written in place
+    /// and added to, not overwritten from its start.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_behind_a_descriptor_is_added_to() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, b"before\n").unwrap();
+        let mut held = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        held.write_all(b"printed\n").unwrap();
+        let link = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+        write_bytes(&link, b"output\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"before\nprinted\noutput\n");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

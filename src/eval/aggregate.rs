@@ -661,8 +661,6 @@ fn fast(
     (tidx, ci): (usize, usize),
     enums: bool,
 ) -> Option<Fast> {
-    let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
-    let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
     match (col, t) {
         // Tests that look at more than the cell's value are left alone (`test_scalar`: None).
         (ColumnData::Enum(_), _) if enums => {
@@ -709,18 +707,28 @@ fn fast(
         (ColumnData::DateTime(DateTimes::Narrow(_)), RTest::From(v) | RTest::Until(v)) => {
             // A date-time compares with a date by its day, with a date-time exactly.
             let (first, after) = match v {
-                Scalar::Date(d) => (secs(*d), secs(*d) + 86_400),
+                Scalar::Date(d) => (day_secs(*d), day_secs(*d) + 86_400),
                 Scalar::DateTime(dt) => (datetime_secs(*dt), datetime_secs(*dt) + 1),
                 Scalar::None => return Some(Fast::Never),
                 _ => return None,
             };
             Some(match t {
-                RTest::From(_) => Fast::Secs(clamp(first), u32::MAX),
-                _ => Fast::Secs(0, clamp(after)),
+                RTest::From(_) => Fast::Secs(narrow(first), u32::MAX),
+                _ => Fast::Secs(0, narrow(after)),
             })
         }
         _ => None,
     }
+}
+
+/// Seconds since 1970-01-01 00:00:00 at which day `d` starts.
+fn day_secs(d: NaiveDate) -> i64 {
+    datetime_secs(d.and_time(NaiveTime::MIN))
+}
+
+/// Seconds since 1970 as a bound on narrow date-times' stored seconds (clamped to their range).
+fn narrow(x: i64) -> u32 {
+    x.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// `Within` a period: on narrow date-times, a comparison of the stored seconds with the
@@ -729,10 +737,11 @@ fn fast(
 fn within<'p>(span: Span, col: &ColumnData) -> RTest<'p> {
     match (span, col) {
         (Some((s, e)), ColumnData::DateTime(DateTimes::Narrow(_))) => {
-            let secs = |d: NaiveDate| datetime_secs(d.and_time(NaiveTime::MIN));
-            let clamp = |x: i64| x.clamp(0, i64::from(u32::MAX)) as u32;
             // The empty cell is u32::MAX, never below `hi`.
-            RTest::Fast(Fast::Secs(clamp(secs(s)), clamp(secs(e) + 86_400)))
+            RTest::Fast(Fast::Secs(
+                narrow(day_secs(s)),
+                narrow(day_secs(e) + 86_400),
+            ))
         }
         (Some((s, e)), ColumnData::Date(_)) => RTest::Fast(Fast::Days(s, e)),
         _ => RTest::Within(span),
