@@ -42,6 +42,9 @@ pub struct LoadOptions {
     pub chunking: Chunking,
     /// Where progress goes (bytes read).
     pub progress: crate::progress::Reporter,
+    /// Parse every row on its own, never a clean piece a column at a time (the two give the
+    /// same dataset; this is for tests and comparisons).
+    pub row_by_row: bool,
 }
 
 fn norm(s: &str) -> String {
@@ -436,16 +439,35 @@ fn empty_column(ty: ColumnType) -> ColumnData {
 /// The words (names and aliases, as written and normalized) of an enum or bool column.
 #[derive(Default)]
 struct Words {
-    /// Words of up to 15 bytes, packed into an integer (quick to hash and compare).
-    short: FxHashMap<u128, u8>,
+    /// Words of up to 15 bytes, packed into an integer, in a table of their own: open
+    /// addressing by a multiplicative hash, at most a quarter full (a word is found at
+    /// its first slot, nearly always; zero, the empty word, marks a free slot).
+    slots: Vec<(u128, u8)>,
     long: FxHashMap<String, u8>,
 }
 
 impl Words {
+    #[inline(always)]
+    fn slot(&self, k: u128) -> usize {
+        let x = (k as u64 ^ (k >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (x >> 32) as usize & (self.slots.len() - 1)
+    }
+
     fn insert(&mut self, w: String, i: u8) {
         match super::pack(&w) {
+            Some(0) => {}
             Some(k) => {
-                self.short.entry(k).or_insert(i);
+                let used = self.slots.iter().filter(|s| s.0 != 0).count();
+                if (used + 1) * 4 > self.slots.len() {
+                    let old = std::mem::replace(
+                        &mut self.slots,
+                        vec![(0, 0); ((used + 1) * 4).next_power_of_two().max(16)],
+                    );
+                    for (k, i) in old.into_iter().filter(|s| s.0 != 0) {
+                        self.place(k, i);
+                    }
+                }
+                self.place(k, i);
             }
             None => {
                 self.long.entry(w).or_insert(i);
@@ -453,9 +475,35 @@ impl Words {
         }
     }
 
+    /// Put `k` in its slot, unless it is there (the first value of a word wins).
+    fn place(&mut self, k: u128, i: u8) {
+        let mut at = self.slot(k);
+        while self.slots[at].0 != 0 {
+            if self.slots[at].0 == k {
+                return;
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+        self.slots[at] = (k, i);
+    }
+
+    #[inline]
     fn get(&self, w: &str) -> Option<u8> {
         match super::pack(w) {
-            Some(k) => self.short.get(&k).copied(),
+            Some(k) if !self.slots.is_empty() && k != 0 => {
+                let mut at = self.slot(k);
+                loop {
+                    let (x, i) = self.slots[at];
+                    if x == k {
+                        return Some(i);
+                    }
+                    if x == 0 {
+                        return None;
+                    }
+                    at = (at + 1) & (self.slots.len() - 1);
+                }
+            }
+            Some(_) => None,
             None => self.long.get(w).copied(),
         }
     }
@@ -486,7 +534,6 @@ fn push_cell(
     out: &mut ColumnData,
     last: &mut Option<(u128, Sym)>,
 ) -> Result<(), String> {
-    let word = |t: &str| words.and_then(|w| w.get(t).or_else(|| w.get(&norm(t))));
     let empty = text.is_empty();
     if empty && col.required {
         return Err("a value is required here but the cell is empty".into());
@@ -495,15 +542,7 @@ fn push_cell(
         ColumnData::Id(v) => v.push(if empty {
             Sym::NONE
         } else {
-            match (super::pack(text), *last) {
-                (Some(k), Some((lk, sym))) if k == lk => sym,
-                (Some(k), _) => {
-                    let sym = intern(global, local, text);
-                    *last = Some((k, sym));
-                    sym
-                }
-                (None, _) => intern(global, local, text),
-            }
+            id_cell(text, global, local, last)
         }),
         ColumnData::Text(v) => v.push(text),
         ColumnData::Date(v) => v.push(if empty {
@@ -514,64 +553,104 @@ fn push_cell(
         ColumnData::DateTime(v) => v.push_secs(if empty {
             None
         } else {
-            match crate::dates::iso_datetime_secs(text) {
-                Some(secs) => Some(secs),
-                None => Some(datetime_secs(datetime_cell(text, excel)?)),
-            }
+            Some(datetime_secs_cell(text, excel)?)
         }),
         ColumnData::Bool(v) => v.push(if empty {
             None
         } else {
-            Some(
-                match parse::parse_bool(text)
-                    .or_else(|| word(text).map(|i| col.values[i as usize].0 == "true"))
-                {
-                    Some(b) => b,
-                    None => {
-                        return Err(format!(
-                            "`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否"
-                        ));
-                    }
-                },
-            )
+            Some(bool_cell(col, words, text)?)
         }),
         ColumnData::Number(v) => v.push(if empty {
             None
         } else {
-            Some(parse::parse_number(text).ok_or_else(|| format!("`{text}` is not a number"))?)
+            Some(number_cell(text)?)
         }),
         ColumnData::Enum(v) => v.push(if empty {
             None
         } else {
-            let idx = word(text).ok_or_else(|| {
-                let allowed: Vec<String> = col
-                    .values
-                    .iter()
-                    .map(|(k, al)| {
-                        if al.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{k} ({})", al.join("/"))
-                        }
-                    })
-                    .collect();
-                let hint = crate::diag::did_you_mean(
-                    text,
-                    col.values.iter().flat_map(|(k, al)| {
-                        std::iter::once(k.as_str()).chain(al.iter().map(|s| s.as_str()))
-                    }),
-                )
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-                format!(
-                    "`{text}` is not one of the allowed values: {}{hint}",
-                    allowed.join(", ")
-                )
-            })?;
-            Some(idx)
+            Some(enum_cell(col, words, text)?)
         }),
     }
     Ok(())
+}
+
+/// A (non-empty) id cell's symbol: the dataset's, or one new to this table in `local`;
+/// `last` is the column's previous id, as a run of equal ids is interned once.
+#[inline]
+fn id_cell(
+    text: &str,
+    global: &Interner,
+    local: &mut Interner,
+    last: &mut Option<(u128, Sym)>,
+) -> Sym {
+    match (super::pack(text), *last) {
+        (Some(k), Some((lk, sym))) if k == lk => sym,
+        (Some(k), _) => {
+            let sym = intern(global, local, text);
+            *last = Some((k, sym));
+            sym
+        }
+        (None, _) => intern(global, local, text),
+    }
+}
+
+/// The value number of an enum or yes/no word (as written, else normalized).
+#[inline]
+fn word(words: Option<&Words>, text: &str) -> Option<u8> {
+    words.and_then(|w| w.get(text).or_else(|| w.get(&norm(text))))
+}
+
+/// A (non-empty) yes/no cell; `Err` is why it cannot be read.
+#[inline]
+fn bool_cell(col: &ColumnSchema, words: Option<&Words>, text: &str) -> Result<bool, String> {
+    parse::parse_bool(text)
+        .or_else(|| word(words, text).map(|i| col.values[i as usize].0 == "true"))
+        .ok_or_else(|| format!("`{text}` is not yes/no; write true/false, 1/0, yes/no or 是/否"))
+}
+
+/// A (non-empty) number cell; `Err` is why it cannot be read.
+#[inline]
+fn number_cell(text: &str) -> Result<f64, String> {
+    parse::parse_number(text).ok_or_else(|| format!("`{text}` is not a number"))
+}
+
+/// A (non-empty) enum cell's value number; `Err` is why it cannot be read.
+#[inline]
+fn enum_cell(col: &ColumnSchema, words: Option<&Words>, text: &str) -> Result<u8, String> {
+    word(words, text).ok_or_else(|| {
+        let allowed: Vec<String> = col
+            .values
+            .iter()
+            .map(|(k, al)| {
+                if al.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k} ({})", al.join("/"))
+                }
+            })
+            .collect();
+        let hint = crate::diag::did_you_mean(
+            text,
+            col.values.iter().flat_map(|(k, al)| {
+                std::iter::once(k.as_str()).chain(al.iter().map(|s| s.as_str()))
+            }),
+        )
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+        format!(
+            "`{text}` is not one of the allowed values: {}{hint}",
+            allowed.join(", ")
+        )
+    })
+}
+
+/// A (non-empty) date-time cell as seconds since 1970; `Err` is why it cannot be read.
+#[inline]
+fn datetime_secs_cell(text: &str, excel: bool) -> Result<i64, String> {
+    match crate::dates::iso_datetime_secs(text) {
+        Some(secs) => Ok(secs),
+        None => Ok(datetime_secs(datetime_cell(text, excel)?)),
+    }
 }
 
 /// A (non-empty) date cell; `Err` is why it cannot be read.
@@ -664,6 +743,8 @@ struct Piece {
     last_ref: Vec<Option<(Sym, u32)>>,
     /// Rows left out of a table loaded in part.
     part: focus::PiecePart,
+    /// Field bounds of the text being parsed a column at a time (kept for its room).
+    bounds: Vec<u32>,
 }
 
 impl Piece {
@@ -681,6 +762,15 @@ impl Piece {
             c.truncate(n);
         }
         self.hashes.truncate(n);
+    }
+
+    /// Empty again (keeping its room), as before its first row.
+    fn clear(&mut self) {
+        self.truncate(0);
+        self.lines = Lines::default();
+        self.local = Interner::default();
+        self.last.iter_mut().for_each(|l| *l = None);
+        self.last_ref.iter_mut().for_each(|l| *l = None);
     }
 }
 
@@ -715,6 +805,8 @@ struct TableLoader<'x> {
     /// Rows expected in all, for the key hashes of a table loaded in part.
     expected: usize,
     progress: &'x dyn crate::progress::Progress,
+    /// Never parse a piece a column at a time ([`LoadOptions::row_by_row`]).
+    row_by_row: bool,
 }
 
 /// An id as a symbol: the dataset's, or one new to this table.
@@ -858,6 +950,13 @@ impl TableSink for TableLoader<'_> {
         }
     }
 
+    fn rows(&self, p: &mut Piece, text: &str, first: u32) {
+        if self.part.is_none() && !self.row_by_row && self.load_columns(p, text, first) {
+            return;
+        }
+        source::simple_rows(text, first, &mut |row| self.row(p, row));
+    }
+
     fn absorb(&self, p: Piece) {
         self.absorb_piece(p)
     }
@@ -868,6 +967,227 @@ impl TableSink for TableLoader<'_> {
 }
 
 impl TableLoader<'_> {
+    /// Load the rows of `text` (simple text, the first line numbered `first`) a column at a
+    /// time: the fields of every row are found first, then each column is parsed in one
+    /// loop of its type, then the rows are checked (later-than partners, references) a
+    /// check at a time. This applies only to a piece of clean rows: when any line is not
+    /// a full row (blank, too few or too many fields, undecodable bytes, a field too long)
+    /// or any cell or check fails, the piece is emptied again and `false` returned, and
+    /// its rows are then loaded one at a time ([`load_row`](Self::load_row)), which says
+    /// what is wrong with each. For the rows it loads, both give the same piece.
+    fn load_columns(&self, p: &mut Piece, text: &str, first: u32) -> bool {
+        let b = text.as_bytes();
+        if !p.lines.is_empty()
+            || self.header_len == 0
+            || b.len() > source::MAX_FIELD
+            || memchr::memmem::find(b, "\u{FFFD}".as_bytes()).is_some()
+        {
+            return false;
+        }
+        let mut bounds = std::mem::take(&mut p.bounds);
+        let loaded = split_fields(b, self.header_len, &mut bounds)
+            && self.parse_columns(p, text, &bounds, first);
+        if !loaded {
+            p.clear();
+        }
+        p.bounds = bounds;
+        loaded
+    }
+
+    /// The rows whose fields `bounds` holds (see [`split_fields`]) into the empty piece `p`,
+    /// column by column; `false` at the first cell or check that fails (`p` is then left
+    /// part-filled).
+    fn parse_columns(&self, p: &mut Piece, text: &str, bounds: &[u32], first: u32) -> bool {
+        let ts = self.ts;
+        let h = self.header_len;
+        let stride = h + 1;
+        let n = bounds.len() / stride;
+        let excel = self.from_excel;
+        let fields = Fields {
+            text,
+            bounds,
+            stride,
+        };
+        let cell = |r: usize, fi: usize| fields.get(r, fi);
+        // A line of only empty fields is skipped by the row-by-row reader: unless a
+        // required column would turn it away anyway, look for one.
+        let guarded = ts
+            .columns
+            .iter()
+            .zip(&self.field_of)
+            .any(|(c, f)| c.required && f.is_some());
+        if !guarded && (0..n).any(|r| (0..h).all(|fi| cell(r, fi).is_empty())) {
+            return false;
+        }
+        let Piece {
+            columns,
+            local,
+            last,
+            last_ref,
+            hashes,
+            lines,
+            ..
+        } = p;
+        // Ids row by row (over the id columns only), so new ids are numbered in the order
+        // the row-by-row reader meets them.
+        let ids: Vec<(usize, usize, bool)> = ts
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(ci, _)| matches!(columns[*ci], ColumnData::Id(_)))
+            .filter_map(|(ci, c)| self.field_of[ci].map(|fi| (ci, fi, c.required)))
+            .collect();
+        for r in 0..n {
+            for &(ci, fi, required) in &ids {
+                let t = cell(r, fi);
+                let ColumnData::Id(v) = &mut columns[ci] else {
+                    return false;
+                };
+                v.push(if t.is_empty() {
+                    if required {
+                        return false;
+                    }
+                    Sym::NONE
+                } else {
+                    id_cell(t, self.global, local, &mut last[ci])
+                });
+            }
+        }
+        for (ci, col) in ts.columns.iter().enumerate() {
+            let words = self.words[ci].as_ref();
+            let Some(fi) = self.field_of[ci] else {
+                // A column the file does not have: every cell empty.
+                for _ in 0..n {
+                    let out = &mut columns[ci];
+                    if push_cell(
+                        col,
+                        words,
+                        ("", excel),
+                        (self.global, local),
+                        out,
+                        &mut last[ci],
+                    )
+                    .is_err()
+                    {
+                        return false;
+                    }
+                }
+                continue;
+            };
+            let required = col.required;
+            // Each loop: the cell, `None` when empty (if it may be), else the parsed value.
+            macro_rules! each {
+                ($v:ident, $parse:expr) => {
+                    for r in 0..n {
+                        let t = cell(r, fi);
+                        if t.is_empty() {
+                            if required {
+                                return false;
+                            }
+                            $v.push(None);
+                        } else {
+                            match $parse(t) {
+                                Ok(x) => $v.push(Some(x)),
+                                Err(_) => return false,
+                            }
+                        }
+                    }
+                };
+            }
+            match &mut columns[ci] {
+                ColumnData::Id(_) => {}
+                ColumnData::Text(v) => {
+                    for r in 0..n {
+                        let t = cell(r, fi);
+                        if t.is_empty() && required {
+                            return false;
+                        }
+                        v.push(t);
+                    }
+                }
+                ColumnData::Date(v) => each!(v, |t| date_cell(t, excel)),
+                ColumnData::DateTime(v) => {
+                    for r in 0..n {
+                        let t = cell(r, fi);
+                        if t.is_empty() {
+                            if required {
+                                return false;
+                            }
+                            v.push_secs(None);
+                        } else {
+                            match crate::dates::iso_datetime_secs(t)
+                                .map_or_else(|| datetime_secs_cell(t, excel), Ok)
+                            {
+                                Ok(x) => v.push_secs(Some(x)),
+                                Err(_) => return false,
+                            }
+                        }
+                    }
+                }
+                ColumnData::Bool(v) => each!(v, |t| bool_cell(col, words, t)),
+                ColumnData::Number(v) => each!(v, number_cell),
+                ColumnData::Enum(v) => each!(v, |t| enum_cell(col, words, t)),
+            }
+        }
+        // A later column (end) must be after its partner (start).
+        for (ci, col) in ts.columns.iter().enumerate() {
+            let Some(ai) = col.after else { continue };
+            let after = match (&columns[ci], &columns[ai]) {
+                (ColumnData::DateTime(e), ColumnData::DateTime(s)) => {
+                    (0..n).all(|r| e.secs(r).zip(s.secs(r)).is_none_or(|(e, s)| e > s))
+                }
+                (ColumnData::Date(e), ColumnData::Date(s)) => {
+                    (0..n).all(|r| e[r].zip(s[r]).is_none_or(|(e, s)| e > s))
+                }
+                (ColumnData::Number(e), ColumnData::Number(s)) => {
+                    (0..n).all(|r| e.get(r).zip(s.get(r)).is_none_or(|(e, s)| e > s))
+                }
+                _ => true,
+            };
+            if !after {
+                return false;
+            }
+        }
+        // References resolve to loaded rows of other tables.
+        for ci in 0..ts.columns.len() {
+            let Some(tt) = self.targets[ci] else { continue };
+            let ColumnData::Id(v) = &columns[ci] else {
+                continue;
+            };
+            for &sym in v.iter() {
+                if sym.is_none() {
+                    continue;
+                }
+                if let Some((s, _)) = last_ref[ci]
+                    && s == sym
+                {
+                    continue;
+                }
+                match tt.row_by_sym.get(sym.0 as usize).copied() {
+                    Some(row) if row != u32::MAX => last_ref[ci] = Some((sym, row)),
+                    _ => return false,
+                }
+            }
+        }
+        let text_of = |r: usize, ci: usize| self.field_of[ci].map_or("", |fi| cell(r, fi));
+        if self.text_key
+            && let Some(k) = ts.key
+        {
+            hashes.extend((0..n).map(|r| hash_one(text_of(r, k))));
+        } else if self.hash_rows {
+            hashes.extend((0..n).map(|r| {
+                let mut h = rustc_hash::FxHasher::default();
+                for ci in 0..ts.columns.len() {
+                    text_of(r, ci).hash(&mut h);
+                }
+                mix(h.finish())
+            }));
+        }
+        lines.push_run(first, n as u32);
+        p.read += n as u64;
+        true
+    }
+
     /// Parse a row, check it, and load it into `p` or reject it.
     fn load_row(&self, p: &mut Piece, row: Row<'_>) {
         let ts = self.ts;
@@ -1075,6 +1395,134 @@ impl TableLoader<'_> {
     }
 }
 
+/// The fields of simple text split by [`split_fields`].
+struct Fields<'a> {
+    text: &'a str,
+    bounds: &'a [u32],
+    stride: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// Field `fi` of row `r`, trimmed.
+    #[inline(always)]
+    fn get(&self, r: usize, fi: usize) -> &'a str {
+        let at = r * self.stride + fi;
+        let (a, b) = (self.bounds[at] as usize, self.bounds[at + 1] as usize - 1);
+        source::trim(self.text.get(a..b).unwrap_or_default())
+    }
+}
+
+/// The fields of simple text whose every line is a row of `h` fields, as offsets into it:
+/// per row `h + 1` of them, field `f` spanning `bounds[f]..bounds[f + 1] - 1` (a separator
+/// or the line's end follows each field). `false` when a line is blank or has another
+/// number of fields.
+fn split_fields(b: &[u8], h: usize, bounds: &mut Vec<u32>) -> bool {
+    bounds.clear();
+    if b.len() >= u32::MAX as usize {
+        return false;
+    }
+    // Fields begun in this line.
+    let mut fields = 1;
+    let mut line_start = 0;
+    bounds.push(0);
+    for i in Separators::new(b) {
+        if b[i] == b',' {
+            if fields == h {
+                return false;
+            }
+            fields += 1;
+            bounds.push(i as u32 + 1);
+            continue;
+        }
+        let end = if i > line_start && b[i - 1] == b'\r' {
+            i - 1
+        } else {
+            i
+        };
+        if end == line_start || fields != h {
+            return false;
+        }
+        bounds.push(end as u32 + 1);
+        line_start = i + 1;
+        fields = 1;
+        // Where the next row starts (taken back if none follows).
+        bounds.push(line_start as u32);
+    }
+    if line_start < b.len() {
+        // The last line, without a line break.
+        if fields != h || b[b.len() - 1] == b'\r' {
+            return false;
+        }
+        bounds.push(b.len() as u32 + 1);
+    } else {
+        bounds.pop();
+    }
+    true
+}
+
+/// Positions of the commas and line breaks of a text, found eight bytes at a time: with a
+/// separator every ten bytes or so, a search call per field costs more than this.
+struct Separators<'a> {
+    b: &'a [u8],
+    /// Where the word in `mask` starts.
+    base: usize,
+    /// The high bit of each byte of the present word that is a separator, not yet given.
+    mask: u64,
+}
+
+impl<'a> Separators<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        let mut s = Separators {
+            b,
+            base: 0,
+            mask: 0,
+        };
+        s.mask = s.word_mask(0);
+        s
+    }
+
+    /// The separators among the eight bytes from `at` (bytes past the end count as none).
+    #[inline(always)]
+    fn word_mask(&self, at: usize) -> u64 {
+        let x = match self.b.get(at..at + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+            None => {
+                let mut w = [0u8; 8];
+                let rest = self.b.get(at..).unwrap_or_default();
+                w[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(w)
+            }
+        };
+        byte_is(x, b',') | byte_is(x, b'\n')
+    }
+}
+
+/// The high bit of each byte of `x` that equals `c` (exact: no carries between bytes).
+#[inline(always)]
+fn byte_is(x: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let t = x ^ (u64::from(c) * 0x0101_0101_0101_0101);
+    !(((t & LOW7) + LOW7) | t | LOW7)
+}
+
+impl Iterator for Separators<'_> {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.base += 8;
+            if self.base >= self.b.len() {
+                return None;
+            }
+            self.mask = self.word_mask(self.base);
+        }
+        let i = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(i)
+    }
+}
+
 /// A well-mixed 64-bit hash of a string.
 fn hash_one(s: &str) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
@@ -1093,10 +1541,11 @@ fn mix(mut x: u64) -> u64 {
 /// Pairs `(later, first)` of rows with equal hashes: each later row with the first row of
 /// its hash. Sorted by the later row. Runs in parallel on large inputs.
 ///
-/// The hashes are grouped by their top bits into buckets of about 256 (each task of a few
-/// per core owns a range of buckets, reads every hash and keeps its own) and each bucket is
-/// sorted in place, which finds the hashes that occur more than once. Equal hashes are rare,
-/// so the rows that hold them are then found in one pass over the hashes in row order.
+/// The hashes are grouped by their top bits into buckets of about 256: each chunk of rows
+/// (one or two a core) is sorted by bucket on its own, in one counting pass and one scatter;
+/// then each bucket, gathered from every chunk, is sorted, which finds the hashes that occur
+/// more than once. Equal hashes are rare, so the rows that hold them are then found in one
+/// pass over the hashes in row order, most rows turned away by a bit filter.
 fn equal_hashes(hashes: &[u64]) -> Vec<(u32, u32)> {
     let n = hashes.len();
     if n < 2 {
@@ -1104,54 +1553,68 @@ fn equal_hashes(hashes: &[u64]) -> Vec<(u32, u32)> {
     }
     let bits = (usize::BITS - (n / 256).leading_zeros()).clamp(4, 20);
     let buckets = 1usize << bits;
-    let bucket = |h: u64| (h >> (64 - bits)) as usize;
-    let mut start = vec![0usize; buckets + 1];
-    for &h in hashes {
-        start[bucket(h) + 1] += 1;
-    }
-    for b in 0..buckets {
-        start[b + 1] += start[b];
-    }
-    // Bucket ranges, one a task, each with its part of `sorted`.
-    let tasks = (rayon::current_num_threads() * 4).clamp(1, buckets);
-    let mut sorted = vec![0u64; n];
-    let mut parts = Vec::with_capacity(tasks);
-    let mut rest: &mut [u64] = &mut sorted;
-    for t in 0..tasks {
-        let (lo, hi) = (buckets * t / tasks, buckets * (t + 1) / tasks);
-        let (part, tail) = rest.split_at_mut(start[hi] - start[lo]);
-        parts.push((lo, hi, part));
-        rest = tail;
-    }
-    let mut repeated: Vec<u64> = parts
-        .into_par_iter()
-        .flat_map_iter(|(lo, hi, part)| {
-            let base = start[lo];
-            let mut fill: Vec<usize> = start[lo..hi].iter().map(|&s| s - base).collect();
-            for &h in hashes {
-                let b = bucket(h);
-                if (lo..hi).contains(&b) {
-                    part[fill[b - lo]] = h;
-                    fill[b - lo] += 1;
-                }
+    let shift = 64 - bits;
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = n.div_ceil(threads * 2).max(1 << 16);
+    // Per chunk: where each bucket starts, and the chunk's hashes in bucket order.
+    let parts: Vec<(Vec<u32>, Vec<u64>)> = hashes
+        .par_chunks(chunk)
+        .map(|c| {
+            let mut start = vec![0u32; buckets + 1];
+            for &h in c {
+                start[(h >> shift) as usize + 1] += 1;
             }
+            for b in 0..buckets {
+                start[b + 1] += start[b];
+            }
+            let mut fill = start.clone();
+            let mut sorted = vec![0u64; c.len()];
+            for &h in c {
+                let b = (h >> shift) as usize;
+                sorted[fill[b] as usize] = h;
+                fill[b] += 1;
+            }
+            (start, sorted)
+        })
+        .collect();
+    let tasks = (threads * 8).clamp(1, buckets);
+    let mut repeated: Vec<u64> = (0..tasks)
+        .into_par_iter()
+        .flat_map_iter(|t| {
+            let (lo, hi) = (buckets * t / tasks, buckets * (t + 1) / tasks);
+            let mut v = Vec::new();
             let mut repeated = Vec::new();
             for b in lo..hi {
-                let v = &mut part[start[b] - base..start[b + 1] - base];
+                v.clear();
+                for (start, sorted) in &parts {
+                    v.extend_from_slice(&sorted[start[b] as usize..start[b + 1] as usize]);
+                }
                 v.sort_unstable();
                 repeated.extend(v.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
             }
             repeated
         })
         .collect();
-    drop(sorted);
+    drop(parts);
     if repeated.is_empty() {
         return Vec::new();
     }
     repeated.dedup();
+    // A bit per slot of the hash's low bits, about 16 slots per repeated hash.
+    let fbits = (usize::BITS - (repeated.len() * 16).leading_zeros()).clamp(12, 30);
+    let mask = (1u64 << fbits) - 1;
+    let mut filter = vec![0u64; 1 << (fbits - 6)];
+    for &h in &repeated {
+        let s = h & mask;
+        filter[(s >> 6) as usize] |= 1 << (s & 63);
+    }
     let mut first: FxHashMap<u64, Option<u32>> = repeated.into_iter().map(|h| (h, None)).collect();
     let mut out = Vec::new();
     for (row, h) in hashes.iter().enumerate() {
+        let s = h & mask;
+        if filter[(s >> 6) as usize] & (1 << (s & 63)) == 0 {
+            continue;
+        }
         if let Some(f) = first.get_mut(h) {
             match f {
                 Some(f) => out.push((row as u32, *f)),
@@ -1188,6 +1651,7 @@ impl TableLoader<'_> {
             last: vec![None; self.ts.columns.len()],
             last_ref: vec![None; self.ts.columns.len()],
             part: Default::default(),
+            bounds: Vec::new(),
         }
     }
 
@@ -1328,6 +1792,7 @@ fn load_table(
     let ts = inp.ts;
     let file = src.display();
     let mut loader = inp.loader(file.clone());
+    loader.row_by_row = opts.row_by_row;
     match &src.kind {
         SourceKind::Csv => {
             loader.encoding =
@@ -1463,6 +1928,7 @@ impl<'x> TableInputs<'x> {
             progress: self.progress,
             part,
             expected: 0,
+            row_by_row: false,
         }
     }
 }
@@ -1605,6 +2071,244 @@ fn compact(t: &mut Table, keep: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dataset in `dir`, loaded a column at a time where it can be or row by row, in
+    /// pieces of `piece` bytes; as its debug text (every column, line, reject and warning),
+    /// or the error.
+    fn loaded(dir: &Path, schema: &Schema, piece: usize, row_by_row: bool) -> String {
+        let opts = LoadOptions {
+            chunking: Chunking {
+                window: (piece * 8).max(4096),
+                piece,
+            },
+            row_by_row,
+            ..Default::default()
+        };
+        match load(dir, schema, &opts) {
+            Ok(ds) => format!("{ds:#?}"),
+            Err(e) => format!("error: {e:?}"),
+        }
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Loading a column at a time gives the dataset that loading row by row gives: on the
+    /// samples, on every case of the bad-input corpus (laid over the sample as
+    /// tests/corpus.rs does), and in pieces small enough that some are clean and some not.
+    #[test]
+    fn columns_and_rows_load_the_same_dataset() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = crate::policy::load(&root.join("policies")).unwrap();
+        let mut dirs: Vec<PathBuf> = ["hubei-2020", "hubei-2021", "hubei-2020-export"]
+            .iter()
+            .map(|d| root.join("samples").join(d))
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let cases: toml::Table =
+            toml::from_str(&std::fs::read_to_string(root.join("tests/corpus/cases.toml")).unwrap())
+                .unwrap();
+        let cases = cases["case"].as_array().unwrap();
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            if case.get("generate").is_some() {
+                continue;
+            }
+            let dir = tmp.path().join(name);
+            copy_dir(&root.join("samples/hubei-2020"), &dir);
+            for f in case
+                .get("remove")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+            {
+                std::fs::remove_file(dir.join(f.as_str().unwrap())).unwrap();
+            }
+            copy_dir(&root.join("tests/corpus").join(name), &dir);
+            dirs.push(dir);
+        }
+        assert!(dirs.len() > 15, "{} datasets", dirs.len());
+        for dir in &dirs {
+            for piece in [512 << 10, 700, 64] {
+                let rows = loaded(dir, &set.schema, piece, true);
+                let columns = loaded(dir, &set.schema, piece, false);
+                assert!(
+                    rows == columns,
+                    "{} in pieces of {piece} bytes: the datasets differ",
+                    dir.display()
+                );
+            }
+        }
+    }
+
+    /// The same on copies of the sample with cells spoiled at random: each spoiled file is
+    /// loaded both ways, in pieces of a few rows (so clean pieces sit beside spoiled ones).
+    #[test]
+    fn columns_and_rows_agree_on_spoiled_rows() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = crate::policy::load(&root.join("policies")).unwrap();
+        let sample = root.join("samples/hubei-2020");
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        let spoils = [
+            "",
+            " ",
+            "x",
+            "2020-13-01",
+            "2020-02-30 08:00",
+            "M99999999",
+            "是",
+            "否",
+            "1.5",
+            "-3",
+            "a,b",
+            "疫情防控",
+            "社区",
+            "\u{3000}",
+            "2020/2/7",
+            "2020-02-07",
+            "2020-02-07 09:30",
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let mut differ = Vec::new();
+        for round in 0..60 {
+            let dir = tmp.path().join(format!("r{round}"));
+            copy_dir(&sample, &dir);
+            for file in [
+                "services.csv",
+                "checkins.csv",
+                "members.csv",
+                "assignments.csv",
+            ] {
+                let text = std::fs::read_to_string(dir.join(file)).unwrap();
+                let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+                for _ in 0..1 + next(4) {
+                    let l = 1 + next(lines.len() - 1);
+                    match next(7) {
+                        0 => lines[l] = String::new(),
+                        1 => {
+                            let dup = lines[l].clone();
+                            lines.insert(l, dup);
+                        }
+                        2 => lines[l].push(','),
+                        3 => {
+                            // Two cells side by side swapped (an end before its start, a
+                            // date as an id).
+                            let mut cells: Vec<&str> = lines[l].split(',').collect();
+                            let a = next(cells.len() - 1);
+                            cells.swap(a, a + 1);
+                            lines[l] = cells.join(",");
+                        }
+                        _ => {
+                            let mut cells: Vec<String> =
+                                lines[l].split(',').map(str::to_string).collect();
+                            let c = next(cells.len());
+                            cells[c] = spoils[next(spoils.len())].to_string();
+                            lines[l] = cells.join(",");
+                        }
+                    }
+                }
+                let eol = if next(5) == 0 { "\r\n" } else { "\n" };
+                std::fs::write(dir.join(file), lines.join(eol) + eol).unwrap();
+            }
+            for piece in [300, 2000] {
+                if loaded(&dir, &set.schema, piece, true) != loaded(&dir, &set.schema, piece, false)
+                {
+                    differ.push(format!("round {round}, pieces of {piece}"));
+                }
+            }
+        }
+        assert!(differ.is_empty(), "the datasets differ: {differ:?}");
+    }
+
+    /// `split_fields` finds each row's fields, and turns away blank lines and rows of
+    /// another width.
+    #[test]
+    fn split_fields_bounds_rows_of_equal_width() {
+        let fields = |text: &str, h: usize| -> Option<Vec<Vec<String>>> {
+            let mut bounds = Vec::new();
+            if !split_fields(text.as_bytes(), h, &mut bounds) {
+                return None;
+            }
+            let f = Fields {
+                text,
+                bounds: &bounds,
+                stride: h + 1,
+            };
+            Some(
+                (0..bounds.len() / (h + 1))
+                    .map(|r| (0..h).map(|fi| f.get(r, fi).to_string()).collect())
+                    .collect(),
+            )
+        };
+        let want = |rows: &[&[&str]]| -> Option<Vec<Vec<String>>> {
+            Some(
+                rows.iter()
+                    .map(|r| r.iter().map(|s| s.to_string()).collect())
+                    .collect(),
+            )
+        };
+        assert_eq!(fields("", 2), want(&[]));
+        assert_eq!(fields("a,b\n", 2), want(&[&["a", "b"]]));
+        assert_eq!(fields("a,b", 2), want(&[&["a", "b"]]));
+        assert_eq!(
+            fields("a1,b22\r\n,\n ccc , d\nlonger than eight,x", 2),
+            want(&[
+                &["a1", "b22"],
+                &["", ""],
+                &["ccc", "d"],
+                &["longer than eight", "x"]
+            ])
+        );
+        assert_eq!(fields("社区,是\n", 2), want(&[&["社区", "是"]]));
+        assert_eq!(fields("a,b\n\nc,d\n", 2), None, "a blank line");
+        assert_eq!(fields("a,b\r\n\r\nc,d\n", 2), None, "a blank line");
+        assert_eq!(fields("a,b,c\n", 2), None, "too many fields");
+        assert_eq!(fields("a\n", 2), None, "too few");
+        assert_eq!(fields("a,b\nc", 2), None, "too few on the last line");
+        assert_eq!(fields("a,b\r", 2), None, "a carriage return at the end");
+        // Separators at every position of an eight-byte word and across words.
+        for n in 0..20 {
+            let cells: Vec<String> = (0..5).map(|i| "x".repeat((i * n) % 11)).collect();
+            let line = cells.join(",");
+            let text = format!("{line}\n{line}");
+            let got = fields(&text, 5).unwrap();
+            assert_eq!(got, vec![cells.clone(), cells], "{text:?}");
+        }
+    }
+
+    /// Enum words are found by their packed form or their text, the first value of a word
+    /// wins, and a word that is not there is not found (with the table grown past 16 slots).
+    #[test]
+    fn words_find_every_word_and_no_other() {
+        let mut w = Words::default();
+        let names: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            w.insert(n.clone(), (i % 200) as u8);
+        }
+        w.insert("w3".into(), 99);
+        w.insert("a word longer than fifteen bytes".into(), 7);
+        w.insert(String::new(), 5);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(w.get(n), Some(i as u8), "{n}");
+        }
+        assert_eq!(w.get("a word longer than fifteen bytes"), Some(7));
+        for n in ["w40", "w", "", "x3", "a word longer than fifteen byte"] {
+            assert_eq!(w.get(n), None, "{n}");
+        }
+    }
 
     /// `equal_hashes` against the obvious way, with pairs, triples and no repeats at all,
     /// small and large enough for many buckets and tasks.

@@ -793,7 +793,7 @@ impl Lines {
     }
 
     /// Add `n` rows on consecutive lines from `line`.
-    fn push_run(&mut self, line: u32, n: u32) {
+    pub(crate) fn push_run(&mut self, line: u32, n: u32) {
         if n == 0 {
             return;
         }

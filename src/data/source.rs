@@ -177,6 +177,11 @@ pub trait TableSink: Sync {
     fn reserve(&mut self, _rows: usize) {}
     /// One row into a piece (called from several threads, on different pieces).
     fn row(&self, piece: &mut Self::Piece, row: Row<'_>);
+    /// The rows of `text`, a piece of simple text (every line one record, the first one
+    /// numbered `first`), into `piece`: by default one [`row`](Self::row) at a time.
+    fn rows(&self, piece: &mut Self::Piece, text: &str, first: u32) {
+        simple_rows(text, first, &mut |row| self.row(piece, row));
+    }
     /// A filled piece, in file order (while later pieces are being filled).
     fn absorb(&self, piece: Self::Piece);
     /// `bytes` more of the file have been read (for progress bars).
@@ -201,7 +206,8 @@ impl Default for Chunking {
     }
 }
 
-const MAX_FIELD: usize = 1 << 20;
+/// Fields longer than this are taken for an unclosed quote.
+pub(super) const MAX_FIELD: usize = 1 << 20;
 
 /// A field as text (the whole file was decoded, so this only fails on a lone broken row).
 fn field_str(f: &[u8]) -> &str {
@@ -314,7 +320,7 @@ pub fn read_csv<S: TableSink>(
                     .map(|(&(a, b), (&first, &n))| {
                         let text = decode_piece(&body[a..b], decided);
                         let mut piece = sink_ref.piece(n as usize + 1);
-                        simple_rows(&text, first, &mut |row| sink_ref.row(&mut piece, row));
+                        sink_ref.rows(&mut piece, &text, first);
                         piece
                     })
                     .collect::<Vec<_>>()
@@ -496,7 +502,7 @@ fn split_line<'t>(line: &'t str, fields: &mut Vec<&'t str>) -> Option<String> {
 
 /// `str::trim`, quicker for the usual field that has no space at either end.
 #[inline]
-fn trim(f: &str) -> &str {
+pub(super) fn trim(f: &str) -> &str {
     match (f.as_bytes().first(), f.as_bytes().last()) {
         (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => f,
         (None, _) => f,
@@ -563,7 +569,7 @@ fn pick_header<S: TableSink>(
 ///
 /// One SIMD pass (`memchr2`) finds every comma and line break of the piece, instead of a
 /// search for the line's end and then one for its commas on every line.
-fn simple_rows(text: &str, first: u32, row: &mut dyn FnMut(Row<'_>)) {
+pub(super) fn simple_rows(text: &str, first: u32, row: &mut dyn FnMut(Row<'_>)) {
     let bytes = text.as_bytes();
     // U+FFFD marks bytes that could not be decoded; most pieces have none.
     let damaged = memchr::memmem::find(bytes, "\u{FFFD}".as_bytes()).is_some();
