@@ -343,6 +343,8 @@ fn resolve(v: &PVal, cx: &SubjectCtx) -> Scalar {
 #[derive(Default)]
 pub struct Scratch<'p> {
     filters: Vec<(usize, RTest<'p>)>,
+    /// The rows that pass the filters tested so far.
+    pass: Vec<u32>,
     used: Vec<u32>,
 }
 
@@ -363,7 +365,11 @@ pub fn compute<'p>(
     vals: &Values,
     scratch: &mut Scratch<'p>,
 ) -> AggValue {
-    let Scratch { filters, used } = scratch;
+    let Scratch {
+        filters,
+        pass,
+        used,
+    } = scratch;
     used.clear();
     // Resolve the per-subject filter values once.
     filters.clear();
@@ -376,16 +382,23 @@ pub fn compute<'p>(
         Some(AggValue::Days(d)) => d,
         _ => &[],
     };
-    let mut acc = Acc::default();
-    'rows: for &r in rows {
-        let r = r as usize;
-        for (col, t) in filters.iter() {
-            if !test(&table.columns[*col], r, t, vals, p.table, *col) {
-                continue 'rows;
-            }
+    // The rows that pass, a filter at a time (each a loop of one kind of test), in row order.
+    pass.clear();
+    pass.extend_from_slice(rows);
+    for (col, t) in filters.iter() {
+        if pass.is_empty() {
+            break;
         }
-        if acc.add(p, table, r, vals, except) && (p.lineage || p.op == AggOp::Records) {
-            used.push(r as u32);
+        let column = &table.columns[*col];
+        match t {
+            RTest::Fast(f) => retain_fast(column, pass, *f),
+            _ => pass.retain(|&r| slow_test(column, r as usize, t, vals, p.table, *col)),
+        }
+    }
+    let mut acc = Acc::default();
+    for &r in pass.iter() {
+        if acc.add(p, table, r as usize, vals, except) && (p.lineage || p.op == AggOp::Records) {
+            used.push(r);
         }
     }
     acc.finish(p, table, vals, used)
@@ -781,6 +794,35 @@ fn fast_test(col: &ColumnData, r: usize, f: Fast) -> bool {
         }
         // Not built for other columns.
         _ => false,
+    }
+}
+
+/// Keep the rows of `rows` whose cell of `col` passes `f` (as [`fast_test`] decides), the
+/// kind of test and column found once for all of them.
+fn retain_fast(col: &ColumnData, rows: &mut Vec<u32>, f: Fast) {
+    match (f, col) {
+        (Fast::Always, _) => {}
+        (Fast::Enum { set, none }, ColumnData::Enum(v)) => rows.retain(|&r| match v[r as usize] {
+            Some(i) => set[usize::from(i >> 6)] & (1 << (i & 63)) != 0,
+            None => none,
+        }),
+        (Fast::Bool { yes, no, none }, ColumnData::Bool(v)) => {
+            rows.retain(|&r| match v[r as usize] {
+                Some(true) => yes,
+                Some(false) => no,
+                None => none,
+            })
+        }
+        (Fast::IdIs(x), ColumnData::Id(v)) => rows.retain(|&r| v[r as usize] == x),
+        (Fast::IdIsNot(x), ColumnData::Id(v)) => rows.retain(|&r| v[r as usize] != x),
+        (Fast::Days(lo, hi), ColumnData::Date(v)) => {
+            rows.retain(|&r| v[r as usize].is_some_and(|d| lo <= d && d <= hi))
+        }
+        (Fast::Secs(lo, hi), ColumnData::DateTime(DateTimes::Narrow(v))) => {
+            rows.retain(|&r| (lo..hi).contains(&v[r as usize]))
+        }
+        // `Never`, and (as in `fast_test`) a test not built for the column.
+        _ => rows.clear(),
     }
 }
 
@@ -1207,6 +1249,18 @@ mod tests {
                         "{table}.{column} row {r} ({cell:?}), {f:?}"
                     );
                 }
+                // A filter at a time over rows (some twice, out of order) keeps the rows
+                // the row-at-a-time test passes, in their order.
+                let n = col.len() as u32;
+                let rows: Vec<u32> = (0..n).rev().chain(0..n).step_by(3).collect();
+                let mut kept = rows.clone();
+                super::retain_fast(&col, &mut kept, f);
+                let want: Vec<u32> = rows
+                    .iter()
+                    .copied()
+                    .filter(|&r| fast_test(&col, r as usize, f))
+                    .collect();
+                assert_eq!(kept, want, "{table}.{column}, {f:?}");
             }
         }
         // Enum: 25 tests; id: 4 (not the text values); date: 12; date-time: 12.
