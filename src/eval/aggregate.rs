@@ -341,14 +341,13 @@ fn resolve(v: &PVal, cx: &SubjectCtx) -> Scalar {
 /// Buffers [`compute`] fills for each subject and aggregate, kept from one to the next
 /// (it runs millions of times).
 #[derive(Default)]
-pub struct Scratch<'p> {
-    filters: Vec<(usize, RTest<'p>)>,
+pub struct Scratch {
     /// The rows that pass the filters tested so far.
     pass: Vec<u32>,
     used: Vec<u32>,
 }
 
-impl Scratch<'_> {
+impl Scratch {
     /// The rows the last [`compute`] used.
     pub fn used(&self) -> &[u32] {
         &self.used
@@ -363,36 +362,29 @@ pub fn compute<'p>(
     rows: &[u32],
     cx: &SubjectCtx,
     vals: &Values,
-    scratch: &mut Scratch<'p>,
+    scratch: &mut Scratch,
 ) -> AggValue {
-    let Scratch {
-        filters,
-        pass,
-        used,
-    } = scratch;
+    let Scratch { pass, used } = scratch;
     used.clear();
-    // Resolve the per-subject filter values once.
-    filters.clear();
-    filters.extend(
-        p.filters
-            .iter()
-            .map(|f| (f.col, rtest(f, cx, table, p, vals))),
-    );
     let except: &[NaiveDate] = match p.except_days.map(|i| &cx.values[i]) {
         Some(AggValue::Days(d)) => d,
         _ => &[],
     };
-    // The rows that pass, a filter at a time (each a loop of one kind of test), in row order.
+    // The rows that pass, a filter at a time (each a loop of one kind of test), in row
+    // order; a filter's values for this subject are resolved only when rows are left.
     pass.clear();
     pass.extend_from_slice(rows);
-    for (col, t) in filters.iter() {
+    for f in &p.filters {
         if pass.is_empty() {
             break;
         }
-        let column = &table.columns[*col];
-        match t {
-            RTest::Fast(f) => retain_fast(column, pass, *f),
-            _ => pass.retain(|&r| slow_test(column, r as usize, t, vals, p.table, *col)),
+        let column = &table.columns[f.col];
+        match f.fast {
+            Some(fast) => retain_fast(column, pass, fast),
+            None => match rtest(f, cx, table, p, vals) {
+                RTest::Fast(fast) => retain_fast(column, pass, fast),
+                t => pass.retain(|&r| slow_test(column, r as usize, &t, vals, p.table, f.col)),
+            },
         }
     }
     let mut acc = Acc::default();

@@ -606,7 +606,7 @@ impl Stage<'_, '_> {
             |s: usize,
              values: &mut [AggValue],
              lineage: &mut LineageChunk,
-             (spans, scratch): (&mut Vec<Span>, &mut aggregate::Scratch<'s>)| {
+             (spans, scratch): (&mut Vec<Span>, &mut aggregate::Scratch)| {
                 for (l, p) in plan.prepared.iter().enumerate() {
                     for (i, pv) in periods.iter().enumerate() {
                         spans[i] = span_of(pv, bound_aggs[i], values, as_of);
