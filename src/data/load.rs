@@ -1,5 +1,7 @@
 //! Loading a dataset folder against a [`Schema`]: find each table's file, map headers through
 //! aliases, parse every cell, check keys and references, and account for every row.
+//! A piece of clean CSV rows is parsed a column at a time; a piece with any problem is parsed
+//! row by row, which names each problem (the two give the same rows).
 
 use super::parse;
 use super::source::{self, Chunking, Encoding, Row, SourceKind, TableSink, TableSource};
