@@ -1080,16 +1080,19 @@ impl TableLoader<'_> {
             // Each loop: the cell, `None` when empty (if it may be), else the parsed value.
             macro_rules! each {
                 ($v:ident, $parse:expr) => {
+                    each!($v.push, $parse)
+                };
+                ($v:ident . $push:ident, $parse:expr) => {
                     for r in 0..n {
                         let t = cell(r, fi);
                         if t.is_empty() {
                             if required {
                                 return false;
                             }
-                            $v.push(None);
+                            $v.$push(None);
                         } else {
                             match $parse(t) {
-                                Ok(x) => $v.push(Some(x)),
+                                Ok(x) => $v.$push(Some(x)),
                                 Err(_) => return false,
                             }
                         }
@@ -1108,24 +1111,7 @@ impl TableLoader<'_> {
                     }
                 }
                 ColumnData::Date(v) => each!(v, |t| date_cell(t, excel)),
-                ColumnData::DateTime(v) => {
-                    for r in 0..n {
-                        let t = cell(r, fi);
-                        if t.is_empty() {
-                            if required {
-                                return false;
-                            }
-                            v.push_secs(None);
-                        } else {
-                            match crate::dates::iso_datetime_secs(t)
-                                .map_or_else(|| datetime_secs_cell(t, excel), Ok)
-                            {
-                                Ok(x) => v.push_secs(Some(x)),
-                                Err(_) => return false,
-                            }
-                        }
-                    }
-                }
+                ColumnData::DateTime(v) => each!(v.push_secs, |t| datetime_secs_cell(t, excel)),
                 ColumnData::Bool(v) => each!(v, |t| bool_cell(col, words, t)),
                 ColumnData::Number(v) => each!(v, number_cell),
                 ColumnData::Enum(v) => each!(v, |t| enum_cell(col, words, t)),
